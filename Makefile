@@ -1,0 +1,49 @@
+# The README's two commands. Each builds .venv from nothing on a fresh machine
+# (Python 3.11 is all it needs) and does no reinstall when nothing changed.
+PYTHON ?= python3.11
+VENV ?= .venv
+BENCH_VENV ?= .venv-bench
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# torch first, pinned to the CPU build available offline: an unpinned torch pulls a CUDA build of several GB.
+TORCH ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench clean-venv
+
+demo: $(VENV)/.core-installed
+	$(BIN)/brainlid demo
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.bench-installed
+	$(BENCH_VENV)/bin/python -m benchmarks $(BENCH_ARGS)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.torch-installed: $(BIN)/python
+	$(PIP) install --quiet "$(TORCH)"
+	touch $@
+
+$(VENV)/.core-installed: $(VENV)/.torch-installed pyproject.toml constraints.txt
+	$(PIP) install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.core-installed
+	$(PIP) install --quiet -c constraints.txt -e ".[test]"
+	touch $@
+
+# The peers we measure against live in their own environment: dadapy pins numpy<2.
+$(VENV)/.bench-installed: $(BENCH_VENV)/.bench-installed
+	touch $@
+$(BENCH_VENV)/.bench-installed: pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip "$(TORCH)"
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e ".[bench,test]"
+	touch $@
+
+clean-venv:
+	rm -rf $(VENV)

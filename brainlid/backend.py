@@ -1,0 +1,110 @@
+"""The one place that chooses the array backend and the threads per process.
+
+Array backend
+    brainlid builds on himalaya's backend layer (``himalaya.backend``) so that the
+    ridge solvers and brainlid's own maths share one switch: ``"numpy"``,
+    ``"torch"`` (CPU) or ``"torch_cuda"``. :func:`get_backend` returns the himalaya
+    backend module; ``"auto"`` picks ``torch_cuda`` when a GPU is visible and
+    ``numpy`` otherwise.
+
+Threads
+    :func:`set_threads` limits BLAS (through threadpoolctl) and torch intra-op
+    threads in this process, so that parallel workers (Dask, DataLoader workers)
+    each use their share of the cores and never oversubscribe the machine.
+    :func:`thread_limits` is the same as a context manager.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+from .errors import InputError
+
+__all__ = ["BACKENDS", "get_backend", "resolve_backend_name", "set_threads", "thread_limits", "available_cores"]
+
+BACKENDS = ("numpy", "torch", "torch_cuda")
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # pragma: no cover - torch is a core dependency
+        return False
+
+
+def resolve_backend_name(name: str | None = "auto") -> str:
+    """Turn ``"auto"``/``None`` into a concrete backend name and validate the others.
+
+    The environment variable ``BRAINLID_BACKEND`` overrides ``"auto"``.
+    """
+    if name in (None, "auto"):
+        name = os.environ.get("BRAINLID_BACKEND") or ("torch_cuda" if _cuda_available() else "numpy")
+    if name not in BACKENDS:
+        raise InputError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} or 'auto'")
+    if name == "torch_cuda" and not _cuda_available():
+        raise InputError("backend 'torch_cuda' was requested but torch sees no CUDA device; use 'numpy' or 'torch'")
+    return name
+
+
+def get_backend(name: str | None = "auto"):
+    """Return himalaya's backend module for ``name`` (see :data:`BACKENDS`).
+
+    The backend exposes array functions (``asarray``, ``matmul``, ``to_numpy``, ...)
+    that himalaya's solvers use; brainlid's alignment maths is written against it.
+    The global himalaya backend is not changed.
+    """
+    from himalaya.backend import get_backend as _hget
+
+    return _hget(resolve_backend_name(name), on_error="raise")
+
+
+def available_cores() -> int:
+    """Cores this process may use (respects CPU affinity, e.g. under SLURM or taskset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def set_threads(n: int | None = None) -> int:
+    """Limit BLAS and torch threads in this process to ``n`` (default: all available cores).
+
+    Returns the number set. Call it once at worker start-up; see :func:`thread_limits`
+    for a temporary limit.
+    """
+    n = available_cores() if n is None else int(n)
+    if n < 1:
+        raise InputError(f"threads must be >= 1, got {n}")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except Exception:  # pragma: no cover
+        pass
+    return n
+
+
+@contextlib.contextmanager
+def thread_limits(n: int | None) -> Iterator[int]:
+    """Context manager: BLAS and torch use at most ``n`` threads inside the block (``None``: no change)."""
+    if n is None:
+        yield available_cores()
+        return
+    from threadpoolctl import threadpool_limits
+
+    import torch
+
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=int(n)):
+        torch.set_num_threads(int(n))
+        try:
+            yield int(n)
+        finally:
+            torch.set_num_threads(before)
