@@ -1,0 +1,465 @@
+"""Noise ceilings and ceiling-normalised scores: the one module that owns these formulas.
+
+Conventions (METHODS.md §6)
+---------------------------
+* A noise ceiling is stored as a **fraction of explainable variance in [0, 1]**
+  (NSD's percent ÷ 100; THINGS-fMRI's percent columns ÷ 100). Split-half
+  reliabilities after Spearman–Brown (EEG/MEG, RDMs) are reported as ``r_sb`` and used
+  as ``NC = r_sb`` where a variance fraction is needed.
+* Normalised scores: ``R² / NC`` for R², ``r / √NC`` for Pearson r, per unit, then
+  averaged over the units whose NC exceeds a floor (default 0.1). Raw, ceiling and
+  normalised values are always reported together (:class:`NormalisedScores`).
+
+Functions
+---------
+:func:`nc_from_ncsnr`
+    NSD / Algonauts 2023 ceiling from the noise-ceiling SNR.
+:func:`split_half_reliability`
+    Random split-half reliability of repeated presentations with Spearman–Brown correction.
+:func:`normalise_r2`, :func:`normalise_r`
+    Ceiling-normalised scores with the ROI summary.
+:func:`rsa_noise_ceiling`
+    Leave-one-subject-out lower/upper bounds for RDM comparisons (rsatoolbox convention).
+
+References
+----------
+Allen et al. (2022), "A massive 7T fMRI dataset to bridge cognitive neuroscience and
+artificial intelligence", Nat. Neurosci. (NSD noise ceiling, ncsnr).
+Gifford et al. (2023), "The Algonauts Project 2023 Challenge" (mixture of repetition counts).
+Nili et al. (2014), "A toolbox for representational similarity analysis", PLoS Comput. Biol.
+(RDM noise ceiling); rsatoolbox ``inference.boot_noise_ceiling`` / ``pool_rdm``.
+Spearman (1910), Brown (1910): r_sb = 2 r / (1 + r).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = [
+    "nc_from_ncsnr",
+    "split_half_reliability",
+    "spearman_brown",
+    "NormalisedScores",
+    "normalise_r2",
+    "normalise_r",
+    "rsa_noise_ceiling",
+    "pool_rdms",
+]
+
+
+# --------------------------------------------------------------------------- NSD-style ceiling
+def nc_from_ncsnr(ncsnr, n_reps) -> np.ndarray:
+    """Noise ceiling (fraction of explainable variance) from the noise-ceiling SNR.
+
+    ``NC = ncsnr² / (ncsnr² + A)`` with ``A = 1/n`` when ``n_reps`` is a scalar (the
+    number of trials averaged per stimulus) and ``A = mean_i(1/n_i)`` over the scored
+    stimuli when ``n_reps`` is an array of per-stimulus repetition counts (the
+    Algonauts 2023 convention for stimuli with different numbers of repetitions).
+    NSD's ``NC%`` is ``100 × NC``.
+
+    Parameters
+    ----------
+    ncsnr : array-like of shape (n_units,) or any shape
+        Noise-ceiling signal-to-noise ratio per unit (σ_signal / σ_noise), >= 0.
+    n_reps : int or array-like of shape (n_stimuli,)
+        Repetitions averaged per stimulus (all >= 1).
+
+    Returns
+    -------
+    nc : ndarray, same shape as ``ncsnr``, float32, values in [0, 1].
+    """
+    snr = np.asarray(ncsnr, dtype=np.float64)
+    if not np.all(np.isfinite(snr)):
+        raise InputError(f"ncsnr has {int(np.sum(~np.isfinite(snr)))} non-finite values")
+    if np.any(snr < 0):
+        raise InputError(f"ncsnr must be >= 0 (it is a ratio of standard deviations); min is {snr.min():g}")
+    n = np.asarray(n_reps, dtype=np.float64)
+    if n.size == 0:
+        raise InputError("n_reps is empty: give the number of repetitions per scored stimulus")
+    if not np.all(np.isfinite(n)) or np.any(n < 1):
+        raise InputError("n_reps must be finite and >= 1 (stimuli with zero repetitions cannot be scored)")
+    a = float(np.mean(1.0 / n))
+    s2 = snr**2
+    return (s2 / (s2 + a)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- split-half reliability
+def spearman_brown(r, factor: float = 2.0) -> np.ndarray:
+    """Spearman–Brown prophecy: reliability of a test ``factor`` times as long.
+
+    ``r_sb = factor·r / (1 + (factor − 1)·r)``; for split halves (``factor = 2``)
+    ``r_sb = 2r / (1 + r)``. ``r`` is clipped to (−1, 1] first so that r = −1 gives a
+    large negative number instead of a division by zero.
+    """
+    r = np.clip(np.asarray(r, dtype=np.float64), -1 + 1e-12, 1.0)
+    return factor * r / (1.0 + (factor - 1.0) * r)
+
+
+_spearman_brown = spearman_brown  # the parameter of split_half_reliability shadows the name
+
+
+def _pearson_over_axis0(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pearson r between columns of ``a`` and ``b`` along axis 0 (float64); also a 'constant' mask."""
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    num = np.einsum("s...,s...->...", a, b)
+    den = np.sqrt(np.einsum("s...,s...->...", a, a) * np.einsum("s...,s...->...", b, b))
+    const = den <= 1e-300
+    r = np.where(const, 0.0, num / np.where(const, 1.0, den))
+    return np.clip(r, -1.0, 1.0), const
+
+
+def split_half_reliability(
+    responses,
+    rep_axis: int = 1,
+    stimulus_axis: int = 0,
+    n_splits: int = 100,
+    seed: int | None = 0,
+    spearman_brown: bool = True,
+    chunk_bytes: int = 256_000_000,
+) -> np.ndarray:
+    """Random split-half reliability of repeated presentations, per unit (and time).
+
+    For each of ``n_splits`` random splits, each stimulus's valid repetitions are
+    shuffled and divided into two halves of ``⌊n_i/2⌋`` repetitions each (with an odd
+    count one repetition is left out of that split, so both halves have the same
+    noise level, as Spearman–Brown assumes); the two half-means are correlated
+    across stimuli (Pearson r per unit[, time]). The split correlations are
+    averaged, then (by default) corrected with Spearman–Brown, ``r_sb = 2r/(1+r)``,
+    which estimates the reliability of the mean of all repetitions.
+
+    With signal variance s² and per-trial noise variance σ², n repetitions per
+    stimulus: r_half = s²/(s² + 2σ²/n) and r_sb = s²/(s² + σ²/n).
+
+    Parameters
+    ----------
+    responses : array-like of shape (n_stimuli, n_reps, n_units[, n_times])
+        Repeated presentations (axes given by ``stimulus_axis`` and ``rep_axis``; the
+        remaining axes are unit[, time]). Ragged repetitions are NaN-padded: a
+        repetition is missing when all its values are NaN. NaN inside a present
+        repetition is an error.
+    rep_axis, stimulus_axis : int
+        Axes of repetitions and stimuli.
+    n_splits : int
+        Number of random split-halves averaged (>= 1).
+    seed : int or None
+        Seed of the random splits.
+    spearman_brown : bool
+        Apply the Spearman–Brown correction (default) or return the half-split r.
+    chunk_bytes : int
+        Temporary memory budget; units are processed in chunks that fit it.
+
+    Returns
+    -------
+    r : ndarray of shape (n_units[, n_times]) float32
+        Reliability per unit (and time). Constant units get 0 with a warning.
+
+    Notes
+    -----
+    Stimuli with fewer than 2 repetitions are ignored (they carry no split); at least
+    3 stimuli with >= 2 repetitions are required.
+    """
+    x = np.asarray(responses)
+    if x.ndim not in (3, 4):
+        raise InputError(
+            f"responses must have shape (stimulus, rep, unit[, time]); got {x.ndim} dimensions {x.shape}"
+        )
+    if not np.issubdtype(x.dtype, np.number):
+        raise InputError(f"responses must be numeric, got dtype {x.dtype}")
+    if n_splits < 1:
+        raise InputError(f"n_splits must be >= 1, got {n_splits}")
+    rep_axis %= x.ndim
+    stimulus_axis %= x.ndim
+    if rep_axis == stimulus_axis:
+        raise InputError("rep_axis and stimulus_axis must differ")
+    x = np.moveaxis(x, (stimulus_axis, rep_axis), (0, 1))
+    n_stim, n_rep = x.shape[:2]
+    rest = x.shape[2:]
+    flat = x.reshape(n_stim, n_rep, -1)  # view when possible
+    n_cols = flat.shape[2]
+
+    # which repetitions are present (not entirely NaN)
+    finite = np.isfinite(flat)
+    present = finite.any(axis=2)  # (stim, rep)
+    partial = present[:, :, None] & ~finite
+    if partial.any():
+        bad = np.argwhere(partial.any(axis=2))[:3]
+        raise InputError(
+            f"responses have NaN/inf inside {int(partial.any(axis=2).sum())} present repetitions "
+            f"(first (stimulus, rep): {[tuple(map(int, b)) for b in bad]}); only whole missing "
+            "repetitions may be NaN-padded"
+        )
+    del finite, partial
+    n_i = present.sum(axis=1)
+    usable = n_i >= 2
+    if usable.sum() < 3:
+        raise InputError(
+            f"split-half reliability needs >= 3 stimuli with >= 2 repetitions; found {int(usable.sum())}"
+        )
+    present = present[usable]
+    n_i = n_i[usable]
+    flat = flat[usable]
+    half = n_i // 2
+
+    # the weight matrices of every split, shared by all units: (n_splits, stim, rep)
+    rng = np.random.default_rng(seed)
+    keys = rng.random((n_splits, *present.shape))
+    keys[:, ~present] = np.inf  # missing reps sort last
+    ranks = np.argsort(np.argsort(keys, axis=2), axis=2)
+    w_a = (ranks < half[None, :, None]).astype(np.float64) / half[None, :, None]
+    w_b = ((ranks >= half[None, :, None]) & (ranks < 2 * half[None, :, None])).astype(np.float64) / half[None, :, None]
+
+    out = np.empty(n_cols, dtype=np.float64)
+    n_const = 0
+    per_col = 8 * flat.shape[0] * (flat.shape[1] + 4)
+    step = max(1, int(chunk_bytes // max(per_col, 1)))
+    for c0 in range(0, n_cols, step):
+        block = np.nan_to_num(flat[:, :, c0 : c0 + step].astype(np.float64), nan=0.0)
+        acc = np.zeros(block.shape[2])
+        const_any = np.zeros(block.shape[2], dtype=bool)
+        for s in range(n_splits):
+            mean_a = np.einsum("sr,src->sc", w_a[s], block)
+            mean_b = np.einsum("sr,src->sc", w_b[s], block)
+            r, const = _pearson_over_axis0(mean_a, mean_b)
+            acc += r
+            const_any |= const
+        out[c0 : c0 + step] = acc / n_splits
+        n_const += int(const_any.sum())
+    if n_const:
+        warnings.warn(
+            f"{n_const} unit(s) have constant half-means in some split; their correlation counts as 0",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if spearman_brown:
+        out = _spearman_brown(out)
+    return out.reshape(rest).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- normalised scores
+@dataclass
+class NormalisedScores:
+    """Raw, ceiling and ceiling-normalised scores, per unit and summarised over an ROI.
+
+    Attributes
+    ----------
+    metric : str
+        ``"r2"`` (normalised = R²/NC) or ``"r"`` (normalised = r/√NC).
+    raw, ceiling, normalised : ndarray of shape (n_units[, ...]) float32
+        Per unit values. ``normalised`` is NaN only where the ceiling is exactly 0
+        (undefined); the ROI summary never uses such units.
+    kept : ndarray of bool, same shape
+        Units with ``ceiling > floor`` (the ones averaged in the summary).
+    floor : float
+        The ceiling floor.
+    n_units : int
+        Number of units (along axis 0).
+    n_kept : int or ndarray
+        Units kept (per trailing index, e.g. per time point).
+    roi_raw, roi_ceiling, roi_normalised : float or ndarray
+        Means over the kept units of raw, ceiling and normalised values (per trailing
+        index). ``roi_raw_all`` is the mean raw score over all units.
+    """
+
+    metric: str
+    raw: np.ndarray
+    ceiling: np.ndarray
+    normalised: np.ndarray
+    kept: np.ndarray
+    floor: float
+    n_units: int
+    n_kept: object
+    roi_raw: object
+    roi_raw_all: object
+    roi_ceiling: object
+    roi_normalised: object
+
+    def summary(self) -> dict:
+        """The ROI summary as a plain dict (scalars when there is no trailing axis)."""
+        d = asdict(self)
+        for key in ("raw", "ceiling", "normalised", "kept"):
+            d.pop(key)
+        return d
+
+
+def _normalise(raw, nc, floor: float, metric: str) -> NormalisedScores:
+    raw = np.asarray(raw, dtype=np.float64)
+    nc = np.asarray(nc, dtype=np.float64)
+    try:
+        raw, nc = np.broadcast_arrays(raw, nc)
+    except ValueError:
+        raise InputError(f"scores {raw.shape} and noise ceilings {nc.shape} do not have compatible shapes") from None
+    if raw.ndim == 0:
+        raw, nc = raw[None], nc[None]
+    if not np.all(np.isfinite(raw)):
+        raise InputError(f"scores contain {int(np.sum(~np.isfinite(raw)))} non-finite values")
+    if not np.all(np.isfinite(nc)):
+        raise InputError(f"noise ceilings contain {int(np.sum(~np.isfinite(nc)))} non-finite values")
+    if np.any(nc < -1e-6) or np.any(nc > 1 + 1e-6):
+        raise InputError(
+            f"noise ceilings must be fractions in [0, 1] (got range [{nc.min():g}, {nc.max():g}]); "
+            "divide percentages by 100"
+        )
+    if not 0 <= floor < 1:
+        raise InputError(f"floor must be in [0, 1), got {floor}")
+    nc = np.clip(nc, 0.0, 1.0)
+    denom = nc if metric == "r2" else np.sqrt(nc)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        normalised = np.where(nc > 0, raw / np.where(nc > 0, denom, 1.0), np.nan)
+    kept = nc > floor
+    n_kept = kept.sum(axis=0)
+    if np.any(n_kept == 0):
+        warnings.warn(
+            f"no unit has a noise ceiling above the floor {floor}: the ROI normalised score is undefined (NaN)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+    def kmean(v):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = np.where(kept, v, 0.0).sum(axis=0) / np.where(n_kept > 0, n_kept, np.nan)
+        return m.item() if m.ndim == 0 else m.astype(np.float32)
+
+    raw_all = raw.mean(axis=0)
+    return NormalisedScores(
+        metric=metric,
+        raw=raw.astype(np.float32),
+        ceiling=nc.astype(np.float32),
+        normalised=normalised.astype(np.float32),
+        kept=kept,
+        floor=float(floor),
+        n_units=int(raw.shape[0]),
+        n_kept=n_kept.item() if n_kept.ndim == 0 else n_kept,
+        roi_raw=kmean(raw),
+        roi_raw_all=raw_all.item() if raw_all.ndim == 0 else raw_all.astype(np.float32),
+        roi_ceiling=kmean(nc),
+        roi_normalised=kmean(np.nan_to_num(normalised)),
+    )
+
+
+def normalise_r2(r2, nc, floor: float = 0.1) -> NormalisedScores:
+    """Ceiling-normalised R²: ``R² / NC`` per unit; ROI mean over units with ``NC > floor``.
+
+    Parameters
+    ----------
+    r2 : array-like of shape (n_units[, n_times])
+        Held-out R² per unit (may be negative).
+    nc : array-like, broadcastable to ``r2``
+        Noise ceiling as a fraction of explainable variance in [0, 1].
+    floor : float
+        Units with ``nc <= floor`` are left out of the ROI summary (default 0.1).
+    """
+    return _normalise(r2, nc, floor, "r2")
+
+
+def normalise_r(r, nc, floor: float = 0.1) -> NormalisedScores:
+    """Ceiling-normalised Pearson r: ``r / √NC`` per unit; ROI mean over units with ``NC > floor``.
+
+    ``√NC`` is the highest correlation a perfect model can reach with noisy data whose
+    explainable-variance fraction is NC. Parameters as in :func:`normalise_r2`.
+    """
+    return _normalise(r, nc, floor, "r")
+
+
+# --------------------------------------------------------------------------- RSA noise ceiling
+_RANK_METHODS = {"spearman", "rho-a", "rho_a", "kendall", "tau-a", "tau_a", "kendall_tau_a", "tau-b"}
+_CORR_METHODS = {"pearson", "corr", "correlation"}
+_COSINE_METHODS = {"cosine"}
+
+
+def _rankdata_rows(x: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(x, axis=1)
+
+
+def pool_rdms(rdms, method: str = "spearman") -> np.ndarray:
+    """Average RDMs into the one best suited to ``method`` (rsatoolbox's ``pool_rdm`` rule).
+
+    Rank-based methods (Spearman, Kendall τ) average the ranks; Pearson averages
+    z-scored RDMs; cosine averages RDMs scaled to unit root-mean-square; every other
+    method (e.g. Euclidean or whitened comparisons) averages the raw RDMs.
+
+    Parameters
+    ----------
+    rdms : array-like of shape (n_subjects, n_pairs)
+        Condensed RDMs (upper triangles), one per subject.
+
+    Returns
+    -------
+    pooled : ndarray of shape (n_pairs,) float64
+    """
+    v = np.asarray(rdms, dtype=np.float64)
+    m = method.lower()
+    if m in _RANK_METHODS:
+        v = _rankdata_rows(v)
+    elif m in _CORR_METHODS:
+        v = v - v.mean(axis=1, keepdims=True)
+        sd = v.std(axis=1, keepdims=True)
+        v = v / np.where(sd > 0, sd, 1.0)
+    elif m in _COSINE_METHODS:
+        rms = np.sqrt(np.mean(v**2, axis=1, keepdims=True))
+        v = v / np.where(rms > 0, rms, 1.0)
+    return v.mean(axis=0)
+
+
+def rsa_noise_ceiling(
+    rdms,
+    method: str = "spearman",
+    compare: Callable[[np.ndarray, np.ndarray], float] | None = None,
+) -> tuple[float, float]:
+    """Leave-one-subject-out noise ceiling of an RDM comparison (rsatoolbox's convention).
+
+    For each subject s, its RDM is compared with
+
+    * the pooled RDM of **all** subjects including s → upper bound (an overestimate of
+      the best possible model's score, as the pool contains s's noise);
+    * the pooled RDM of the **other** subjects → lower bound (no leakage of s).
+
+    Both are averaged over subjects. Pooling follows :func:`pool_rdms`, as in
+    rsatoolbox's ``boot_noise_ceiling`` / ``pool_rdm``.
+
+    Parameters
+    ----------
+    rdms : array-like of shape (n_subjects, n_pairs)
+        Condensed RDMs (same stimulus order for every subject), n_subjects >= 2.
+    method : str
+        Comparison method name passed to ``compare`` (and used to choose the pooling):
+        e.g. ``"spearman"``, ``"pearson"``/``"corr"``, ``"kendall_tau_a"``, ``"cosine"``.
+    compare : callable ``(a, b) -> float`` or None
+        Comparison of two condensed RDMs. Default:
+        ``brainlid.alignment.rsa.compare_rdms(a, b, method=method)``.
+
+    Returns
+    -------
+    (lower, upper) : tuple of float
+    """
+    v = np.asarray(rdms, dtype=np.float64)
+    if v.ndim != 2:
+        raise InputError(f"rdms must have shape (n_subjects, n_pairs); got {v.shape}")
+    n_sub, n_pairs = v.shape
+    if n_sub < 2:
+        raise InputError(f"a leave-one-subject-out ceiling needs >= 2 subjects; got {n_sub}")
+    if n_pairs < 3:
+        raise InputError(f"RDMs need >= 3 stimulus pairs to be compared; got {n_pairs}")
+    if not np.all(np.isfinite(v)):
+        raise InputError(f"rdms contain {int(np.sum(~np.isfinite(v)))} non-finite values")
+    if compare is None:
+        from .rsa import compare_rdms  # lazy: written in brainlid.alignment.rsa
+
+        def compare(a, b):
+            return compare_rdms(a, b, method=method)
+
+    pooled_all = pool_rdms(v, method)
+    upper, lower = [], []
+    for s in range(n_sub):
+        others = np.delete(v, s, axis=0)
+        upper.append(float(np.asarray(compare(pooled_all, v[s])).squeeze()))
+        lower.append(float(np.asarray(compare(pool_rdms(others, method), v[s])).squeeze()))
+    return float(np.mean(lower)), float(np.mean(upper))
