@@ -1,0 +1,582 @@
+"""Representational similarity analysis: RDMs and RDM comparisons.
+
+RDMs are returned in *condensed* form: a vector of the n(n-1)/2 upper-triangle
+entries in :func:`scipy.spatial.distance.squareform` order (row-major,
+(0,1), (0,2), ..., (1,2), ...). They are computed with matrix products in
+float32 by default (centre / normalise, then one GEMM per block of rows), so an
+RDM of thousands of stimuli never needs more than a block of the n x n matrix.
+
+Dissimilarities (``rdm(method=...)``), with the same conventions as rsatoolbox
+(Nili et al. 2014; rsatoolbox ``calc_rdm``), so numbers are comparable:
+
+``"correlation"``
+    1 - Pearson r between the two response patterns (across units).
+``"euclidean"``
+    **Squared** Euclidean distance divided by the number of units,
+    ||x_i - x_j||^2 / p (rsatoolbox's ``'euclidean'``; the mean squared difference
+    per unit).
+``"cosine"``
+    1 - cosine similarity (no centring); equals scipy's ``pdist(metric="cosine")``.
+``"crossnobis"``
+    Cross-validated squared Mahalanobis distance / p (Walther et al. 2016) from
+    repeated measurements ``(stimulus, rep, unit)``; unbiased, so it can be
+    negative. See :func:`rdm` for the cross-validation conventions.
+
+Comparisons (``compare_rdms(method=...)``):
+
+``"spearman"``
+    Pearson r of the ranks (average ranks for ties), rsatoolbox ``'spearman'``.
+``"pearson"``
+    Pearson r, rsatoolbox ``'corr'``.
+``"kendall_tau_a"``
+    Kendall's tau-a, (concordant - discordant) / (P(P-1)/2) with P the number of
+    pairs, ties counted as neither (rsatoolbox ``'tau-a'``; Nili et al. 2014).
+``"cosine"``
+    Cosine similarity of the two vectors, rsatoolbox ``'cosine'``.
+``"cosine_whitened"``
+    Whitened cosine, rsatoolbox ``'cosine_cov'`` without ``sigma_k`` (Diedrichsen
+    et al. 2021): the cosine between the double-centred second-moment matrices
+    G = -1/2 H D H (H the centring matrix), counting each off-diagonal entry of
+    G twice and each diagonal entry once; equivalently the linear CKA of the
+    implied kernels.
+``"pearson_whitened"``
+    rsatoolbox ``'corr_cov'``: as above after subtracting the mean dissimilarity.
+
+Time-resolved data (EEG/MEG): :func:`rdm_timecourse` gives one RDM per time
+point and :func:`rsa_timecourse` the comparison score per time point.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = [
+    "RDM_METHODS",
+    "COMPARE_METHODS",
+    "check_features",
+    "rdm",
+    "rdm_timecourse",
+    "compare_rdms",
+    "rsa_timecourse",
+    "noise_precision_from_residuals",
+    "n_from_condensed",
+    "square_rdm",
+]
+
+RDM_METHODS = ("correlation", "euclidean", "cosine", "crossnobis")
+COMPARE_METHODS = ("spearman", "pearson", "kendall_tau_a", "cosine", "cosine_whitened", "pearson_whitened")
+#: rsatoolbox's names for the same comparisons, accepted as aliases
+COMPARE_ALIASES = {"corr": "pearson", "tau-a": "kendall_tau_a", "cosine_cov": "cosine_whitened",
+                   "corr_cov": "pearson_whitened"}
+
+#: bytes one block of the n x n product may take
+_BLOCK_BYTES = 64 * 2**20
+
+
+# --------------------------------------------------------------------------- helpers
+def check_features(X, name: str = "X", *, min_rows: int = 3, dtype=np.float32) -> np.ndarray:
+    """Validate a ``(n_stimuli, n_features)`` array and drop unusable feature columns.
+
+    Columns containing NaN/inf, and constant columns (zero variance across
+    stimuli), carry no information for similarity measures and would make some
+    of them NaN; they are dropped with a :class:`UserWarning` that reports how many.
+
+    Returns
+    -------
+    X : ndarray of shape (n_stimuli, n_kept) and ``dtype``
+    """
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise InputError(f"{name} must be 2-D (n_stimuli, n_features); got shape {X.shape}")
+    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise InputError(f"{name} must be a real numeric array; got dtype {X.dtype}")
+    n, p = X.shape
+    if n < min_rows:
+        raise InputError(f"{name} has {n} stimuli (rows); at least {min_rows} are needed")
+    if p == 0:
+        raise InputError(f"{name} has no feature columns")
+    X = np.asarray(X, dtype=dtype)
+    finite = np.isfinite(X).all(axis=0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        const = np.zeros(p, dtype=bool)
+        const[finite] = np.ptp(X[:, finite], axis=0) == 0
+    bad = ~finite | const
+    if bad.all():
+        raise InputError(
+            f"{name}: all {p} features are unusable ({int((~finite).sum())} with NaN/inf, "
+            f"{int(const.sum())} constant across stimuli)"
+        )
+    if bad.any():
+        warnings.warn(
+            f"{name}: dropped {int(bad.sum())} of {p} features ({int((~finite).sum())} with NaN/inf, "
+            f"{int(const.sum())} constant across stimuli)",
+            UserWarning,
+            stacklevel=3,
+        )
+        X = np.ascontiguousarray(X[:, ~bad])
+    return X
+
+
+def n_from_condensed(n_pairs: int) -> int:
+    """Number of stimuli n with n(n-1)/2 == n_pairs (error if there is none)."""
+    n = int(round((1 + np.sqrt(1 + 8 * n_pairs)) / 2))
+    if n * (n - 1) // 2 != n_pairs or n < 2:
+        raise InputError(f"an RDM vector of length {n_pairs} is not n(n-1)/2 for any n")
+    return n
+
+
+def square_rdm(d) -> np.ndarray:
+    """Condensed RDM (n_pairs,) -> square symmetric (n, n) with zero diagonal (scipy order)."""
+    from scipy.spatial.distance import squareform
+
+    d = np.asarray(d)
+    return squareform(d, checks=False)
+
+
+def _block_rows(n: int, width: int, itemsize: int) -> int:
+    return int(max(1, min(n, _BLOCK_BYTES // max(1, width * itemsize))))
+
+
+def _condensed_from_blocks(n: int, block: Callable[[int, int], np.ndarray], dtype) -> np.ndarray:
+    """Assemble a condensed RDM from row blocks.
+
+    ``block(s, e)`` returns the (e - s, n - s) block of the dissimilarity matrix
+    for rows s..e-1 and columns s..n-1; only its strictly-upper part is kept.
+    """
+    out = np.empty(n * (n - 1) // 2, dtype=dtype)
+    step = _block_rows(n, n, np.dtype(dtype).itemsize)
+    pos = 0
+    for s in range(0, n - 1, step):
+        e = min(n - 1, s + step)
+        blk = block(s, e)
+        rows = np.arange(s, e)[:, None]
+        cols = np.arange(s, n)[None, :]
+        vals = blk[cols > rows]
+        out[pos : pos + vals.size] = vals
+        pos += vals.size
+    assert pos == out.size
+    return out
+
+
+def _gram_condensed(A: np.ndarray, B: np.ndarray | None = None, *, transform) -> np.ndarray:
+    """Condensed ``transform(A_blk @ B[s:].T, s, e)`` over row blocks (B defaults to A)."""
+    B = A if B is None else B
+    n = A.shape[0]
+
+    def block(s, e):
+        return transform(A[s:e] @ B[s:].T, s, e)
+
+    return _condensed_from_blocks(n, block, A.dtype)
+
+
+# --------------------------------------------------------------------------- RDMs
+def noise_precision_from_residuals(X, *, method: str = "diag") -> np.ndarray:
+    """Noise precision per unit from the residuals of repeated measurements.
+
+    Parameters
+    ----------
+    X : array of shape (n_stimuli, n_reps, n_units)
+        Repeated measurements; missing repetitions are rows of NaN.
+    method : {"diag"}
+        ``"diag"``: univariate noise normalisation, precision_u = 1 / s_u^2 with
+        s_u^2 = sum of squared residuals from each stimulus' mean / dof,
+        dof = sum_i (n_i - 1).
+
+    Returns
+    -------
+    precision : ndarray of shape (n_units,) float64
+        Pass it as ``noise=`` to :func:`rdm` (a diagonal precision).
+    """
+    if method != "diag":
+        raise InputError(f"unknown noise estimation method {method!r}; use 'diag' or pass a precision matrix")
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 3:
+        raise InputError(f"repeated measurements must be (stimulus, rep, unit); got shape {X.shape}")
+    mean = np.nanmean(X, axis=1, keepdims=True)
+    present = ~np.isnan(X).all(axis=2)
+    dof = int((present.sum(axis=1) - 1).clip(min=0).sum())
+    if dof < 1:
+        raise InputError("noise estimation needs at least one stimulus with 2 or more repetitions")
+    var = np.nansum((X - mean) ** 2, axis=(0, 1)) / dof
+    if np.any(var <= 0):
+        raise InputError(f"{int((var <= 0).sum())} units have zero noise variance; drop them first")
+    return 1.0 / var
+
+
+def _prepare_reps(X, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(stimulus, rep, unit) with NaN-padded reps -> zero-filled array and presence mask (n, r)."""
+    X = np.asarray(X)
+    if X.ndim != 3:
+        raise InputError(f"repeated measurements must be 3-D (stimulus, rep, unit); got shape {X.shape}")
+    X = np.asarray(X, dtype=dtype)
+    finite = np.isfinite(X)
+    present = finite.any(axis=2)  # a rep of all-NaN is padding
+    # units with NaN inside a present repetition, or constant over everything present, are dropped
+    bad_unit = (~finite & present[:, :, None]).any(axis=(0, 1))
+    Xz = np.where(finite, X, 0).astype(dtype, copy=False)
+    cnt = present.sum()
+    with np.errstate(invalid="ignore"):
+        mean = Xz.sum(axis=(0, 1)) / max(cnt, 1)
+        var = (((Xz - mean) * present[:, :, None]) ** 2).sum(axis=(0, 1))
+    const = (var == 0) & ~bad_unit
+    drop = bad_unit | const
+    if drop.all():
+        raise InputError(f"all {X.shape[2]} units are unusable (NaN inside a repetition or constant)")
+    if drop.any():
+        warnings.warn(
+            f"dropped {int(drop.sum())} of {X.shape[2]} units ({int(bad_unit.sum())} with NaN inside a "
+            f"present repetition, {int(const.sum())} constant)",
+            UserWarning,
+            stacklevel=4,
+        )
+        Xz = Xz[:, :, ~drop]
+    Xz[~present] = 0
+    return np.ascontiguousarray(Xz), present, ~drop
+
+
+def _crossnobis(X, *, noise, cv: str, dtype) -> np.ndarray:
+    Xz, present, keep = _prepare_reps(X, dtype)
+    n, r, p = Xz.shape
+    n_rep = present.sum(axis=1)
+    if np.any(n_rep < 2):
+        raise InputError(
+            f"crossnobis needs at least 2 repetitions per stimulus; {int((n_rep < 2).sum())} of {n} stimuli "
+            f"have fewer"
+        )
+    if cv not in ("folds", "trials"):
+        raise InputError(f"cv must be 'folds' or 'trials'; got {cv!r}")
+    # apply the noise precision on one side of every inner product: <x Lambda, y>
+    if noise is None:
+        XL = Xz
+    else:
+        L = np.asarray(noise, dtype=np.float64)
+        if L.ndim == 1:
+            L = L[keep] if L.shape[0] == keep.size and L.shape[0] != p else L
+            if L.shape != (p,):
+                raise InputError(f"noise precision has shape {np.shape(noise)}; expected ({p},) or ({p}, {p})")
+            XL = Xz * L.astype(dtype)
+        elif L.ndim == 2:
+            if L.shape == (keep.size, keep.size) and keep.size != p:
+                L = L[np.ix_(keep, keep)]
+            if L.shape != (p, p):
+                raise InputError(f"noise precision has shape {np.shape(noise)}; expected ({p},) or ({p}, {p})")
+            XL = (Xz.reshape(n * r, p) @ L.astype(dtype)).reshape(n, r, p)
+        else:
+            raise InputError("noise must be None, a (p,) diagonal precision or a (p, p) precision matrix")
+    S = Xz.sum(axis=1)  # (n, p) sums over reps
+    SL = XL.sum(axis=1)
+    cat = Xz.reshape(n, r * p)
+    catL = XL.reshape(n, r * p)
+    # self term: mean over ordered pairs of distinct reps of <x_a, x_b>
+    self_num = np.einsum("ij,ij->i", S.astype(np.float64), SL.astype(np.float64)) - np.einsum(
+        "ij,ij->i", cat.astype(np.float64), catL.astype(np.float64)
+    )
+    nr = n_rep.astype(np.float64)
+    c_self = self_num / (nr * (nr - 1))
+    pres = present.astype(dtype)
+
+    def block(s, e):
+        cross = SL[s:e] @ S[s:].T  # sum over all rep pairs
+        if cv == "folds":
+            same = catL[s:e] @ cat[s:].T  # same-fold pairs, excluded
+            common = pres[s:e] @ pres[s:].T
+            denom = np.outer(nr[s:e], nr[s:]) - common
+            c_ij = (cross - same) / denom
+        else:
+            c_ij = cross / np.outer(nr[s:e], nr[s:])
+        d = c_self[s:e, None] + c_self[None, s:] - 2 * c_ij
+        return (d / p).astype(dtype, copy=False)
+
+    return _condensed_from_blocks(n, block, dtype)
+
+
+def rdm(X, method: str = "correlation", *, noise=None, cv: str = "folds", dtype=np.float32) -> np.ndarray:
+    """Representational dissimilarity matrix (condensed) of a set of response patterns.
+
+    Parameters
+    ----------
+    X : array of shape (n_stimuli, n_units) or (n_stimuli, n_reps, n_units)
+        Response patterns. With a repetition axis (NaN-padded when ragged),
+        ``"crossnobis"`` uses the repetitions; the other methods average them
+        first (``nanmean``). NaN/inf or constant units are dropped with a
+        warning that reports how many.
+    method : {"correlation", "euclidean", "cosine", "crossnobis"}
+        Dissimilarity, see the module docstring (rsatoolbox's conventions;
+        ``"euclidean"`` is the squared distance divided by the number of units).
+    noise : None, array of shape (n_units,) or (n_units, n_units)
+        Noise precision for ``"crossnobis"`` (multivariate noise normalisation):
+        inner products become <x, Lambda y>. ``None`` is the identity (cross-
+        validated Euclidean). :func:`noise_precision_from_residuals` estimates a
+        diagonal one.
+    cv : {"folds", "trials"}
+        Crossnobis cross-validation. ``"folds"`` (rsatoolbox's convention): the
+        repetition index is a fold (e.g. a run) whose noise may be shared across
+        stimuli, so every product of two measurements from the same fold is
+        excluded: with s_ij = mean over (a in reps_i, b in reps_j, fold_a !=
+        fold_b) of <x_a, Lambda x_b>, d_ij = (s_ii + s_jj - 2 s_ij) / p. For
+        balanced data this equals rsatoolbox's leave-one-fold-out ``calc_rdm(...,
+        method='crossnobis')``; for ragged data it equals
+        ``calc_rdm_unbalanced``. ``"trials"``: independent trials, only
+        products of a measurement with itself are excluded (s_ij = <m_i, Lambda m_j>
+        for i != j).
+    dtype : numpy dtype
+        Computation and output dtype (float32 by default; float64 for reference-grade numbers).
+
+    Returns
+    -------
+    d : ndarray of shape (n_stimuli * (n_stimuli - 1) / 2,)
+        Condensed RDM in ``scipy.spatial.distance.squareform`` order.
+
+    Notes
+    -----
+    Cost O(n^2 p) in matrix products, memory O(n p) plus one block of rows of the
+    n x n product (64 MB). Correlation: Z = rows centred and scaled to unit norm,
+    d_ij = 1 - z_i . z_j. Euclidean: (|x_i|^2 + |x_j|^2 - 2 x_i . x_j) / p.
+
+    References
+    ----------
+    Nili et al. (2014) PLoS Comput Biol 10:e1003553. Walther et al. (2016)
+    NeuroImage 137:188-200.
+    """
+    if method not in RDM_METHODS:
+        raise InputError(f"unknown RDM method {method!r}; choose one of {', '.join(RDM_METHODS)}")
+    X = np.asarray(X)
+    if method == "crossnobis":
+        if X.ndim != 3:
+            raise InputError(
+                f"crossnobis needs repeated measurements (stimulus, rep, unit); got shape {X.shape}"
+            )
+        if X.shape[0] < 2:
+            raise InputError("an RDM needs at least 2 stimuli")
+        return _crossnobis(X, noise=noise, cv=cv, dtype=dtype)
+    if X.ndim == 3:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            X = np.nanmean(np.asarray(X, dtype=np.float64), axis=1)
+    if X.ndim != 2:
+        raise InputError(f"responses must be (stimulus, unit) or (stimulus, rep, unit); got shape {X.shape}")
+    X = check_features(X, "responses", min_rows=2, dtype=dtype)
+    n, p = X.shape
+    if method in ("correlation", "cosine"):
+        Z = X - X.mean(axis=1, keepdims=True) if method == "correlation" else X.copy()
+        norms = np.linalg.norm(Z, axis=1)
+        if np.any(norms == 0):
+            bad = np.flatnonzero(norms == 0)
+            what = "constant across units" if method == "correlation" else "all zero"
+            raise InputError(
+                f"{bad.size} stimuli have patterns {what} (e.g. row {int(bad[0])}); "
+                f"their {method} distance is undefined"
+            )
+        Z /= norms[:, None]
+        d = _gram_condensed(Z, transform=lambda G, s, e: 1 - G)
+        return d
+    # euclidean (squared, / p)
+    sq = np.einsum("ij,ij->i", X.astype(np.float64), X.astype(np.float64))
+
+    def transform(G, s, e):
+        D = (sq[s:e, None] + sq[None, s:]).astype(G.dtype) - 2 * G
+        np.maximum(D, 0, out=D)
+        return D / p
+
+    return _gram_condensed(X, transform=transform)
+
+
+def rdm_timecourse(X, method: str = "correlation", **kwargs) -> np.ndarray:
+    """One RDM per time point.
+
+    Parameters
+    ----------
+    X : array of shape (n_stimuli, n_units, n_times) or (n_stimuli, n_reps, n_units, n_times)
+        Time-resolved responses in brainlid's canonical axis order.
+    method, **kwargs
+        As :func:`rdm`.
+
+    Returns
+    -------
+    d : ndarray of shape (n_times, n_pairs)
+    """
+    X = np.asarray(X)
+    if X.ndim not in (3, 4):
+        raise InputError(
+            f"time-resolved responses must be (stimulus, unit, time) or (stimulus, rep, unit, time); "
+            f"got shape {X.shape}"
+        )
+    return np.stack([rdm(X[..., t], method, **kwargs) for t in range(X.shape[-1])])
+
+
+# --------------------------------------------------------------------------- comparisons
+def _as_rdm_stack(d, name) -> tuple[np.ndarray, bool]:
+    d = np.asarray(d, dtype=np.float64)
+    if d.ndim == 1:
+        return d[None, :], True
+    if d.ndim == 2:
+        return d, False
+    raise InputError(f"{name} must be a condensed RDM (n_pairs,) or a stack (m, n_pairs); got shape {d.shape}")
+
+
+def _pair_index(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, 1)
+
+
+def _double_centred(V: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Whitened representation of condensed RDMs V (m, P): off-diagonal and diagonal parts of
+    G = -1/2 H D H, the off-diagonal scaled by sqrt(2) (each appears twice in G)."""
+    from scipy import sparse
+
+    ii, jj = _pair_index(n)
+    P = ii.size
+    W = -0.5 * V
+    inc = sparse.csr_matrix(
+        (np.ones(2 * P), (np.r_[np.arange(P), np.arange(P)], np.r_[ii, jj])), shape=(P, n)
+    )
+    rmean = np.asarray((inc.T @ W.T).T) / n  # (m, n) row means of the symmetric matrix (diag 0)
+    gmean = rmean.mean(axis=1, keepdims=True)
+    off = (W - rmean[:, ii] - rmean[:, jj] + gmean) * np.sqrt(2)
+    diag = -2 * rmean + gmean
+    return off, diag
+
+
+def _cosine_rows(A: np.ndarray, B: np.ndarray, what: str) -> np.ndarray:
+    na = np.linalg.norm(A, axis=1)
+    nb = np.linalg.norm(B, axis=1)
+    if np.any(na == 0) or np.any(nb == 0):
+        raise InputError(f"an RDM is constant (zero {what}); the comparison is undefined")
+    return (A @ B.T) / na[:, None] / nb[None, :]
+
+
+def _kendall_tau_a(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall tau-a via scipy's O(P log P) tau-b: tau_a = tau_b sqrt((T - t_x)(T - t_y)) / T."""
+    from scipy.stats import kendalltau
+
+    P = x.size
+    tot = P * (P - 1) / 2
+
+    def tied(v):
+        _, c = np.unique(v, return_counts=True)
+        return float((c * (c - 1) / 2).sum())
+
+    tx, ty = tied(x), tied(y)
+    if tx == tot or ty == tot:
+        raise InputError("an RDM is constant (all dissimilarities tied); Kendall's tau-a is undefined")
+    tau_b = kendalltau(x, y, variant="b", method="asymptotic").statistic
+    return float(np.clip(tau_b * np.sqrt((tot - tx) * (tot - ty)) / tot, -1.0, 1.0))
+
+
+def compare_rdms(a, b, method: str = "spearman"):
+    """Similarity between RDMs (vectorised: one against many, or many against many).
+
+    Parameters
+    ----------
+    a : array of shape (n_pairs,) or (m, n_pairs)
+    b : array of shape (n_pairs,) or (k, n_pairs)
+        Condensed RDMs (scipy order) over the same stimuli.
+    method : {"spearman", "pearson", "kendall_tau_a", "cosine", "cosine_whitened", "pearson_whitened"}
+        See the module docstring; each matches the rsatoolbox ``compare`` method
+        named there. rsatoolbox's names (``"corr"``, ``"tau-a"``, ``"cosine_cov"``,
+        ``"corr_cov"``) are accepted as aliases.
+
+    Returns
+    -------
+    float if both are 1-D; (m,) if only ``a`` is a stack; (k,) if only ``b`` is;
+    (m, k) if both are stacks. float64.
+
+    Raises
+    ------
+    InputError
+        Different lengths, NaN/inf entries, or a constant RDM (the score would be undefined).
+    """
+    method = COMPARE_ALIASES.get(method, method)
+    if method not in COMPARE_METHODS:
+        raise InputError(f"unknown RDM comparison {method!r}; choose one of {', '.join(COMPARE_METHODS)}")
+    A, a1 = _as_rdm_stack(a, "a")
+    B, b1 = _as_rdm_stack(b, "b")
+    if A.shape[1] != B.shape[1]:
+        raise InputError(f"RDMs have different lengths ({A.shape[1]} vs {B.shape[1]} pairs): not the same stimuli")
+    for M, nm in ((A, "a"), (B, "b")):
+        if not np.isfinite(M).all():
+            raise InputError(f"RDM {nm} has {int((~np.isfinite(M)).sum())} NaN/inf entries")
+    if A.shape[1] < 2:
+        raise InputError("RDM comparison needs at least 2 pairs (3 stimuli)")
+    if method == "cosine":
+        S = _cosine_rows(A, B, "norm")
+    elif method == "pearson":
+        S = _cosine_rows(A - A.mean(1, keepdims=True), B - B.mean(1, keepdims=True), "variance")
+    elif method == "spearman":
+        from scipy.stats import rankdata
+
+        RA = rankdata(A, axis=1)
+        RB = rankdata(B, axis=1)
+        S = _cosine_rows(RA - RA.mean(1, keepdims=True), RB - RB.mean(1, keepdims=True), "variance")
+    elif method == "kendall_tau_a":
+        S = np.array([[_kendall_tau_a(x, y) for y in B] for x in A])
+    else:  # whitened
+        n = n_from_condensed(A.shape[1])
+        if method == "pearson_whitened":
+            A = A - A.mean(1, keepdims=True)
+            B = B - B.mean(1, keepdims=True)
+        oa, da = _double_centred(A, n)
+        ob, db = _double_centred(B, n)
+        S = _cosine_rows(np.hstack([oa, da]), np.hstack([ob, db]), "norm after double centring")
+    if a1 and b1:
+        return float(S[0, 0])
+    if b1:
+        return S[:, 0]
+    if a1:
+        return S[0]
+    return S
+
+
+def rsa_timecourse(responses, reference, *, rdm_method: str = "correlation", compare: str = "spearman",
+                   reference_rdm_method: str | None = None, **rdm_kwargs) -> np.ndarray:
+    """RSA score per time point.
+
+    Parameters
+    ----------
+    responses : array of shape (n_stimuli, n_units, n_times) or (n_stimuli, n_reps, n_units, n_times)
+        Time-resolved brain responses.
+    reference : array
+        What each time point is compared with: a condensed RDM (n_pairs,), features
+        without time (n_stimuli, n_features) -> one RDM for all times, or a stack of RDMs
+        (n_times, n_pairs) / time-resolved features (n_stimuli, n_features, n_times),
+        which must have the same number of time points.
+    rdm_method, compare : str
+        See :func:`rdm` and :func:`compare_rdms`.
+    reference_rdm_method : str or None
+        RDM method for feature references (default: ``rdm_method``, or
+        ``"correlation"`` when that is ``"crossnobis"``).
+
+    Returns
+    -------
+    scores : ndarray of shape (n_times,) float64
+    """
+    R = rdm_timecourse(responses, rdm_method, **rdm_kwargs)
+    n_t, P = R.shape
+    n = n_from_condensed(P)
+    ref = np.asarray(reference)
+    ref_method = reference_rdm_method or ("correlation" if rdm_method == "crossnobis" else rdm_method)
+    if ref.ndim == 1:
+        refR = ref
+    elif ref.ndim == 2 and ref.shape == (n_t, P) and ref.shape[0] != n:
+        refR = ref
+    elif ref.ndim == 2:
+        if ref.shape[0] != n:
+            raise InputError(f"reference has {ref.shape[0]} stimuli (rows) but the responses have {n}")
+        refR = rdm(ref, ref_method)
+    elif ref.ndim == 3:
+        if ref.shape[0] != n:
+            raise InputError(f"reference has {ref.shape[0]} stimuli (rows) but the responses have {n}")
+        if ref.shape[2] != n_t:
+            raise InputError(f"reference has {ref.shape[2]} time points but the responses have {n_t}")
+        refR = rdm_timecourse(ref, ref_method)
+    else:
+        raise InputError(f"cannot use a reference of shape {ref.shape}")
+    if refR.shape[-1] != P:
+        raise InputError(f"reference RDM has {refR.shape[-1]} pairs but the responses' RDMs have {P}")
+    if refR.ndim == 1:
+        return compare_rdms(R, refR, compare)
+    return np.array([compare_rdms(R[t], refR[t], compare) for t in range(n_t)])
