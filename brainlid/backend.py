@@ -22,7 +22,7 @@ from typing import Iterator
 
 from .errors import InputError
 
-__all__ = ["BACKENDS", "get_backend", "resolve_backend_name", "set_threads", "thread_limits", "available_cores"]
+__all__ = ["BACKENDS", "get_backend", "use_backend", "resolve_backend_name", "set_threads", "thread_limits", "available_cores"]
 
 BACKENDS = ("numpy", "torch", "torch_cuda")
 
@@ -55,11 +55,25 @@ def get_backend(name: str | None = "auto"):
 
     The backend exposes array functions (``asarray``, ``matmul``, ``to_numpy``, ...)
     that himalaya's solvers use; brainlid's alignment maths is written against it.
-    The global himalaya backend is not changed.
+    himalaya's global backend is not changed (see :func:`use_backend` for calling
+    himalaya's own solvers, which read the global one).
     """
-    from himalaya.backend import get_backend as _hget
+    import importlib
 
-    return _hget(resolve_backend_name(name), on_error="raise")
+    return importlib.import_module(f"himalaya.backend.{resolve_backend_name(name)}")
+
+
+@contextlib.contextmanager
+def use_backend(name: str | None = "auto") -> Iterator[object]:
+    """Context manager: set himalaya's global backend for the block (its solvers read it), then restore it."""
+    from himalaya.backend import get_backend as _current, set_backend
+
+    before = _current()
+    module = set_backend(resolve_backend_name(name), on_error="raise")
+    try:
+        yield module
+    finally:
+        set_backend(before, on_error="raise")
 
 
 def available_cores() -> int:
