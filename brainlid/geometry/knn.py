@@ -1,0 +1,361 @@
+"""Exact k-nearest neighbours: blocked float32 candidate search, float64 re-ranking.
+
+One kNN computation at the largest K serves every local estimator and every K of a
+sweep (METHODS.md §2), and the mutual-kNN alignment metrics.
+
+Algorithm (:func:`knn`)
+-----------------------
+1. **Candidates, float32, blocked.** Rows of X are processed in blocks of ``b`` rows
+   (``b`` derived from ``memory_budget``; the full N×M matrix is never formed). For the
+   Euclidean metric the data are centred (translation does not change distances and
+   centring shrinks the rounding error) and one GEMM per block gives
+   ``v_ij = ‖y_j‖² − 2 x_i·y_j`` (the row constant ‖x_i‖² does not change the ranking);
+   for ``inner_product``/``cosine`` it gives ``s_ij = x_i·y_j`` (cosine on L2-normalised
+   rows). ``torch.topk`` keeps the ``c = k + margin`` best candidates per row.
+2. **Exact re-ranking, float64.** The candidates' distances (or similarities) are
+   recomputed in float64 from the original rows (``Σ (x − y)²`` on the differences, so
+   duplicates give exactly 0 and exact ties stay exact) and sorted by
+   (distance, index): ties are broken by the smaller index, as a stable sort of a
+   float64 brute force would.
+3. **Certificate.** A float32 GEMM errs by at most
+   ``E_i = (d + 16)·u·1.05·(‖x_i‖² + max_j ‖y_j‖²)`` on ``‖x_i − y_j‖²`` (u = 2⁻²⁴;
+   the standard dot-product bound γ_d plus rounding of norms, centring and sums;
+   for inner products ``(d + 16)·u·1.05·‖x_i‖·max_j‖y_j‖``). Every point left out of
+   the candidate set has an approximate value at least that of the worst candidate, so
+   if ``worst_candidate − E_i`` is strictly beyond the exact k-th value, no left-out point
+   can belong to the k nearest (nor tie with the k-th). Rows that fail this test
+   (rare: near-ties within the float32 error) are redone with every point whose
+   approximate value is within ``E_i`` of the exact k-th value — so the result is exact,
+   not merely very likely exact.
+
+Duplicates
+----------
+Exact duplicate rows have distance 0; their order is deterministic (smaller index
+first) and :attr:`KNN.n_duplicates` counts the points of X that have an exact copy
+(a :class:`DuplicatePointsWarning` says how many). The LID estimators never see these
+zeros: :func:`brainlid.geometry.lid` and friends remove duplicate rows first (see
+:mod:`brainlid.geometry.local`).
+
+Threads: the GEMM and ``topk`` use torch's intra-op threads; limit them with
+:func:`brainlid.backend.set_threads` / :func:`brainlid.backend.thread_limits`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .._docs import fill_doc
+from ..errors import InputError
+from ._validate import (
+    check_k,
+    check_points,
+    parse_memory_budget,
+    unique_rows,
+    warn_duplicates,
+)
+
+__all__ = ["KNN", "knn", "METRICS", "default_margin"]
+
+METRICS = ("euclidean", "cosine", "inner_product")
+
+_U32 = 2.0**-24  # unit roundoff of float32
+_OUT_BYTES_PER_ENTRY = 8 + 4  # float64 distance + int32 index
+
+
+class KNN(NamedTuple):
+    """Result of :func:`knn`.
+
+    Attributes
+    ----------
+    distances : ndarray of shape (n, k), float64, or None
+        Euclidean distances sorted increasingly (``metric="euclidean"``), or similarities
+        sorted decreasingly (``"cosine"``, ``"inner_product"``). ``None`` when
+        ``return_distance=False``.
+    indices : ndarray of shape (n, k), int32
+        Row indices (into Y, or into X when Y is None) of the neighbours, nearest first;
+        equal distances are ordered by index.
+    n_duplicates : int
+        Number of points of X that have an exact copy among the points searched
+        (zero Euclidean distance / identical rows), self excluded.
+    metric : str
+        The metric used.
+    """
+
+    distances: np.ndarray | None
+    indices: np.ndarray
+    n_duplicates: int
+    metric: str
+
+
+def default_margin(k: int) -> int:
+    """Extra float32 candidates kept per row beyond ``k``: ``max(4, k // 8)``."""
+    return max(4, k // 8)
+
+
+def _as_exact_source(A, checked: np.ndarray) -> np.ndarray:
+    """The rows distances are recomputed from: the caller's float64 array if float64, else float32."""
+    if isinstance(A, np.ndarray) and A.dtype == np.float64 and A.ndim == 2:
+        return np.ascontiguousarray(A)
+    return checked
+
+
+def _rows_in_chunks(n: int, chunk: int):
+    for s in range(0, n, chunk):
+        yield s, min(n, s + chunk)
+
+
+def _centred_f32(A: np.ndarray, mean: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(A - mean)`` as float32 and its squared row norms in float64, chunk by chunk."""
+    out = np.empty(A.shape, dtype=np.float32)
+    sq = np.empty(A.shape[0], dtype=np.float64)
+    for s, e in _rows_in_chunks(A.shape[0], chunk):
+        block = A[s:e].astype(np.float64) - mean
+        out[s:e] = block
+        b32 = out[s:e].astype(np.float64)
+        sq[s:e] = np.einsum("ij,ij->i", b32, b32)
+    return out, sq
+
+
+def _row_norms64(A: np.ndarray, chunk: int) -> np.ndarray:
+    sq = np.empty(A.shape[0], dtype=np.float64)
+    for s, e in _rows_in_chunks(A.shape[0], chunk):
+        b = A[s:e].astype(np.float64)
+        sq[s:e] = np.einsum("ij,ij->i", b, b)
+    return np.sqrt(sq)
+
+
+class _Exact:
+    """Recompute keys (smaller = nearer) of candidate pairs in float64 from the original rows.
+
+    Euclidean: key = Σ (x − y)² (squared distance). Inner product: key = −x·y.
+    Cosine: key = −x·y / (‖x‖‖y‖).
+    """
+
+    def __init__(self, Xe, Ye, metric, xnorm, ynorm, budget):
+        self.X = torch.from_numpy(Xe)
+        self.Y = torch.from_numpy(Ye)
+        self.metric = metric
+        self.xnorm = xnorm
+        self.ynorm = ynorm
+        self.d = Xe.shape[1]
+        self.budget = budget
+
+    def __call__(self, rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """rows: (b,) indices into X; cand: (b, c) indices into Y → keys (b, c) float64."""
+        b, c = cand.shape
+        out = np.empty((b, c), dtype=np.float64)
+        # float32 gather + float64 copy per pair: 12 bytes per element
+        chunk = max(1, int(self.budget // max(1, c * self.d * 12)))
+        for s, e in _rows_in_chunks(b, chunk):
+            q = self.X[torch.from_numpy(rows[s:e])].to(torch.float64)  # (ch, d)
+            flat = torch.from_numpy(np.ascontiguousarray(cand[s:e]).reshape(-1))
+            Yc = self.Y[flat].to(torch.float64).view(e - s, c, self.d)  # (ch, c, d), fresh copy
+            if self.metric == "euclidean":
+                Yc.sub_(q[:, None, :])
+                key = Yc.square_().sum(dim=2)
+            else:
+                key = torch.bmm(Yc, q[:, :, None]).squeeze(2).neg_()
+            out[s:e] = key.numpy()
+        if self.metric == "cosine":
+            out /= self.xnorm[rows][:, None] * self.ynorm[cand]
+        return out
+
+
+@fill_doc
+def knn(
+    X,
+    k: int,
+    *,
+    metric: str = "euclidean",
+    Y=None,
+    memory_budget=None,
+    margin: int | None = None,
+    return_distance: bool = True,
+    warn_on_duplicates: bool = True,
+) -> KNN:
+    """Exact k nearest neighbours of every row of X (self excluded), or of X's rows among Y's.
+
+    Parameters
+    ----------
+    %(X)s
+    k : int
+        Number of neighbours, 1 <= k <= n - 1 (or <= n_Y when Y is given). If the output
+        (n × k float64 + int32) does not fit in ``memory_budget``, k is capped with a warning.
+    metric : {"euclidean", "cosine", "inner_product"}
+        ``"euclidean"``: nearest = smallest ‖x − y‖₂, ``distances`` are Euclidean distances.
+        ``"inner_product"``: nearest = largest x·y, ``distances`` are the inner products.
+        ``"cosine"``: nearest = largest x·y/(‖x‖‖y‖), ``distances`` are cosine similarities;
+        zero rows are rejected.
+    Y : array-like of shape (n_Y, n_features) or None
+        Points searched. ``None``: X itself, with each point's self excluded.
+    %(memory_budget)s
+    margin : int or None
+        Extra float32 candidates per row (default :func:`default_margin`). Only speed
+        depends on it; exactness is certified per row (see the module docstring).
+    return_distance : bool
+        If False, ``distances`` is None.
+    warn_on_duplicates : bool
+        Warn (:class:`DuplicatePointsWarning`) when points have exact copies.
+
+    Returns
+    -------
+    KNN
+        ``distances`` (n, k) float64, ``indices`` (n, k) int32, ``n_duplicates``, ``metric``.
+
+    Notes
+    -----
+    Equal to a float64 brute force (``scipy.spatial.distance.cdist`` on the float32
+    rows, stable argsort) including exact ties (smaller index first), up to the
+    summation order of the float64 distances (≈1e-16 relative).
+    Memory: one ``b × n_Y`` float32 block at a time, ``b`` chosen from the budget.
+    """
+    if metric not in METRICS:
+        raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    Xf = check_points(X, "X")
+    self_mode = Y is None
+    if self_mode:
+        Yf = Xf
+        if Xf.shape[0] < 2:
+            raise InputError(f"X has {Xf.shape[0]} point; nearest neighbours need at least 2")
+    else:
+        Yf = check_points(Y, "Y")
+        if Yf.shape[1] != Xf.shape[1]:
+            raise InputError(f"X and Y must have the same number of features, got {Xf.shape[1]} and {Yf.shape[1]}")
+    n, d = Xf.shape
+    m = Yf.shape[0]
+    k = check_k(k, m, exclude_self=self_mode, what="points" if self_mode else "points in Y")
+    budget = parse_memory_budget(memory_budget)
+
+    out_bytes = n * k * _OUT_BYTES_PER_ENTRY
+    if out_bytes > budget:
+        k_cap = max(1, budget // (n * _OUT_BYTES_PER_ENTRY))
+        warnings.warn(
+            f"k={k} needs {out_bytes / 1e6:.0f} MB for the {n}x{k} output, more than the memory budget "
+            f"({budget / 1e6:.0f} MB); k is capped at {k_cap}. Raise memory_budget (or BRAINLID_MEMORY_BUDGET) "
+            f"to use a larger k.",
+            UserWarning,
+            stacklevel=2,
+        )
+        k = int(k_cap)
+    max_c = m - 1 if self_mode else m
+    if margin is None:
+        margin = default_margin(k)
+    if margin < 0:
+        raise InputError(f"margin must be >= 0, got {margin}")
+    c = min(max_c, k + int(margin))
+
+    Xe = _as_exact_source(X, Xf)
+    Ye = Xe if self_mode else _as_exact_source(Y, Yf)
+    prep_chunk = max(1, int(min(budget, 64 * 1024**2) // max(1, d * 8)))
+
+    xnorm = ynorm = None
+    if metric == "euclidean":
+        mean = Yf.mean(axis=0, dtype=np.float64)
+        Xc, sqx = _centred_f32(Xf, mean, prep_chunk)
+        if self_mode:
+            Yc, sqy = Xc, sqx
+        else:
+            Yc, sqy = _centred_f32(Yf, mean, prep_chunk)
+        scale_x = sqx
+        scale_y = float(sqy.max())
+        row_extra = torch.from_numpy(sqy.astype(np.float32))  # ‖y‖² (float32), added by addmm
+    else:
+        xnorm = _row_norms64(Xe, prep_chunk)
+        ynorm = xnorm if self_mode else _row_norms64(Ye, prep_chunk)
+        if metric == "cosine":
+            for nm, norms in (("X", xnorm), ("Y", ynorm)):
+                zero = np.flatnonzero(norms == 0)
+                if zero.size:
+                    raise InputError(
+                        f"{nm} has {zero.size} all-zero row(s) (rows {', '.join(map(str, zero[:5]))}"
+                        f"{', ...' if zero.size > 5 else ''}); cosine similarity is undefined for them"
+                    )
+            Xc = (Xf / xnorm[:, None]).astype(np.float32)
+            Yc = Xc if self_mode else (Yf / ynorm[:, None]).astype(np.float32)
+            scale_x = np.ones(n)
+            scale_y = 1.0
+        else:
+            Xc, Yc = Xf, Yf
+            scale_x = xnorm
+            scale_y = float(ynorm.max())
+        row_extra = None
+    # certified float32 error bound on each approximate key, per query row
+    if metric == "euclidean":
+        err = (d + 16) * _U32 * 1.05 * (scale_x + scale_y)
+    else:
+        err = (d + 16) * _U32 * 1.05 * (scale_x * scale_y)
+
+    exact = _Exact(Xe, Ye, metric, xnorm, ynorm, budget=max(budget // 4, 1))
+    # rows per block: the b × m float32 block plus candidates and their exact keys
+    per_row = m * 4 + c * (4 + 8 + 8 + 8) + 64
+    b = int(max(1, min(n, (max(budget - out_bytes, budget // 4) * 3 // 4) // per_row)))
+
+    Xt = torch.from_numpy(Xc)
+    Yt = torch.from_numpy(Yc)
+    dist = np.empty((n, k), dtype=np.float64)
+    idx_out = np.empty((n, k), dtype=np.int32)
+    buf = torch.empty((b, m), dtype=torch.float32)
+    largest = metric != "euclidean"
+    n_fallback = 0
+    for start, stop in _rows_in_chunks(n, b):
+        bb = stop - start
+        block = buf[:bb]
+        if metric == "euclidean":
+            torch.addmm(row_extra, Xt[start:stop], Yt.T, beta=1.0, alpha=-2.0, out=block)
+        else:
+            torch.mm(Xt[start:stop], Yt.T, out=block)
+        if self_mode:
+            ar = torch.arange(bb)
+            block[ar, ar + start] = -np.inf if largest else np.inf
+        vals, cand = torch.topk(block, c, dim=1, largest=largest, sorted=False)
+        vals = vals.numpy().astype(np.float64)
+        cand = cand.numpy()
+        rows = np.arange(start, stop)
+        keys = exact(rows, cand)
+        if metric == "euclidean":
+            approx_keys = vals + sqx[start:stop, None]
+        else:
+            approx_keys = -vals
+        order = np.lexsort((cand, keys), axis=1)[:, :k]
+        sel_keys = np.take_along_axis(keys, order, axis=1)
+        sel_idx = np.take_along_axis(cand, order, axis=1)
+        if c < max_c:
+            kth = sel_keys[:, -1]
+            worst = approx_keys.max(axis=1)
+            e_rows = err[start:stop]
+            bad = np.flatnonzero(~(worst - e_rows > kth))
+            for r in bad:
+                # certificate failed: take every point whose approximate key is within the error bound
+                thr = kth[r] + e_rows[r]
+                row_vals = block[r]
+                if metric == "euclidean":
+                    mask = row_vals <= float(thr - sqx[start + r])
+                else:
+                    mask = row_vals >= float(-thr)
+                cand_r = torch.nonzero(mask).squeeze(1).numpy()
+                keys_r = exact(np.array([start + r]), cand_r[None, :])[0]
+                o = np.lexsort((cand_r, keys_r))[:k]
+                sel_keys[r] = keys_r[o]
+                sel_idx[r] = cand_r[o]
+            n_fallback += bad.size
+        idx_out[start:stop] = sel_idx
+        if metric == "euclidean":
+            dist[start:stop] = np.sqrt(sel_keys)
+        else:
+            dist[start:stop] = -sel_keys
+    del buf
+
+    if metric == "euclidean":
+        n_dup = int(np.count_nonzero(dist[:, 0] == 0.0))
+    elif self_mode:
+        _, _, counts = unique_rows(Xf)
+        n_dup = int(counts[counts > 1].sum())
+    else:
+        n_dup = 0
+    if n_dup and warn_on_duplicates:
+        warn_duplicates(n_dup, n, "they are ordered by index among their neighbours", stacklevel=2)
+    return KNN(dist if return_distance else None, idx_out, n_dup, metric)
