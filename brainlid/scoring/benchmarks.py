@@ -1,0 +1,350 @@
+"""Versioned benchmark definitions, the registry, and user benchmarks.
+
+A **benchmark** fixes everything that makes two scores comparable: the dataset, subject(s),
+space, ROI, metric, the train/test split, the noise ceiling, and the stimulus set on which the
+models' LID is measured (the MLE's bias depends on N, so LIDs are only comparable on the same
+stimuli). Its ``version`` is stored in every score row; change a definition ⇒ bump the version.
+
+Id scheme
+---------
+``<dataset>.<subject>.<roi>.<metric>``, e.g. ``nsd.subj01.EBA.encoding``:
+
+* ``dataset`` — dataset card name (``nsd``, ``things_eeg2``, ``custom`` ...);
+* ``subject`` — ``subj01`` … ``subj08`` for NSD (``all`` for pooled benchmarks);
+* ``roi`` — an ROI name of the dataset (NSD: ``nsdgeneral``, ``V1v`` … ``hV4``, ``EBA``,
+  ``FBA-1``, ``FFA-1``, ``PPA`` ...); ``all`` means every unit;
+* ``metric`` — ``encoding`` (voxelwise ridge, held-out R² and r, ceiling-normalised) or ``rsa``
+  (correlation-distance RDMs compared by Spearman's rho).
+
+Built-in NSD benchmarks (version 1): test split = the shared images (``sharedix``; the loader's
+``"test"`` split), train = the rest; features reduced to ``pca=300`` components fitted on the
+fit part of the train split; α per voxel by 5-fold inner CV over ``logspace(-2, 6, 9)``; the
+best layer is chosen on a validation split of 20 % of the train stimuli (seeded, never the test
+split); ceiling from ncsnr (METHODS §6) with floor 0.1; LID measured on the test split.
+
+User benchmarks
+---------------
+:func:`benchmark_from_braindata` turns any :class:`~brainlid.data.BrainData` (e.g. a lab's own
+``BrainData.from_arrays``) with its stimuli into a registered benchmark.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..errors import DatasetNotFoundError, InputError
+
+__all__ = [
+    "Benchmark",
+    "UnknownBenchmarkError",
+    "register_benchmark",
+    "unregister_benchmark",
+    "get_benchmark",
+    "list_benchmarks",
+    "benchmark_from_braindata",
+    "load_benchmark_data",
+    "DEFAULT_PARAMS",
+    "NSD_ROIS",
+]
+
+
+class UnknownBenchmarkError(InputError):
+    """A benchmark id that is not registered (the message lists close ones)."""
+
+
+#: Defaults of every benchmark's scoring parameters (overridable per benchmark).
+DEFAULT_PARAMS: Mapping[str, Any] = MappingProxyType(
+    {
+        "pca": 300,  # PCA components fitted on the fit split (None: no PCA)
+        "alphas": tuple(float(a) for a in np.logspace(-2, 6, 9)),
+        "cv": 5,  # inner CV folds for alpha
+        "val_fraction": 0.2,  # fraction of the train split held out to choose the best layer
+        "ceiling_floor": 0.1,
+        "rdm_method": "correlation",
+        "rdm_compare": "spearman",
+        "n_boot": 1000,  # bootstrap over units for the CI of the ROI mean
+        "lid_ks": (5, 10, 20, 50, 100, 200, 500, 1000),
+        "lid_estimators": ("mle",),
+        "seed": 0,
+    }
+)
+
+NSD_SUBJECTS = tuple(f"subj{i:02d}" for i in range(1, 9))
+#: NSD ROIs with built-in benchmarks: prf-visualrois, floc-bodies/faces/places labels and nsdgeneral.
+NSD_ROIS = (
+    "nsdgeneral",
+    "V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4",
+    "EBA", "FBA-1", "FBA-2",
+    "OFA", "FFA-1", "FFA-2",
+    "OPA", "PPA", "RSC",
+)
+METRICS = ("encoding", "rsa")
+_ID_RE = re.compile(r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-+]+\.[A-Za-z0-9_\-]+$")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark definition.
+
+    Attributes
+    ----------
+    id : str
+        ``dataset.subject.roi.metric``.
+    dataset, subject, space, roi, metric : str
+        What is scored. ``subject`` is one subject id (``subj01``) or ``all``.
+    split : str
+        Name of the held-out split in ``BrainData.splits`` (train is every other stimulus of
+        the ``"train"`` split).
+    ceiling : str
+        ``"ncsnr"`` (the loader's per-unit ceiling, NSD), ``"split-half"`` (reliability of
+        repetitions), ``"data"`` (whatever ``BrainData.noise_ceiling`` holds) or ``"none"``.
+    version : int
+        Bumped whenever anything here changes; stored in every row.
+    lid_split : str
+        The split whose stimuli LID is measured on (default the test split).
+    lid_n : int or None
+        Number of those stimuli (the first ``lid_n`` by sorted id; None: all).
+    params : mapping
+        Scoring parameters (see :data:`DEFAULT_PARAMS`).
+    description : str
+    loader : callable or None
+        ``loader(root) -> (StimulusSet or None, BrainData)``; for user benchmarks it returns
+        the registered objects.
+    """
+
+    id: str
+    dataset: str
+    subject: str
+    space: str
+    roi: str
+    metric: str
+    split: str = "test"
+    ceiling: str = "data"
+    version: int = 1
+    lid_split: str = "test"
+    lid_n: int | None = None
+    params: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
+    description: str = ""
+    loader: Callable | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        if not _ID_RE.match(self.id):
+            raise InputError(f"benchmark id {self.id!r} does not follow the scheme dataset.subject.roi.metric")
+        if self.metric not in METRICS:
+            raise InputError(f"benchmark metric must be one of {METRICS}, got {self.metric!r}")
+        merged = dict(DEFAULT_PARAMS)
+        unknown = set(self.params) - set(DEFAULT_PARAMS)
+        if unknown:
+            raise InputError(f"unknown benchmark parameter(s) {sorted(unknown)}; known: {sorted(DEFAULT_PARAMS)}")
+        merged.update(self.params)
+        object.__setattr__(self, "params", MappingProxyType(merged))
+
+    @property
+    def lid_stimulus_set(self) -> str:
+        """Name of the stimulus set LID is measured on, e.g. ``nsd.subj01.test``."""
+        return f"{self.dataset}.{self.subject}.{self.lid_split}" + (f"[{self.lid_n}]" if self.lid_n else "")
+
+    def describe(self) -> dict:
+        """A flat dict for listings (no loader)."""
+        return {
+            "id": self.id, "dataset": self.dataset, "subject": self.subject, "space": self.space,
+            "roi": self.roi, "metric": self.metric, "split": self.split, "ceiling": self.ceiling,
+            "version": self.version, "lid_stimulus_set": self.lid_stimulus_set,
+            "lid_n": self.lid_n if self.lid_n else "all", "description": self.description,
+        }
+
+
+_REGISTRY: dict[str, Benchmark] = {}
+_BUILTINS_LOADED = False
+
+
+def _nsd_loader(subject: str, space: str, roi: str):
+    def load(root=None):
+        from ..data import nsd
+
+        try:
+            out = nsd.load(root=root, subject=int(subject[4:]), space=space, roi=roi)
+        except DatasetNotFoundError as exc:
+            raise DatasetNotFoundError(
+                f"benchmark nsd.{subject}.{roi} needs NSD {subject} ({space}) — fetch it as described in "
+                f"datasets/nsd.toml: {exc}"
+            ) from exc
+        return _unpack_loaded(out)
+
+    return load
+
+
+def _unpack_loaded(out):
+    """Accept ``(stimuli, brain)``, ``(brain, stimuli)`` or an object with ``.stimuli``/``.brain``."""
+    from ..data import BrainData, StimulusSet
+
+    if isinstance(out, BrainData):
+        return None, out
+    if isinstance(out, (tuple, list)) and len(out) == 2:
+        a, b = out
+        if isinstance(a, BrainData):
+            a, b = b, a
+        if isinstance(b, BrainData) and (a is None or isinstance(a, StimulusSet)):
+            return a, b
+    for sa, ba in (("stimuli", "brain"), ("stimuli", "data")):
+        if hasattr(out, sa) and hasattr(out, ba):
+            return getattr(out, sa), getattr(out, ba)
+    raise InputError(f"a benchmark loader must return (StimulusSet, BrainData); got {type(out).__name__}")
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
+    for subj in NSD_SUBJECTS:
+        for roi in NSD_ROIS:
+            for metric in METRICS:
+                bid = f"nsd.{subj}.{roi}.{metric}"
+                _REGISTRY.setdefault(
+                    bid,
+                    Benchmark(
+                        id=bid, dataset="nsd", subject=subj, space="func1pt8mm", roi=roi, metric=metric,
+                        split="test", ceiling="ncsnr" if metric == "encoding" else "none", version=1,
+                        description=(
+                            f"NSD {subj} {roi} ({'voxelwise ridge encoding, R² and r' if metric == 'encoding' else 'RSA, correlation RDMs, Spearman'}); "
+                            "test = shared images"
+                        ),
+                        loader=_nsd_loader(subj, "func1pt8mm", roi),
+                    ),
+                )
+
+
+def register_benchmark(bench: Benchmark, *, overwrite: bool = False) -> Benchmark:
+    """Add a benchmark to the registry (error if the id exists, unless ``overwrite``)."""
+    _load_builtins()
+    if bench.id in _REGISTRY and not overwrite and _REGISTRY[bench.id] != bench:
+        raise InputError(f"a benchmark {bench.id!r} is already registered; pass overwrite=True to replace it")
+    _REGISTRY[bench.id] = bench
+    return bench
+
+
+def unregister_benchmark(bid: str) -> None:
+    """Remove a registered benchmark (no error if absent)."""
+    _REGISTRY.pop(bid, None)
+
+
+def get_benchmark(bid: str | Benchmark) -> Benchmark:
+    """Look a benchmark up by id; an unknown id raises :class:`UnknownBenchmarkError` listing close ids."""
+    if isinstance(bid, Benchmark):
+        return bid
+    _load_builtins()
+    try:
+        return _REGISTRY[bid]
+    except KeyError:
+        close = difflib.get_close_matches(str(bid), list(_REGISTRY), n=5, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; run `brainlid benchmarks list` to see them"
+        raise UnknownBenchmarkError(f"unknown benchmark {bid!r}{hint}") from None
+
+
+def list_benchmarks(dataset: str | None = None):
+    """All registered benchmarks (optionally of one dataset) as a DataFrame sorted by id."""
+    import pandas as pd
+
+    _load_builtins()
+    rows = [b.describe() for b in _REGISTRY.values() if dataset is None or b.dataset == dataset]
+    if dataset is not None and not rows:
+        known = sorted({b.dataset for b in _REGISTRY.values()})
+        raise InputError(f"no benchmarks for dataset {dataset!r}; datasets with benchmarks: {', '.join(known)}")
+    return pd.DataFrame(rows).sort_values("id").reset_index(drop=True)
+
+
+def benchmark_from_braindata(
+    name: str,
+    brain,
+    stimuli=None,
+    *,
+    metric: str = "encoding",
+    roi: str | None = None,
+    test_split: str = "test",
+    test_fraction: float = 0.2,
+    version: int = 1,
+    register: bool = True,
+    overwrite: bool = False,
+    **params,
+) -> Benchmark:
+    """Build (and by default register) a benchmark from any :class:`~brainlid.data.BrainData`.
+
+    Parameters
+    ----------
+    name : str
+        Prefix ``dataset.subject``-style or a full id. A name without dots becomes
+        ``custom.<subject>.<roi or all>.<metric>`` with ``custom`` replaced by ``name``.
+    brain : BrainData
+        The responses (any dataset, e.g. ``BrainData.from_arrays``).
+    stimuli : StimulusSet or None
+        The images (needed to extract features with a model; not needed when features are
+        passed directly to :func:`brainlid.scoring.runner.score_features`).
+    metric : {"encoding", "rsa"}
+    roi : str or None
+        Restrict to a ``roi:<NAME>`` unit column (None: all units).
+    test_split : str
+        Name of the held-out split. When ``brain`` has no ``"train"``/``test_split`` splits,
+        a seeded ``test_fraction`` of the stimuli becomes the test split and the rest train.
+    **params
+        Overrides of :data:`DEFAULT_PARAMS`.
+    """
+    from ..data import BrainData
+
+    if not isinstance(brain, BrainData):
+        raise InputError(f"benchmark_from_braindata needs a BrainData, got {type(brain).__name__}")
+    if roi is not None and roi not in brain.rois:
+        raise InputError(f"unknown ROI {roi!r}; the data have: {', '.join(brain.rois) or 'none'}")
+    if "train" not in brain.splits or test_split not in brain.splits:
+        if not 0 < test_fraction < 1:
+            raise InputError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        rng = np.random.default_rng(params.get("seed", DEFAULT_PARAMS["seed"]))
+        ids = np.sort(brain.stimulus_ids)
+        n_test = max(3, int(round(test_fraction * ids.size)))
+        test = np.sort(rng.choice(ids, size=n_test, replace=False))
+        train = np.setdiff1d(ids, test)
+        brain = replace(brain, splits={**brain.splits, "train": train, test_split: test})
+    subject = brain.subject or "sub-01"
+    bid = name if name.count(".") == 3 else f"{name}.{subject}.{roi or 'all'}.{metric}"
+    has_nc = brain.noise_ceiling is not None
+    bench = Benchmark(
+        id=bid, dataset=brain.dataset or "custom", subject=subject, space=brain.space, roi=roi or "all",
+        metric=metric, split=test_split, ceiling="data" if has_nc else "none", version=version,
+        description=f"user benchmark from BrainData ({brain.n_stimuli} stimuli × {brain.n_units} units)",
+        params=params, loader=lambda root=None: (stimuli, brain),
+    )
+    if register:
+        register_benchmark(bench, overwrite=overwrite)
+    return bench
+
+
+def load_benchmark_data(bench: Benchmark | str, root=None):
+    """Load a benchmark's (StimulusSet or None, BrainData), restricted to its ROI.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        The data root lacks what the benchmark needs (the message names what to fetch).
+    InputError
+        The data lack the benchmark's splits or ROI.
+    """
+    bench = get_benchmark(bench)
+    if bench.loader is None:
+        raise InputError(f"benchmark {bench.id} has no loader")
+    stimuli, brain = _unpack_loaded(bench.loader(root))
+    if bench.roi != "all" and f"roi:{bench.roi}" in brain.units.columns:
+        brain = brain.select(roi=bench.roi)
+    elif bench.roi != "all" and brain.rois:
+        raise InputError(f"benchmark {bench.id}: ROI {bench.roi!r} not in the data (has {', '.join(brain.rois)})")
+    for s in ("train", bench.split):
+        if s not in brain.splits:
+            raise InputError(f"benchmark {bench.id}: the data have no {s!r} split (have: {', '.join(brain.splits) or 'none'})")
+    if brain.has_reps:
+        brain = brain.average_reps()
+    return stimuli, brain

@@ -1,0 +1,559 @@
+"""The scoring grid: model × layer × benchmark → tidy score and geometry rows.
+
+Everything here is a pure function of arrays except :func:`score`, the thin driver that
+loads data, extracts (cached) features, calls the pure functions and writes the results:
+
+* :func:`make_splits` — fit / val / train / test stimulus ids of a benchmark (val is a seeded
+  part of train; the test split is never touched by layer selection);
+* :func:`score_layer` — one **cell** (one model layer on one benchmark) → rows for the
+  ``val`` and ``test`` splits. A cell is independent of every other cell, so a parallel
+  scheduler can map cells onto workers and concatenate the rows;
+* :func:`select_best_layer` — picks the layer from ``val`` rows only and marks it;
+* :func:`geometry_rows` — LID K-sweep and global measures of one layer on the benchmark's LID
+  stimulus set;
+* :func:`model_model_rows` — model–model alignment on a shared stimulus set;
+* :func:`score_features` — all layers of one model's features on one benchmark;
+* :func:`score` — the Python API behind ``brainlid score``.
+
+Encoding (METHODS §6): features → PCA (``params["pca"]`` components, fitted on the fitting
+stimuli only) → ridge with a per-unit α chosen by inner CV (himalaya, through
+:func:`brainlid.alignment.encoding.ridge_cv_fit_predict`; X and Y centred on the fitting
+stimuli) → held-out Pearson r and R² per unit → ROI means; ceiling-normalised with
+:mod:`brainlid.alignment.ceiling` (R²/NC and r/√NC, units with NC > floor).
+RSA: correlation-distance RDMs of features and responses on the evaluated stimuli, compared
+by Spearman's rho (:mod:`brainlid.alignment.rsa`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .._version import __version__
+from ..errors import InputError
+from .benchmarks import Benchmark, get_benchmark, load_benchmark_data
+from .tables import geometry_frame, score_frame, write_table
+
+__all__ = [
+    "make_splits",
+    "score_layer",
+    "select_best_layer",
+    "geometry_rows",
+    "model_model_rows",
+    "score_features",
+    "score",
+    "ScoreResult",
+    "unit_scores",
+]
+
+
+
+# --------------------------------------------------------------------------- splits
+def make_splits(brain, bench: Benchmark) -> dict[str, np.ndarray]:
+    """Stimulus ids of the fit, val, train (= fit ∪ val) and test splits.
+
+    ``val`` is a seeded ``params["val_fraction"]`` of the train split (at least 3 ids), used
+    only to choose the best layer; ``fit`` is the rest. Ids present in both train and test are
+    removed from train (test wins), so no stimulus is fitted and scored.
+    """
+    p = bench.params
+    if "train" not in brain.splits or bench.split not in brain.splits:
+        raise InputError(f"benchmark {bench.id}: data need 'train' and {bench.split!r} splits; have {list(brain.splits)}")
+    test = np.sort(np.asarray(brain.splits[bench.split]))
+    train = np.setdiff1d(np.asarray(brain.splits["train"]), test)
+    if train.size < 6 or test.size < 3:
+        raise InputError(f"benchmark {bench.id}: too few stimuli (train {train.size}, test {test.size})")
+    rng = np.random.default_rng(p["seed"])
+    n_val = min(train.size - 3, max(3, int(round(p["val_fraction"] * train.size))))
+    val = np.sort(rng.choice(train, size=n_val, replace=False))
+    fit = np.setdiff1d(train, val)
+    return {"fit": fit, "val": val, "train": train, "test": test}
+
+
+# --------------------------------------------------------------------------- per-unit encoding scores
+def _pca(X_fit: np.ndarray, X_eval: np.ndarray, n_components, seed: int):
+    if n_components is None or n_components >= min(X_fit.shape):
+        mean = X_fit.mean(axis=0, dtype=np.float64).astype(np.float32)
+        return X_fit - mean, X_eval - mean
+    from ..features.pooling import fit_pca
+
+    mean, comps = fit_pca(X_fit, int(n_components), seed=seed)
+    return (X_fit - mean) @ comps.T, (X_eval - mean) @ comps.T
+
+
+def unit_scores(Y_true: np.ndarray, Y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out Pearson r and R² per unit (and time).
+
+    ``R² = 1 − Σ(y − ŷ)² / Σ(y − ȳ)²`` with ȳ the mean over the evaluated stimuli; r is Pearson's
+    correlation over the evaluated stimuli. Constant units get r = 0 and R² = 0 (no variance to
+    explain). Shapes ``(n_stimuli, n_units[, n_times])`` → ``(n_units[, n_times])`` float32.
+    """
+    y = np.asarray(Y_true, dtype=np.float64)
+    p = np.asarray(Y_pred, dtype=np.float64)
+    yc = y - y.mean(axis=0)
+    pc = p - p.mean(axis=0)
+    sst = (yc**2).sum(axis=0)
+    sse = ((y - p) ** 2).sum(axis=0)
+    den = np.sqrt(sst * (pc**2).sum(axis=0))
+    ok = sst > 1e-12
+    r = np.where(den > 1e-300, (yc * pc).sum(axis=0) / np.where(den > 1e-300, den, 1.0), 0.0)
+    r2 = np.where(ok, 1.0 - sse / np.where(ok, sst, 1.0), 0.0)
+    return r.astype(np.float32), r2.astype(np.float32)
+
+
+def _encode(X_fit, Y_fit, X_eval, Y_eval, params) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the encoding model on (X_fit, Y_fit), score on the eval stimuli: per-unit (r, R²)."""
+    from ..alignment.encoding import ridge_cv_fit_predict
+
+    Xf, Xe = _pca(X_fit, X_eval, params["pca"], params["seed"])
+    shape = Y_eval.shape
+    Yf = Y_fit.reshape(Y_fit.shape[0], -1)
+    n_cv = int(min(params["cv"], Xf.shape[0]))
+    res = ridge_cv_fit_predict(
+        np.ascontiguousarray(Xf, dtype=np.float32), np.ascontiguousarray(Yf, dtype=np.float32),
+        np.ascontiguousarray(Xe, dtype=np.float32), alphas=np.asarray(params["alphas"]), n_folds=n_cv, center=True,
+    )
+    pred = np.asarray(res.predictions, dtype=np.float32).reshape(shape)
+    return unit_scores(Y_eval, pred)
+
+
+def _bootstrap_mean_ci(values: np.ndarray, n_boot: int, seed: int, level: float = 0.95):
+    """Percentile bootstrap CI of the mean over axis 0 (units), per trailing index."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape[0] < 2 or n_boot < 1:
+        nan = np.full(v.shape[1:], np.nan)
+        return nan, nan
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.shape[0], size=(n_boot, v.shape[0]))
+    means = v[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return lo, hi
+
+
+# --------------------------------------------------------------------------- one cell
+def _aligned(X: np.ndarray, feature_ids, brain):
+    from ..data.ids import match_ids
+
+    ix, ib = match_ids(feature_ids, brain.stimulus_ids, names=("features", f"{brain.dataset} {brain.subject}"))
+    ids = np.asarray(brain.stimulus_ids)[ib]
+    return X[ix], brain.responses[ib], ids
+
+
+def _positions(ids: np.ndarray, want: np.ndarray, what: str) -> np.ndarray:
+    order = np.argsort(ids)
+    pos = np.searchsorted(ids, want, sorter=order)
+    pos = np.clip(pos, 0, ids.size - 1)
+    found = order[pos]
+    hit = ids[found] == want
+    if not hit.all():
+        missing = want[~hit]
+        raise InputError(f"{missing.size} {what} stimulus id(s) have no features, e.g. {list(missing[:5])}")
+    return found
+
+
+def score_layer(
+    X,
+    feature_ids,
+    brain,
+    bench: Benchmark | str,
+    *,
+    model: str,
+    layer: str,
+    layer_index: int = 0,
+    splits: Mapping[str, np.ndarray] | None = None,
+    which: Sequence[str] = ("val", "test"),
+    feature_cache_key: str = "",
+) -> list[dict]:
+    """Score one layer's features on one benchmark: rows for each split in ``which``.
+
+    Parameters
+    ----------
+    X : array of shape (n_stimuli, n_features) float32
+        The layer's features, one row per id in ``feature_ids``.
+    feature_ids : array-like of shape (n_stimuli,)
+    brain : BrainData
+        The benchmark's responses ``(stimulus, unit[, time])`` (ROI already selected).
+    bench : Benchmark or id
+    model, layer, layer_index : provenance of the rows
+    splits : mapping or None
+        From :func:`make_splits` (computed when None).
+    which : sequence of {"val", "test"}
+        ``"val"`` fits on ``fit`` and scores ``val`` (for layer selection); ``"test"`` fits on
+        ``train`` (= fit ∪ val) and scores ``test``.
+
+    Returns
+    -------
+    list of dict — score rows (:data:`brainlid.scoring.tables.SCORE_COLUMNS`).
+    """
+    bench = get_benchmark(bench)
+    p = bench.params
+    splits = make_splits(brain, bench) if splits is None else splits
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise InputError(f"features of layer {layer!r} must be 2-D (n_stimuli, n_features), got {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise InputError(f"features of layer {layer!r} of {model!r} contain NaN/inf")
+    Xa, Ya, ids = _aligned(X, feature_ids, brain)
+    times = brain.times
+    nc = brain.noise_ceiling
+    base = {
+        "model": model, "layer": layer, "layer_index": layer_index, "benchmark": bench.id, "dataset": bench.dataset,
+        "subject": bench.subject, "roi": bench.roi, "brainlid_version": __version__,
+        "benchmark_version": bench.version, "feature_cache_key": feature_cache_key,
+    }
+    rows: list[dict] = []
+    for split in which:
+        if split not in ("val", "test"):
+            raise InputError(f"split must be 'val' or 'test', got {split!r}")
+        fit_ids, eval_ids = (splits["fit"], splits["val"]) if split == "val" else (splits["train"], splits["test"])
+        fi = _positions(ids, fit_ids, f"{split}-fit")
+        ei = _positions(ids, eval_ids, split)
+        if bench.metric == "encoding":
+            rows += _encoding_rows(Xa[fi], Ya[fi], Xa[ei], Ya[ei], nc, times, p, {**base, "split": split})
+        else:
+            rows += _rsa_rows(Xa[ei], Ya[ei], times, p, {**base, "split": split})
+    return rows
+
+
+def _encoding_rows(X_fit, Y_fit, X_eval, Y_eval, nc, times, p, base) -> list[dict]:
+    from ..alignment.ceiling import normalise_r, normalise_r2
+
+    r, r2 = _encode(X_fit, Y_fit, X_eval, Y_eval, p)
+    n_units = r.shape[0]
+    rows = []
+    for metric, raw, norm in (("encoding_r2", r2, normalise_r2), ("encoding_r", r, normalise_r)):
+        lo, hi = _bootstrap_mean_ci(raw, p["n_boot"], p["seed"])
+        value = raw.mean(axis=0)
+        if nc is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                ns = norm(raw, np.nan_to_num(nc, nan=0.0) if nc.ndim == raw.ndim else np.nan_to_num(nc, nan=0.0)[:, None], floor=p["ceiling_floor"])
+            ceil = np.asarray(ns.roi_ceiling if metric == "encoding_r2" else np.sqrt(ns.roi_ceiling), dtype=np.float64)
+            normd = np.asarray(ns.roi_normalised, dtype=np.float64)
+            kept = np.asarray(ns.n_kept)
+        else:
+            ceil = normd = np.full(np.shape(value), np.nan)
+            kept = np.full(np.shape(value), n_units)
+        value = np.atleast_1d(value)
+        for t in range(value.size):
+            pick = (lambda a: float(np.atleast_1d(a)[t] if np.size(a) > 1 else np.atleast_1d(a)[0]))
+            rows.append({
+                **base, "metric": metric, "time": float(times[t]) if times is not None else np.nan,
+                "value": float(value[t]), "ci_low": pick(lo), "ci_high": pick(hi),
+                "ceiling": pick(ceil), "normalised": pick(normd),
+                "n_units": int(pick(kept)) if nc is not None else n_units, "n_stimuli": int(X_eval.shape[0]),
+            })
+    return rows
+
+
+def _rsa_rows(X_eval, Y_eval, times, p, base) -> list[dict]:
+    from ..alignment.rsa import compare_rdms, rdm
+
+    model_rdm = rdm(X_eval, method=p["rdm_method"])
+    Ys = [Y_eval] if times is None else [Y_eval[..., t] for t in range(Y_eval.shape[-1])]
+    rows = []
+    for t, Y in enumerate(Ys):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            brain_rdm = rdm(Y, method=p["rdm_method"])
+        value = float(compare_rdms(model_rdm, brain_rdm, method=p["rdm_compare"]))
+        rows.append({
+            **base, "metric": f"rsa_{p['rdm_compare']}", "time": float(times[t]) if times is not None else np.nan,
+            "value": value, "ci_low": np.nan, "ci_high": np.nan, "ceiling": np.nan, "normalised": np.nan,
+            "n_units": int(Y.shape[1]), "n_stimuli": int(Y.shape[0]),
+        })
+    return rows
+
+
+# --------------------------------------------------------------------------- layer selection
+def select_best_layer(rows: pd.DataFrame | list[dict], metric: str | None = None) -> pd.DataFrame:
+    """Mark the best layer per (model, benchmark) using the ``val`` rows only.
+
+    The criterion is the mean over time (if any) of the ``val`` value of ``metric`` (default:
+    ``encoding_r2`` for encoding benchmarks, the RSA metric otherwise). The ``test`` rows play no
+    part in the choice. Returns the table with ``selected`` set on every row (val and test) of
+    the chosen layer.
+    """
+    df = score_frame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
+    df["selected"] = False
+    for (_model, _bench), part in df.groupby(["model", "benchmark"], sort=False):
+        val = part[part["split"] == "val"]
+        if val.empty:
+            raise InputError(f"no validation rows for {_model} on {_bench}: cannot select a layer without the test split")
+        m = metric or ("encoding_r2" if (val["metric"] == "encoding_r2").any() else val["metric"].iloc[0])
+        val = val[val["metric"] == m]
+        if val.empty:
+            raise InputError(f"no validation rows with metric {m!r} for {_model} on {_bench}")
+        best = val.groupby("layer", sort=False)["value"].mean().idxmax()
+        df.loc[part.index[part["layer"] == best], "selected"] = True
+    return df
+
+
+# --------------------------------------------------------------------------- geometry
+def geometry_rows(
+    X, *, model: str, layer: str, layer_index: int = 0, stimulus_set: str, ks=None, estimators=("mle",),
+    global_measures: bool = True, benchmark_version: int = 0, feature_cache_key: str = "",
+) -> list[dict]:
+    """LID K-sweep (:func:`brainlid.geometry.lid_sweep`) and global measures
+    (:func:`brainlid.geometry.global_dimension`) of one layer's features ``X (n, d)``.
+
+    Ks larger than ``n − 1`` are dropped. Global measures get ``K = NaN``.
+    """
+    from .. import geometry
+
+    X = np.asarray(X, dtype=np.float32)
+    n = X.shape[0]
+    ks = [k for k in (ks or (5, 10, 20, 50, 100, 200, 500, 1000)) if 2 <= k <= n - 1]
+    base = {"model": model, "layer": layer, "layer_index": layer_index, "stimulus_set": stimulus_set, "n": n,
+            "brainlid_version": __version__, "benchmark_version": benchmark_version,
+            "feature_cache_key": feature_cache_key}
+    rows = []
+    if ks:
+        sweep = geometry.lid_sweep(X, ks=ks, estimators=tuple(estimators))
+        for rec in sweep.itertuples(index=False):
+            rows.append({**base, "estimator": str(rec.estimator), "K": float(rec.K), "value": float(rec.value)})
+    if global_measures:
+        g = geometry.global_dimension(X)
+        for name, value in g.items():
+            rows.append({**base, "estimator": str(name), "K": np.nan, "value": float(value)})
+    return rows
+
+
+def model_model_rows(
+    features: Mapping[str, np.ndarray], *, stimulus_set: str, metrics=("mutual_knn", "ridge_r2"), k: int = 10,
+    layers: Mapping[str, str] | None = None, n_components: int | None = 300, seed: int = 0,
+) -> list[dict]:
+    """Model–model alignment of every pair of models on one stimulus set.
+
+    ``features`` maps model name → ``(n_stimuli, n_features)`` (same stimuli, same order).
+    Each unordered pair is scored once and written twice (A's row with ``roi = B`` and B's row
+    with ``roi = A``) so per-model means are plain group-bys. Metrics: ``mutual_knn``
+    (Huh et al. 2024, k neighbours), ``ridge_r2`` (Yu et al. 2026: CV ridge R² averaged over
+    both directions, PCA ``n_components``), ``cka`` (linear). Rows have ``dataset = "models"`` and
+    ``benchmark = "models.<stimulus_set>.<metric>"``.
+    """
+    from ..alignment import similarity as sim
+
+    names = list(features)
+    rows = []
+    fn = {
+        "mutual_knn": lambda a, b: sim.mutual_knn(a, b, k=min(k, a.shape[0] - 1)),
+        "ridge_r2": lambda a, b: sim.ridge_r2(a, b, n_components=min(n_components or 10**9, a.shape[0] // 2, a.shape[1], b.shape[1]), seed=seed),
+        "cka": lambda a, b: sim.cka(a, b),
+    }
+    for m in metrics:
+        if m not in fn:
+            raise InputError(f"unknown model–model metric {m!r}; choose from {', '.join(fn)}")
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            A, B = features[a], features[b]
+            if A.shape[0] != B.shape[0]:
+                raise InputError(f"models {a} and {b} have features for different numbers of stimuli")
+            for m in metrics:
+                v = float(fn[m](A, B))
+                for x, y in ((a, b), (b, a)):
+                    rows.append({
+                        "model": x, "layer": (layers or {}).get(x, ""), "benchmark": f"models.{stimulus_set}.{m}",
+                        "dataset": "models", "subject": "", "roi": y, "metric": m, "split": "test", "time": np.nan,
+                        "value": v, "n_stimuli": int(A.shape[0]), "brainlid_version": __version__, "benchmark_version": 1,
+                    })
+    return rows
+
+
+# --------------------------------------------------------------------------- one model, one benchmark
+def score_features(
+    features: Mapping[str, np.ndarray],
+    feature_ids,
+    bench: Benchmark | str,
+    brain=None,
+    *,
+    model: str = "model",
+    root=None,
+    feature_cache_key: str | Mapping[str, str] = "",
+    geometry: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score every layer of one model's features on one benchmark; pick the best layer on val.
+
+    Parameters
+    ----------
+    features : mapping layer → array (n_stimuli, n_features)
+        In the order the layers were requested (that order is ``layer_index``).
+    feature_ids : array-like (n_stimuli,)
+    bench : Benchmark or id
+    brain : BrainData or None
+        The benchmark's data (loaded with :func:`load_benchmark_data` when None).
+    feature_cache_key : str or mapping layer → str
+
+    Returns
+    -------
+    (scores, geometry) : DataFrames in the tidy schemas.
+    """
+    bench = get_benchmark(bench)
+    if brain is None:
+        _, brain = load_benchmark_data(bench, root)
+    if not features:
+        raise InputError("no layers to score")
+    splits = make_splits(brain, bench)
+    keys = feature_cache_key if isinstance(feature_cache_key, Mapping) else {l: feature_cache_key for l in features}
+    fids = np.asarray(feature_ids)
+    rows: list[dict] = []
+    grows: list[dict] = []
+    lid_ids = np.sort(np.asarray(brain.splits[bench.lid_split]))
+    if bench.lid_n:
+        if lid_ids.size < bench.lid_n:
+            raise InputError(f"benchmark {bench.id} measures LID on {bench.lid_n} stimuli but its {bench.lid_split} split has {lid_ids.size}")
+        lid_ids = lid_ids[: bench.lid_n]
+    for li, (layer, X) in enumerate(features.items()):
+        X = np.asarray(X, dtype=np.float32)
+        rows += score_layer(X, fids, brain, bench, model=model, layer=layer, layer_index=li, splits=splits,
+                            feature_cache_key=keys.get(layer, ""))
+        if geometry:
+            pos = _positions(fids, lid_ids, "LID")
+            grows += geometry_rows(X[pos], model=model, layer=layer, layer_index=li, stimulus_set=bench.lid_stimulus_set,
+                                   ks=bench.params["lid_ks"], estimators=bench.params["lid_estimators"],
+                                   benchmark_version=bench.version, feature_cache_key=keys.get(layer, ""))
+    scores = select_best_layer(score_frame(rows))
+    return scores, geometry_frame(grows)
+
+
+# --------------------------------------------------------------------------- the driver
+@dataclass
+class ScoreResult:
+    """What :func:`score` produced: the two tables and where they were written."""
+
+    scores: pd.DataFrame
+    geometry: pd.DataFrame
+    paths: list[Path]
+    store: object | None = None
+
+
+def _features_as_layers(feats) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, str]]:
+    """Normalise a :class:`brainlid.features.Features` (or a plain mapping) to (layers, ids, keys)."""
+    if isinstance(feats, Mapping):
+        raise InputError("pass features as (mapping, ids) to score_features; score() extracts them itself")
+    layers = getattr(feats, "layers", None)
+    if callable(layers):
+        layers = layers()
+    if isinstance(layers, Mapping):
+        arrays = {str(k): np.asarray(v, dtype=np.float32) for k, v in layers.items()}
+    else:
+        names = list(layers) if layers is not None else list(feats.keys())
+        arrays = {str(k): np.asarray(feats[k], dtype=np.float32) for k in names}
+    ids = np.asarray(feats.stimulus_ids)
+    key = getattr(feats, "cache_key", None) or getattr(feats, "provenance", {}).get("cache_key", "")
+    keys = key if isinstance(key, Mapping) else {k: str(key or "") for k in arrays}
+    return arrays, ids, keys
+
+
+def score(
+    model,
+    benchmarks: str | Benchmark | Iterable[str | Benchmark],
+    *,
+    layers: Sequence[str] | None = None,
+    data_root=None,
+    out: str | os.PathLike | None = None,
+    store: str | os.PathLike | bool | None = True,
+    baselines: bool | Sequence[str] = True,
+    pooling: str = "avg",
+    batch_size: int = 64,
+    if_exists: str = "skip",
+    extract_kwargs: Mapping | None = None,
+    extract_fn=None,
+    return_result: bool = False,
+):
+    """Score a model (and its baselines) on benchmarks: the Python API of ``brainlid score``.
+
+    Parameters
+    ----------
+    model : str or torch.nn.Module or sequence of them
+        Model spec(s) (see :func:`brainlid.features.models.load_model`). With several models the
+        model–model alignment on each benchmark's LID stimulus set is scored too.
+    benchmarks : id, Benchmark or a sequence of them
+    layers : sequence of str or None
+        Layers to extract (default: the extractor's default layers).
+    data_root : path or None
+        Dataset root (default from the dataset card / ``$BRAINLID_DATA``).
+    out : path or None
+        Folder for ``scores.parquet/.csv`` and ``geometry.parquet/.csv``.
+    store : path, True (the default store), False/None (no store)
+    baselines : bool or sequence of {"pixels", "random", "shuffled"}
+        Baselines scored beside each model: raw pixels, the same architecture with random weights
+        (when the spec allows it), and stimulus-shuffled features (the zero control).
+    if_exists : {"skip", "replace", "error"}
+        What to do when the store already has a cell.
+    extract_fn : callable or None
+        ``extract_fn(model, stimuli, layers=, pooling=, batch_size=) -> Features``; default
+        :func:`brainlid.features.extract` (the cached extraction path).
+
+    Returns
+    -------
+    DataFrame of score rows (or a :class:`ScoreResult` with ``return_result=True``).
+    """
+    from . import baselines as bl
+
+    if extract_fn is None:
+        from ..features import extract as extract_fn
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    benches = [benchmarks] if isinstance(benchmarks, (str, Benchmark)) else list(benchmarks)
+    if not benches or not models:
+        raise InputError("give at least one model and one benchmark")
+    benches = [get_benchmark(b) for b in benches]  # fail early on unknown ids
+    want = bl.parse_baselines(baselines)
+    ekw = {"layers": layers, "pooling": pooling, "batch_size": batch_size, **dict(extract_kwargs or {})}
+    all_scores, all_geom = [], []
+    for bench in benches:
+        stimuli, brain = load_benchmark_data(bench, data_root)
+        if stimuli is None:
+            raise InputError(f"benchmark {bench.id} has no stimulus images: pass features to score_features instead")
+        shared = np.intersect1d(stimuli.ids, brain.stimulus_ids)
+        sub = stimuli if len(stimuli) == shared.size else stimuli.subset(ids=shared)
+        lid_ids = np.sort(np.asarray(brain.splits[bench.lid_split]))[: bench.lid_n or None]
+        lid_feats: dict[str, np.ndarray] = {}
+        lid_layer: dict[str, str] = {}
+        if "pixels" in want:
+            s, g = score_features({"pixels": bl.pixel_features(sub)}, sub.ids, bench, brain, model=bl.PIXELS_MODEL)
+            all_scores.append(s)
+            all_geom.append(g)
+        for m in models:
+            feats = extract_fn(m, sub, **ekw)
+            arrays, ids, keys = _features_as_layers(feats)
+            name = m if isinstance(m, str) else str(getattr(feats, "model_id", type(m).__name__))
+            s, g = score_features(arrays, ids, bench, brain, model=name, feature_cache_key=keys)
+            all_scores.append(s)
+            all_geom.append(g)
+            last = list(arrays)[-1]
+            lid_feats[name] = arrays[last][_positions(ids, lid_ids, "LID")]
+            lid_layer[name] = last
+            for kind, arrays_b, ids_b, name_b, keys_b in bl.baseline_features(
+                m, name, sub, arrays, ids, want, extract_fn=extract_fn, seed=bench.params["seed"], **ekw
+            ):
+                sb, gb = score_features(arrays_b, ids_b, bench, brain, model=name_b, feature_cache_key=keys_b,
+                                        geometry=kind != "shuffled")
+                all_scores.append(sb)
+                all_geom.append(gb)
+        if len(lid_feats) >= 2:
+            mm = score_frame(model_model_rows(lid_feats, stimulus_set=bench.lid_stimulus_set, layers=lid_layer))
+            all_scores.append(mm)
+    scores = pd.concat(all_scores, ignore_index=True) if all_scores else score_frame([])
+    geom = pd.concat(all_geom, ignore_index=True) if all_geom else geometry_frame([])
+    geom = geom.drop_duplicates(subset=["model", "layer", "stimulus_set", "estimator", "K"]).reset_index(drop=True)
+    paths: list[Path] = []
+    if out is not None:
+        out = Path(out)
+        paths += write_table(scores, out / "scores")
+        paths += write_table(geom, out / "geometry")
+    st = None
+    if store:
+        from .store import ResultsStore
+
+        st = ResultsStore(None if store is True else store)
+        st.add_frames(scores, geom, if_exists=if_exists)
+    if return_result:
+        return ScoreResult(scores, geom, paths, st)
+    return scores
