@@ -115,6 +115,8 @@ def _frame(rows, columns: dict[str, str], kind: str) -> pd.DataFrame:
     df = df[list(columns)]
     for c, t in columns.items():
         df[c] = df[c].astype(t)
+        if t == "string":  # CSV reads "" back as missing
+            df[c] = df[c].fillna("")
     return df.reset_index(drop=True)
 
 

@@ -1,0 +1,153 @@
+"""The SQLite results store: atomic cells, duplicate rejection, migrations; the tidy tables."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from brainlid.errors import FileFormatError, InputError
+from brainlid.scoring import tables
+from brainlid.scoring.store import SCHEMA_V1, SCHEMA_VERSION, DuplicateCellError, ResultsStore
+
+
+def _rows(model="m", layer="l1", bench="nsd.subj01.EBA.encoding", n=5, version=1):
+    return [
+        {"model": model, "layer": layer, "benchmark": bench, "dataset": "nsd", "subject": "subj01", "roi": "EBA",
+         "metric": "encoding_r2", "split": "test", "time": float(t), "value": 0.1 * t, "n_units": 10,
+         "benchmark_version": version, "brainlid_version": "x"}
+        for t in range(n)
+    ]
+
+
+def test_tables_schema_and_roundtrip(tmp_path):
+    df = tables.score_frame(_rows())
+    assert list(df.columns) == list(tables.SCORE_COLUMNS)
+    assert df["ci_low"].isna().all() and (df["selected"] == False).all()  # noqa: E712
+    paths = tables.write_table(df, tmp_path / "scores")
+    assert sorted(p.suffix for p in paths) == [".csv", ".parquet"]
+    for p in paths:
+        back = tables.read_table(p)
+        pd.testing.assert_frame_equal(back, df, check_dtype=False)
+    with pytest.raises(InputError, match="unknown column"):
+        tables.score_frame([{**_rows()[0], "valeu": 1}])
+    with pytest.raises(InputError, match="required"):
+        tables.geometry_frame([{"model": "m"}])
+
+
+def test_store_roundtrip_and_duplicates(tmp_path):
+    st = ResultsStore(tmp_path / "r.sqlite")
+    assert st.schema_version == SCHEMA_VERSION
+    assert st.add_cell("scores", _rows()) == 5
+    assert st.has_cell("scores", "m", "l1", "nsd.subj01.EBA.encoding", 1)
+    with pytest.raises(DuplicateCellError, match="already has scores"):
+        st.add_cell("scores", _rows())
+    assert len(st.scores()) == 5
+    # another version of the same benchmark is a different cell
+    st.add_cell("scores", _rows(version=2))
+    assert len(st.scores()) == 10
+    # replace swaps the rows in one transaction
+    new = _rows(n=2)
+    st.add_cell("scores", new, replace=True)
+    got = st.scores(benchmark_version=1)
+    assert len(got) == 2 and got["value"].tolist() == [0.0, 0.1]
+    counts = st.add_frames(tables.score_frame(_rows() + _rows(layer="l2")), if_exists="skip")
+    assert counts == {"written": 1, "skipped": 1, "rows": 5}
+    with pytest.raises(Exception, match="one cell per call"):
+        st.add_cell("scores", _rows() + _rows(layer="l3"))
+
+
+def test_failure_mid_cell_leaves_no_rows(tmp_path):
+    st = ResultsStore(tmp_path / "r.sqlite")
+    with pytest.raises(RuntimeError, match="simulated"):
+        st.add_cell("scores", _rows(n=6), _fail_after=3)
+    assert len(st.scores()) == 0 and len(st.cells()) == 0
+    # and the cell can be written afterwards
+    st.add_cell("scores", _rows(n=6))
+    assert len(st.scores()) == 6
+
+
+def test_killed_process_leaves_no_partial_cell(tmp_path):
+    """A process killed (os._exit) in the middle of writing a cell: the journal rolls it back."""
+    path = tmp_path / "r.sqlite"
+    ResultsStore(path).add_cell("scores", _rows(model="kept"))
+    code = textwrap.dedent(f"""
+        import os
+        import brainlid.scoring.store as s
+        calls = [0]
+        orig = s._py
+        def dying(v):
+            calls[0] += 1
+            if calls[0] > 40:
+                os._exit(9)
+            return orig(v)
+        s._py = dying
+        rows = [dict(model="killed", layer="l", benchmark="b.s.r.encoding", metric="encoding_r2", value=float(i),
+                     split="test", benchmark_version=1) for i in range(50)]
+        s.ResultsStore({str(path)!r}).add_cell("scores", rows)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 9, res.stderr
+    st = ResultsStore(path)
+    assert set(st.scores()["model"]) == {"kept"}
+    assert set(st.cells()["model"]) == {"kept"}
+
+
+def test_migration_from_v1_keeps_rows(tmp_path):
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript(SCHEMA_V1)
+    con.execute("INSERT INTO cells (kind, model, layer, benchmark, benchmark_version, created, brainlid_version) "
+                "VALUES ('scores', 'old', 'fc', 'nsd.subj01.EBA.encoding', 1, 'then', '0.0.1')")
+    con.execute("INSERT INTO scores (cell_id, model, layer, benchmark, metric, value, benchmark_version) "
+                "VALUES (1, 'old', 'fc', 'nsd.subj01.EBA.encoding', 'encoding_r2', 0.25, 1)")
+    con.commit()
+    con.close()
+    st = ResultsStore(path)
+    assert st.schema_version == SCHEMA_VERSION
+    df = st.scores()
+    assert df["model"].tolist() == ["old"] and df["value"].tolist() == [0.25]
+    assert df["split"].tolist() == ["test"] and df["selected"].tolist() == [False]
+    with pytest.raises(DuplicateCellError):
+        st.add_cell("scores", _rows(model="old", layer="fc"))
+    st.add_cell("scores", _rows(model="new"))
+    assert len(st.scores()) == 6
+
+
+def test_newer_or_foreign_file_refused(tmp_path):
+    path = tmp_path / "new.sqlite"
+    ResultsStore(path)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(FileFormatError, match="newer"):
+        ResultsStore(path)
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t (a)")
+    con.commit()
+    con.close()
+    with pytest.raises(FileFormatError, match="not a brainlid results store"):
+        ResultsStore(other)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(FileFormatError):
+        ResultsStore(junk)
+
+
+def test_geometry_cells(tmp_path):
+    st = ResultsStore(tmp_path / "r.sqlite")
+    rows = [{"model": "m", "layer": "l", "stimulus_set": "nsd.subj01.test", "n": 100, "estimator": "mle", "K": k,
+             "value": 10.0 - k / 10, "benchmark_version": 1} for k in (5, 10, 20)]
+    rows.append({"model": "m", "layer": "l", "stimulus_set": "nsd.subj01.test", "n": 100,
+                 "estimator": "participation_ratio", "K": np.nan, "value": 3.0, "benchmark_version": 1})
+    st.add_frames(geometry=tables.geometry_frame(rows))
+    g = st.geometry(estimator="mle")
+    assert g["K"].tolist() == [5, 10, 20]
+    assert np.isnan(st.geometry(estimator="participation_ratio")["K"].iloc[0])
