@@ -109,7 +109,10 @@ def unit_scores(Y_true: np.ndarray, Y_pred: np.ndarray) -> tuple[np.ndarray, np.
 
 def _encode(X_fit, Y_fit, X_eval, Y_eval, params) -> tuple[np.ndarray, np.ndarray]:
     """Fit the encoding model on (X_fit, Y_fit), score on the eval stimuli: per-unit (r, R²)."""
-    from ..alignment.encoding import ridge_cv_fit_predict
+    try:
+        from ..alignment.encoding import ridge_cv_fit_predict
+    except ImportError:  # the encoding module re-exports the solver; use it directly until then
+        from ..alignment._ridge import ridge_cv_fit_predict
 
     Xf, Xe = _pca(X_fit, X_eval, params["pca"], params["seed"])
     shape = Y_eval.shape
