@@ -1,0 +1,160 @@
+"""RSA of model features (or model RDMs) against brain RDM datasets (:class:`~brainlid.data.rdms.BrainRDMs`).
+
+For each layer, the model RDM (``rdm(X, rdm_method)``, condensed float32) is compared
+(``compare_rdms(..., compare)``) with
+
+* each subject's RDM (the mean over that subject's sessions) → one row per subject;
+* the group RDM (plain mean of the subject RDMs, as in Kriegeskorte et al. 2008) → ``subject = "mean"``.
+
+Every row carries the leave-one-subject-out noise ceiling of the brain RDMs
+(:func:`brainlid.alignment.ceiling.rsa_noise_ceiling`, rsatoolbox conventions: the
+upper bound compares each subject with the pool of all subjects, the lower bound
+with the pool of the others) and ``normalised = score / ceiling_upper`` — the
+conservative ratio (never inflated by an optimistic denominator). With a single
+subject no LOSO ceiling exists: the ceiling and normalised columns are NaN and
+``ceiling_note`` says why.
+
+Stimuli are joined by id (never by row order): the features' rows are named by
+``stimulus_ids``; only stimuli present on both sides are scored, and the RDMs are
+restricted to them in the features' order.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..data.ids import as_ids, match_ids
+from ..data.rdms import BrainRDMs, condensed_positions
+from ..errors import InputError
+from .ceiling import rsa_noise_ceiling
+from .rsa import compare_rdms, n_from_condensed, rdm
+
+__all__ = ["score_brain_rdms", "score_model_rdms", "SCORE_COLUMNS"]
+
+SCORE_COLUMNS = [
+    "layer", "subject", "dataset", "roi", "metric", "rdm_method", "compare", "score",
+    "ceiling_lower", "ceiling_upper", "normalised", "n_stimuli", "n_subjects", "ceiling_note",
+]
+
+
+def _ceiling(subject_rdms: np.ndarray, compare: str) -> tuple[float, float, str]:
+    if subject_rdms.shape[0] < 2:
+        return float("nan"), float("nan"), "single subject: no leave-one-subject-out ceiling"
+    lo, hi = rsa_noise_ceiling(subject_rdms, method=compare)
+    return float(lo), float(hi), ""
+
+
+def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs, *, compare: str = "spearman",
+                     rdm_method: str = "given", ceiling: tuple[float, float] | None = None) -> pd.DataFrame:
+    """Compare ready-made model RDMs with brain RDMs (per subject and on the group mean).
+
+    Parameters
+    ----------
+    model_rdms : mapping name -> array (n_pairs,)
+        Condensed RDMs over ``brain_rdms.stimulus_ids`` (same order), e.g. ``RDMDataset.models``.
+    brain_rdms : BrainRDMs
+    compare : str
+        Comparison method of :func:`brainlid.alignment.rsa.compare_rdms`.
+    rdm_method : str
+        Recorded in the ``rdm_method`` column (how the model RDMs were made).
+    ceiling : (lower, upper) or None
+        A precomputed ceiling (default: computed from ``brain_rdms``).
+
+    Returns
+    -------
+    DataFrame with :data:`SCORE_COLUMNS`; the model name is in ``layer``.
+    """
+    if not isinstance(brain_rdms, BrainRDMs):
+        raise InputError(f"brain_rdms must be a BrainRDMs, got {type(brain_rdms).__name__}")
+    if not model_rdms:
+        raise InputError("no model RDMs given")
+    subj = brain_rdms.subject_rdms()
+    group = brain_rdms.mean_rdm()
+    if ceiling is None:
+        lo, hi, note = _ceiling(subj, compare)
+    else:
+        (lo, hi), note = (float(ceiling[0]), float(ceiling[1])), ""
+    names = list(model_rdms)
+    M = np.stack([np.asarray(model_rdms[k], dtype=np.float64).ravel() for k in names])
+    if M.shape[1] != brain_rdms.n_pairs:
+        raise InputError(
+            f"model RDMs have {M.shape[1]} pairs but the brain RDMs {brain_rdms.n_pairs} "
+            f"({brain_rdms.n_stimuli} stimuli): not the same stimuli"
+        )
+    per_subject = np.atleast_2d(compare_rdms(M, subj, method=compare))  # (n_models, n_subjects)
+    on_mean = np.atleast_1d(compare_rdms(M, group, method=compare))  # (n_models,)
+    rows = []
+    for i, name in enumerate(names):
+        entries = [(s, per_subject[i, j]) for j, s in enumerate(brain_rdms.subjects)] + [("mean", on_mean[i])]
+        for s, score in entries:
+            rows.append({
+                "layer": name, "subject": s, "dataset": brain_rdms.dataset, "roi": brain_rdms.roi,
+                "metric": f"rsa_{compare}", "rdm_method": rdm_method, "compare": compare, "score": float(score),
+                "ceiling_lower": lo, "ceiling_upper": hi,
+                "normalised": float(score) / hi if np.isfinite(hi) and hi > 0 else float("nan"),
+                "n_stimuli": brain_rdms.n_stimuli, "n_subjects": brain_rdms.n_subjects, "ceiling_note": note,
+            })
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+def score_brain_rdms(features: Mapping[str, np.ndarray], stimulus_ids, brain_rdms: BrainRDMs,
+                     rdm_method: str = "correlation", compare: str = "spearman", *,
+                     min_stimuli: int = 3) -> pd.DataFrame:
+    """RSA of model features against brain RDMs, per subject and on the mean, with the LOSO ceiling.
+
+    Parameters
+    ----------
+    features : mapping layer -> array (n_stimuli, n_features)
+        One feature matrix per layer, rows named by ``stimulus_ids`` (any order).
+    stimulus_ids : array-like (n_stimuli,)
+        Ids of the feature rows.
+    brain_rdms : BrainRDMs
+        The brain RDMs (``stimulus_ids`` must share at least ``min_stimuli`` ids with them).
+    rdm_method : str
+        Dissimilarity of the model RDMs (:func:`brainlid.alignment.rsa.rdm`); ``"correlation"``
+        (1 - Pearson r) matches how most brain RDMs were made.
+    compare : str
+        RDM comparison (:func:`brainlid.alignment.rsa.compare_rdms`), e.g. ``"spearman"``.
+    min_stimuli : int
+        Fewest shared stimuli accepted.
+
+    Returns
+    -------
+    DataFrame, one row per (layer, subject) plus (layer, ``"mean"``), columns :data:`SCORE_COLUMNS`:
+    ``score`` (the comparison value), ``ceiling_lower`` / ``ceiling_upper`` (LOSO noise ceiling of
+    the brain RDMs over the scored stimuli), ``normalised`` (score / ceiling_upper), ``n_stimuli``.
+
+    Raises
+    ------
+    InputError
+        No layers, a feature matrix whose row count differs from ``stimulus_ids``.
+    StimulusMismatchError
+        Fewer than ``min_stimuli`` shared stimulus ids.
+    """
+    if not isinstance(brain_rdms, BrainRDMs):
+        raise InputError(f"brain_rdms must be a BrainRDMs, got {type(brain_rdms).__name__}")
+    if not features:
+        raise InputError("no feature layers given")
+    ids = as_ids(stimulus_ids, "feature stimulus ids")
+    idx_feat, idx_brain = match_ids(ids, brain_rdms.stimulus_ids, min_overlap=max(3, min_stimuli),
+                                    names=("features", f"{brain_rdms.dataset} {brain_rdms.roi} RDMs"))
+    if idx_brain.size == brain_rdms.n_stimuli and np.array_equal(idx_brain, np.arange(brain_rdms.n_stimuli)):
+        sub = brain_rdms
+    else:
+        sub = BrainRDMs(brain_rdms.rdms[..., condensed_positions(idx_brain, brain_rdms.n_stimuli)],
+                        brain_rdms.stimulus_ids[idx_brain], brain_rdms.subjects, brain_rdms.sessions,
+                        brain_rdms.roi, brain_rdms.dataset, brain_rdms.dissimilarity, None, dict(brain_rdms.info))
+    model = {}
+    for layer, X in features.items():
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[0] != ids.size:
+            raise InputError(f"features[{layer!r}] has shape {X.shape}; expected ({ids.size}, n_features) rows per stimulus id")
+        model[str(layer)] = rdm(X[idx_feat], rdm_method)
+    n_from_condensed(next(iter(model.values())).size)
+    ceiling = _ceiling(sub.subject_rdms(), compare)
+    out = score_model_rdms(model, sub, compare=compare, rdm_method=rdm_method, ceiling=ceiling[:2])
+    out["ceiling_note"] = ceiling[2]
+    return out
