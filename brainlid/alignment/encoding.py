@@ -1,0 +1,590 @@
+"""Voxelwise (unit-wise) encoding models: features → brain responses by cross-validated ridge.
+
+Pipeline (METHODS.md §6)
+------------------------
+1. Split the stimuli into training and test rows: an explicit ``train``/``test`` split,
+   or ``n_outer_folds`` shuffled outer folds (every stimulus is predicted once).
+2. Optionally reduce the features to ``pca`` principal components fitted on the
+   **training rows only** (Yu et al. 2026 used 300).
+3. Fit a ridge per unit with α chosen per unit by inner K-fold CV over a log grid
+   and refit on all training rows (:func:`ridge_cv_fit_predict`, centring on the
+   training split = an intercept).
+4. Score the held-out predictions per unit: Pearson r and R² = 1 − SS_res/SS_tot
+   (SS_tot around the mean of the held-out responses, as scikit-learn's ``r2_score``).
+   With outer folds, the out-of-fold predictions of all stimuli are pooled and scored
+   once (``outer_aggregate="pooled"`` [ours]) or scored per fold and averaged
+   (``"mean"``).
+
+Time-resolved responses ``(n_stimuli, n_units, n_times)`` are handled as
+``n_units × n_times`` independent targets (the same as looping over time); scores
+come back as ``(n_units, n_times)``. Time-resolved features ``(n, p, n_times)`` fit one
+model per time point and need time-resolved responses with the same times.
+
+Unit hygiene: units with NaN/inf responses or constant responses (in the training
+or the test rows) cannot be scored; they are dropped with a warning and counted in
+``n_dropped`` — scores are never NaN. A constant prediction (e.g. α → ∞) has no
+correlation with anything: its r is reported as 0.
+
+:func:`brain_encoding_scores` joins features and a :class:`brainlid.data.BrainData` on
+stimulus ids and returns a tidy table with raw, ceiling and normalised scores.
+:func:`banded_encoding_scores` fits several feature spaces jointly with one α per space
+(himalaya's ``MultipleKernelRidgeCV``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ._ridge import DEFAULT_ALPHAS, RidgeResult, kfold_indices, ridge_cv_fit_predict
+from .ceiling import normalise_r, normalise_r2
+
+__all__ = [
+    "ridge_cv_fit_predict",
+    "RidgeResult",
+    "DEFAULT_ALPHAS",
+    "EncodingScores",
+    "encoding_scores",
+    "brain_encoding_scores",
+    "banded_encoding_scores",
+    "pearson_r_columns",
+    "r2_columns",
+    "pca_fit_transform",
+]
+
+
+# ----------------------------------------------------------------------------- per-column scores
+def pearson_r_columns(y_true, y_pred) -> np.ndarray:
+    """Pearson r between matching columns of two ``(n, t)`` arrays (float64 accumulation).
+
+    A column whose prediction or truth is constant gets r = 0 (no linear association
+    can be measured), never NaN.
+    """
+    a = np.asarray(y_true, dtype=np.float64)
+    b = np.asarray(y_pred, dtype=np.float64)
+    a = a - a.mean(axis=0)
+    b = b - b.mean(axis=0)
+    num = np.einsum("ij,ij->j", a, b)
+    den = np.sqrt(np.einsum("ij,ij->j", a, a) * np.einsum("ij,ij->j", b, b))
+    ok = den > 1e-12 * np.maximum(1.0, np.sqrt(np.einsum("ij,ij->j", a, a)))
+    r = np.where(ok, num / np.where(ok, den, 1.0), 0.0)
+    return np.clip(r, -1.0, 1.0)
+
+
+def r2_columns(y_true, y_pred) -> np.ndarray:
+    """Coefficient of determination per column: ``1 − Σ(y − ŷ)² / Σ(y − ȳ)²`` (scikit-learn's ``r2_score``).
+
+    Columns with a constant truth must be removed first (they raise :class:`InputError`).
+    """
+    a = np.asarray(y_true, dtype=np.float64)
+    b = np.asarray(y_pred, dtype=np.float64)
+    sst = np.einsum("ij,ij->j", a - a.mean(axis=0), a - a.mean(axis=0))
+    if np.any(sst <= 0):
+        raise InputError(f"{int(np.sum(sst <= 0))} column(s) have constant held-out responses; R² is undefined")
+    d = a - b
+    return 1.0 - np.einsum("ij,ij->j", d, d) / sst
+
+
+# ----------------------------------------------------------------------------- PCA on the training rows
+def pca_fit_transform(train, test, n_components: int, seed: int | None = 0):
+    """Project ``train`` and ``test`` on the first ``n_components`` PCs of ``train`` (fit on train only).
+
+    Uses scikit-learn's ``PCA`` (exact or randomized SVD chosen by shape, ``random_state=seed``).
+    ``n_components`` larger than ``min(n_train, n_features)`` is reduced to it with a warning.
+
+    Returns
+    -------
+    train_pcs, test_pcs : ndarray of shape (n_train, k), (n_test, k) float32
+    """
+    from sklearn.decomposition import PCA
+
+    n_components = int(n_components)
+    if n_components < 1:
+        raise InputError(f"pca must be a positive number of components, got {n_components}")
+    k_max = min(train.shape)
+    if n_components > k_max:
+        warnings.warn(
+            f"pca={n_components} exceeds min(n_train, n_features)={k_max}; using {k_max} components",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        n_components = k_max
+    model = PCA(n_components=n_components, random_state=seed).fit(train)
+    return model.transform(train).astype(np.float32), model.transform(test).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class EncodingScores:
+    """Held-out encoding scores.
+
+    Attributes
+    ----------
+    r, r2 : ndarray of shape (n_kept_units[, n_times]) float32
+        Held-out Pearson r and R² per scored unit (and time).
+    alpha : ndarray of shape (n_kept_units[, n_times]) float64
+        α chosen by the inner CV (with outer folds: the geometric mean over folds).
+    units : ndarray of int64, shape (n_kept_units,)
+        Positions (in the input's unit axis) of the scored units.
+    n_units : int
+        Units in the input.
+    n_dropped : int
+        Units dropped (NaN/inf or constant responses).
+    times : int or None
+        Number of time points (time-resolved responses) or None.
+    predictions : ndarray of shape (n_test, n_kept_units[, n_times]) or None
+        Held-out predictions (``return_predictions=True``), rows ordered as ``test_index``.
+    test_index : ndarray or None
+        Rows of the input the predictions belong to.
+    info : dict
+        Settings used (split, pca, folds, aggregation, solver).
+    """
+
+    r: np.ndarray
+    r2: np.ndarray
+    alpha: np.ndarray
+    units: np.ndarray
+    n_units: int
+    n_dropped: int
+    times: int | None = None
+    predictions: np.ndarray | None = None
+    test_index: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy table: one row per (unit[, time]) with columns unit, time, r, r2, alpha."""
+        n_k = self.units.size
+        if self.times is None:
+            return pd.DataFrame(
+                {"unit": self.units, "time": np.zeros(n_k, dtype=np.int64), "r": self.r, "r2": self.r2, "alpha": self.alpha}
+            )
+        nt = self.times
+        return pd.DataFrame(
+            {
+                "unit": np.repeat(self.units, nt),
+                "time": np.tile(np.arange(nt), n_k),
+                "r": self.r.ravel(),
+                "r2": self.r2.ravel(),
+                "alpha": self.alpha.ravel(),
+            }
+        )
+
+
+# ----------------------------------------------------------------------------- the main function
+def _as_rows(sel, n: int, name: str) -> np.ndarray:
+    a = np.asarray(sel)
+    if a.dtype == bool:
+        if a.shape != (n,):
+            raise InputError(f"{name} mask must have shape ({n},), got {a.shape}")
+        return np.flatnonzero(a)
+    if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+        raise InputError(f"{name} must be a boolean mask or an array of row positions")
+    if a.size and (a.min() < -n or a.max() >= n):
+        raise InputError(f"{name} has row positions outside [0, {n})")
+    a = a % n
+    if np.unique(a).size != a.size:
+        raise InputError(f"{name} has repeated rows")
+    return a
+
+
+def _usable_units(Y: np.ndarray, row_sets: list[np.ndarray]) -> np.ndarray:
+    """Boolean (n_targets,): finite everywhere and non-constant within every row set."""
+    ok = np.isfinite(Y).all(axis=0)
+    for rows in row_sets:
+        sub = Y[rows]
+        with np.errstate(invalid="ignore"):
+            ok &= (np.nanmax(sub, axis=0) - np.nanmin(sub, axis=0)) > 0
+    return ok
+
+
+def encoding_scores(
+    features,
+    responses,
+    *,
+    train=None,
+    test=None,
+    n_outer_folds: int | None = None,
+    pca: int | None = None,
+    alphas=DEFAULT_ALPHAS,
+    n_folds: int = 5,
+    center: bool = True,
+    backend: str = "auto",
+    return_predictions: bool = False,
+    outer_aggregate: str = "pooled",
+    seed: int | None = 0,
+    dtype: str = "float32",
+    n_targets_batch: int | None = None,
+) -> EncodingScores:
+    """Held-out encoding scores per unit (and time): ridge with per-unit α by inner CV.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_stimuli, n_features) or (n_stimuli, n_features, n_times)
+        Model features, rows aligned with ``responses`` (use :func:`brain_encoding_scores`
+        to join on stimulus ids). Time-resolved features fit one model per time point.
+    responses : array-like of shape (n_stimuli, n_units) or (n_stimuli, n_units, n_times)
+        Brain responses (repetitions already averaged).
+    train, test : array of row positions or boolean masks, optional
+        An explicit split (both or neither). Without it, ``n_outer_folds`` shuffled outer
+        folds (default 5) are used and every stimulus is predicted once.
+    n_outer_folds : int or None
+        Outer folds when no explicit split is given.
+    pca : int or None
+        Reduce features to this many PCs fitted on the training rows only (the paper: 300).
+    alphas : array-like
+        Ridge α grid (default ``np.logspace(-2, 8, 11)``).
+    n_folds : int
+        Inner CV folds for choosing α.
+    center : bool
+        Centre on the training rows (an intercept).
+    backend : str
+        Array backend (:mod:`brainlid.backend`).
+    return_predictions : bool
+        Keep the held-out predictions.
+    outer_aggregate : {"pooled", "mean"}
+        With outer folds: score the pooled out-of-fold predictions once, or average the
+        per-fold scores.
+    seed : int or None
+        Seed of the outer and inner fold shuffles and of randomized PCA.
+    dtype : {"float32", "float64"}
+        Precision of the solver's products.
+    n_targets_batch : int or None
+        Targets per solver batch (default: by memory budget).
+
+    Returns
+    -------
+    EncodingScores
+
+    Raises
+    ------
+    InputError
+        Shapes that do not match, NaN in the features, a time axis on the features only
+        (or different numbers of times), too few stimuli for the folds, no scorable unit.
+    """
+    X = np.asarray(features)
+    Y = np.asarray(responses)
+    if X.ndim not in (2, 3):
+        raise InputError(f"features must have shape (n_stimuli, n_features[, n_times]); got {X.shape}")
+    if Y.ndim not in (2, 3):
+        raise InputError(f"responses must have shape (n_stimuli, n_units[, n_times]); got {Y.shape}")
+    if X.shape[0] != Y.shape[0]:
+        raise InputError(f"features have {X.shape[0]} rows but responses have {Y.shape[0]}")
+    if X.ndim == 3 and Y.ndim == 2:
+        raise InputError(
+            "features have a time axis but responses do not: give time-resolved responses "
+            "(n_stimuli, n_units, n_times), or 2-D features shared by every time point"
+        )
+    if X.ndim == 3 and X.shape[2] != Y.shape[2]:
+        raise InputError(f"features have {X.shape[2]} time points but responses have {Y.shape[2]}")
+    if not np.issubdtype(X.dtype, np.number) or not np.issubdtype(Y.dtype, np.number):
+        raise InputError("features and responses must be numeric")
+    if not np.isfinite(X).all():
+        bad = np.flatnonzero(~np.isfinite(X.reshape(X.shape[0], -1)).all(axis=1))
+        raise InputError(f"features have NaN/inf in {bad.size} stimuli (first rows: {bad[:5].tolist()})")
+    if outer_aggregate not in ("pooled", "mean"):
+        raise InputError(f"outer_aggregate must be 'pooled' or 'mean', got {outer_aggregate!r}")
+    n = X.shape[0]
+    n_units = Y.shape[1]
+    n_times = Y.shape[2] if Y.ndim == 3 else None
+
+    # outer split(s)
+    if (train is None) != (test is None):
+        raise InputError("give both train and test, or neither (then n_outer_folds is used)")
+    if train is not None:
+        if n_outer_folds is not None:
+            raise InputError("give either an explicit train/test split or n_outer_folds, not both")
+        tr = _as_rows(train, n, "train")
+        te = _as_rows(test, n, "test")
+        if np.intersect1d(tr, te).size:
+            raise InputError(f"train and test share {np.intersect1d(tr, te).size} rows")
+        if te.size < 2:
+            raise InputError(f"the test split needs >= 2 stimuli to compute a correlation; got {te.size}")
+        splits = [(tr, te)]
+    else:
+        k = 5 if n_outer_folds is None else int(n_outer_folds)
+        if k < 2:
+            raise InputError(f"n_outer_folds must be >= 2, got {k}")
+        if n < 2 * k:
+            raise InputError(f"{n} stimuli are too few for {k} outer folds (need at least {2 * k})")
+        outer = kfold_indices(n, k, seed=seed, shuffle=True)
+        splits = [(np.setdiff1d(np.arange(n), te), te) for te in outer]
+    for tr, _ in splits:
+        if tr.size < 2 * n_folds:
+            raise InputError(
+                f"a training split has {tr.size} stimuli, too few for {n_folds}-fold inner CV "
+                f"(need at least {2 * n_folds}); lower n_folds or use more stimuli"
+            )
+
+    # unit hygiene on the flattened targets (unit x time)
+    Yf = Y.reshape(n, -1)
+    row_sets = [r for s in splits for r in s]
+    ok_t = _usable_units(Yf, row_sets)
+    ok_units = ok_t.reshape(n_units, -1).all(axis=1)
+    n_dropped = int(n_units - ok_units.sum())
+    if n_dropped:
+        warnings.warn(
+            f"dropped {n_dropped} of {n_units} unit(s) with NaN/inf or constant responses; they are not scored",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if not ok_units.any():
+        raise InputError("no unit can be scored: every unit has NaN/inf or constant responses")
+    kept = np.flatnonzero(ok_units)
+    Yk = Y[:, kept].reshape(n, -1)  # (n, kept * times)
+
+    def fit_one(Xs, Ys, tr, te):
+        Xtr, Xte = Xs[tr], Xs[te]
+        if pca is not None:
+            Xtr, Xte = pca_fit_transform(Xtr, Xte, pca, seed=seed)
+        res = ridge_cv_fit_predict(
+            Xtr, Ys[tr], Xte, alphas=alphas, n_folds=n_folds, center=center, backend=backend,
+            n_targets_batch=n_targets_batch, seed=seed, dtype=dtype,
+        )
+        return res.predictions, res.best_alphas, res.solver
+
+    n_t = Yk.shape[1]
+    fold_preds, fold_alphas, solver = [], [], None
+    for tr, te in splits:
+        if X.ndim == 2:
+            pred, alph, solver = fit_one(X, Yk, tr, te)
+        else:  # one model per time point: targets of time j are columns j, j+T, ...
+            T = n_times
+            pred = np.empty((te.size, n_t), dtype=np.float32)
+            alph = np.empty(n_t)
+            for j in range(T):
+                cols = np.arange(j, n_t, T)
+                pj, aj, solver = fit_one(X[:, :, j], Yk[:, cols], tr, te)
+                pred[:, cols], alph[cols] = pj, aj
+        fold_preds.append(pred)
+        fold_alphas.append(alph)
+
+    if len(splits) == 1 or outer_aggregate == "pooled":
+        te_all = np.concatenate([te for _, te in splits])
+        pred_all = np.concatenate(fold_preds, axis=0)
+        r = pearson_r_columns(Yk[te_all], pred_all)
+        r2 = r2_columns(Yk[te_all], pred_all)
+    else:
+        r = np.mean([pearson_r_columns(Yk[te], p) for (_, te), p in zip(splits, fold_preds)], axis=0)
+        r2 = np.mean([r2_columns(Yk[te], p) for (_, te), p in zip(splits, fold_preds)], axis=0)
+        te_all = np.concatenate([te for _, te in splits])
+        pred_all = np.concatenate(fold_preds, axis=0)
+    alpha = np.exp(np.mean(np.log(np.stack(fold_alphas)), axis=0))
+
+    shape = (kept.size,) if n_times is None else (kept.size, n_times)
+    out = EncodingScores(
+        r=r.reshape(shape).astype(np.float32),
+        r2=r2.reshape(shape).astype(np.float32),
+        alpha=alpha.reshape(shape),
+        units=kept.astype(np.int64),
+        n_units=int(n_units),
+        n_dropped=n_dropped,
+        times=n_times,
+        info={
+            "split": "explicit" if train is not None else f"{len(splits)}-fold",
+            "pca": pca,
+            "inner_folds": int(n_folds),
+            "outer_aggregate": outer_aggregate,
+            "solver": solver,
+            "n_test": int(te_all.size),
+            "seed": seed,
+        },
+    )
+    if return_predictions:
+        out.predictions = pred_all.reshape((te_all.size, *shape))
+        out.test_index = te_all
+    return out
+
+
+# ----------------------------------------------------------------------------- BrainData convenience
+def brain_encoding_scores(
+    features,
+    stimulus_ids,
+    brain,
+    *,
+    split: tuple[str, str] | None = ("train", "test"),
+    roi: str | None = None,
+    floor: float = 0.1,
+    min_overlap: int = 10,
+    **kwargs,
+) -> pd.DataFrame:
+    """Encoding scores of ``features`` against a :class:`~brainlid.data.BrainData`, joined on stimulus ids.
+
+    Parameters
+    ----------
+    features : array-like of shape (n_stimuli, n_features)
+        Model features, one row per id in ``stimulus_ids``.
+    stimulus_ids : array-like of shape (n_stimuli,)
+        Ids of the feature rows; joined with ``brain.stimulus_ids`` (never by row order)
+        through :func:`brainlid.data.ids.match_ids`.
+    brain : BrainData
+        Responses (repetitions are averaged first), splits and noise ceiling.
+    split : (str, str) or None
+        Names of the train and test splits in ``brain.splits``; used when both exist,
+        otherwise outer K-fold CV (``n_outer_folds`` in ``kwargs``, default 5). ``None``
+        always uses outer folds.
+    roi : str or None
+        Restrict to the units of this ROI (``brain.select(roi=...)``).
+    floor : float
+        Noise-ceiling floor of the normalised ROI summary (see :mod:`.ceiling`).
+    min_overlap : int
+        Fewest shared stimulus ids accepted.
+    **kwargs
+        Passed to :func:`encoding_scores` (``pca``, ``alphas``, ``n_folds``, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (unit, time) with columns ``unit`` (the unit's position in
+        ``brain``, after ``roi`` selection), ``time``, ``r``, ``r2``, ``alpha``,
+        ``ceiling`` (NaN when the data carry no ceiling), ``normalised`` (R²/NC),
+        ``r_normalised`` (r/√NC), ``kept`` (NC above ``floor``). ``df.attrs`` holds the
+        ROI summary (mean normalised R² over kept units, their number, units dropped).
+    """
+    from ..data.ids import match_ids
+
+    if roi is not None:
+        brain = brain.select(roi=roi)
+    if getattr(brain, "has_reps", False):
+        brain = brain.average_reps()
+    X = np.asarray(features)
+    ids = np.asarray(stimulus_ids)
+    if X.shape[0] != ids.shape[0]:
+        raise InputError(f"{X.shape[0]} feature rows for {ids.shape[0]} stimulus ids")
+    idx_f, idx_b = match_ids(ids, brain.stimulus_ids, min_overlap=min_overlap, names=("features", "brain data"))
+    Xj = X[idx_f]
+    Yj = brain.responses[idx_b]
+    joined_ids = brain.stimulus_ids[idx_b]
+    kw = dict(kwargs)
+    if split is not None and split[0] in brain.splits and split[1] in brain.splits and "n_outer_folds" not in kw:
+        kw["train"] = np.flatnonzero(np.isin(joined_ids, brain.splits[split[0]]))
+        kw["test"] = np.flatnonzero(np.isin(joined_ids, brain.splits[split[1]]))
+        if kw["train"].size == 0 or kw["test"].size == 0:
+            raise InputError(
+                f"after joining on stimulus ids, split {split[0]!r} has {kw['train'].size} and "
+                f"{split[1]!r} has {kw['test'].size} stimuli with features"
+            )
+    scores = encoding_scores(Xj, Yj, **kw)
+    df = scores.to_frame()
+    nc = brain.noise_ceiling
+    if nc is not None:
+        nc = np.asarray(nc, dtype=np.float64)[scores.units]
+        if scores.times is not None and nc.ndim == 1:
+            nc = np.repeat(nc[:, None], scores.times, axis=1)
+        nc_flat = nc.ravel() if scores.times is not None else nc
+        nr2 = normalise_r2(df["r2"].to_numpy(), nc_flat, floor=floor)
+        nr = normalise_r(df["r"].to_numpy(), nc_flat, floor=floor)
+        df["ceiling"] = nr2.ceiling
+        df["normalised"] = nr2.normalised
+        df["r_normalised"] = nr.normalised
+        df["kept"] = nr2.kept
+        summary = normalise_r2(scores.r2, nc, floor=floor).summary()
+    else:
+        df["ceiling"] = np.nan
+        df["normalised"] = np.nan
+        df["r_normalised"] = np.nan
+        df["kept"] = False
+        summary = {"metric": "r2", "roi_raw_all": np.mean(scores.r2, axis=0)}
+    df.attrs.update({"summary": summary, "n_dropped": scores.n_dropped, "n_units": scores.n_units, **scores.info})
+    return df
+
+
+# ----------------------------------------------------------------------------- banded ridge
+def banded_encoding_scores(
+    feature_spaces,
+    responses,
+    *,
+    train,
+    test,
+    n_iter: int = 20,
+    alphas=DEFAULT_ALPHAS,
+    n_folds: int = 5,
+    backend: str = "auto",
+    seed: int | None = 0,
+) -> dict:
+    """Banded ridge over several feature spaces (e.g. two layers) with himalaya's ``MultipleKernelRidgeCV``.
+
+    Each feature space gets its own regularisation (learned per unit by random search
+    over kernel weights, Dupré la Tour et al. 2022); X and Y are centred on the training
+    rows. Scores are held-out Pearson r and R² per unit; the per-space split of the
+    explained variance uses himalaya's ``score_split``.
+
+    Parameters
+    ----------
+    feature_spaces : sequence of array-like, each (n_stimuli, n_features_i)
+    responses : array-like of shape (n_stimuli, n_units)
+    train, test : row positions or boolean masks
+    n_iter : int
+        Random-search iterations over kernel weights.
+
+    Returns
+    -------
+    dict with ``r``, ``r2`` (n_units,), ``r2_split`` (n_spaces, n_units), ``deltas``
+    (n_spaces, n_units) log kernel weights.
+    """
+    from himalaya.backend import set_backend
+    from himalaya.kernel_ridge import Kernelizer, MultipleKernelRidgeCV, ColumnKernelizer
+
+    from ..backend import resolve_backend_name
+    from sklearn.pipeline import make_pipeline
+
+    spaces = [np.asarray(f, dtype=np.float32) for f in feature_spaces]
+    if len(spaces) < 2:
+        raise InputError("banded ridge needs at least 2 feature spaces; use encoding_scores for one")
+    Y = np.asarray(responses, dtype=np.float32)
+    n = Y.shape[0]
+    if Y.ndim != 2:
+        raise InputError(f"responses must be (n_stimuli, n_units); got {Y.shape}")
+    if any(f.ndim != 2 or f.shape[0] != n for f in spaces):
+        raise InputError("every feature space must be 2-D with one row per stimulus")
+    if not all(np.isfinite(f).all() for f in spaces) or not np.isfinite(Y).all():
+        raise InputError("feature spaces and responses must be finite")
+    tr = _as_rows(train, n, "train")
+    te = _as_rows(test, n, "test")
+    if tr.size < 2 * n_folds:
+        raise InputError(f"{tr.size} training stimuli are too few for {n_folds}-fold CV")
+    ok = _usable_units(Y, [tr, te])
+    if not ok.all():
+        raise InputError(f"{int((~ok).sum())} unit(s) have constant or non-finite responses; drop them first")
+
+    X = np.concatenate(spaces, axis=1)
+    mu_x = X[tr].mean(axis=0)
+    mu_y = Y[tr].mean(axis=0)
+    Xc, Yc = X - mu_x, Y - mu_y
+    bounds = np.cumsum([0] + [f.shape[1] for f in spaces])
+    kernelizers = [(f"space{i}", Kernelizer(), slice(int(bounds[i]), int(bounds[i + 1]))) for i in range(len(spaces))]
+    from himalaya.backend import get_backend as _hget
+
+    previous = _hget().name
+    set_backend(resolve_backend_name(backend))
+    try:
+        from sklearn.model_selection import KFold
+
+        model = make_pipeline(
+            ColumnKernelizer(kernelizers),
+            MultipleKernelRidgeCV(
+                kernels="precomputed",
+                solver="random_search",
+                solver_params={"n_iter": n_iter, "alphas": np.asarray(alphas), "progress_bar": False},
+                cv=KFold(n_folds, shuffle=True, random_state=seed),
+                random_state=seed,
+            ),
+        )
+        model.fit(Xc[tr], Yc[tr])
+        hb = _hget()
+        pred = hb.to_numpy(model.predict(Xc[te])) + mu_y
+        split_pred = hb.to_numpy(model[-1].predict(model[0].transform(Xc[te]), split=True))
+        deltas = hb.to_numpy(model[-1].deltas_)
+    finally:
+        set_backend(previous)
+    Yte = Y[te]
+    r = pearson_r_columns(Yte, pred)
+    r2 = r2_columns(Yte, pred)
+    # per-space split of R² (himalaya's r2_score_split convention: sums to the total R²)
+    from himalaya.scoring import r2_score_split
+
+    r2_split = np.asarray(r2_score_split(Yte - mu_y, split_pred, include_correlation=True))
+    return {"r": r.astype(np.float32), "r2": r2.astype(np.float32), "r2_split": r2_split.astype(np.float32), "deltas": deltas}
