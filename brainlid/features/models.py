@@ -475,7 +475,7 @@ def load_model(spec, *, allow_download: bool | None = None) -> ModelHandle:
         return spec
     if isinstance(spec, torch.nn.Module):
         cls = type(spec)
-        return _finish(spec, f"module:{cls.__module__}.{cls.__qualname__}", set_eval=False)
+        return _finish(spec, f"nn:{cls.__module__}.{cls.__qualname__}", set_eval=False)
     source, name, weights = parse_spec(spec)
     dl = _allow_download(allow_download)
     if source == "module":
