@@ -107,10 +107,10 @@ def score_brain_rdms(features: Mapping[str, np.ndarray], stimulus_ids, brain_rdm
 
     Parameters
     ----------
-    features : mapping layer -> array (n_stimuli, n_features)
+    features : mapping layer -> array (n_stimuli, n_features), or :class:`brainlid.features.Features`
         One feature matrix per layer, rows named by ``stimulus_ids`` (any order).
-    stimulus_ids : array-like (n_stimuli,)
-        Ids of the feature rows.
+    stimulus_ids : array-like (n_stimuli,) or None
+        Ids of the feature rows (default: ``features.stimulus_ids``).
     brain_rdms : BrainRDMs
         The brain RDMs (``stimulus_ids`` must share at least ``min_stimuli`` ids with them).
     rdm_method : str
@@ -136,8 +136,12 @@ def score_brain_rdms(features: Mapping[str, np.ndarray], stimulus_ids, brain_rdm
     """
     if not isinstance(brain_rdms, BrainRDMs):
         raise InputError(f"brain_rdms must be a BrainRDMs, got {type(brain_rdms).__name__}")
-    if not features:
+    if features is None or len(features) == 0:
         raise InputError("no feature layers given")
+    if stimulus_ids is None:
+        stimulus_ids = getattr(features, "stimulus_ids", None)
+        if stimulus_ids is None:
+            raise InputError("pass stimulus_ids (the ids of the feature rows)")
     ids = as_ids(stimulus_ids, "feature stimulus ids")
     idx_feat, idx_brain = match_ids(ids, brain_rdms.stimulus_ids, min_overlap=max(3, min_stimuli),
                                     names=("features", f"{brain_rdms.dataset} {brain_rdms.roi} RDMs"))
@@ -148,8 +152,8 @@ def score_brain_rdms(features: Mapping[str, np.ndarray], stimulus_ids, brain_rdm
                         brain_rdms.stimulus_ids[idx_brain], brain_rdms.subjects, brain_rdms.sessions,
                         brain_rdms.roi, brain_rdms.dataset, brain_rdms.dissimilarity, None, dict(brain_rdms.info))
     model = {}
-    for layer, X in features.items():
-        X = np.asarray(X)
+    for layer in features:
+        X = np.asarray(features[layer])
         if X.ndim != 2 or X.shape[0] != ids.size:
             raise InputError(f"features[{layer!r}] has shape {X.shape}; expected ({ids.size}, n_features) rows per stimulus id")
         model[str(layer)] = rdm(X[idx_feat], rdm_method)

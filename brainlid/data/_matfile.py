@@ -142,7 +142,10 @@ def _read_scipy(path: Path, variables) -> dict[str, Any]:
     except (ValueError, TypeError, OSError) as exc:
         raise FileFormatError(f"cannot read {path} as a MATLAB v5 file: {exc}") from exc
     out = {k: _simplify(v) for k, v in out.items() if not k.startswith("__")}
-    _require(path, out, names)
+    if names is not None and any(n not in out for n in names):
+        from scipy.io import whosmat
+
+        _require(path, {name: None for name, _, _ in whosmat(path)}, names)
     return out
 
 
