@@ -14,6 +14,9 @@ Spec grammar (``SOURCE:NAME[@WEIGHTS]``)
                                              hub cache, ``random`` or a local file
     ``open_clip:ViT-B-32@laion2b_s34b_b79k`` ``open_clip.create_model``; the visual tower is used;
                                              the tag may be ``random`` or a local checkpoint path
+    ``cifar_resnet:20[@PATH]``                CIFAR-10 ResNet-(6n+2) (:mod:`brainlid.models.cifar_resnet`);
+                                             PATH a checkpoint such as ``resnet20-12fca82f.th``
+                                             (``module.`` prefix stripped), or ``random[:SEED]``
     ``hf:facebook/dinov2-small[@random]``    Hugging Face ``transformers.AutoModel`` (a hub id in the
                                              local HF cache, or a local folder); vision towers of
                                              CLIP-like models are used; ``@random`` builds from the
@@ -47,7 +50,7 @@ from .preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Prepro
 
 __all__ = ["ModelHandle", "load_model", "weights_digest", "load_state_dict_file", "SOURCES", "parse_spec"]
 
-SOURCES = ("module", "entrypoint", "torchvision", "timm", "open_clip", "hf")
+SOURCES = ("module", "entrypoint", "torchvision", "timm", "open_clip", "hf", "cifar_resnet")
 
 
 @dataclass
@@ -482,5 +485,9 @@ def load_model(spec, *, allow_download: bool | None = None) -> ModelHandle:
         return _load_module_file(name, weights, spec)
     if source == "entrypoint":
         return _load_entrypoint(name, weights, spec)
+    if source == "cifar_resnet":  # cifar_resnet:20@resnet20.th (brainlid.models.cifar_resnet)
+        from ..models.cifar_resnet import model_from_spec
+
+        return model_from_spec(name, weights, spec)
     loader = {"torchvision": _load_torchvision, "timm": _load_timm, "open_clip": _load_open_clip, "hf": _load_hf}[source]
     return loader(name, weights, spec, dl)

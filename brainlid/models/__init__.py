@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-__all__ = ["small_cnn", "SmallCNN"]
+from .cifar_resnet import cifar_resnet, load_cifar_resnet
+
+__all__ = ["small_cnn", "SmallCNN", "cifar_resnet", "load_cifar_resnet"]
 
 
 class SmallCNN(nn.Module):
