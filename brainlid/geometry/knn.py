@@ -50,6 +50,7 @@ import torch
 
 from .._docs import fill_doc
 from ..errors import InputError
+from ._kernels import centre_f32, pair_values
 from ._validate import (
     check_k,
     check_points,
@@ -108,18 +109,6 @@ def _rows_in_chunks(n: int, chunk: int):
         yield s, min(n, s + chunk)
 
 
-def _centred_f32(A: np.ndarray, mean: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(A - mean)`` as float32 and its squared row norms in float64, chunk by chunk."""
-    out = np.empty(A.shape, dtype=np.float32)
-    sq = np.empty(A.shape[0], dtype=np.float64)
-    for s, e in _rows_in_chunks(A.shape[0], chunk):
-        block = A[s:e].astype(np.float64) - mean
-        out[s:e] = block
-        b32 = out[s:e].astype(np.float64)
-        sq[s:e] = np.einsum("ij,ij->i", b32, b32)
-    return out, sq
-
-
 def _row_norms64(A: np.ndarray, chunk: int) -> np.ndarray:
     sq = np.empty(A.shape[0], dtype=np.float64)
     for s, e in _rows_in_chunks(A.shape[0], chunk):
@@ -131,35 +120,23 @@ def _row_norms64(A: np.ndarray, chunk: int) -> np.ndarray:
 class _Exact:
     """Recompute keys (smaller = nearer) of candidate pairs in float64 from the original rows.
 
-    Euclidean: key = Σ (x − y)² (squared distance). Inner product: key = −x·y.
-    Cosine: key = −x·y / (‖x‖‖y‖).
+    Euclidean: key = Σ (x − y)² (squared distance, differences taken in float64).
+    Inner product: key = −Σ x·y. Cosine: key = −Σ x·y / (‖x‖‖y‖). Sums in float64.
     """
 
-    def __init__(self, Xe, Ye, metric, xnorm, ynorm, budget):
-        self.X = torch.from_numpy(Xe)
-        self.Y = torch.from_numpy(Ye)
+    def __init__(self, Xe, Ye, metric, xnorm, ynorm):
+        self.X = Xe
+        self.Y = Ye
         self.metric = metric
         self.xnorm = xnorm
         self.ynorm = ynorm
-        self.d = Xe.shape[1]
-        self.budget = budget
 
     def __call__(self, rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """rows: (b,) indices into X; cand: (b, c) indices into Y → keys (b, c) float64."""
-        b, c = cand.shape
-        out = np.empty((b, c), dtype=np.float64)
-        # float32 gather + float64 copy per pair: 12 bytes per element
-        chunk = max(1, int(self.budget // max(1, c * self.d * 12)))
-        for s, e in _rows_in_chunks(b, chunk):
-            q = self.X[torch.from_numpy(rows[s:e])].to(torch.float64)  # (ch, d)
-            flat = torch.from_numpy(np.ascontiguousarray(cand[s:e]).reshape(-1))
-            Yc = self.Y[flat].to(torch.float64).view(e - s, c, self.d)  # (ch, c, d), fresh copy
-            if self.metric == "euclidean":
-                Yc.sub_(q[:, None, :])
-                key = Yc.square_().sum(dim=2)
-            else:
-                key = torch.bmm(Yc, q[:, :, None]).squeeze(2).neg_()
-            out[s:e] = key.numpy()
+        if self.metric == "euclidean":
+            return pair_values("sqdist", self.X, self.Y, rows, cand)
+        out = pair_values("dot", self.X, self.Y, rows, cand)
+        np.negative(out, out=out)
         if self.metric == "cosine":
             out /= self.xnorm[rows][:, None] * self.ynorm[cand]
         return out
@@ -255,11 +232,11 @@ def knn(
     xnorm = ynorm = None
     if metric == "euclidean":
         mean = Yf.mean(axis=0, dtype=np.float64)
-        Xc, sqx = _centred_f32(Xf, mean, prep_chunk)
+        Xc, sqx = centre_f32(Xf, mean)
         if self_mode:
             Yc, sqy = Xc, sqx
         else:
-            Yc, sqy = _centred_f32(Yf, mean, prep_chunk)
+            Yc, sqy = centre_f32(Yf, mean)
         scale_x = sqx
         scale_y = float(sqy.max())
         row_extra = torch.from_numpy(sqy.astype(np.float32))  # ‖y‖² (float32), added by addmm
@@ -289,7 +266,7 @@ def knn(
     else:
         err = (d + 16) * _U32 * 1.05 * (scale_x * scale_y)
 
-    exact = _Exact(Xe, Ye, metric, xnorm, ynorm, budget=max(budget // 4, 1))
+    exact = _Exact(Xe, Ye, metric, xnorm, ynorm)
     # rows per block: the b × m float32 block plus candidates and their exact keys
     per_row = m * 4 + c * (4 + 8 + 8 + 8) + 64
     b = int(max(1, min(n, (max(budget - out_bytes, budget // 4) * 3 // 4) // per_row)))
