@@ -114,6 +114,8 @@ def _frame(rows, columns: dict[str, str], kind: str) -> pd.DataFrame:
             df[c] = _DEFAULTS[t]
     df = df[list(columns)]
     for c, t in columns.items():
+        if t == "boolean":
+            df[c] = df[c].astype(object).where(df[c].notna(), False).astype(bool)
         df[c] = df[c].astype(t)
         if t == "string":  # CSV reads "" back as missing
             df[c] = df[c].fillna("")

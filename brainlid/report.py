@@ -1,0 +1,129 @@
+"""One self-contained HTML report per analysis: tables and figures in a single file.
+
+Figures are embedded as base64 PNG ``data:`` URIs, the style sheet is inline, there is no
+script and no external reference, so the file can be mailed or archived as is. Every string
+that comes from data (model names, benchmark ids, notes, table cells) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ._atomic import atomic_write_text
+from ._version import __version__
+
+__all__ = ["html_table", "embed_png", "render_report", "analysis_report"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.45}
+h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;font-size:.82em;margin:.6em 0}th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right}
+th{background:#f4f6f8}td.s{text-align:left}figure{display:inline-block;margin:.5em;vertical-align:top}
+figure img{max-width:520px;border:1px solid #eee}figcaption{font-size:.8em;color:#555;max-width:520px}
+.note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em;margin:1em 0}
+.meta{color:#666;font-size:.85em}
+"""
+
+
+def _fmt(v) -> str:
+    if v is None or v is pd.NA:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (float, np.floating)):
+        if not math.isfinite(float(v)):
+            return ""
+        a = abs(float(v))
+        return f"{v:.3g}" if (a and (a < 1e-3 or a >= 1e5)) else f"{v:.3f}"
+    return str(v)
+
+
+def html_table(df: pd.DataFrame, max_rows: int = 200, columns: Iterable[str] | None = None) -> str:
+    """A DataFrame as an HTML table; every header and cell escaped; numbers to 3 decimals."""
+    if columns is not None:
+        df = df[[c for c in columns if c in df.columns]]
+    if len(df) == 0:
+        return "<p><em>(no rows)</em></p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for rec in df.head(max_rows).itertuples(index=False):
+        cells = []
+        for v in rec:
+            cls = ' class="s"' if isinstance(v, str) else ""
+            cells.append(f"<td{cls}>{html.escape(_fmt(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = f"<p class='meta'>… {len(df) - max_rows} more rows in the CSV</p>" if len(df) > max_rows else ""
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+
+
+def embed_png(path: str | os.PathLike, caption: str = "") -> str:
+    """A ``<figure>`` with the PNG embedded as a base64 data URI (escaped caption)."""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    cap = html.escape(caption)
+    return f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"><figcaption>{cap}</figcaption></figure>'
+
+
+def render_report(title: str, sections: list[tuple[str, str]], notes: Iterable[str] = (), meta: str = "") -> str:
+    """The HTML document. ``sections`` are ``(heading, html_body)``; headings, title and notes are escaped
+    here, bodies must already be safe (built with :func:`html_table` / :func:`embed_png` / escaped text)."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='meta'>{html.escape(meta)}</p>",
+    ]
+    for n in notes:
+        parts.append(f"<div class='note'>{html.escape(str(n))}</div>")
+    for heading, body in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>{body}")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _p(text: str) -> str:
+    return f"<p>{html.escape(text)}</p>"
+
+
+def analysis_report(res, path, *, figures: Mapping[str, Path] | None = None, title: str = "brainlid analysis",
+                    notes: Iterable[str] | None = None, extra_sections: list[tuple[str, str]] | None = None) -> Path:
+    """Write the report of an :class:`~brainlid.analysis.AnalysisResult` to ``path`` (atomically)."""
+    figures = dict(figures or {})
+    s = res.settings
+    meta = (f"brainlid {__version__} · {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · {s['n_models']} models · "
+            f"LID: {s['estimator']} at K={s['k']} (fixed in advance) on stimulus set {s['stimulus_set']} · "
+            f"layer: {s['layer']} · brain metric: {s.get('metric')} ({s['value']})")
+    sections = []
+    head = res.headline()
+    cols = ["target", "measure", "n_models", "pearson_r", "pearson_ci_low", "pearson_ci_high", "pearson_p",
+            "spearman_r", "spearman_p", "partial_pearson_r", "partial_pearson_p"]
+    sections.append(("Headline: LID at the pre-registered K against each target",
+                     _p("Pearson and Spearman correlations across models, 95% bootstrap CIs over models, and the "
+                        "partial correlation controlling for log(parameters) where parameter counts are known. "
+                        "Whatever the sign, this is what the data show; nothing was tuned.")
+                     + html_table(head, columns=cols)))
+    glob = res.correlations[res.correlations["kind"] == "global"] if len(res.correlations) else res.correlations
+    sections.append(("Global dimension measures (the contrast)", html_table(glob, columns=cols)))
+    sections.append(("r against K (exploratory)",
+                     _p("p_corrected: max-|r| permutation test over models, corrected for the number of K tried.")
+                     + html_table(res.k_curve)))
+    figs = "".join(embed_png(p, name) for name, p in figures.items() if Path(p).exists())
+    sections.append(("Figures", figs or _p("(no figures)")))
+    sections.append(("Models", html_table(res.models)))
+    if len(res.baselines):
+        sections.append(("Baselines (controls, not in the correlations)", html_table(res.baselines)))
+    for heading, body in extra_sections or []:
+        sections.append((heading, body))
+    doc = render_report(title, sections, notes=notes or (), meta=meta)
+    path = Path(path)
+    atomic_write_text(path, doc)
+    return path
