@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import InputError
 from . import similarity as sim
-from .rsa import _double_centred, compare_rdms, n_from_condensed, rdm
+from .rsa import _average_ranks, _double_centred, compare_rdms, n_from_condensed, rdm
 
 __all__ = ["NullResult", "permutation_null", "permutations"]
 
@@ -126,10 +126,8 @@ def _null_cknna(A, B, n_perm, seed, k=10, unbiased=True, prepare=True, q=0.95):
 
 def _rsa_transform(d: np.ndarray, method: str):
     """Vector t and a function of square-matrix pieces such that score = <t_A, t_B>/(|t_A||t_B|)."""
-    from scipy.stats import rankdata
-
     if method == "spearman":
-        r = rankdata(d)
+        r = _average_ranks(d[None, :])[0]
         return [r - r.mean()]
     if method == "pearson":
         return [d - d.mean()]

@@ -48,6 +48,7 @@ point and :func:`rsa_timecourse` the comparison score per time point.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Callable
 
@@ -419,25 +420,29 @@ def _as_rdm_stack(d, name) -> tuple[np.ndarray, bool]:
     raise InputError(f"{name} must be a condensed RDM (n_pairs,) or a stack (m, n_pairs); got shape {d.shape}")
 
 
+@functools.lru_cache(maxsize=4)
 def _pair_index(n: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(n, 1)
+    """Row and column of each condensed entry (scipy order), cached per n (read-only)."""
+    ii, jj = np.triu_indices(n, 1)
+    ii = ii.astype(np.intp)
+    jj = jj.astype(np.intp)
+    ii.flags.writeable = False
+    jj.flags.writeable = False
+    return ii, jj
 
 
 def _double_centred(V: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Whitened representation of condensed RDMs V (m, P): off-diagonal and diagonal parts of
     G = -1/2 H D H, the off-diagonal scaled by sqrt(2) (each appears twice in G)."""
-    from scipy import sparse
-
     ii, jj = _pair_index(n)
-    P = ii.size
     W = -0.5 * V
-    inc = sparse.csr_matrix(
-        (np.ones(2 * P), (np.r_[np.arange(P), np.arange(P)], np.r_[ii, jj])), shape=(P, n)
-    )
-    rmean = np.asarray((inc.T @ W.T).T) / n  # (m, n) row means of the symmetric matrix (diag 0)
-    gmean = rmean.mean(axis=1, keepdims=True)
-    off = (W - rmean[:, ii] - rmean[:, jj] + gmean) * np.sqrt(2)
-    diag = -2 * rmean + gmean
+    off = np.empty_like(W)
+    diag = np.empty((W.shape[0], n))
+    for r, w in enumerate(W):
+        rmean = (np.bincount(ii, weights=w, minlength=n) + np.bincount(jj, weights=w, minlength=n)) / n
+        gmean = rmean.mean()
+        off[r] = (w - rmean[ii] - rmean[jj] + gmean) * np.sqrt(2)
+        diag[r] = -2 * rmean + gmean
     return off, diag
 
 
@@ -446,25 +451,62 @@ def _cosine_rows(A: np.ndarray, B: np.ndarray, what: str) -> np.ndarray:
     nb = np.linalg.norm(B, axis=1)
     if np.any(na == 0) or np.any(nb == 0):
         raise InputError(f"an RDM is constant (zero {what}); the comparison is undefined")
-    return (A @ B.T) / na[:, None] / nb[None, :]
+    return np.inner(A, B) / na[:, None] / nb[None, :]  # np.inner: BLAS even for single rows
+
+
+def _average_ranks(V: np.ndarray) -> np.ndarray:
+    """Row-wise ranks 1..P with ties given their average rank (= scipy ``rankdata(method="average")``)."""
+    out = np.empty(V.shape, dtype=np.float64)
+    P = V.shape[1]
+    for r, v in enumerate(V):
+        o = np.argsort(v)
+        sv = v[o]
+        new = np.empty(P, dtype=bool)
+        new[0] = True
+        np.not_equal(sv[1:], sv[:-1], out=new[1:])
+        group = np.cumsum(new) - 1
+        starts = np.r_[np.flatnonzero(new), P]
+        avg = (starts[:-1] + starts[1:] + 1) / 2.0  # mean of 1-based ranks start+1 .. end
+        out[r, o] = avg[group]
+    return out
 
 
 def _kendall_tau_a(x: np.ndarray, y: np.ndarray) -> float:
-    """Kendall tau-a via scipy's O(P log P) tau-b: tau_a = tau_b sqrt((T - t_x)(T - t_y)) / T."""
-    from scipy.stats import kendalltau
+    """Kendall tau-a in O(P log P): (concordant - discordant) / (P(P-1)/2).
 
+    Discordant pairs are counted by merge sort on dense ranks (Knight 1966), with
+    scipy's compiled counter when available (as rsatoolbox does); otherwise from
+    scipy's public tau-b: tau_a = tau_b sqrt((T - t_x)(T - t_y)) / T.
+    """
     P = x.size
-    tot = P * (P - 1) / 2
+    tot = P * (P - 1) // 2
+    perm = np.argsort(y, kind="mergesort")
+    x, y = x[perm], y[perm]
+    y = np.r_[True, y[1:] != y[:-1]].cumsum(dtype=np.intp)
+    perm = np.argsort(x, kind="mergesort")
+    x, y = x[perm], y[perm]
+    x = np.r_[True, x[1:] != x[:-1]].cumsum(dtype=np.intp)
 
-    def tied(v):
-        _, c = np.unique(v, return_counts=True)
-        return float((c * (c - 1) / 2).sum())
+    def tied(r):
+        c = np.bincount(r).astype(np.int64)
+        return int((c * (c - 1) // 2).sum())
 
-    tx, ty = tied(x), tied(y)
-    if tx == tot or ty == tot:
+    xtie, ytie = tied(x), tied(y)
+    if xtie == tot or ytie == tot:
         raise InputError("an RDM is constant (all dissimilarities tied); Kendall's tau-a is undefined")
-    tau_b = kendalltau(x, y, variant="b", method="asymptotic").statistic
-    return float(np.clip(tau_b * np.sqrt((tot - tx) * (tot - ty)) / tot, -1.0, 1.0))
+    try:
+        from scipy.stats._stats import _kendall_dis
+    except ImportError:  # pragma: no cover - private scipy API moved
+        from scipy.stats import kendalltau
+
+        tau_b = kendalltau(x, y, variant="b", method="asymptotic").statistic
+        return float(np.clip(tau_b * np.sqrt((tot - xtie) * (tot - ytie)) / tot, -1.0, 1.0))
+    dis = int(_kendall_dis(x, y))
+    obs = np.r_[True, (x[1:] != x[:-1]) | (y[1:] != y[:-1]), True]
+    cnt = np.diff(np.nonzero(obs)[0]).astype(np.int64)
+    ntie = int((cnt * (cnt - 1) // 2).sum())  # pairs tied in both
+    con_minus_dis = tot - xtie - ytie + ntie - 2 * dis
+    return float(np.clip(con_minus_dis / tot, -1.0, 1.0))
 
 
 def compare_rdms(a, b, method: str = "spearman"):
@@ -507,10 +549,8 @@ def compare_rdms(a, b, method: str = "spearman"):
     elif method == "pearson":
         S = _cosine_rows(A - A.mean(1, keepdims=True), B - B.mean(1, keepdims=True), "variance")
     elif method == "spearman":
-        from scipy.stats import rankdata
-
-        RA = rankdata(A, axis=1)
-        RB = rankdata(B, axis=1)
+        RA = _average_ranks(A)
+        RB = _average_ranks(B)
         S = _cosine_rows(RA - RA.mean(1, keepdims=True), RB - RB.mean(1, keepdims=True), "variance")
     elif method == "kendall_tau_a":
         S = np.array([[_kendall_tau_a(x, y) for y in B] for x in A])
