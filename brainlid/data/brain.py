@@ -253,6 +253,7 @@ class BrainData:
     def _take_stimuli(self, pos: np.ndarray) -> "BrainData":
         ids = self.stimulus_ids[pos]
         splits = {k: v[np.isin(v, ids)] for k, v in self.splits.items()}
+        splits = {k: v for k, v in splits.items() if v.size}  # a split emptied by the selection is dropped
         n_reps = None if self.n_reps is None else self.n_reps[pos]
         return replace(self, responses=self.responses[pos], stimulus_ids=ids, n_reps=n_reps, splits=splits)
 
