@@ -559,7 +559,10 @@ def extract(
     pools = _pooling_for(names, pooling)
     red = Reduction.parse(reduce)
     if red is not None and red.fit_ids is not None:
-        stim.positions_of(np.asarray(red.fit_ids))  # validates early: every fit id is a stimulus
+        fit = np.asarray(red.fit_ids)
+        missing = fit[~np.isin(fit.astype(stim.ids.dtype) if stim.ids.dtype.kind == "U" else fit, stim.ids)]
+        if missing.size:
+            raise InputError(f"PCA fit_ids: {missing.size} id(s) not in stimulus set {stim.name!r}, e.g. {list(missing[:5])}")
     store = _resolve_cache(cache)
 
     base = {
