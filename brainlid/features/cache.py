@@ -6,7 +6,9 @@ Key
     compute and storage dtype, the stimulus set's content digest and a digest of its ids in
     order, and the brainlid version. Any change is a miss; two stimulus sets whose ids are both
     ``0 … N-1`` never share features because their image content differs. Batch size and
-    device are not part of the key.
+    device are not part of the key: batched kernels may round differently for another batch
+    size (differences in the last bits, ~1e-7 relative), which the cache deliberately ignores;
+    with the same batch size a resumed run is bit-identical to an uninterrupted one.
 
 Layout (one entry per layer and key, under ``$BRAINLID_HOME/cache/features``)::
 

@@ -709,7 +709,7 @@ def _compute_targets(handle, stim, pre, targets, batch_size, device, dtype, stor
         msg = f"extracting {len(targets)} layer(s) of {handle.model_id} for {n} stimuli: about {fmt_size(disk)} on disk, {fmt_size(mem)} memory"
         log.info(msg)
         if progress:
-            _console().print(f"[dim]{msg}[/dim]")
+            _console().print(f"[dim]{msg}[/dim]", soft_wrap=True, highlight=False)
 
         lock_stack = contextlib.ExitStack()
         with lock_stack:

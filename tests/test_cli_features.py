@@ -1,0 +1,119 @@
+"""`brainlid extract`, `brainlid layers`, `brainlid cache list/clear` end to end."""
+
+import json
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from brainlid.cli import main
+from brainlid.features import Features, extract
+
+NET_SRC = textwrap.dedent(
+    """
+    import torch.nn as nn
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.conv2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return self.conv2(self.conv(x).relu())
+    """
+)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINLID_HOME", str(tmp_path / "home"))
+    (tmp_path / "net.py").write_text(NET_SRC)
+    imgs = np.random.default_rng(0).integers(0, 256, (9, 8, 8, 3), dtype=np.uint8)
+    np.save(tmp_path / "stim.npy", imgs)
+    return tmp_path, f"module:{tmp_path / 'net.py'}:Net@random", imgs
+
+
+def test_extract_writes_readable_files(env, capsys):
+    tmp, spec, imgs = env
+    out = tmp / "out"
+    code = main(["extract", "--model", spec, "--stimuli", str(tmp / "stim.npy"), "--layers", "conv,conv2", "--pooling", "conv=max", "--pooling", "avg", "--out", str(out), "-b", "4", "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert "wrote 2 layer(s)" in capsys.readouterr().out
+    ref = extract(spec, imgs, ["conv", "conv2"], pooling={"conv": "max", "conv2": "avg"}, batch_size=4, cache=False, progress=False)
+    for layer in ("conv", "conv2"):
+        np.testing.assert_array_equal(np.load(out / f"{layer}.npy", allow_pickle=False), ref[layer])
+    np.testing.assert_array_equal(np.load(out / "stimulus_ids.npy", allow_pickle=False), np.arange(9))
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["provenance"]["pooling"] == {"conv": "max", "conv2": "avg"}
+    assert Features.load(out)["conv2"].shape == (9, 6)
+    try:
+        from brainlid.io import read_features
+    except ImportError:  # pragma: no cover - the reader lands separately
+        return
+    X, _ = read_features(out / "conv2.npy")
+    np.testing.assert_array_equal(X, ref["conv2"])
+
+    # the cache was used: the second run is a hit and cache list shows both entries
+    assert main(["cache", "list", "--json"]) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert sorted(e["layer"] for e in entries) == ["conv", "conv2"] and all(e["complete"] and e["n"] == 9 for e in entries)
+    assert main(["cache", "list"]) == 0
+    assert "conv2" in capsys.readouterr().out
+    assert main(["cache", "clear", "--older-than", "30d"]) == 0
+    assert "removed 0 entries" in capsys.readouterr().out
+    assert main(["cache", "clear", "--model", "net.py"]) == 0
+    assert "removed 2 entries" in capsys.readouterr().out
+
+
+def test_extract_srp_no_cache_and_progress(env, capsys):
+    tmp, spec, _ = env
+    assert main(["extract", "-m", spec, "-s", str(tmp / "stim.npy"), "-l", "conv2", "-p", "none", "--reduce", "srp:5", "--no-cache", "-o", str(tmp / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "on disk" in err and "memory" in err  # the estimate printed before the run
+    assert np.load(tmp / "o" / "conv2.npy").shape == (9, 5)
+    assert not (tmp / "home" / "cache" / "features").exists() or not any((tmp / "home" / "cache" / "features").iterdir())
+
+
+def test_layers_command(env, capsys):
+    tmp, spec, _ = env
+    assert main(["layers", spec, "--input-size", "3,16,16", "--json"]) == 0
+    info = {d["name"]: d for d in json.loads(capsys.readouterr().out)}
+    assert info["conv"]["output_shape"] == [1, 4, 16, 16] and info["conv2"]["output_shape"] == [1, 6, 8, 8]
+    assert main(["layers", spec, "--input-size", "3,16,16"]) == 0
+    assert "conv2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["extract", "-m", "SPEC", "-s", "STIM", "-l", "conv3"], "unknown layer 'conv3'; did you mean conv"),
+        (["extract", "-m", "SPEC", "-s", "STIM", "-l", "conv", "--max-disk", "10B", "-q"], "budget"),
+        (["extract", "-m", "SPEC", "-s", "STIM", "-l", "conv", "-p", "median"], "unknown pooling"),
+        (["extract", "-m", "nope:thing", "-s", "STIM", "-l", "conv"], "unknown model source"),
+        (["extract", "-m", "SPEC", "-s", "/no/such/dir", "-l", "conv"], "not found"),
+        (["layers", "SPEC", "--input-size", "3,2"], "C,H,W"),
+        (["layers", "SPEC", "--input-size", "1,8,8"], "forward pass failed"),
+        (["cache", "clear", "--older-than", "soon"], "30d"),
+    ],
+)
+def test_errors_are_one_line(env, capsys, args, message):
+    tmp, spec, _ = env
+    args = [a.replace("SPEC", spec).replace("STIM", str(tmp / "stim.npy")) for a in args]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("brainlid: error:") and message in err and len(err.splitlines()) == 1, err
+
+
+def test_cli_extract_matches_torch(env):
+    tmp, spec, imgs = env
+    assert main(["extract", "-m", spec, "-s", str(tmp / "stim.npy"), "-l", "conv", "-p", "adaptive:2", "-o", str(tmp / "o"), "-q"]) == 0
+    from brainlid.features import load_model
+
+    net = load_model(spec).module
+    x = torch.from_numpy(imgs.transpose(0, 3, 1, 2) / 255.0).float()
+    with torch.no_grad():
+        exp = torch.nn.functional.adaptive_avg_pool2d(net.conv(x), 2).reshape(9, -1).numpy()
+    np.testing.assert_allclose(np.load(tmp / "o" / "conv.npy"), exp, rtol=1e-5, atol=1e-6)
