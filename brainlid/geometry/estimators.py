@@ -111,7 +111,7 @@ def neighbours(X, k: int, *, memory_budget=None, strict: bool = True) -> Neighbo
         warn_duplicates(
             int(nn.n_duplicates), n,
             f"{n - n_u} duplicate rows are removed and the dimension is estimated on the {n_u} distinct points",
-            stacklevel=3,
+            stacklevel=4,
         )
         Xf = Xf[first]
         nn = knn(Xf, k, memory_budget=memory_budget, warn_on_duplicates=False)

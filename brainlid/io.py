@@ -1,0 +1,263 @@
+"""Read feature matrices from files: ``read_features(path, key=None) -> (X, ids)``.
+
+Supported formats (by suffix):
+
+============================  ===============================================================
+``.npy``                      one 2-D array (``allow_pickle=False``)
+``.npz``                      ``key`` names the array; with one non-id array it is used; an
+                              ``ids`` or ``stimulus_ids`` array, if present, gives the ids
+``.h5`` / ``.hdf5``           ``key`` names the dataset (default: the only 2-D dataset);
+                              an ``ids``/``stimulus_ids`` dataset gives the ids
+``.parquet`` / ``.csv``       the numeric columns are the features; a ``stimulus_id`` column
+                              (or ``ids``/``stimulus_ids``), if present, gives the ids
+``.pt`` / ``.pth``            ``torch.load(weights_only=True)``: a tensor, or a dict of tensors
+                              (``key`` picks one; one tensor is used; ``ids``/``stimulus_ids``
+                              as ids, a tensor or a list)
+``.safetensors``              ``key`` names the tensor (default: the only non-id tensor);
+                              ``ids``/``stimulus_ids`` integer tensor as ids
+============================  ===============================================================
+
+The features come back as a C-contiguous float32 array of shape (n_stimuli, n_features);
+ids as a 1-D numpy array (strings or integers) or None. A missing file raises
+:class:`FileNotFoundError`; any other problem (unknown suffix, corrupt file, missing key,
+wrong shape, non-numeric data, id count mismatch) raises :class:`~brainlid.errors.FileFormatError`
+naming the file and the problem. Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FileFormatError
+
+__all__ = ["read_features", "FEATURE_SUFFIXES", "ID_KEYS"]
+
+FEATURE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".parquet", ".csv", ".pt", ".pth", ".safetensors")
+ID_KEYS = ("stimulus_ids", "ids", "stimulus_id")
+
+
+def _fail(path: Path, problem: str):
+    raise FileFormatError(f"{path}: {problem}")
+
+
+def _pick(path: Path, arrays: dict, key: str | None, what: str):
+    """Choose the feature array among named arrays (ids keys excluded unless asked for)."""
+    if key is not None:
+        if key not in arrays:
+            _fail(path, f"no {what} named {key!r}; available: {', '.join(sorted(arrays)) or 'none'}")
+        return arrays[key]
+    candidates = {k: v for k, v in arrays.items() if k not in ID_KEYS}
+    if len(candidates) == 1:
+        return next(iter(candidates.values()))
+    if not candidates:
+        _fail(path, f"contains no feature {what}")
+    _fail(path, f"contains several {what}s ({', '.join(sorted(candidates))}); choose one with key=... (--key)")
+
+
+def _ids_from(arrays: dict):
+    for k in ID_KEYS:
+        if k in arrays:
+            return arrays[k]
+    return None
+
+
+def _finish(path: Path, X, ids):
+    try:
+        X = np.asarray(X)
+    except Exception as exc:  # pragma: no cover - defensive
+        _fail(path, f"features could not be converted to an array ({exc})")
+    if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        _fail(path, f"features must be numeric, got dtype {X.dtype}")
+    if np.issubdtype(X.dtype, np.complexfloating):
+        _fail(path, f"features must be real, got dtype {X.dtype}")
+    if X.ndim != 2:
+        _fail(path, f"features must be a 2-D (n_stimuli, n_features) array, got shape {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        _fail(path, f"features are empty (shape {X.shape})")
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if ids is not None:
+        ids = np.asarray(ids)
+        if ids.dtype.kind == "S":
+            ids = ids.astype(str)
+        if ids.ndim != 1:
+            _fail(path, f"ids must be 1-D, got shape {ids.shape}")
+        if ids.shape[0] != X.shape[0]:
+            _fail(path, f"{ids.shape[0]} ids for {X.shape[0]} feature rows")
+    return X, ids
+
+
+def _read_npy(path: Path, key):
+    try:
+        X = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        _fail(path, f"not a plain numeric .npy array ({exc})")
+    return X, None
+
+
+def _read_npz(path: Path, key):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except ValueError as exc:
+        _fail(path, f"not a plain .npz archive of numeric arrays ({exc})")
+    return _pick(path, arrays, key, "array"), _ids_from(arrays)
+
+
+def _read_h5(path: Path, key):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        datasets: dict[str, object] = {}
+        f.visititems(lambda name, obj: datasets.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None)
+        if key is not None:
+            if key not in datasets:
+                _fail(path, f"no dataset named {key!r}; available: {', '.join(sorted(datasets)) or 'none'}")
+            X = datasets[key][()]
+        else:
+            two_d = {k: v for k, v in datasets.items() if v.ndim == 2 and k not in ID_KEYS}
+            if len(two_d) != 1:
+                if not two_d:
+                    _fail(path, "contains no 2-D dataset")
+                _fail(path, f"contains several 2-D datasets ({', '.join(sorted(two_d))}); choose one with key=... (--key)")
+            X = next(iter(two_d.values()))[()]
+        ids = None
+        for k in ID_KEYS:
+            if k in datasets:
+                ids = datasets[k][()]
+                if ids.dtype.kind == "O":
+                    ids = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in ids])
+                break
+    return X, ids
+
+
+def _read_table(path: Path, key):
+    import pandas as pd
+
+    if key is not None:
+        _fail(path, f"key={key!r} does not apply to {path.suffix} files (all numeric columns are the features)")
+    if path.suffix.lower() == ".csv":
+        df = pd.read_csv(path)
+    else:
+        df = pd.read_parquet(path)
+    ids = None
+    for col in ("stimulus_id", *ID_KEYS):
+        if col in df.columns:
+            ids = df[col].to_numpy()
+            df = df.drop(columns=[col])
+            break
+    numeric = df.select_dtypes(include=["number", "bool"])
+    dropped = [c for c in df.columns if c not in numeric.columns]
+    if numeric.shape[1] == 0:
+        _fail(path, "has no numeric feature columns")
+    if dropped:
+        _fail(path, f"non-numeric columns {', '.join(map(str, dropped[:5]))}; only a 'stimulus_id' column may be non-numeric")
+    if ids is not None and ids.dtype == object:
+        ids = ids.astype(str)
+    return numeric.to_numpy(), ids
+
+
+def _tensor_to_numpy(path: Path, t, what: str):
+    import torch
+
+    if isinstance(t, torch.Tensor):
+        return t.detach().cpu().float().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
+    if isinstance(t, (list, tuple)):
+        return np.asarray(t)
+    if isinstance(t, np.ndarray):
+        return t
+    _fail(path, f"{what} is a {type(t).__name__}, not a tensor")
+
+
+def _read_pt(path: Path, key):
+    import pickle
+
+    import torch
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _fail(path, f"not a readable tensor file (weights_only=True) ({msg})")
+    if isinstance(obj, torch.Tensor):
+        if key is not None:
+            _fail(path, f"holds a single tensor, but key={key!r} was given")
+        return _tensor_to_numpy(path, obj, "the object"), None
+    if isinstance(obj, dict):
+        arrays = {str(k): v for k, v in obj.items()}
+        X = _pick(path, arrays, key, "tensor")
+        ids = _ids_from(arrays)
+        return _tensor_to_numpy(path, X, "the features"), (None if ids is None else _tensor_to_numpy(path, ids, "ids"))
+    _fail(path, f"holds a {type(obj).__name__}; expected a tensor or a dict of tensors")
+
+
+def _read_safetensors(path: Path, key):
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        arrays = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        _fail(path, f"not a readable safetensors file ({exc})")
+    return _pick(path, arrays, key, "tensor"), _ids_from(arrays)
+
+
+_READERS = {
+    ".npy": _read_npy,
+    ".npz": _read_npz,
+    ".h5": _read_h5,
+    ".hdf5": _read_h5,
+    ".parquet": _read_table,
+    ".csv": _read_table,
+    ".pt": _read_pt,
+    ".pth": _read_pt,
+    ".safetensors": _read_safetensors,
+}
+
+
+def read_features(path: str | os.PathLike, key: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read a feature matrix (and stimulus ids, if the file has them).
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.npy``, ``.npz``, ``.h5``/``.hdf5``, ``.parquet``, ``.csv``, ``.pt``/``.pth`` or
+        ``.safetensors`` file (see the module docstring for each layout).
+    key : str or None
+        Name of the array/dataset/tensor holding the features, where the file holds several.
+
+    Returns
+    -------
+    X : ndarray of shape (n_stimuli, n_features), float32
+    ids : ndarray of shape (n_stimuli,) or None
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    FileFormatError
+        Anything else wrong with the file, with the file name and the problem in the message.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise FileFormatError(f"{path}: is a folder, not a features file")
+    suffix = path.suffix.lower()
+    reader = _READERS.get(suffix)
+    if reader is None:
+        raise FileFormatError(
+            f"{path}: unknown features file type {suffix or '(no suffix)'!r}; use one of {', '.join(FEATURE_SUFFIXES)}"
+        )
+    try:
+        X, ids = reader(path, key)
+    except FileFormatError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # corrupt or truncated files raise many different library errors
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FileFormatError(f"{path}: could not be read as {suffix} ({type(exc).__name__}: {msg})") from exc
+    return _finish(path, X, ids)
