@@ -247,7 +247,7 @@ def test_handwritten_copy_axis_order_and_index_base(tmp_path):
 @pytest.fixture()
 def small(tmp_path):
     write_nsd(tmp_path, subjects=(1,), n_images=20, n_shared=4, n_sessions=3, shape=(6, 7, 5),
-              spaces=("func1pt8mm",), n_total=500, seed=1)
+              spaces=("func1pt8mm",), volume_formats=("hdf5", "nifti"), n_total=500, seed=1)
     return tmp_path
 
 
@@ -271,18 +271,35 @@ def test_error_missing_and_truncated_session(small):
     p2 = bdir / "betas_session02.hdf5"
     data = p2.read_bytes()
     p2.unlink()
+    _, mixed = nsd.load(small, images=False, zscore=False)  # auto: session 2 falls back to its NIfTI twin
+    _, ref = nsd.load(small, images=False, zscore=False, fmt="nifti")
+    np.testing.assert_array_equal(mixed.responses, ref.responses)
+    n2 = bdir / "betas_session02.nii.gz"
+    n2_bytes = n2.read_bytes()
+    n2.unlink()
     with pytest.raises(DatasetNotFoundError, match=r"betas_session02\.hdf5.*brainlid datasets"):
         nsd.load(small, images=False)
     _, b = nsd.load(small, sessions=[1, 3], images=False)
     assert b.meta["sessions"] == [1, 3]
     with pytest.raises(DatasetNotFoundError, match="session02"):
         nsd.load(small, sessions=[1, 2], images=False)
+    n2.write_bytes(n2_bytes)
     p2.write_bytes(data[: len(data) * 2 // 3])
     with pytest.raises(FileFormatError, match=r"betas_session02\.hdf5"):
         nsd.load(small, images=False)
     df = nsd.check(small, subject=1)
     row = df[df["item"] == "betas_session02.hdf5"]
     assert row["status"].tolist() == ["unreadable"]
+    n3 = bdir / "betas_session03.nii.gz"
+    n3.write_bytes(n3.read_bytes()[:-200])
+    with pytest.raises(FileFormatError, match=r"betas_session03\.nii\.gz"):
+        nsd.load(small, fmt="nifti", images=False)
+
+
+def test_error_missing_expdesign(small):
+    (small / "nsddata/experiments/nsd/nsd_expdesign.mat").unlink()
+    with pytest.raises(DatasetNotFoundError, match=r"experimental design not found: .*nsd_expdesign\.mat \(dataset card 'nsd'\)"):
+        nsd.load(small, images=False)
 
 
 def test_error_expdesign_mismatch(small):
