@@ -322,3 +322,13 @@ def test_check_and_summary(root):
     assert any(line.startswith("subject 3:") and "func1pt8mm 3 sessions" in line and "ncsnr present" in line for line in lines)
     missing = nsd.check(root / "nope")
     assert missing["status"].tolist() == ["missing"]
+
+
+def test_legacy_mat_session_files(small):
+    """Older copies hold betas_sessionNN.mat (MATLAB v7.3 = HDF5 with the same /betas)."""
+    _, ref = nsd.load(small, images=False, fmt="hdf5")
+    bdir = small / "nsddata_betas/ppdata/subj01/func1pt8mm/betas_fithrf_GLMdenoise_RR"
+    for p in bdir.glob("betas_session*.hdf5"):
+        p.rename(p.with_suffix(".mat"))
+    _, b = nsd.load(small, images=False, fmt="hdf5")
+    np.testing.assert_array_equal(b.responses, ref.responses)
