@@ -290,7 +290,7 @@ def read_response_rows(path, rows=None, trials=None, chunk_bytes: int = 64_000_0
     trials : array-like of int or None
         Trial columns to keep (default all).
     chunk_bytes : int
-        Size of the float64 read buffer.
+        Largest float64 read buffer (it is also kept below a quarter of the output's size).
 
     Returns
     -------
@@ -304,11 +304,17 @@ def read_response_rows(path, rows=None, trials=None, chunk_bytes: int = 64_000_0
             raise InputError(f"trial indices out of range for {t.n_trials} trials")
         uniq, inverse = np.unique(rows_arr, return_inverse=True)
         out = np.empty((uniq.size, trials_arr.size), dtype=np.float32)
-        for pos, block in t.iter_rows(uniq, chunk_bytes):
+        for pos, block in t.iter_rows(uniq, _buffer_bytes(chunk_bytes, out.nbytes, t.n_trials)):
             out[pos] = block[:, trials_arr]
         return out if np.array_equal(uniq, rows_arr) else out[inverse]
     finally:
         t.close()
+
+
+def _buffer_bytes(chunk_bytes: int, out_bytes: int, n_trials: int) -> int:
+    """Read-buffer size: at most ``chunk_bytes`` and a quarter of the output (a batch's float64
+    buffer and its two same-size temporaries then stay below the output's size), at least one row."""
+    return int(max(8 * n_trials, min(chunk_bytes, out_bytes // 4)))
 
 
 def _as_rows(rows, n: int) -> np.ndarray:
@@ -530,7 +536,8 @@ def load_brain(
         presentations averaged, the split scores are computed on) for averaged data and
         ``nc_singletrial`` for the train split alone or for kept repetitions.
     chunk_bytes : int
-        Read-buffer size for the table.
+        Largest read buffer for the table (also kept below a quarter of the output's size, so
+        the extra memory stays under 2× the output).
 
     Returns
     -------
@@ -587,7 +594,8 @@ def _load_table(p, sub, roi, average_reps, split, which_nc, chunk_bytes) -> Brai
         if vid is not None and "voxel_id" in units.columns and not np.array_equal(vid, units["voxel_id"].to_numpy()):
             raise FileFormatError(f"voxel_id of {table_path.name} and {vox_path.name} disagree for the selected rows")
         plan = _trial_plan(stim["stimulus_id"].to_numpy(), stim["trial_type"].to_numpy(), split)
-        resp = _assemble(t.iter_rows(rows, chunk_bytes), rows.size, plan, average_reps)
+        n_out = plan[3].size * (1 if average_reps else int(plan[4].max()))
+        resp = _assemble(t.iter_rows(rows, _buffer_bytes(chunk_bytes, 4 * n_out * rows.size, t.n_trials)), rows.size, plan, average_reps)
     finally:
         t.close()
     nc, nc_col = _noise_ceiling(units, which_nc, average_reps, split, vox_path)
