@@ -102,10 +102,12 @@ def check_features(X, name: str = "X", *, min_rows: int = 3, dtype=np.float32) -
     if p == 0:
         raise InputError(f"{name} has no feature columns")
     X = np.asarray(X, dtype=dtype)
-    finite = np.isfinite(X).all(axis=0)
+    # one pass of column min and max: NaN propagates and ±inf shows in one of them
     with np.errstate(invalid="ignore", over="ignore"):
-        const = np.zeros(p, dtype=bool)
-        const[finite] = np.ptp(X[:, finite], axis=0) == 0
+        mn = X.min(axis=0)
+        mx = X.max(axis=0)
+    finite = np.isfinite(mn) & np.isfinite(mx)
+    const = finite & (mn == mx)
     bad = ~finite | const
     if bad.all():
         raise InputError(
@@ -153,7 +155,7 @@ def _condensed_from_blocks(n: int, block: Callable[[int, int], np.ndarray], dtyp
     step = _block_rows(n, n, np.dtype(dtype).itemsize)
     pos = 0
     for s in range(0, n - 1, step):
-        e = min(n - 1, s + step)
+        e = min(n, s + step)  # e == n in one block lets BLAS use the symmetric product (syrk)
         blk = block(s, e)
         rows = np.arange(s, e)[:, None]
         cols = np.arange(s, n)[None, :]
@@ -364,8 +366,8 @@ def rdm(X, method: str = "correlation", *, noise=None, cv: str = "folds", dtype=
     X = check_features(X, "responses", min_rows=2, dtype=dtype)
     n, p = X.shape
     if method in ("correlation", "cosine"):
-        Z = X - X.mean(axis=1, keepdims=True) if method == "correlation" else X.copy()
-        norms = np.linalg.norm(Z, axis=1)
+        Z = X - X.mean(axis=1, keepdims=True, dtype=np.float64).astype(dtype) if method == "correlation" else X.copy()
+        norms = np.sqrt(np.einsum("ij,ij->i", Z, Z, dtype=np.float64))
         if np.any(norms == 0):
             bad = np.flatnonzero(norms == 0)
             what = "constant across units" if method == "correlation" else "all zero"
@@ -373,8 +375,13 @@ def rdm(X, method: str = "correlation", *, noise=None, cv: str = "folds", dtype=
                 f"{bad.size} stimuli have patterns {what} (e.g. row {int(bad[0])}); "
                 f"their {method} distance is undefined"
             )
-        Z /= norms[:, None]
-        d = _gram_condensed(Z, transform=lambda G, s, e: 1 - G)
+        Z /= norms[:, None].astype(dtype)
+
+        def one_minus(G, s, e):
+            np.subtract(1, G, out=G)
+            return G
+
+        d = _gram_condensed(Z, transform=one_minus)
         return d
     # euclidean (squared, / p)
     sq = np.einsum("ij,ij->i", X.astype(np.float64), X.astype(np.float64))
