@@ -117,3 +117,17 @@ def test_cli_extract_matches_torch(env):
     with torch.no_grad():
         exp = torch.nn.functional.adaptive_avg_pool2d(net.conv(x), 2).reshape(9, -1).numpy()
     np.testing.assert_allclose(np.load(tmp / "o" / "conv.npy"), exp, rtol=1e-5, atol=1e-6)
+
+
+def test_extract_pca_fit_ids(env, capsys):
+    tmp, spec, imgs = env
+    (tmp / "train.txt").write_text("0\n1\n2\n3\n4\n5\n")
+    assert main(["extract", "-m", spec, "-s", str(tmp / "stim.npy"), "-l", "conv", "-p", "none", "--reduce", "pca:3", "--fit-ids", str(tmp / "train.txt"), "-o", str(tmp / "o"), "-q"]) == 0
+    from brainlid.features import Reduction
+
+    ref = extract(spec, imgs, ["conv"], pooling="none", reduce=Reduction("pca", 3, fit_ids=list(range(6))), cache=False, progress=False)
+    np.testing.assert_allclose(np.load(tmp / "o" / "conv.npy"), ref["conv"], rtol=1e-4, atol=1e-5)
+    man = json.loads((tmp / "o" / "manifest.json").read_text())
+    assert man["provenance"]["reduction"]["fit_name"] == "train.txt"
+    assert main(["extract", "-m", spec, "-s", str(tmp / "stim.npy"), "-l", "conv", "--fit-ids", str(tmp / "train.txt")]) == 1
+    assert "needs --reduce pca" in capsys.readouterr().err

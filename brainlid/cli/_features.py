@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -44,6 +45,7 @@ def register(cli: click.Group) -> None:
     @click.option("--layers", "-l", multiple=True, required=True, help="Layer names, globs (blocks.*) or re:REGEX; repeat or comma-separate.")
     @click.option("--pooling", "-p", multiple=True, help="avg|max|none|cls|tokens|adaptive:S for all layers, or LAYER=MODE (repeatable). Default avg.")
     @click.option("--reduce", default=None, help="srp:K or pca:K[:seed] dimensionality reduction.")
+    @click.option("--fit-ids", type=click.Path(dir_okay=False), default=None, help="PCA only: a text file of stimulus ids (one per line) to fit the PCA on.")
     @click.option("--batch-size", "-b", default=64, show_default=True, type=int)
     @click.option("--device", default="auto", show_default=True)
     @click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default="float32", show_default=True, help="Compute precision.")
@@ -55,11 +57,24 @@ def register(cli: click.Group) -> None:
     @click.option("--max-disk", default=None, help="Disk budget for new cache entries, e.g. 20GB (default: free space minus 1 GiB).")
     @click.option("--allow-download", is_flag=True, help="Let model adapters download missing weights.")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-    def extract_cmd(model, stimuli, layers, pooling, reduce, batch_size, device, dtype, storage_dtype, num_workers, out, cache_dir, no_cache, max_disk, allow_download, quiet):
+    def extract_cmd(model, stimuli, layers, pooling, reduce, fit_ids, batch_size, device, dtype, storage_dtype, num_workers, out, cache_dir, no_cache, max_disk, allow_download, quiet):
         """Extract pooled layer features of MODEL for a stimulus set (cached; resumable after a crash)."""
         from ..features import extract
 
         layer_list = [t.strip() for v in layers for t in v.split(",") if t.strip()]
+        if fit_ids is not None:
+            from ..errors import InputError
+            from ..features import Reduction
+
+            red = Reduction.parse(reduce)
+            if red is None or red.method != "pca":
+                raise InputError("--fit-ids needs --reduce pca:K")
+            with open(fit_ids, encoding="utf-8") as fh:
+                ids = [line.strip() for line in fh if line.strip()]
+            if not ids:
+                raise InputError(f"{fit_ids} lists no stimulus ids")
+            ids = [int(i) for i in ids] if all(i.lstrip("-").isdigit() for i in ids) else ids
+            reduce = Reduction("pca", red.n_components, red.seed, fit_ids=ids, fit_name=os.path.basename(fit_ids))
         cache = False if no_cache else (cache_dir if cache_dir else True)
         feats = extract(
             model, stimuli, layer_list, pooling=_parse_pooling_option(pooling), batch_size=batch_size, device=device, dtype=dtype,

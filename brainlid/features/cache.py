@@ -199,6 +199,8 @@ class CacheEntry:
             atomic_write_text(self.meta_path, json.dumps(meta, indent=1, sort_keys=True, default=str))
         elif done is None:
             done = np.zeros(shape[0], dtype=bool)
+        if not self.meta_path.is_file():  # a crash between creating data.npy and meta.json
+            atomic_write_text(self.meta_path, json.dumps(meta, indent=1, sort_keys=True, default=str))
         self._mm, self._done = mm, done
         return done.copy()
 
