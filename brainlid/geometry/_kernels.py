@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 _KERNELS: dict[str, object] = {}
+_PARALLEL_MIN_WORK = 2_000_000  # multiply-adds below which the serial kernel is used
 
 
 def _build():
@@ -18,7 +19,6 @@ def _build():
 
     fm = {"reassoc", "contract", "nsz", "arcp"}  # vectorise the sums; no finite-math assumptions
 
-    @numba.njit(parallel=True, fastmath=fm, cache=True, nogil=True)
     def sqdist_pairs(X, Y, rows, cand):  # pragma: no cover - compiled
         b, c = cand.shape
         d = X.shape[1]
@@ -34,7 +34,6 @@ def _build():
                 out[i, j] = s
         return out
 
-    @numba.njit(parallel=True, fastmath=fm, cache=True, nogil=True)
     def dot_pairs(X, Y, rows, cand):  # pragma: no cover - compiled
         b, c = cand.shape
         d = X.shape[1]
@@ -61,8 +60,10 @@ def _build():
             sq[i] = s
 
     _KERNELS["centre"] = centre_rows
-    _KERNELS["sqdist"] = sqdist_pairs
-    _KERNELS["dot"] = dot_pairs
+    for name, fn in (("sqdist", sqdist_pairs), ("dot", dot_pairs)):
+        _KERNELS[name] = numba.njit(parallel=True, fastmath=fm, cache=True, nogil=True)(fn)
+        # small calls: thread start-up would dominate (prange runs serially without parallel=True)
+        _KERNELS[name + "_serial"] = numba.njit(fastmath=fm, cache=True, nogil=True)(fn)
 
 
 def centre_f32(A: np.ndarray, mean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,4 +89,5 @@ def pair_values(kind: str, X: np.ndarray, Y: np.ndarray, rows: np.ndarray, cand:
         _build()
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     cand = np.ascontiguousarray(cand, dtype=np.int64)
-    return _KERNELS[kind](X, Y, rows, cand)
+    serial = cand.size * X.shape[1] < _PARALLEL_MIN_WORK
+    return _KERNELS[kind + ("_serial" if serial else "")](X, Y, rows, cand)

@@ -8,10 +8,11 @@ Algorithm (:func:`knn`)
 1. **Candidates, float32, blocked.** Rows of X are processed in blocks of ``b`` rows
    (``b`` derived from ``memory_budget``; the full N×M matrix is never formed). For the
    Euclidean metric the data are centred (translation does not change distances and
-   centring shrinks the rounding error) and one GEMM per block gives
-   ``v_ij = ‖y_j‖² − 2 x_i·y_j`` (the row constant ‖x_i‖² does not change the ranking);
+   centring shrinks the rounding error) and one GEMM per block (``np.matmul``, BLAS)
+   gives ``v_ij = x_i·y_j − ‖y_j‖²/2`` (largest = nearest, since
+   ‖x_i − y_j‖² = ‖x_i‖² − 2 v_ij and the row constant ‖x_i‖² does not change the ranking);
    for ``inner_product``/``cosine`` it gives ``s_ij = x_i·y_j`` (cosine on L2-normalised
-   rows). ``torch.topk`` keeps the ``c = k + margin`` best candidates per row.
+   rows). ``torch.topk`` (multi-threaded) keeps the ``c = k + margin`` best candidates per row.
 2. **Exact re-ranking, float64.** The candidates' distances (or similarities) are
    recomputed in float64 from the original rows (``Σ (x − y)²`` on the differences, so
    duplicates give exactly 0 and exact ties stay exact) and sorted by
@@ -36,7 +37,7 @@ first) and :attr:`KNN.n_duplicates` counts the points of X that have an exact co
 zeros: :func:`brainlid.geometry.lid` and friends remove duplicate rows first (see
 :mod:`brainlid.geometry.local`).
 
-Threads: the GEMM and ``topk`` use torch's intra-op threads; limit them with
+Threads: the GEMM uses the BLAS threads, ``topk`` torch's intra-op threads; limit both with
 :func:`brainlid.backend.set_threads` / :func:`brainlid.backend.thread_limits`.
 """
 
@@ -239,7 +240,7 @@ def knn(
             Yc, sqy = centre_f32(Yf, mean)
         scale_x = sqx
         scale_y = float(sqy.max())
-        row_extra = torch.from_numpy(sqy.astype(np.float32))  # ‖y‖² (float32), added by addmm
+        half_sqy = (sqy / 2).astype(np.float32)  # ranking value: x·y − ‖y‖²/2 (largest = nearest)
     else:
         xnorm = _row_norms64(Xe, prep_chunk)
         ynorm = xnorm if self_mode else _row_norms64(Ye, prep_chunk)
@@ -259,7 +260,7 @@ def knn(
             Xc, Yc = Xf, Yf
             scale_x = xnorm
             scale_y = float(ynorm.max())
-        row_extra = None
+        half_sqy = None
     # certified float32 error bound on each approximate key, per query row
     if metric == "euclidean":
         err = (d + 16) * _U32 * 1.05 * (scale_x + scale_y)
@@ -271,30 +272,27 @@ def knn(
     per_row = m * 4 + c * (4 + 8 + 8 + 8) + 64
     b = int(max(1, min(n, (max(budget - out_bytes, budget // 4) * 3 // 4) // per_row)))
 
-    Xt = torch.from_numpy(Xc)
-    Yt = torch.from_numpy(Yc)
     dist = np.empty((n, k), dtype=np.float64)
     idx_out = np.empty((n, k), dtype=np.int32)
-    buf = torch.empty((b, m), dtype=torch.float32)
-    largest = metric != "euclidean"
+    buf = np.empty((b, m), dtype=np.float32)
+    YcT = Yc.T
     n_fallback = 0
     for start, stop in _rows_in_chunks(n, b):
         bb = stop - start
         block = buf[:bb]
-        if metric == "euclidean":
-            torch.addmm(row_extra, Xt[start:stop], Yt.T, beta=1.0, alpha=-2.0, out=block)
-        else:
-            torch.mm(Xt[start:stop], Yt.T, out=block)
+        np.matmul(Xc[start:stop], YcT, out=block)
+        if half_sqy is not None:
+            block -= half_sqy
         if self_mode:
-            ar = torch.arange(bb)
-            block[ar, ar + start] = -np.inf if largest else np.inf
-        vals, cand = torch.topk(block, c, dim=1, largest=largest, sorted=False)
+            ar = np.arange(bb)
+            block[ar, ar + start] = -np.inf
+        vals, cand = torch.topk(torch.from_numpy(block), c, dim=1, largest=True, sorted=False)
         vals = vals.numpy().astype(np.float64)
         cand = cand.numpy()
         rows = np.arange(start, stop)
         keys = exact(rows, cand)
         if metric == "euclidean":
-            approx_keys = vals + sqx[start:stop, None]
+            approx_keys = sqx[start:stop, None] - 2.0 * vals
         else:
             approx_keys = -vals
         order = np.lexsort((cand, keys), axis=1)[:, :k]
@@ -305,19 +303,23 @@ def knn(
             worst = approx_keys.max(axis=1)
             e_rows = err[start:stop]
             bad = np.flatnonzero(~(worst - e_rows > kth))
-            for r in bad:
+            if bad.size:
                 # certificate failed: take every point whose approximate key is within the error bound
-                thr = kth[r] + e_rows[r]
-                row_vals = block[r]
-                if metric == "euclidean":
-                    mask = row_vals <= float(thr - sqx[start + r])
+                thr = kth[bad] + e_rows[bad]
+                sub = torch.from_numpy(block[bad])
+                if metric == "euclidean":  # key = ‖x‖² − 2·value <= thr  ⇔  value >= (‖x‖² − thr)/2
+                    lim = (sqx[start + bad] - thr) / 2
                 else:
-                    mask = row_vals >= float(-thr)
-                cand_r = torch.nonzero(mask).squeeze(1).numpy()
-                keys_r = exact(np.array([start + r]), cand_r[None, :])[0]
-                o = np.lexsort((cand_r, keys_r))[:k]
-                sel_keys[r] = keys_r[o]
-                sel_idx[r] = cand_r[o]
+                    lim = -thr
+                lim = torch.from_numpy(np.nextafter(lim.astype(np.float32), np.float32(-np.inf)))
+                mask = sub >= lim[:, None]
+                rr, cc = (t.numpy() for t in torch.nonzero(mask, as_tuple=True))
+                kk = exact(start + bad[rr], cc[:, None])[:, 0]
+                order_f = np.lexsort((cc, kk, rr))
+                starts = np.searchsorted(rr[order_f], np.arange(bad.size))
+                take = order_f[starts[:, None] + np.arange(k)[None, :]]
+                sel_keys[bad] = kk[take]
+                sel_idx[bad] = cc[take]
             n_fallback += bad.size
         idx_out[start:stop] = sel_idx
         if metric == "euclidean":
