@@ -87,8 +87,8 @@ def test_truth_features_score_on_their_roi(copy92):
     feats = {"evc": truth["evc_features"], "it": truth["it_features"]}
     it = score_brain_rdms(feats, ds.stimuli.ids, ds["IT"]).query("subject == 'mean'").set_index("layer")
     evc = score_brain_rdms(feats, ds.stimuli.ids, ds["EVC"]).query("subject == 'mean'").set_index("layer")
-    assert it.score["it"] > it.score["evc"] + 0.2
-    assert evc.score["evc"] > evc.score["it"] + 0.2
+    assert it.value["it"] > it.value["evc"] + 0.2
+    assert evc.value["evc"] > evc.value["it"] + 0.2
     assert 0 < it.ceiling_lower["it"] < it.ceiling_upper["it"] <= 1
 
 

@@ -185,13 +185,13 @@ def test_score_brain_rdms_against_brute_force():
         model = pdist(X, "correlation")
         rows = df[df.layer == layer].set_index("subject")
         for s in range(4):
-            assert rows.loc[f"sub-{s + 1:02d}", "score"] == pytest.approx(spearmanr(model, subj[s])[0], abs=1e-5)
-        assert rows.loc["mean", "score"] == pytest.approx(spearmanr(model, subj.mean(0))[0], abs=1e-5)
+            assert rows.loc[f"sub-{s + 1:02d}", "value"] == pytest.approx(spearmanr(model, subj[s])[0], abs=1e-5)
+        assert rows.loc["mean", "value"] == pytest.approx(spearmanr(model, subj.mean(0))[0], abs=1e-5)
         assert rows.loc["mean", "ceiling_lower"] == pytest.approx(lower, abs=1e-6)
         assert rows.loc["mean", "ceiling_upper"] == pytest.approx(upper, abs=1e-6)
-        assert rows.loc["mean", "normalised"] == pytest.approx(rows.loc["mean", "score"] / upper, rel=1e-9)
-    good = df[(df.layer == "good") & (df.subject == "mean")].score.item()
-    bad = df[(df.layer == "bad") & (df.subject == "mean")].score.item()
+        assert rows.loc["mean", "normalised"] == pytest.approx(rows.loc["mean", "value"] / upper, rel=1e-9)
+    good = df[(df.layer == "good") & (df.subject == "mean")].value.item()
+    bad = df[(df.layer == "bad") & (df.subject == "mean")].value.item()
     assert good > 0.5 > bad
     assert lower < upper
 
@@ -206,7 +206,7 @@ def test_score_brain_rdms_partial_overlap_uses_shared_ids():
     df = score_brain_rdms({"f": F[keep]}, keep, brain)
     sub = sq[:, keep][:, :, keep]
     ref = spearmanr(pdist(F[keep], "correlation"), squareform(sub.mean(0), checks=False))[0]
-    assert df[df.subject == "mean"].score.item() == pytest.approx(ref, abs=1e-5)
+    assert df[df.subject == "mean"].value.item() == pytest.approx(ref, abs=1e-5)
     assert (df.n_stimuli == keep.size).all()
     with pytest.raises(StimulusMismatchError):
         score_brain_rdms({"f": F[:2]}, [100, 101], brain)
@@ -219,7 +219,7 @@ def test_single_subject_has_no_ceiling_but_a_score():
     F = rng.standard_normal((15, 3))
     brain = BrainRDMs.from_square(_brain_from_features(rng, F, n_sub=1)[0])
     df = score_model_rdms({"m": pdist(F, "correlation")}, brain)
-    assert np.isfinite(df.score).all()
+    assert np.isfinite(df.value).all()
     assert df.ceiling_upper.isna().all() and df.ceiling_note.str.contains("single subject").all()
     with pytest.raises(InputError, match="pairs"):
         score_model_rdms({"m": np.zeros(10)}, brain)

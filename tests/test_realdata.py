@@ -117,14 +117,14 @@ def test_human_vs_monkey_vs_models_with_loso_ceiling(k92):
     assert len(df) == len(candidates) * 5 and (df.ceiling_lower == lo).all() and (df.ceiling_upper == hi).all()
     mean = df[df.subject == "mean"].set_index("layer")
     print("\nhuman IT (mean of 4 subjects) vs candidates, Spearman; LOSO ceiling [%.3f, %.3f]" % (lo, hi))
-    print(mean[["score", "normalised"]].sort_values("score", ascending=False).round(3).to_string())
+    print(mean[["value", "normalised"]].sort_values("value", ascending=False).round(3).to_string())
     # the monkey IT RDM of Fig. 1 is the 'monkeyIT' model RDM
-    assert mean.score["monkey IT (674 neurons)"] == pytest.approx(mean.score["monkeyIT"], abs=1e-6)
+    assert mean.value["monkey IT (674 neurons)"] == pytest.approx(mean.value["monkeyIT"], abs=1e-6)
     # the categorical animacy model reaches the lower bound of the ceiling; the low-level models do not
-    assert mean.score["animacy"] > lo
-    assert all(mean.score[m] < lo / 2 for m in ("V1", "RADON", "Silhouette"))
+    assert mean.value["animacy"] > lo
+    assert all(mean.value[m] < lo / 2 for m in ("V1", "RADON", "Silhouette"))
     # per-subject scores are noisier than the group mean but agree with it in sign
-    per = df[df.subject != "mean"].pivot(index="layer", columns="subject", values="score")
+    per = df[df.subject != "mean"].pivot(index="layer", columns="subject", values="value")
     assert (per.loc["animacy"] > 0.2).all()
 
 
@@ -185,11 +185,11 @@ def test_trained_vs_untrained_vs_pixels_on_human_it(k92, zoo):
     for name, (_, feats) in zoo.items():
         if name.startswith("resnet20"):
             df = score_brain_rdms(feats, None, hit)
-            scores[name] = {layer: _mean_row(df, layer).score for layer in LAYERS}
+            scores[name] = {layer: _mean_row(df, layer).value for layer in LAYERS}
     pix = np.stack([np.asarray(Image.fromarray(im).resize((32, 32), Image.BILINEAR)) for im in k92.stimuli.images()])
     pixel = _mean_row(score_brain_rdms({"pixels": pix.reshape(92, -1).astype(np.float32)}, k92.stimuli.ids, hit), "pixels")
     table = pd.DataFrame(scores).T
-    table.loc["pixels 32x32"] = pixel.score
+    table.loc["pixels 32x32"] = pixel.value
     print("\nSpearman of model RDMs (1 - Pearson) with the mean human IT RDM; LOSO ceiling [%.3f, %.3f]"
           % (pixel.ceiling_lower, pixel.ceiling_upper))
     print(table.round(3).to_string())
@@ -197,8 +197,8 @@ def test_trained_vs_untrained_vs_pixels_on_human_it(k92, zoo):
     untrained = np.array([scores[f"resnet20-untrained-{s}"]["layer3"] for s in SEEDS])
     assert trained > untrained.max() + 0.1  # clearly above every untrained seed
     assert untrained.mean() < 0.2
-    assert trained > pixel.score
-    assert 0 < pixel.score < pixel.ceiling_lower
+    assert trained > pixel.value
+    assert 0 < pixel.value < pixel.ceiling_lower
 
 
 @pytest.mark.slow  # shares the zoo fixture: 7 CNN forward passes over the 92 images
@@ -212,7 +212,7 @@ def test_depth_family_lid_vs_accuracy_and_it(k92, zoo):
         h, feats = zoo[f"resnet{depth}"]
         df = score_brain_rdms({"layer3": feats["layer3"]}, feats.stimulus_ids, k92["human.IT"])
         rows.append({"depth": depth, "cifar_top1": h.info["best_prec1"], f"lid_k{K_LID}": lid(feats["layer3"], k=K_LID),
-                     "it_rsa": _mean_row(df, "layer3").score, "it_normalised": _mean_row(df, "layer3").normalised})
+                     "it_rsa": _mean_row(df, "layer3").value, "it_normalised": _mean_row(df, "layer3").normalised})
     t = pd.DataFrame(rows)
     r_acc = spearmanr(t[f"lid_k{K_LID}"], t.cifar_top1)[0]
     r_it = spearmanr(t[f"lid_k{K_LID}"], t.it_rsa)[0]

@@ -122,8 +122,8 @@ print(f"LOSO noise ceiling of human IT (Spearman): lower {lower:.3f}, upper {upp
 candidates = dict(ds.models)
 candidates["monkey IT (674 neurons)"] = ds["monkey.IT"].mean_rdm()
 table = score_model_rdms(candidates, hit)
-group = table[table.subject == "mean"].set_index("layer").sort_values("score", ascending=False)
-print(group[["score", "normalised"]].round(3).to_string())
+group = table[table.subject == "mean"].set_index("layer").sort_values("value", ascending=False)
+print(group[["value", "normalised"]].round(3).to_string())
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
 im = axes[0].imshow(hit.square(), cmap="viridis")
@@ -132,7 +132,7 @@ for edge in np.cumsum(ds.stimuli.metadata.category.value_counts(sort=False).to_n
     axes[0].axhline(edge - 0.5, color="w", lw=0.5)
     axes[0].axvline(edge - 0.5, color="w", lw=0.5)
 fig.colorbar(im, ax=axes[0], fraction=0.046)
-axes[1].barh(group.index[::-1], group.score[::-1], color="C0")
+axes[1].barh(group.index[::-1], group.value[::-1], color="C0")
 axes[1].axvspan(lower, upper, color="grey", alpha=0.3, label="noise ceiling")
 axes[1].set_xlabel("Spearman with mean human IT RDM")
 axes[1].legend(loc="lower right")
@@ -184,10 +184,10 @@ feats = {f"resnet{d}": extract(h, ds.stimuli, LAYERS, progress=False) for d, h i
 for seed in (0, 1):
     feats[f"resnet20 untrained (seed {seed})"] = extract(load_model(f"cifar_resnet:20@random:{seed}"), ds.stimuli,
                                                          LAYERS, progress=False)
-rsa = {name: score_brain_rdms(f, None, hit).query("subject == 'mean'").set_index("layer").score for name, f in feats.items()}
+rsa = {name: score_brain_rdms(f, None, hit).query("subject == 'mean'").set_index("layer").value for name, f in feats.items()}
 pix = np.stack([np.asarray(Image.fromarray(im).resize((32, 32), Image.BILINEAR)) for im in ds.stimuli.images()])
 pixel_score = score_brain_rdms({"pixels": pix.reshape(92, -1).astype(np.float32)}, ds.stimuli.ids, hit).query(
-    "subject == 'mean'").score.item()
+    "subject == 'mean'").value.item()
 rsa_table = pd.DataFrame(rsa).T
 print(rsa_table.round(3).to_string())
 print(f"raw pixels (32×32): {pixel_score:.3f}   noise ceiling [{lower:.3f}, {upper:.3f}]")

@@ -14,6 +14,12 @@ conservative ratio (never inflated by an optimistic denominator). With a single
 subject no LOSO ceiling exists: the ceiling and normalised columns are NaN and
 ``ceiling_note`` says why.
 
+Benchmarks (for ``brainlid score``): :data:`RDM_BENCHMARKS` names the RDM datasets as
+``<dataset>.<subject>.<roi>.rsa`` ids — ``k92.human.IT.rsa``, ``k92.monkey.IT.rsa``, and
+``algonauts2019.<image set>.<roi>.rsa`` (ROIs ``EVC``, ``IT``, ``MEG_early``, ``MEG_late``; the
+subject slot holds the image set ``92``/``118`` and every subject is scored) — and
+:func:`load_rdm_benchmark` returns the :class:`BrainRDMs` (with its stimuli) for one id.
+
 Stimuli are joined by id (never by row order): the features' rows are named by
 ``stimulus_ids``; only stimuli present on both sides are scored, and the RDMs are
 restricted to them in the features' order.
@@ -32,10 +38,10 @@ from ..errors import InputError
 from .ceiling import rsa_noise_ceiling
 from .rsa import compare_rdms, n_from_condensed, rdm
 
-__all__ = ["score_brain_rdms", "score_model_rdms", "SCORE_COLUMNS"]
+__all__ = ["score_brain_rdms", "score_model_rdms", "SCORE_COLUMNS", "RDM_BENCHMARKS", "load_rdm_benchmark"]
 
 SCORE_COLUMNS = [
-    "layer", "subject", "dataset", "roi", "metric", "rdm_method", "compare", "score",
+    "layer", "subject", "dataset", "roi", "metric", "rdm_method", "compare", "value", "ceiling",
     "ceiling_lower", "ceiling_upper", "normalised", "n_stimuli", "n_subjects", "ceiling_note",
 ]
 
@@ -92,8 +98,8 @@ def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs
         for s, score in entries:
             rows.append({
                 "layer": name, "subject": s, "dataset": brain_rdms.dataset, "roi": brain_rdms.roi,
-                "metric": f"rsa_{compare}", "rdm_method": rdm_method, "compare": compare, "score": float(score),
-                "ceiling_lower": lo, "ceiling_upper": hi,
+                "metric": f"rsa_{compare}", "rdm_method": rdm_method, "compare": compare, "value": float(score),
+                "ceiling": hi, "ceiling_lower": lo, "ceiling_upper": hi,
                 "normalised": float(score) / hi if np.isfinite(hi) and hi > 0 else float("nan"),
                 "n_stimuli": brain_rdms.n_stimuli, "n_subjects": brain_rdms.n_subjects, "ceiling_note": note,
             })
@@ -124,8 +130,10 @@ def score_brain_rdms(features: Mapping[str, np.ndarray], stimulus_ids, brain_rdm
     Returns
     -------
     DataFrame, one row per (layer, subject) plus (layer, ``"mean"``), columns :data:`SCORE_COLUMNS`:
-    ``score`` (the comparison value), ``ceiling_lower`` / ``ceiling_upper`` (LOSO noise ceiling of
-    the brain RDMs over the scored stimuli), ``normalised`` (score / ceiling_upper), ``n_stimuli``.
+    ``value`` (the comparison value), ``ceiling_lower`` / ``ceiling_upper`` (LOSO noise ceiling of
+    the brain RDMs over the scored stimuli), ``ceiling`` (= ``ceiling_upper``, the denominator),
+    ``normalised`` (value / ceiling_upper), ``n_stimuli``. Column names follow the scoring
+    tables (:mod:`brainlid.scoring.tables`: ``value``, ``ceiling``, ``normalised``).
 
     Raises
     ------
@@ -162,3 +170,31 @@ def score_brain_rdms(features: Mapping[str, np.ndarray], stimulus_ids, brain_rdm
     out = score_model_rdms(model, sub, compare=compare, rdm_method=rdm_method, ceiling=ceiling[:2])
     out["ceiling_note"] = ceiling[2]
     return out
+
+
+#: RDM benchmark id -> (loader module, loader keyword arguments, key in the loaded RDMDataset)
+RDM_BENCHMARKS = {
+    "k92.human.IT.rsa": ("brainlid.data.k92", {}, "human.IT"),
+    "k92.monkey.IT.rsa": ("brainlid.data.k92", {}, "monkey.IT"),
+    **{f"algonauts2019.{s}.{roi}.rsa": ("brainlid.data.algonauts2019",
+                                         {"image_set": s, "modality": "meg" if roi.startswith("MEG") else "fmri"}, roi)
+       for s in ("92", "118") for roi in ("EVC", "IT", "MEG_early", "MEG_late")},
+}
+
+
+def load_rdm_benchmark(benchmark_id: str, root=None) -> BrainRDMs:
+    """The brain RDMs (with stimuli attached) of an RDM benchmark id in :data:`RDM_BENCHMARKS`.
+
+    ``root`` is the dataset root (default: from the dataset card, ``$BRAINLID_DATA/<folder>``).
+    Score a model with ``score_brain_rdms(extract(model, rdms.stimuli, layers), None, rdms)``.
+    """
+    import importlib
+
+    if benchmark_id not in RDM_BENCHMARKS:
+        import difflib
+
+        close = difflib.get_close_matches(benchmark_id, list(RDM_BENCHMARKS), n=3)
+        raise InputError(f"unknown RDM benchmark {benchmark_id!r}" + (f"; did you mean {', '.join(close)}?" if close
+                         else f"; available: {', '.join(RDM_BENCHMARKS)}"))
+    module, kwargs, key = RDM_BENCHMARKS[benchmark_id]
+    return importlib.import_module(module).load(root, **kwargs)[key]
