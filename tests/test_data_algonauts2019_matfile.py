@@ -111,3 +111,51 @@ def test_bad_files_are_named(tmp_path, values):
     (tmp_path / "trunc2.mat").write_bytes(p.read_bytes()[:2000])  # superblock, missing data
     with pytest.raises(FileFormatError):
         loadmat(tmp_path / "trunc2.mat")
+
+
+def _matlab_struct_array_v73(path, names, pixels):
+    """A 1 x n struct array written the way MATLAB -v7.3 does: a 'struct' group whose fields are
+    n x 1 (h5py) datasets of object references into '#refs#', without MATLAB_class on the fields."""
+    n = len(names)
+    with h5py.File(path, "w", userblock_size=512) as f:
+        refs = f.create_group("#refs#")
+        g = f.create_group("visual_stimuli")
+        g.attrs["MATLAB_class"] = np.bytes_("struct")
+        name_refs = np.empty((n, 1), dtype=h5py.ref_dtype)
+        pix_refs = np.empty((n, 1), dtype=h5py.ref_dtype)
+        for i in range(n):
+            d = refs.create_dataset(f"n{i}", data=np.array([[ord(c)] for c in names[i]], dtype=np.uint16))
+            d.attrs["MATLAB_class"] = np.bytes_("char")
+            name_refs[i, 0] = d.ref
+            p = refs.create_dataset(f"p{i}", data=pixels[i].T)  # H x W x 3 stored reversed
+            p.attrs["MATLAB_class"] = np.bytes_("uint8")
+            pix_refs[i, 0] = p.ref
+        g.create_dataset("names", data=name_refs, dtype=h5py.ref_dtype)
+        g.create_dataset("pixels", data=pix_refs, dtype=h5py.ref_dtype)
+    head = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2019 HDF5 schema 1.00 ."
+    with open(path, "r+b") as fh:
+        fh.write(head.ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM")
+
+
+def test_v73_struct_array_as_matlab_writes_it(tmp_path):
+    rng = np.random.default_rng(4)
+    pixels = rng.integers(0, 256, (5, 6, 7, 3), dtype=np.uint8)
+    names = [f"image_{i + 1:02d}.jpg" for i in range(5)]
+    _matlab_struct_array_v73(tmp_path / "s.mat", names, pixels)
+    assert mat_version(tmp_path / "s.mat") == "7.3"
+    vs = loadmat(tmp_path / "s.mat")["visual_stimuli"]
+    assert vs.shape == (5,) and vs[3]["names"] == "image_04.jpg"
+    np.testing.assert_array_equal(vs[2]["pixels"], pixels[2])
+
+
+def test_algonauts_stimuli_from_a_v73_struct_array(tmp_path):
+    from brainlid.data import algonauts2019
+    from brainlid.data.fixtures import read_truth, write_algonauts2019
+
+    write_algonauts2019(tmp_path, image_set="92", n_subjects=2, image_size=8, write_jpegs=False, seed=5)
+    truth = read_truth(tmp_path, "algonauts2019_92", 0)["images"]
+    path = tmp_path / "Training_Data" / "92_Image_Set" / "92images.mat"
+    _matlab_struct_array_v73(path, [f"image_{i + 1:02d}.jpg" for i in range(92)], truth)
+    stim = algonauts2019.load_stimuli(tmp_path, "92")
+    assert len(stim) == 92 and stim.metadata.name[91] == "image_92.jpg"
+    np.testing.assert_array_equal(stim.image(40), truth[40])
