@@ -45,8 +45,8 @@ does the O(n·p·t) work once and keeps every α step at O(p²·t) while running
 himalaya's backend layer (numpy, torch CPU, torch CUDA), so it is several times
 faster at the sizes of voxelwise encoding (see ``benchmarks/bench_encoding.py``).
 
-Precision: products run in ``dtype`` (float32 by default); means, the eigen-
-decompositions and the per-target error sums are accumulated in float64. X and Y
+Precision: products run in ``dtype`` (float32 by default); the eigendecompositions,
+means and per-target error sums are computed in float64. X and Y
 are centred on the training split before the cross products so that the fold-
 centring corrections are small (no cancellation in float32).
 
@@ -139,15 +139,22 @@ def _check_inputs(X_train, Y_train, X_test, alphas, n_folds):
     return X, Y, Xt, al, n_folds
 
 
-def _eigh(B, G):
-    """Eigendecomposition of a symmetric matrix in float64 (divide-and-conquer on numpy)."""
-    if B.name == "numpy":
-        import scipy.linalg
+def _eigh(B, G, dtype: str = "float64"):
+    """Eigendecomposition of a symmetric matrix in float64, on one thread; eigenvalues ≥ 0.
 
-        s, V = scipy.linalg.eigh(np.asarray(G, dtype=np.float64), driver="evd", check_finite=False)
-    else:
-        s, V = B.eigh(B.asarray(G, dtype="float64"))
-    s = B.to_numpy(s)
+    One BLAS thread on purpose: the tridiagonal reduction is memory-bound and gains
+    little from threads, while multi-threaded LAPACK ``syevd`` on a busy machine was
+    measured 10–50× slower (threads spinning while other processes hold the cores):
+    1,024×1,024 took 0.7 s on one thread and 7–38 s on two under load.
+    """
+    from ..backend import thread_limits
+
+    with thread_limits(1):
+        if B.name == "numpy":
+            s, V = np.linalg.eigh(np.asarray(G, dtype=np.float64))
+        else:
+            s, V = B.eigh(B.asarray(G, dtype="float64"))
+    s = B.to_numpy(s).astype(np.float64)
     return np.clip(s, 0.0, None), V
 
 
@@ -214,8 +221,13 @@ def ridge_cv_fit_predict(
     B = get_backend(backend)
     n, p = X.shape
     t_all = Y.shape[1]
-    folds = kfold_indices(n, n_folds, seed=seed, shuffle=shuffle)
-    n_min_train = n - max(len(f) for f in folds)
+    # rows are permuted once so that every fold is a contiguous block (views, no gathers);
+    # the fit is invariant to the row order and predictions concern X_test only
+    folds_rows = kfold_indices(n, n_folds, seed=seed, shuffle=shuffle)
+    perm = np.concatenate(folds_rows)
+    bounds = np.cumsum([0] + [len(f) for f in folds_rows])
+    folds = [slice(int(bounds[i]), int(bounds[i + 1])) for i in range(n_folds)]
+    n_min_train = n - max(len(f) for f in folds_rows)
     if solver == "auto":
         solver = "dual" if p > n_min_train else "primal"
     if solver not in ("primal", "dual"):
@@ -224,7 +236,7 @@ def ridge_cv_fit_predict(
 
     # global centring on the training split (float64 means) -> small fold corrections
     mu_x = X.mean(axis=0, dtype=np.float64) if center else np.zeros(p)
-    Xc = B.asarray(np.asarray(X - mu_x, dtype=np_dtype))
+    Xc = B.asarray(np.asarray(X[perm] - mu_x, dtype=np_dtype))
     Xtc = B.asarray(np.asarray(Xt - mu_x, dtype=np_dtype))
 
     prep = _prepare_primal(B, Xc, Xtc, folds, center, dtype) if solver == "primal" else _prepare_dual(
@@ -242,9 +254,10 @@ def ridge_cv_fit_predict(
     cv = np.empty((al.size, t_all), dtype=np.float32)
     for b0 in range(0, t_all, n_targets_batch):
         cols = slice(b0, min(b0 + n_targets_batch, t_all))
-        Yb = Y[:, cols]
-        mu_y = Yb.mean(axis=0, dtype=np.float64) if center else np.zeros(Yb.shape[1])
-        Ybc = np.asarray(Yb - mu_y, dtype=np_dtype)
+        Ybc = np.asarray(Y[perm, cols], dtype=np_dtype)  # one copy: permuted rows, this batch
+        mu_y = Ybc.mean(axis=0, dtype=np.float64) if center else np.zeros(Ybc.shape[1])
+        if center:
+            Ybc -= mu_y.astype(np_dtype)
         run = _batch_primal if solver == "primal" else _batch_dual
         sse, sst, pred = run(B, prep, Ybc, al, center, dtype)
         k = np.argmin(sse, axis=0)
@@ -260,7 +273,7 @@ def _prepare_primal(B, Xc, Xtc, folds, center, dtype):
     """Target-independent work of the primal form: per-fold Grams, eigenbases, validation maps."""
     p = Xc.shape[1]
     n = Xc.shape[0]
-    Xg = [Xc[B.asarray(idx, dtype="int64") if B.name != "numpy" else idx] for idx in folds]
+    Xg = [Xc[sl] for sl in folds]
     sx = [B.to_numpy(B.sum(x, 0)).astype(np.float64) for x in Xg]
     Gg = [B.matmul(x.T, x) for x in Xg]
     G_tot = Gg[0]
@@ -268,8 +281,8 @@ def _prepare_primal(B, Xc, Xtc, folds, center, dtype):
         G_tot = G_tot + g
     SX = np.sum(sx, axis=0)
     per_fold = []
-    for f, idx in enumerate(folds):
-        n_val = len(idx)
+    for f, sl in enumerate(folds):
+        n_val = sl.stop - sl.start
         n_f = n - n_val
         mu = (SX - sx[f]) / n_f if center else np.zeros(p)
         mu_b = B.asarray(mu[:, None], dtype=dtype)
@@ -306,30 +319,42 @@ def _prepare_primal(B, Xc, Xtc, folds, center, dtype):
 
 
 def _sse_for_alphas(B, entry, Z, Bm_or_Yv, yy, alphas, dtype):
-    """(n_alphas, t) float64 validation SSE of one fold for every α (see the module docstring)."""
+    """(n_alphas, t) float64 validation SSE of one fold for every α (see the module docstring).
+
+    "gram" style: the cross term of every α is one product ``D (B∘Z)`` with
+    ``D[a, k] = 1/(s_k + α_a)``; the quadratic term costs one (r×r)(r×t) product per α.
+    "direct" style: residuals ``Y_val − A (D_α Z)`` per α.
+    """
     s = entry["s"]
+    D = 1.0 / (s[None, :] + alphas[:, None])  # (n_alphas, r) float64
     out = np.empty((alphas.size, Z.shape[1]))
-    for i, a in enumerate(alphas):
-        d = B.asarray((1.0 / (s + a))[:, None], dtype=dtype)
-        W = d * Z
-        if entry["style"] == "gram":
-            cross = B.to_numpy(B.sum(W * Bm_or_Yv, 0)).astype(np.float64)
-            quad = B.to_numpy(B.sum(W * B.matmul(entry["M"], W), 0)).astype(np.float64)
-            out[i] = yy - 2.0 * cross + quad
-        else:
+    if entry["style"] == "gram":
+        cross = B.to_numpy(B.matmul(B.asarray(D, dtype=dtype), Bm_or_Yv * Z)).astype(np.float64)
+        for i in range(alphas.size):
+            W = B.asarray(D[i][:, None], dtype=dtype) * Z
+            quad = B.to_numpy(B.einsum("ij,ij->j", W, B.matmul(entry["M"], W))).astype(np.float64)
+            out[i] = yy - 2.0 * cross[i] + quad
+    else:
+        for i in range(alphas.size):
+            W = B.asarray(D[i][:, None], dtype=dtype) * Z
             R = Bm_or_Yv - B.matmul(entry["A"], W)
-            out[i] = B.to_numpy(B.sum(R * R, 0)).astype(np.float64)
+            out[i] = B.to_numpy(B.einsum("ij,ij->j", R, R)).astype(np.float64)
     return np.maximum(out, 0.0)
+
+
+def _sumsq_columns(Y: np.ndarray) -> np.ndarray:
+    """Σ_i Y_ij² per column, accumulated in float64 (n_cols,)."""
+    return np.add.reduce(np.square(Y), axis=0, dtype=np.float64)
 
 
 def _batch_primal(B, prep, Ybc, alphas, center, dtype):
     folds, Xg, sx = prep["folds"], prep["Xg"], prep["sx"]
     n = prep["n"]
     t = Ybc.shape[1]
-    Yg = [B.asarray(Ybc[idx]) for idx in folds]
+    Yg = [B.asarray(Ybc[sl]) for sl in folds]
     C = [B.matmul(x.T, y) for x, y in zip(Xg, Yg)]
-    sy = [Ybc[idx].sum(axis=0, dtype=np.float64) for idx in folds]
-    syy = [np.einsum("ij,ij->j", Ybc[idx], Ybc[idx], dtype=np.float64) for idx in folds]
+    sy = [Ybc[sl].sum(axis=0, dtype=np.float64) for sl in folds]
+    syy = [_sumsq_columns(Ybc[sl]) for sl in folds]
     C_tot = C[0]
     for c in C[1:]:
         C_tot = C_tot + c
@@ -387,7 +412,8 @@ def _prepare_dual(B, Xc, Xtc, folds, center, dtype):
     K_te = B.to_numpy(B.matmul(Xtc, Xc.T)).astype(np.float64)
     per_fold = []
     all_idx = np.arange(n)
-    for f, vidx in enumerate(folds):
+    for f, sl in enumerate(folds):
+        vidx = all_idx[sl]
         tidx = np.setdiff1d(all_idx, vidx)
         if center:
             m = K[:, tidx].mean(axis=1)
@@ -430,7 +456,7 @@ def _batch_dual(B, prep, Ybc, alphas, center, dtype):
         mu_y = Yt.mean(axis=0, dtype=np.float64) if center else np.zeros(t)
         Ytc = B.asarray(np.asarray(Yt - mu_y, dtype=dtype))
         Yvc = np.asarray(Yv - mu_y, dtype=dtype)
-        yy = np.einsum("ij,ij->j", Yvc, Yvc, dtype=np.float64)
+        yy = _sumsq_columns(Yvc)
         sst += yy
         Z = B.matmul(entry["V"].T, Ytc)
         Yvc_b = B.asarray(Yvc)
