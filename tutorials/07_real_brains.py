@@ -48,14 +48,16 @@ import pandas as pd
 
 
 def _find_realdata() -> Path | None:
-    """$BRAINLID_REALDATA, else ../shared/realdata beside the repository."""
+    """$BRAINLID_REALDATA when set, else ../shared/realdata beside the repository."""
     env = os.environ.get("BRAINLID_REALDATA")
-    cands = [Path(env)] if env else []
-    try:
-        here = Path(__file__).resolve().parent
-    except NameError:  # running inside Jupyter
-        here = Path.cwd()
-    cands += [here.parent.parent / "shared" / "realdata", here.parent / "shared" / "realdata"]
+    if env:
+        cands = [Path(env).expanduser()]
+    else:
+        try:
+            here = Path(__file__).resolve().parent
+        except NameError:  # running inside Jupyter
+            here = Path.cwd()
+        cands = [here.parent.parent / "shared" / "realdata", here.parent / "shared" / "realdata"]
     for c in cands:
         if (c / "k92").is_dir() and (c / "cifar_resnets").is_dir():
             return c

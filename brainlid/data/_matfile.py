@@ -20,7 +20,7 @@ do the same when handed the other kind, and a file that is neither is named as s
 
 Both readers return the same representation (that of ``scipy.io.loadmat(...,
 simplify_cells=True)``): numeric arrays in MATLAB's axis order with singleton axes
-squeezed (a 1x1 value becomes a 0-d array), ``char`` as ``str``, ``logical`` as
+squeezed (a 1x1 value becomes a scalar), ``char`` as ``str``, ``logical`` as
 ``bool``, structs as ``dict`` (struct arrays as object arrays of dicts), cells as object
 arrays.
 """
@@ -188,8 +188,9 @@ def _attr_str(obj, name: str) -> str | None:
 
 
 def _squeeze(a: np.ndarray):
+    """Drop singleton axes; a 1 x 1 value becomes a numpy scalar (as scipy's ``simplify_cells`` gives)."""
     a = np.squeeze(a)
-    return a
+    return a[()] if a.ndim == 0 else a
 
 
 def _char(data: np.ndarray):
