@@ -39,15 +39,39 @@ def _rss_child(conn, fn, args):
     import threadpoolctl  # noqa: F401  (import cost outside the measurement)
 
     base = current_rss()
-    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # ru_maxrss survives fork+exec (Linux keeps the forking parent's high-water mark in the child), so a
+    # parent that once held a big array hides the child's peak: use this process's own VmHWM, reset first.
+    _reset_peak_rss()
+    peak_before = _peak_rss()
     try:
         fn(*args)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = _peak_rss()
         conn.send(("ok", max(0, peak - max(base, peak_before)) if peak > peak_before else 0, base, peak))
     except BaseException as exc:  # report, don't hang the parent
         conn.send(("error", repr(exc), 0, 0))
     finally:
         conn.close()
+
+
+def _reset_peak_rss() -> None:
+    """Reset this process's peak RSS (VmHWM) to the current RSS (Linux >= 4.0; ignored elsewhere)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss() -> int:
+    """Peak RSS of this process in bytes: VmHWM from /proc (per address space), else ru_maxrss."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def current_rss() -> int:
