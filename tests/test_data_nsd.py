@@ -332,3 +332,14 @@ def test_legacy_mat_session_files(small):
         p.rename(p.with_suffix(".mat"))
     _, b = nsd.load(small, images=False, fmt="hdf5")
     np.testing.assert_array_equal(b.responses, ref.responses)
+
+
+def test_volume_hemisphere_and_whole_grid(root):
+    _, both = nsd.load(root, subject=1, roi="nsdgeneral", images=False)
+    _, lh = nsd.load(root, subject=1, roi="nsdgeneral", hemisphere="lh", images=False)
+    keep = (both.units["hemisphere"] == "lh").to_numpy()
+    assert 0 < lh.n_units < both.n_units
+    np.testing.assert_array_equal(lh.responses, both.responses[:, keep])
+    with pytest.warns(UserWarning, match="constant"):
+        _, grid = nsd.load(root, subject=1, roi=None, images=False)
+    assert grid.n_units == int(np.prod(SHAPE)) and grid.meta["constant_units"] > 0

@@ -472,7 +472,7 @@ def load(
     split : {"shared1000", "algonauts"}
         Which train/test split to put in ``brain.splits``.
     hemisphere : {"both", "lh", "rh"}
-        Surface spaces only.
+        Units of one hemisphere only (volumes: from the ``roi/{lh,rh}.<roi>.nii.gz`` files).
     fmt : {"auto", "hdf5", "nifti"}
         Volume session files to read (auto: HDF5 when present, else NIfTI).
     images : bool
@@ -559,6 +559,13 @@ def load(
     table = _roi_table(root, subject, space)
     names = _resolve_rois(roi, table, space, subject)
     units, unit_index = _units(root, card, subject, space, hemis, names, table, found[wanted[0]], beta)
+    if space in VOLUME_SPACES and hemisphere != "both":
+        if not (units["hemisphere"] != "").any():
+            raise DatasetNotFoundError(f"hemisphere={hemisphere!r} needs the roi/lh.<roi>.nii.gz and rh.<roi>.nii.gz files of "
+                                       f"subject {subject} {space}, which this copy lacks")
+        keep = (units["hemisphere"] == hemisphere).to_numpy()
+        units = units.loc[keep].reset_index(drop=True)
+        unit_index = {"": unit_index[""][keep]}
     if len(units) == 0:
         raise InputError(f"ROI {names} has no {'voxels' if space in VOLUME_SPACES else 'vertices'} in subject {subject} {space}")
 
@@ -593,6 +600,9 @@ def load(
     meta = {"loader": "brainlid.data.nsd", "beta": beta, "sessions": wanted, "trials_per_session": int(n_trials),
             "zscore": bool(zscore), "split": split, "roi": names, "fmt": fmt, "constant_units": int(n_constant),
             "dropped_nan_units": int(bad.sum())}
+    if n_constant:
+        warnings.warn(f"NSD subject {subject} {space}: {n_constant} unit-session(s) are constant (voxels outside the "
+                      "brain mask are stored as 0) and were set to 0 by the z-scoring", stacklevel=2)
     if bad.any():
         warnings.warn(f"NSD subject {subject} {space}: dropping {int(bad.sum())} unit(s) with NaN betas", stacklevel=2)
         keep = ~bad
