@@ -45,7 +45,7 @@ from .errors import InputError
 
 __all__ = ["analyze", "AnalysisResult", "model_table", "read_generalization", "is_baseline", "GLOBAL_MEASURES"]
 
-GLOBAL_MEASURES = ("participation_ratio", "pca90", "pca95", "pca99", "twonn")
+GLOBAL_MEASURES = ("participation_ratio", "pca90", "pca95", "pca99", "twonn", "mle_full")
 
 
 def is_baseline(model: str) -> bool:

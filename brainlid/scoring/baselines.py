@@ -105,8 +105,8 @@ def baseline_features(
 ) -> Iterator[tuple[str, dict, np.ndarray, str, dict]]:
     """Yield ``(kind, layer arrays, ids, model name, cache keys)`` for the model's baselines.
 
-    ``pixels`` is model-independent and yielded by :func:`pixels_baseline` instead (once per
-    benchmark). ``extract_fn`` defaults to :func:`brainlid.features.extract`.
+    ``pixels`` is model-independent and scored once per benchmark by the runner. The random
+    twin is named ``<name>@random``. ``extract_fn`` defaults to :func:`brainlid.features.extract`.
     """
     if "random" in want:
         spec = random_weights_spec(model)
@@ -117,6 +117,6 @@ def baseline_features(
 
             feats = extract_fn(spec, stimuli, **extract_kwargs)
             a, i, keys = _features_as_layers(feats)
-            yield "random", a, i, spec, keys
+            yield "random", a, i, f"{name}@random" if name != model else spec, keys
     if "shuffled" in want:
         yield "shuffled", shuffle_features(arrays, seed=seed), ids, f"{name}#shuffled", {}

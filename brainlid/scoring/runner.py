@@ -324,6 +324,8 @@ def geometry_rows(
     if global_measures:
         g = geometry.global_dimension(X)
         for name, value in g.items():
+            if name in ("n", "n_distinct", "dim") or not isinstance(value, (int, float, np.number)):
+                continue
             rows.append({**base, "estimator": str(name), "K": np.nan, "value": float(value)})
     return rows
 
@@ -437,21 +439,23 @@ class ScoreResult:
 
 
 def _features_as_layers(feats) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, str]]:
-    """Normalise a :class:`brainlid.features.Features` (or a plain mapping) to (layers, ids, keys)."""
-    if isinstance(feats, Mapping):
-        raise InputError("pass features as (mapping, ids) to score_features; score() extracts them itself")
-    layers = getattr(feats, "layers", None)
-    if callable(layers):
-        layers = layers()
-    if isinstance(layers, Mapping):
-        arrays = {str(k): np.asarray(v, dtype=np.float32) for k, v in layers.items()}
-    else:
-        names = list(layers) if layers is not None else list(feats.keys())
-        arrays = {str(k): np.asarray(feats[k], dtype=np.float32) for k in names}
+    """A :class:`brainlid.features.Features` → (layer → float32 array, stimulus ids, layer → cache key)."""
+    names = list(getattr(feats, "layers", None) or list(feats.keys()))
+    arrays = {str(k): np.asarray(feats[k], dtype=np.float32) for k in names}
     ids = np.asarray(feats.stimulus_ids)
-    key = getattr(feats, "cache_key", None) or getattr(feats, "provenance", {}).get("cache_key", "")
-    keys = key if isinstance(key, Mapping) else {k: str(key or "") for k in arrays}
-    return arrays, ids, keys
+    prov = getattr(feats, "provenance", {}) or {}
+    keys = prov.get("cache_keys") or {}
+    return arrays, ids, {k: str(keys.get(k) or "") for k in arrays}
+
+
+def default_layers(model) -> list[str]:
+    """The model's top-level child modules (what ``score`` extracts when no layers are given)."""
+    from ..features.models import load_model
+
+    names = [n for n, _ in load_model(model).module.named_children()]
+    if not names:
+        raise InputError(f"model {model!r} has no sub-modules; pass layers explicitly")
+    return names
 
 
 def score(
@@ -468,18 +472,20 @@ def score(
     if_exists: str = "skip",
     extract_kwargs: Mapping | None = None,
     extract_fn=None,
+    mm_metrics: Sequence[str] = ("mutual_knn", "ridge_r2"),
     return_result: bool = False,
 ):
     """Score a model (and its baselines) on benchmarks: the Python API of ``brainlid score``.
 
     Parameters
     ----------
-    model : str or torch.nn.Module or sequence of them
-        Model spec(s) (see :func:`brainlid.features.models.load_model`). With several models the
-        model–model alignment on each benchmark's LID stimulus set is scored too.
+    model : str or torch.nn.Module, a sequence of them, or a mapping name → spec
+        Model spec(s) (see :func:`brainlid.features.models.load_model`); a mapping gives the
+        names used in the tables. With several models the model–model alignment on each
+        benchmark's LID stimulus set is scored too.
     benchmarks : id, Benchmark or a sequence of them
-    layers : sequence of str or None
-        Layers to extract (default: the extractor's default layers).
+    layers : sequence of str, mapping name → sequence, or None
+        Layers to extract, in depth order (default: the model's top-level child modules).
     data_root : path or None
         Dataset root (default from the dataset card / ``$BRAINLID_DATA``).
     out : path or None
@@ -502,14 +508,25 @@ def score(
 
     if extract_fn is None:
         from ..features import extract as extract_fn
-    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    if isinstance(model, Mapping):
+        named = {str(k): v for k, v in model.items()}
+    else:
+        seq = list(model) if isinstance(model, (list, tuple)) else [model]
+        named = {(m if isinstance(m, str) else type(m).__name__): m for m in seq}
     benches = [benchmarks] if isinstance(benchmarks, (str, Benchmark)) else list(benchmarks)
-    if not benches or not models:
+    if not benches or not named:
         raise InputError("give at least one model and one benchmark")
     benches = [get_benchmark(b) for b in benches]  # fail early on unknown ids
     want = bl.parse_baselines(baselines)
-    ekw = {"layers": layers, "pooling": pooling, "batch_size": batch_size, **dict(extract_kwargs or {})}
+    ekw = {"pooling": pooling, "batch_size": batch_size, **dict(extract_kwargs or {})}
+
+    def layers_for(name, m):
+        if isinstance(layers, Mapping):
+            return list(layers[name])
+        return list(layers) if layers else default_layers(m)
+
     all_scores, all_geom = [], []
+    mm_done: set = set()
     for bench in benches:
         stimuli, brain = load_benchmark_data(bench, data_root)
         if stimuli is None:
@@ -523,10 +540,10 @@ def score(
             s, g = score_features({"pixels": bl.pixel_features(sub)}, sub.ids, bench, brain, model=bl.PIXELS_MODEL)
             all_scores.append(s)
             all_geom.append(g)
-        for m in models:
-            feats = extract_fn(m, sub, **ekw)
+        for name, m in named.items():
+            lay = layers_for(name, m)
+            feats = extract_fn(m, sub, layers=lay, **ekw)
             arrays, ids, keys = _features_as_layers(feats)
-            name = m if isinstance(m, str) else str(getattr(feats, "model_id", type(m).__name__))
             s, g = score_features(arrays, ids, bench, brain, model=name, feature_cache_key=keys)
             all_scores.append(s)
             all_geom.append(g)
@@ -534,15 +551,17 @@ def score(
             lid_feats[name] = arrays[last][_positions(ids, lid_ids, "LID")]
             lid_layer[name] = last
             for kind, arrays_b, ids_b, name_b, keys_b in bl.baseline_features(
-                m, name, sub, arrays, ids, want, extract_fn=extract_fn, seed=bench.params["seed"], **ekw
+                m, name, sub, arrays, ids, want, extract_fn=extract_fn, seed=bench.params["seed"], layers=lay, **ekw
             ):
                 sb, gb = score_features(arrays_b, ids_b, bench, brain, model=name_b, feature_cache_key=keys_b,
                                         geometry=kind != "shuffled")
                 all_scores.append(sb)
                 all_geom.append(gb)
-        if len(lid_feats) >= 2:
-            mm = score_frame(model_model_rows(lid_feats, stimulus_set=bench.lid_stimulus_set, layers=lid_layer))
-            all_scores.append(mm)
+        mm_key = (bench.lid_split, tuple(lid_ids.tolist()), tuple(sorted(lid_feats)))
+        if len(lid_feats) >= 2 and mm_key not in mm_done:
+            mm_done.add(mm_key)
+            all_scores.append(score_frame(model_model_rows(lid_feats, stimulus_set=bench.lid_stimulus_set, layers=lid_layer,
+                                                           metrics=mm_metrics)))
     scores = pd.concat(all_scores, ignore_index=True) if all_scores else score_frame([])
     geom = pd.concat(all_geom, ignore_index=True) if all_geom else geometry_frame([])
     geom = geom.drop_duplicates(subset=["model", "layer", "stimulus_set", "estimator", "K"]).reset_index(drop=True)

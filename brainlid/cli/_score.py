@@ -1,0 +1,138 @@
+"""``brainlid score``, ``brainlid benchmarks list``, ``brainlid analyze``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def _echo_table(df, title: str = "", max_rows: int = 60) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or None, show_lines=False)
+    for c in df.columns:
+        table.add_column(str(c), overflow="fold")
+    for rec in df.head(max_rows).itertuples(index=False):
+        table.add_row(*[(f"{v:.3f}" if isinstance(v, float) else str(v)) for v in rec])
+    Console(width=160).print(table)
+    if len(df) > max_rows:
+        click.echo(f"... {len(df) - max_rows} more rows")
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("score")
+    @click.option("--model", "models", multiple=True, required=True, metavar="SPEC",
+                  help="Model spec, e.g. torchvision:resnet18 or module:net.py:Net@w.pt (repeat for several; "
+                       "with several, model–model alignment is scored too).")
+    @click.option("--benchmark", "benchmarks", multiple=True, required=True, metavar="ID",
+                  help="Benchmark id(s), e.g. nsd.subj01.EBA.encoding (repeat, or separate with spaces/commas).")
+    @click.option("--layers", default=None, help="Comma-separated layer names/globs (default: the model's top-level modules).")
+    @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Dataset root (default from $BRAINLID_DATA).")
+    @click.option("--out", type=click.Path(path_type=Path), default=None, help="Folder for scores/geometry .parquet and .csv.")
+    @click.option("--store", type=click.Path(path_type=Path), default=None, help="Results store (default $BRAINLID_HOME/results.sqlite).")
+    @click.option("--no-store", is_flag=True, help="Do not write to the results store.")
+    @click.option("--no-baselines", is_flag=True, help="Skip the pixels / random-weights / shuffled baselines.")
+    @click.option("--replace", is_flag=True, help="Replace cells already in the store (default: keep them).")
+    @click.option("--pooling", default="avg", show_default=True, help="Spatial pooling of layer outputs.")
+    @click.option("--batch-size", default=64, show_default=True, type=int)
+    @click.option("--json", "as_json", is_flag=True, help="Print the test scores as JSON records.")
+    def score_cmd(models, benchmarks, layers, data_root, out, store, no_store, no_baselines, replace, pooling, batch_size, as_json):
+        """Score models on benchmarks: encoding/RSA per layer, best layer on a validation split, LID geometry."""
+        from ..scoring.benchmarks import get_benchmark
+        from ..scoring.runner import score
+
+        from ..features.models import load_model
+
+        ids = [b for arg in benchmarks for b in arg.replace(",", " ").split()]
+        for b in ids:
+            get_benchmark(b)  # unknown id → one-line error listing close ones
+        for m in models:
+            load_model(m)  # a spec that cannot be built fails here, before any data is read
+        res = score(
+            list(models), ids, layers=[s for s in layers.split(",") if s.strip()] if layers else None, data_root=data_root,
+            out=out, store=False if no_store else (store or True), baselines=not no_baselines, pooling=pooling,
+            batch_size=batch_size, if_exists="replace" if replace else "skip", return_result=True,
+        )
+        test = res.scores[(res.scores["split"] == "test")]
+        cols = ["model", "layer", "benchmark", "metric", "time", "value", "ci_low", "ci_high", "ceiling", "normalised", "selected"]
+        if as_json:
+            click.echo(json.dumps(json.loads(test[cols].to_json(orient="records")), indent=1))
+        else:
+            sel = test[test["selected"].astype(bool) | (test["dataset"] == "models")]
+            _echo_table(sel[cols].drop(columns=["selected"]), title="test scores (layer chosen on the validation split)")
+            for p in res.paths:
+                click.echo(f"wrote {p}")
+            if res.store is not None:
+                click.echo(f"store: {res.store.path}")
+
+    @cli.group("benchmarks")
+    def benchmarks_grp():
+        """Benchmark definitions (ids: dataset.subject.roi.metric)."""
+
+    @benchmarks_grp.command("list")
+    @click.option("--dataset", default=None, help="Only this dataset's benchmarks (e.g. nsd).")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON records.")
+    def benchmarks_list(dataset, as_json):
+        """List the registered benchmarks and their versioned definitions."""
+        from ..scoring.benchmarks import list_benchmarks
+
+        df = list_benchmarks(dataset)
+        if as_json:
+            click.echo(df.to_json(orient="records", indent=1))
+        else:
+            _echo_table(df[["id", "space", "split", "ceiling", "version", "lid_stimulus_set"]], max_rows=10_000)
+
+    @cli.command("analyze")
+    @click.option("--store", type=click.Path(path_type=Path), default=None, help="Results store to read (default $BRAINLID_HOME/results.sqlite).")
+    @click.option("--table", "tables", multiple=True, type=click.Path(path_type=Path),
+                  help="Scores and geometry tables (.parquet/.csv) instead of the store (give both).")
+    @click.option("--generalization", type=click.Path(path_type=Path), default=None,
+                  help="CSV of accuracies (model, top1[, img_size, param_count]); timm's results-imagenet.csv works as is.")
+    @click.option("--img-size", type=int, default=None, help="Pick this image size's rows of the generalization CSV.")
+    @click.option("--k", "k", default=20, show_default=True, type=int, help="The K fixed in advance for the headline.")
+    @click.option("--estimator", default="mle", show_default=True)
+    @click.option("--layer", default="last", show_default=True, help="'last', 'selected' or a layer name.")
+    @click.option("--reference", default=None, help="Reference model for model–model alignment.")
+    @click.option("--value", type=click.Choice(["value", "normalised"]), default="value", show_default=True)
+    @click.option("--benchmark", "benchmark_filter", multiple=True, help="Only these benchmarks' scores.")
+    @click.option("--out", type=click.Path(path_type=Path), default=Path("brainlid-analysis"), show_default=True)
+    @click.option("--seed", default=0, show_default=True, type=int)
+    def analyze_cmd(store, tables, generalization, img_size, k, estimator, layer, reference, value, benchmark_filter, out, seed):
+        """Correlate LID with brain alignment, model–model alignment and generalization across models."""
+        import pandas as pd
+
+        from ..analysis import analyze, read_generalization
+        from ..errors import InputError
+        from ..scoring.store import ResultsStore
+        from ..scoring.tables import read_table
+
+        if tables:
+            frames = [read_table(t) for t in tables]
+            scores = [f for f in frames if "benchmark" in f.columns]
+            geom = [f for f in frames if "estimator" in f.columns]
+            if not scores or not geom:
+                raise InputError("--table needs both a scores table and a geometry table")
+            scores, geom = pd.concat(scores, ignore_index=True), pd.concat(geom, ignore_index=True)
+        else:
+            from ..config import results_store_path
+
+            path = Path(store) if store is not None else results_store_path()
+            if not path.exists():
+                raise InputError(f"no results store at {path}: run `brainlid score` (or pass --store / --table)")
+            st = ResultsStore(path)
+            scores, geom = st.scores(), st.geometry()
+            if len(scores) == 0:
+                raise InputError(f"the results store {st.path} is empty: run `brainlid score` (or `brainlid demo`) first")
+        if benchmark_filter:
+            keep = scores["benchmark"].isin(benchmark_filter) | (scores["dataset"] == "models")
+            scores = scores[keep]
+        gen = read_generalization(generalization, img_size=img_size) if generalization else None
+        res = analyze(scores, geom, gen, k=k, estimator=estimator, layer=layer, reference=reference, value=value,
+                      seed=seed, out=out)
+        head = res.headline()[["target", "n_models", "pearson_r", "pearson_p", "pearson_ci_low", "pearson_ci_high",
+                               "spearman_r", "spearman_p", "partial_pearson_r"]]
+        _echo_table(head, title=f"LID ({estimator}, K={k}) vs alignment, across models")
+        click.echo(f"report: {res.files['report']}")
