@@ -586,5 +586,7 @@ def banded_encoding_scores(
     # per-space split of R² (himalaya's r2_score_split convention: sums to the total R²)
     from himalaya.scoring import r2_score_split
 
-    r2_split = np.asarray(r2_score_split(Yte - mu_y, split_pred, include_correlation=True))
+    # himalaya's split needs zero-mean y_true: centre truth and each space's prediction on the test rows
+    split_c = split_pred - split_pred.mean(axis=1, keepdims=True)
+    r2_split = np.asarray(r2_score_split(Yte - Yte.mean(axis=0), split_c, include_correlation=True))
     return {"r": r.astype(np.float32), "r2": r2.astype(np.float32), "r2_split": r2_split.astype(np.float32), "deltas": deltas}
