@@ -175,3 +175,16 @@ def test_planned_files_and_refusals():
         planned_files("nsd", 1, "mni")
     with pytest.raises(InputError, match="--base-url"):
         fetch_dataset("algonauts2023", "/tmp/unused-brainlid", 1, "challenge", accept_terms=True)
+
+
+def test_fetch_tolerates_files_the_card_marks_may_be_absent(server, tmp_path):
+    write_nsd(server.base, subjects=(1,), n_images=12, n_shared=3, n_sessions=2, shape=(5, 6, 4),
+              spaces=("func1pt8mm",), n_total=300, seed=6)
+    (server.base / "nsddata/freesurfer/subj01/label/nsdgeneral.mgz.ctab").unlink()  # uncertain on the real server
+    res = fetch_dataset("nsd", tmp_path / "c", 1, "func1pt8mm", accept_terms=True, base_url=server.url, sessions=[1])
+    status = {r["relpath"]: r["status"] for r in res}
+    assert status["nsddata/freesurfer/subj01/label/nsdgeneral.mgz.ctab"] == "absent"
+    assert sum(s == "downloaded" for s in status.values()) == len(res) - 1
+    (server.base / "nsddata/experiments/nsd/nsd_expdesign.mat").unlink()  # required: a 404 is fatal
+    with pytest.raises(DatasetNotFoundError, match="nsd_expdesign.mat answered HTTP 404"):
+        fetch_dataset("nsd", tmp_path / "d", 1, "func1pt8mm", accept_terms=True, base_url=server.url, sessions=[1])

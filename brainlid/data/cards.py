@@ -19,8 +19,10 @@ the single source of truth for the layout;
 ``[fetch]`` with ``base_url`` (default: the official public location; ``""`` when the data are
 not publicly downloadable), ``needs_terms`` (bool), ``common`` (file keys fetched once),
 ``per_space.<space>`` (file keys fetched per subject and space), ``rois`` (ROI file names for
-``{roi}``), ``hemis``, optional ``sha256`` table (relative path → hex digest) and ``defaults``
-(values for other placeholders, e.g. ``beta``).
+``{roi}``), ``hemis``, ``optional`` (file keys fetched only with ``--with-optional``, e.g. NSD's
+37 GB image brick), ``may_be_absent`` (glob patterns of relative paths whose 404 is reported, not
+fatal), optional ``sha256`` table (relative path → hex digest) and ``defaults`` (values for other
+placeholders, e.g. ``beta``).
 
 **Loader modules** expose
 

@@ -17,6 +17,7 @@ Only :mod:`urllib` from the standard library is used.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import http.client
 import json
@@ -244,10 +245,12 @@ def fetch_dataset(
 ) -> list[dict]:
     """Download the files one subject and space need into ``root`` (the card says which).
 
+    Files the card lists under ``[fetch] may_be_absent`` (glob patterns of relative paths) that the
+    server does not have (HTTP 404) are reported as ``absent`` instead of failing the whole fetch.
     Files already present with the size recorded in the manifest are skipped (with
     ``verify=True`` their SHA-256 is recomputed and compared with the recorded or published one;
     a mismatch re-downloads the file). Returns one dict per file: ``relpath``, ``status``
-    (``downloaded`` / ``present``), ``size``, ``sha256``.
+    (``downloaded`` / ``present`` / ``absent``), ``size``, ``sha256``.
 
     Raises
     ------
@@ -282,7 +285,13 @@ def fetch_dataset(
             dest.unlink()  # recorded checksum no longer matches: fetch again
         url = base.rstrip("/") + "/" + urllib.parse.quote(rel)
         cb = (lambda done, total, _rel=rel: progress(_rel, done, total)) if progress else None
-        info = download(url, dest, sha256=published.get(rel), retries=retries, progress=cb)
+        try:
+            info = download(url, dest, sha256=published.get(rel), retries=retries, progress=cb)
+        except DatasetNotFoundError:
+            if any(fnmatch.fnmatch(rel, pat) for pat in card.fetch.get("may_be_absent", [])):
+                results.append({"relpath": rel, "status": "absent", "size": 0, "sha256": None})
+                continue
+            raise
         manifest[rel] = {"size": info["size"], "sha256": info["sha256"], "url": url, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True))
         results.append({"relpath": rel, "status": "downloaded", "size": info["size"], "sha256": info["sha256"]})

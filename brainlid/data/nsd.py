@@ -26,7 +26,8 @@ the dataset card ``datasets/nsd.toml``. What :func:`load` does:
   in the first ``last − 3`` sessions (``last`` = highest session loaded), test = images whose trials
   all lie in the last 3 sessions, excluding shared images except, for subjects 1, 2, 5, 7, shared
   images whose 3 repetitions all lie there. Stimuli in neither set are in neither split.
-* **ROIs** by name, resolved through the ctab files of the copy: label names
+* **ROIs** by name, resolved through the ctab files of the copy (the published codes of
+  :data:`KNOWN_LABELS` when a ctab is missing, with a warning): label names
   (``V1v``, ``hV4``, ``EBA``, ``FFA-1``, ``PPA``, ``ventral`` …), unions ``V1``/``V2``/``V3``, whole
   files (``nsdgeneral``, ``floc-faces`` …) and qualified ``"<file>:<label>"`` names (e.g.
   ``"Kastner2015:V1v"``). Several at once; membership in ``units["roi:<NAME>"]``.
@@ -74,6 +75,18 @@ BETA_VERSIONS = ("betas_fithrf_GLMdenoise_RR", "betas_fithrf", "betas_assumehrf"
 ROI_FILES = ("nsdgeneral", "prf-visualrois", "floc-bodies", "floc-faces", "floc-places", "floc-words", "streams",
              "prf-eccrois", "Kastner2015", "HCP_MMP1", "visualsulc", "corticalsulc")
 ROI_UNIONS = {"V1": ("V1v", "V1d"), "V2": ("V2v", "V2d"), "V3": ("V3v", "V3d")}
+# Label codes of the NSD ROI files (DATASETS.md §1.8; the order of `roilabels` in the NSD drawing scripts).
+# Used only when a copy lacks the file's .mgz.ctab (the ctab always wins; the fallback is recorded in meta).
+KNOWN_LABELS = {
+    "nsdgeneral": ["nsdgeneral"],
+    "prf-visualrois": ["V1v", "V1d", "V2v", "V2d", "V3v", "V3d", "hV4"],
+    "prf-eccrois": ["ecc0pt5", "ecc1", "ecc2", "ecc4", "ecc4+"],
+    "floc-faces": ["OFA", "FFA-1", "FFA-2", "mTL-faces", "aTL-faces"],
+    "floc-bodies": ["EBA", "FBA-1", "FBA-2", "mTL-bodies"],
+    "floc-places": ["OPA", "PPA", "RSC"],
+    "floc-words": ["OWFA", "VWFA-1", "VWFA-2", "mfs-words", "mTL-words"],
+    "streams": ["early", "midventral", "midlateral", "midparietal", "ventral", "lateral", "parietal"],
+}
 SCALE = 300.0
 SUBJECTS = tuple(range(1, 9))
 SPLITS = ("shared1000", "algonauts")
@@ -369,7 +382,7 @@ class _Roi:
     codes: tuple[int, ...] | None  # None = every label > 0
 
 
-def _roi_table(root: Path, subject: int, space: str) -> dict[str, _Roi]:
+def _roi_table(root: Path, subject: int, space: str, fallbacks: list | None = None) -> dict[str, _Roi]:
     table: dict[str, _Roi] = {}
     for roifile in ROI_FILES:
         if not _label_path(root, subject, space, roifile).exists():
@@ -377,8 +390,10 @@ def _roi_table(root: Path, subject: int, space: str) -> dict[str, _Roi]:
         ctab_p = _ctab_path(root, subject, space, roifile)
         if ctab_p.exists():
             labels = {c: n for c, n in read_ctab(ctab_p).items() if c > 0}
-        elif roifile == "nsdgeneral":
-            labels = {1: "nsdgeneral"}
+        elif roifile in KNOWN_LABELS:
+            labels = dict(enumerate(KNOWN_LABELS[roifile], 1))
+            if fallbacks is not None and roifile != "nsdgeneral":
+                fallbacks.append(roifile)
         else:
             labels = {}
         table.setdefault(roifile, _Roi(roifile, None))
@@ -556,8 +571,13 @@ def load(
     ids_per_trial, _ = trial_ids(design, subject, wanted, n_trials)
 
     # units --------------------------------------------------------------------------------------
-    table = _roi_table(root, subject, space)
+    fallbacks: list[str] = []
+    table = _roi_table(root, subject, space, fallbacks)
     names = _resolve_rois(roi, table, space, subject)
+    used_fallback = sorted({table[n].file for n in names or []} & set(fallbacks))
+    if used_fallback:
+        warnings.warn(f"NSD subject {subject} {space}: no .mgz.ctab for {', '.join(used_fallback)}; using the published "
+                      "label codes (DATASETS.md §1.8)", stacklevel=2)
     units, unit_index = _units(root, card, subject, space, hemis, names, table, found[wanted[0]], beta)
     if space in VOLUME_SPACES and hemisphere != "both":
         if not (units["hemisphere"] != "").any():
@@ -599,7 +619,7 @@ def load(
         resp /= n_reps[:, None].astype(np.float32)
     meta = {"loader": "brainlid.data.nsd", "beta": beta, "sessions": wanted, "trials_per_session": int(n_trials),
             "zscore": bool(zscore), "split": split, "roi": names, "fmt": fmt, "constant_units": int(n_constant),
-            "dropped_nan_units": int(bad.sum())}
+            "dropped_nan_units": int(bad.sum()), "labels_without_ctab": used_fallback}
     if n_constant:
         warnings.warn(f"NSD subject {subject} {space}: {n_constant} unit-session(s) are constant (voxels outside the "
                       "brain mask are stored as 0) and were set to 0 by the z-scoring", stacklevel=2)
