@@ -100,3 +100,19 @@ def test_check_summary(root):
     assert (df["status"] == "present").all()
     lines = algonauts.summarize(df)
     assert lines[0].startswith("subject 1: 24 images, fMRI lh+rh, test 5 images, ROI classes prf-visualrois")
+
+
+def test_fsaverage_and_challenge_masks_agree(root):
+    _, b = algonauts.load(root, subject=1)
+    fs = algonauts.read_roi_masks(root, 1, "fsaverage")
+    ch = algonauts.read_roi_masks(root, 1, "challenge")
+    assert fs["mappings"]["floc-faces"][2] == "FFA-1" and len(fs["masks"]) == 12
+    for h in ("lh", "rh"):
+        u = b.units[b.units["hemisphere"] == h]
+        for cls in algonauts.ROI_CLASSES:
+            np.testing.assert_array_equal(fs["masks"][(h, cls)][u["fsaverage_vertex"]], ch["masks"][(h, cls)][u["vertex"]])
+            outside = np.setdiff1d(np.arange(fs["masks"][(h, cls)].size), u["fsaverage_vertex"])
+            assert (fs["masks"][(h, cls)][outside] == 0).all()
+        np.testing.assert_array_equal(u["roi:FFA-1"], ch["masks"][(h, "floc-faces")][u["vertex"]] == 2)
+    with pytest.raises(InputError, match="space must be"):
+        algonauts.read_roi_masks(root, 1, "native")

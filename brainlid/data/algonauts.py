@@ -32,7 +32,7 @@ from .brain import BrainData
 from .cards import Loaded, check_frame, get_card, probe
 from .stimuli import StimulusSet
 
-__all__ = ["load", "check", "summarize", "ROI_CLASSES", "read_mapping", "image_list"]
+__all__ = ["load", "check", "summarize", "ROI_CLASSES", "read_mapping", "read_roi_masks", "image_list"]
 
 ROI_CLASSES = ("prf-visualrois", "floc-bodies", "floc-faces", "floc-places", "floc-words", "streams")
 SUBJECTS = tuple(range(1, 9))
@@ -203,6 +203,31 @@ def load(root=None, subject: int = 1, hemisphere: str = "both", roi: str | Seque
         extra["test_stimuli"] = StimulusSet.from_files(tpaths, ids=tids, metadata=pd.DataFrame({"file": [p.name for p in tpaths]}),
                                                        name=f"algonauts2023-subj{subject:02d}-test")
     return Loaded(stimuli, brain, extra)
+
+
+def read_roi_masks(root=None, subject: int = 1, space: str = "fsaverage") -> dict:
+    """Every ROI mask of a subject: ``{(hemi, cls): int labels}`` plus ``{cls: {code: name}}`` mappings.
+
+    ``space="fsaverage"`` gives fsaverage-length arrays (zero outside the challenge space);
+    ``space="challenge"`` one label per challenge vertex (the loader's ``vertex`` order). Classes whose
+    files are missing are left out.
+    """
+    card = _card()
+    subject = _check_subject(subject)
+    if space not in ("fsaverage", "challenge"):
+        raise InputError(f"space must be 'fsaverage' or 'challenge', got {space!r}")
+    root = card.root(root)
+    key = "roi_fsavg" if space == "fsaverage" else "roi_challenge"
+    masks, mappings = {}, {}
+    for cls in ROI_CLASSES:
+        mp = card.file(root, "mapping", subject=subject, roi=cls)
+        files = {h: card.file(root, key, subject=subject, roi=cls, hemi=h) for h in ("lh", "rh")}
+        if not mp.exists() or not all(p.exists() for p in files.values()):
+            continue
+        mappings[cls] = read_mapping(mp, root)
+        for h, p in files.items():
+            masks[(h, cls)] = np.rint(_npy(p)).astype(np.int64)
+    return {"masks": masks, "mappings": mappings}
 
 
 def _member(lab: np.ndarray, code: int | None) -> np.ndarray:
