@@ -3,7 +3,6 @@ ROIs, noise ceiling, splits, spaces and the errors on bad copies."""
 
 from __future__ import annotations
 
-import shutil
 import warnings
 
 import h5py
