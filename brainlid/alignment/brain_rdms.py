@@ -32,6 +32,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from .._version import __version__
 from ..data.ids import as_ids, match_ids
 from ..data.rdms import BrainRDMs, condensed_positions
 from ..errors import InputError
@@ -42,7 +43,7 @@ __all__ = ["score_brain_rdms", "score_model_rdms", "SCORE_COLUMNS", "RDM_BENCHMA
 
 SCORE_COLUMNS = [
     "layer", "subject", "dataset", "roi", "metric", "rdm_method", "compare", "value", "ceiling",
-    "ceiling_lower", "ceiling_upper", "normalised", "n_stimuli", "n_subjects", "ceiling_note",
+    "ceiling_lower", "ceiling_upper", "normalised", "n_stimuli", "n_subjects", "ceiling_note", "brainlid_version",
 ]
 
 
@@ -102,6 +103,7 @@ def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs
                 "ceiling": hi, "ceiling_lower": lo, "ceiling_upper": hi,
                 "normalised": float(score) / hi if np.isfinite(hi) and hi > 0 else float("nan"),
                 "n_stimuli": brain_rdms.n_stimuli, "n_subjects": brain_rdms.n_subjects, "ceiling_note": note,
+                "brainlid_version": __version__,
             })
     return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 

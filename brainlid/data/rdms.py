@@ -155,7 +155,9 @@ class BrainRDMs:
     Attributes
     ----------
     rdms : ndarray of shape (n_subjects, n_sessions, n_pairs) float32
-        Condensed RDMs (``squareform`` order over ``stimulus_ids``).
+        Condensed RDMs (``squareform`` order over ``stimulus_ids``). A 1-D input is one RDM
+        (1 subject x 1 session), a 2-D input one RDM per subject (1 session each); use
+        :meth:`from_square` for square matrices.
     stimulus_ids : ndarray of shape (n_stimuli,)
         The stimuli, in RDM row order; n_pairs = n_stimuli (n_stimuli - 1) / 2.
     subjects, sessions : list of str
