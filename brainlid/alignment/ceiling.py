@@ -384,7 +384,9 @@ def pool_rdms(rdms, method: str = "spearman") -> np.ndarray:
 
     Rank-based methods (Spearman, Kendall τ) average the ranks; Pearson averages
     z-scored RDMs; cosine averages RDMs scaled to unit root-mean-square; every other
-    method (e.g. Euclidean or whitened comparisons) averages the raw RDMs.
+    method averages the raw RDMs. (rsatoolbox scales each RDM by its whitened norm
+    before pooling for ``cosine_cov``/``corr_cov``; here whitened comparisons pool the
+    raw RDMs, which differs from rsatoolbox only when subjects' RDMs differ in scale.)
 
     Parameters
     ----------
