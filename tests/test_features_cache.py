@@ -139,15 +139,16 @@ def test_hit_needs_no_forward_and_every_key_component_misses(setup, monkeypatch)
     check(False)
 
 
-def test_resume_after_simulated_crash_recomputes_only_unfinished(setup):
+@pytest.mark.parametrize("commit_every", [None, 0, 1e9])
+def test_resume_after_simulated_crash_recomputes_only_unfinished(setup, commit_every):
     tmp, spec, imgs = setup
     cache = tmp / "cache"
     reference = _run(spec, imgs, False)  # 40 images, 10 batches
     h = load_model(spec)
     type(h.module).fail_after = 1 + 4  # probe + 4 batches, then crash
     try:
-        with pytest.raises(Exception, match="simulated crash"):
-            _run(h, imgs, cache)
+        with pytest.raises(Exception, match="simulated crash"):  # a failing run commits what it finished
+            _run(h, imgs, cache, commit_every=commit_every)
     finally:
         type(h.module).fail_after = None
     entries = FeatureCache(cache).entries()
