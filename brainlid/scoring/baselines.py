@@ -4,8 +4,8 @@
   (model name ``baseline:pixels``; one "layer", ``pixels``): what any model must beat;
 * ``random`` — the same architecture with random weights (``SOURCE:NAME@random``, seeded
   init), when the spec names an architecture that can be rebuilt (model name: that spec);
-* ``shuffled`` — the model's own features with rows permuted across stimuli (one seeded
-  permutation shared by all layers; model name ``<model>#shuffled``): the zero control; its
+* ``shuffled`` — the model's last layer with rows permuted across stimuli (a seeded
+  permutation without fixed points; model name ``<model>#shuffled``): the zero control; its
   encoding R² should be ≤ 0 and its r near 0.
 """
 
@@ -119,4 +119,5 @@ def baseline_features(
             a, i, keys = _features_as_layers(feats)
             yield "random", a, i, f"{name}@random" if name != model else spec, keys
     if "shuffled" in want:
-        yield "shuffled", shuffle_features(arrays, seed=seed), ids, f"{name}#shuffled", {}
+        last = list(arrays)[-1]
+        yield "shuffled", shuffle_features({last: arrays[last]}, seed=seed), ids, f"{name}#shuffled", {}

@@ -258,7 +258,9 @@ def _encoding_rows(X_fit, Y_fit, X_eval, Y_eval, nc, times, p, base) -> list[dic
 def _rsa_rows(X_eval, Y_eval, times, p, base) -> list[dict]:
     from ..alignment.rsa import compare_rdms, rdm
 
-    model_rdm = rdm(X_eval, method=p["rdm_method"])
+    with warnings.catch_warnings():  # dead (constant) ReLU features are dropped by rdm(); expected, not news
+        warnings.filterwarnings("ignore", message=".*dropped .* constant across stimuli", category=UserWarning)
+        model_rdm = rdm(X_eval, method=p["rdm_method"])
     Ys = [Y_eval] if times is None else [Y_eval[..., t] for t in range(Y_eval.shape[-1])]
     rows = []
     for t, Y in enumerate(Ys):
@@ -361,7 +363,9 @@ def model_model_rows(
             if A.shape[0] != B.shape[0]:
                 raise InputError(f"models {a} and {b} have features for different numbers of stimuli")
             for m in metrics:
-                v = float(fn[m](A, B))
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=".*dropped .* constant across stimuli", category=UserWarning)
+                    v = float(fn[m](A, B))
                 for x, y in ((a, b), (b, a)):
                     rows.append({
                         "model": x, "layer": (layers or {}).get(x, ""), "benchmark": f"models.{stimulus_set}.{m}",
@@ -527,6 +531,7 @@ def score(
 
     all_scores, all_geom = [], []
     mm_done: set = set()
+    geo_done: set = set()  # (model, LID ids): geometry is measured once per model and stimulus set
     for bench in benches:
         stimuli, brain = load_benchmark_data(bench, data_root)
         if stimuli is None:
@@ -536,15 +541,26 @@ def score(
         lid_ids = np.sort(np.asarray(brain.splits[bench.lid_split]))[: bench.lid_n or None]
         lid_feats: dict[str, np.ndarray] = {}
         lid_layer: dict[str, str] = {}
+        ids_key = hash(lid_ids.tobytes())
+
+        def need_geometry(name):
+            key = (name, ids_key)
+            if key in geo_done:
+                return False
+            geo_done.add(key)
+            return True
+
         if "pixels" in want:
-            s, g = score_features({"pixels": bl.pixel_features(sub)}, sub.ids, bench, brain, model=bl.PIXELS_MODEL)
+            s, g = score_features({"pixels": bl.pixel_features(sub)}, sub.ids, bench, brain, model=bl.PIXELS_MODEL,
+                                  geometry=need_geometry(bl.PIXELS_MODEL))
             all_scores.append(s)
             all_geom.append(g)
         for name, m in named.items():
             lay = layers_for(name, m)
             feats = extract_fn(m, sub, layers=lay, **ekw)
             arrays, ids, keys = _features_as_layers(feats)
-            s, g = score_features(arrays, ids, bench, brain, model=name, feature_cache_key=keys)
+            s, g = score_features(arrays, ids, bench, brain, model=name, feature_cache_key=keys,
+                                  geometry=need_geometry(name))
             all_scores.append(s)
             all_geom.append(g)
             last = list(arrays)[-1]
@@ -554,7 +570,7 @@ def score(
                 m, name, sub, arrays, ids, want, extract_fn=extract_fn, seed=bench.params["seed"], layers=lay, **ekw
             ):
                 sb, gb = score_features(arrays_b, ids_b, bench, brain, model=name_b, feature_cache_key=keys_b,
-                                        geometry=kind != "shuffled")
+                                        geometry=kind != "shuffled" and need_geometry(name_b))
                 all_scores.append(sb)
                 all_geom.append(gb)
         mm_key = (bench.lid_split, tuple(lid_ids.tolist()), tuple(sorted(lid_feats)))

@@ -1,0 +1,29 @@
+"""Shared fixtures: the demo's model zoo is trained ONCE per test run, into a temporary $BRAINLID_HOME."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory):
+    """A temporary brainlid home holding the trained demo zoo and the synthetic NSD copy.
+
+    Returns ``(home, zoo_table, nsd_root)``. Tests that need ``$BRAINLID_HOME`` set it themselves
+    (``monkeypatch.setenv("BRAINLID_HOME", str(home))``) so other tests are not affected.
+    """
+    from brainlid.demo import train_zoo, write_synthetic_nsd
+
+    home = tmp_path_factory.mktemp("brainlid_home")
+    zoo = train_zoo(home, log=lambda *a: None)
+    root = write_synthetic_nsd(home / "demo" / "nsd-synthetic")
+    return home, zoo, root
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_home):
+    """The full demo, run once per session on the shared home (the zoo is reused, not retrained)."""
+    from brainlid.demo import run_demo
+
+    home, _, _ = demo_home
+    return run_demo(home=home, log=lambda *a: None)

@@ -1,0 +1,86 @@
+"""`brainlid score`, `benchmarks list`, `analyze`: outputs and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from brainlid.cli import main
+
+
+def _run(args, env=None):
+    import os
+
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "brainlid", *args], capture_output=True, text=True, env=e)
+
+
+def _one_line_error(res, *needles):
+    assert res.returncode != 0
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("brainlid: error:"), res.stderr
+    assert "Traceback" not in res.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_benchmarks_list(capsys):
+    assert main(["benchmarks", "list", "--dataset", "nsd", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    ids = {r["id"] for r in rows}
+    assert "nsd.subj01.EBA.encoding" in ids and len(ids) == 8 * 17 * 2
+    r = next(r for r in rows if r["id"] == "nsd.subj01.EBA.encoding")
+    assert r["version"] == 1 and r["lid_stimulus_set"] == "nsd.subj01.test" and r["ceiling"] == "ncsnr"
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, demo_home):
+    home, zoo, root = demo_home
+    env = {"BRAINLID_HOME": str(tmp_path / "home")}
+    spec = zoo["spec"].iloc[0]
+    _one_line_error(_run(["score", "--model", spec, "--benchmark", "nsd.subj01.EBA.encodng"], env),
+                    "unknown benchmark", "nsd.subj01.EBA.encoding")
+    _one_line_error(_run(["score", "--model", "module:/no/such/net.py:Net", "--benchmark", "nsd.subj01.EBA.encoding"], env),
+                    "net.py")
+    # the synthetic copy has subjects 1-2 only: subject 5 is missing and the error says what to fetch
+    _one_line_error(_run(["score", "--model", spec, "--benchmark", "nsd.subj05.nsdgeneral.encoding",
+                          "--data-root", str(root), "--no-store"], env), "subj05")
+    _one_line_error(_run(["analyze"], env), "no results store")
+    from brainlid.scoring.store import ResultsStore
+
+    ResultsStore(tmp_path / "empty.sqlite")
+    _one_line_error(_run(["analyze", "--store", str(tmp_path / "empty.sqlite")], env), "empty")
+
+
+def test_score_then_analyze(tmp_path, demo_home, monkeypatch, capsys):
+    home, zoo, root = demo_home
+    monkeypatch.setenv("BRAINLID_HOME", str(home))
+    store = tmp_path / "r.sqlite"
+    args = ["score", "--benchmark", "nsd.subj01.nsdgeneral.encoding", "--data-root", str(root), "--layers", "embed",
+            "--out", str(tmp_path / "out"), "--store", str(store), "--no-baselines", "--json"]
+    for spec in zoo["spec"].iloc[[0, 2, 6]]:
+        args[1:1] = ["--model", spec]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["metric"] for r in rows} >= {"encoding_r2", "encoding_r", "mutual_knn", "ridge_r2"}
+    scores = pd.read_parquet(tmp_path / "out" / "scores.parquet")
+    assert {"model", "layer", "benchmark", "time", "value", "ci_low", "ci_high", "ceiling", "normalised", "n_units",
+            "n_stimuli", "brainlid_version", "benchmark_version", "feature_cache_key"} <= set(scores.columns)
+    enc = scores[(scores.metric == "encoding_r2") & (scores.split == "test")]
+    assert (enc["feature_cache_key"].str.len() > 0).all() and (enc["n_stimuli"] == 150).all()
+    assert (tmp_path / "out" / "geometry.csv").exists()
+    # re-running keeps the stored cells (duplicates rejected, not doubled)
+    n = len(pd.read_sql_query("SELECT * FROM scores", __import__("sqlite3").connect(store)))
+    assert main(args) == 0
+    capsys.readouterr()
+    assert len(pd.read_sql_query("SELECT * FROM scores", __import__("sqlite3").connect(store))) == n
+    # analyze from the store
+    assert main(["analyze", "--store", str(store), "--out", str(tmp_path / "an"), "--k", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "report:" in out and (tmp_path / "an" / "report.html").exists()
+    corr = pd.read_csv(tmp_path / "an" / "correlations.csv")
+    assert set(corr[corr.headline]["measure"]) == {"lid_mle_K10"}
