@@ -1,0 +1,213 @@
+"""``brainlid submit prepare|check|send`` and ``brainlid leaderboard serve|worker|build|token|baselines``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+_DB_HELP = "Database URL: sqlite:///PATH (default $BRAINLID_HOME/leaderboard/board.sqlite) or postgresql://..."
+
+
+def _limits(max_upload_mb: float | None):
+    from ..leaderboard.bundle import Limits
+
+    if max_upload_mb is None:
+        return Limits()
+    return Limits(max_upload=int(max_upload_mb * (1 << 20)))
+
+
+def _print_report(report, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"status": report.status, "reason": report.reason, "fixture": report.fixture,
+                               "scores": report.summary()}, indent=1, default=str))
+        return
+    if report.fixture:
+        click.echo(f"NOTE: the dataset of {', '.join(report.fixture)} is not on this machine; checked against FIXTURE "
+                   "data (synthetic, not the real benchmark): format and scoring path only.")
+    if report.status == "rejected":
+        click.echo(f"rejected: {report.reason}")
+        return
+    click.echo(f"{report.status}: {report.bundle.model_name} — {len(report.bundle.features)} layer(s), "
+               f"{report.bundle.stimulus_ids.size} stimuli, benchmarks {', '.join(report.bundle.benchmarks)}")
+    for r in report.summary():
+        val = "–" if r["value"] is None else f"{r['value']:.4f}"
+        norm = "" if r["normalised"] is None else f"  normalised {r['normalised']:.4f}"
+        ci = "" if r["ci_low"] is None else f"  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+        click.echo(f"  {r['benchmark']}  {r['metric']}  layer {r['layer']}: {val}{ci}{norm}")
+
+
+def register(cli: click.Group) -> None:
+    @cli.group("submit")
+    def submit():
+        """Prepare, check and send leaderboard submissions (features, never code or scores)."""
+
+    @submit.command("prepare")
+    @click.option("--model", required=True, metavar="SPEC", help="Model spec, e.g. torchvision:resnet18 or module:net.py:Net@w.pt.")
+    @click.option("--benchmark", "benchmarks", multiple=True, required=True, metavar="ID",
+                  help="Benchmark id (repeat for several sharing one stimulus set, e.g. ROIs of one NSD subject).")
+    @click.option("--layers", default=None, help="Comma-separated layers (default: the model's top-level modules).")
+    @click.option("--name", default=None, help="Model name shown on the board (default: the spec).")
+    @click.option("--parameters", type=int, default=None, help="Number of model parameters.")
+    @click.option("--training-data", default="", help="What the model was trained on.")
+    @click.option("--url", default="", help="Paper or code URL (http/https).")
+    @click.option("--description", default="", help="Free text shown on the entry page.")
+    @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Dataset root (default $BRAINLID_DATA).")
+    @click.option("--fixture", is_flag=True, help="Use fixture data when the dataset is absent (to try the pipeline).")
+    @click.option("--pooling", default="avg", show_default=True)
+    @click.option("--batch-size", default=64, show_default=True, type=int)
+    @click.option("--format", "fmt", type=click.Choice(["npy", "safetensors"]), default="npy", show_default=True)
+    @click.option("--out", type=click.Path(path_type=Path), required=True, help="The bundle (.zip) to write.")
+    def prepare(model, benchmarks, layers, name, parameters, training_data, url, description, data_root, fixture, pooling,
+                batch_size, fmt, out):
+        """Extract (cached) features of the benchmark's stimulus set and write a submission bundle."""
+        from ..leaderboard.scoring import prepare_bundle
+
+        ids = [b for arg in benchmarks for b in arg.replace(",", " ").split()]
+        md = {"model_name": name or model, "training_data": training_data, "url": url, "description": description}
+        if parameters is not None:
+            md["parameters"] = parameters
+        md = {k: v for k, v in md.items() if v not in ("", None)}
+        path = prepare_bundle(model, ids, out, layers=[s for s in layers.split(",") if s.strip()] if layers else None,
+                              metadata=md, root=data_root, fixture=fixture, pooling=pooling, batch_size=batch_size, fmt=fmt)
+        click.echo(f"wrote {path} ({path.stat().st_size} bytes); check it with: brainlid submit check {path}")
+
+    @submit.command("check")
+    @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Dataset root (default $BRAINLID_DATA).")
+    @click.option("--no-fixture", is_flag=True, help="Fail instead of using fixture data when the dataset is absent.")
+    @click.option("--max-upload-mb", type=float, default=None, help="The service's upload limit (default 2048).")
+    @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+    def check(bundle, data_root, no_fixture, max_upload_mb, as_json):
+        """Run the service's validation and scoring locally and say what it would answer (exit 1 if rejected)."""
+        from ..leaderboard.scoring import BenchmarkData, check_bundle
+
+        report = check_bundle(bundle, data=BenchmarkData(data_root, fixture_fallback=not no_fixture),
+                              limits=_limits(max_upload_mb))
+        _print_report(report, as_json)
+        if report.status == "rejected":
+            raise click.exceptions.Exit(1)
+
+    @submit.command("send")
+    @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--server", required=True, help="Board URL, e.g. https://board.example.org")
+    @click.option("--token", required=True, envvar="BRAINLID_TOKEN", help="Your team token (or $BRAINLID_TOKEN).")
+    @click.option("--wait", is_flag=True, help="Poll until the submission is scored or rejected.")
+    @click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds to wait with --wait.")
+    def send(bundle, server, token, wait, timeout):
+        """Upload a bundle to a board; prints the submission id and status."""
+        from ..leaderboard.client import poll, send_bundle
+
+        res = send_bundle(bundle, server, token)
+        click.echo(f"submission {res.get('id', '?')}: {res['status']}" + (f" — {res['reason']}" if res.get("reason") else ""))
+        if res["status"] == "rejected":
+            raise click.exceptions.Exit(1)
+        if wait:
+            res = poll(server, res["id"], timeout=timeout)
+            click.echo(f"submission {res['id']}: {res['status']}" + (f" — {res['reason']}" if res.get("reason") else ""))
+            for r in res.get("scores", []):
+                click.echo(f"  {r['benchmark']}  {r['metric']}  layer {r['layer']}: {r['value']:.4f}")
+            if res["status"] == "rejected":
+                raise click.exceptions.Exit(1)
+
+    @cli.group("leaderboard")
+    def board():
+        """Run a leaderboard: service, workers, static site, team tokens, baselines."""
+
+    @board.command("serve")
+    @click.option("--db", "db_url", default=None, help=_DB_HELP)
+    @click.option("--host", default="127.0.0.1", show_default=True)
+    @click.option("--port", default=8000, show_default=True, type=int)
+    @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="The benchmarks' data root.")
+    @click.option("--storage", type=click.Path(path_type=Path), default=None, help="Bundle storage folder.")
+    @click.option("--workers", default=1, show_default=True, type=int,
+                  help="In-process scoring threads (0: run `brainlid leaderboard worker` separately).")
+    @click.option("--lease", default=60.0, show_default=True, type=float, help="Job lease in seconds.")
+    @click.option("--max-upload-mb", type=float, default=None, help="Upload limit in MiB (default 2048).")
+    @click.option("--private", multiple=True, metavar="ID", help="Benchmark whose test responses are private (repeat).")
+    @click.option("--title", default="brainlid leaderboard", show_default=True)
+    def serve(db_url, host, port, data_root, storage, workers, lease, max_upload_mb, private, title):
+        """Serve the board and its submission API (uvicorn)."""
+        from ..errors import require
+        from ..leaderboard.app import create_app
+
+        uvicorn = require("uvicorn", "leaderboard", "the leaderboard service")
+        app = create_app(db_url, storage=storage, data_root=data_root, limits=_limits(max_upload_mb), workers=workers,
+                         lease_seconds=lease, private=tuple(private), title=title)
+        click.echo(f"brainlid leaderboard on http://{host}:{port}/ (database {app.state.db._safe_url()})", err=True)
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+
+    @board.command("worker")
+    @click.option("--db", "db_url", default=None, help=_DB_HELP)
+    @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="The benchmarks' data root.")
+    @click.option("--lease", default=60.0, show_default=True, type=float, help="Job lease in seconds.")
+    @click.option("--max-attempts", default=3, show_default=True, type=int)
+    @click.option("--exit-when-empty", is_flag=True, help="Stop when the queue is empty (batch mode).")
+    def worker(db_url, data_root, lease, max_attempts, exit_when_empty):
+        """Score queued submissions (run several, anywhere that sees the database and bundle storage)."""
+        import signal
+        import threading
+
+        from ..leaderboard.db import Database
+        from ..leaderboard.scoring import BenchmarkData
+        from ..leaderboard.worker import Worker
+
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *a: stop.set())
+        w = Worker(Database(db_url), BenchmarkData(data_root), lease_seconds=lease, max_attempts=max_attempts)
+        click.echo(f"worker {w.owner} started", err=True)
+        n = w.run(stop, exit_when_empty=exit_when_empty)
+        click.echo(f"worker {w.owner} processed {n} submission(s)", err=True)
+
+    @board.command("build")
+    @click.option("--db", "db_url", default=None, help=_DB_HELP)
+    @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the static site.")
+    @click.option("--title", default="brainlid leaderboard", show_default=True)
+    def build(db_url, out, title):
+        """Render the board as a static site (index.html, entries/, leaderboard.csv/json)."""
+        from ..leaderboard.db import Database
+        from ..leaderboard.site import build_site
+
+        paths = build_site(Database(db_url), out, title=title)
+        click.echo(f"wrote {len(paths)} file(s) under {out}")
+
+    @board.command("token")
+    @click.option("--db", "db_url", default=None, help=_DB_HELP)
+    @click.option("--team", required=True, help="Team name (an existing team gets a new token).")
+    def token(db_url, team):
+        """Create a team token (printed once; only its hash is stored)."""
+        from ..leaderboard.db import Database
+        from ..leaderboard.queue import create_team
+
+        click.echo(create_team(Database(db_url), team))
+
+    @board.command("baselines")
+    @click.option("--db", "db_url", default=None, help=_DB_HELP)
+    @click.option("--benchmark", "benchmarks", multiple=True, required=True, metavar="ID")
+    @click.option("--model", default=None, metavar="SPEC", help="Architecture for the random-weights and shuffled baselines.")
+    @click.option("--which", default="pixels,random,shuffled", show_default=True)
+    @click.option("--layers", default=None, help="Comma-separated layers for --model.")
+    @click.option("--data-root", type=click.Path(path_type=Path), default=None)
+    def baselines(db_url, benchmarks, model, which, layers, data_root):
+        """Score the baselines on the server's data and add them as reference rows."""
+        from ..leaderboard.db import Database
+        from ..leaderboard.worker import add_baselines
+
+        ids = add_baselines(Database(db_url), model, list(benchmarks), root=data_root,
+                            which=[w for w in which.split(",") if w.strip()],
+                            layers=[s for s in layers.split(",") if s.strip()] if layers else None)
+        click.echo(f"added {len(ids)} baseline entr{'y' if len(ids) == 1 else 'ies'}")
+
+    @board.command("private")
+    @click.option("--db", "db_url", default=None, help=_DB_HELP)
+    @click.argument("benchmark")
+    @click.option("--public", is_flag=True, help="Mark the benchmark's test responses public again.")
+    def private_cmd(db_url, benchmark, public):
+        """Label a benchmark private-test (its test responses are held only by this server)."""
+        from ..leaderboard.db import Database
+        from ..leaderboard.queue import set_benchmark_privacy
+
+        set_benchmark_privacy(Database(db_url), benchmark, not public)
+        click.echo(f"{benchmark}: {'public' if public else 'private'}-test")

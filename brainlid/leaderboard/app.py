@@ -1,0 +1,213 @@
+"""The leaderboard web service: an ASGI app (Starlette) served by uvicorn.
+
+Routes
+------
+``POST /api/submissions``
+    Body: the bundle zip (``Content-Type: application/zip``), streamed to disk with a size
+    limit (413 past it). Auth: ``Authorization: Bearer <team token>`` (401 without a valid
+    token; tokens are stored hashed). The bundle is validated at once with the same code as
+    ``brainlid submit check`` (:func:`brainlid.leaderboard.scoring.check_bundle`,
+    ``score=False``): a bad bundle is answered 422 with the reason and recorded as
+    ``rejected`` (its file deleted); a valid one is renamed into the bundle store and queued
+    (202). Scoring happens in a worker.
+``GET /api/submissions/{id}``
+    ``{"id", "status": queued|scoring|scored|rejected, "reason", "scores": [...]}``.
+``GET /api/leaderboard[?benchmark=ID]``
+    The board rows as JSON.
+``GET /``, ``GET /entries/{id}``, ``GET /leaderboard.csv``
+    The pages (:mod:`brainlid.leaderboard.site`).
+``GET /api/health``
+    Queue counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from ..errors import require
+from . import queue as q
+from . import site
+from .bundle import Limits
+from .db import Database
+from .scoring import BenchmarkData, check_bundle
+from .worker import Worker
+
+__all__ = ["create_app", "default_storage"]
+
+
+def default_storage(db: Database) -> Path:
+    """Bundle storage beside a SQLite file (``<db>.bundles``), else ``$BRAINLID_HOME/leaderboard/bundles``."""
+    from ..config import brainlid_home
+
+    if db.dialect == "sqlite":
+        return db.path.with_name(db.path.name + ".bundles")
+    return brainlid_home() / "leaderboard" / "bundles"
+
+
+def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None = None, data_root=None,
+               limits: Limits | None = None, workers: int = 1, lease_seconds: float = 60.0, max_attempts: int = 3,
+               title: str = "brainlid leaderboard", private: tuple[str, ...] = ()):
+    """Build the ASGI app.
+
+    Parameters
+    ----------
+    db_url : database URL (see :mod:`brainlid.leaderboard.db`)
+    storage : folder for uploaded bundles (``incoming/`` while streaming, ``bundles/`` once accepted)
+    data_root : the benchmarks' data root on the server
+    limits : upload and bundle limits
+    workers : in-process scoring threads (0: run ``brainlid leaderboard worker`` separately)
+    private : benchmark ids whose test responses are private (recorded in the database)
+    """
+    require("starlette", "leaderboard", "the leaderboard service")
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+
+    db = Database(db_url)
+    for b in private:
+        q.set_benchmark_privacy(db, b, True)
+    store = Path(storage) if storage else default_storage(db)
+    (store / "incoming").mkdir(parents=True, exist_ok=True)
+    (store / "bundles").mkdir(parents=True, exist_ok=True)
+    limits = limits or Limits()
+    data = BenchmarkData(data_root)
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    @asynccontextmanager
+    async def lifespan(app):
+        for i in range(int(workers)):
+            w = Worker(db, data, lease_seconds=lease_seconds, max_attempts=max_attempts, limits=limits)
+            t = threading.Thread(target=w.run, args=(stop,), name=f"brainlid-worker-{i}", daemon=True)
+            t.start()
+            threads.append(t)
+        try:
+            yield
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=30)
+
+    def _token(request: Request) -> str | None:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        return request.headers.get("x-brainlid-token")
+
+    async def post_submission(request: Request):
+        team = await run_in_threadpool(q.team_for_token, db, _token(request))
+        if team is None:
+            return JSONResponse({"status": "rejected", "reason": "missing or invalid token"}, status_code=401)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limits.max_upload:
+            return JSONResponse({"status": "rejected", "reason": f"upload of {declared} bytes exceeds the limit of "
+                                 f"{limits.max_upload} bytes"}, status_code=413)
+        sid = uuid.uuid4().hex
+        part = store / "incoming" / f"{sid}.zip.part"
+        n = 0
+        too_big = False
+        try:
+            with open(part, "wb") as fh:
+                async for chunk in request.stream():
+                    n += len(chunk)
+                    if n > limits.max_upload:
+                        too_big = True
+                        break
+                    fh.write(chunk)
+            if too_big:
+                part.unlink(missing_ok=True)
+                return JSONResponse({"status": "rejected", "reason": f"upload exceeds the limit of {limits.max_upload} bytes"},
+                                    status_code=413)
+            if n == 0:
+                part.unlink(missing_ok=True)
+                return JSONResponse({"status": "rejected", "reason": "empty upload"}, status_code=400)
+            report = await run_in_threadpool(check_bundle, part, data=data, limits=limits, score=False)
+            if report.status == "rejected":
+                await run_in_threadpool(q.record_rejected, db, submission_id=sid, team_id=team["team_id"],
+                                        reason=report.reason, size_bytes=n)
+                return JSONResponse({"id": sid, "status": "rejected", "reason": report.reason}, status_code=422)
+            b = report.bundle
+            final = store / "bundles" / f"{sid}.zip"
+            with open(part, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(part, final)
+            md = dict(b.metadata)
+            md.setdefault("team", team["name"])
+            await run_in_threadpool(q.enqueue, db, submission_id=sid, team_id=team["team_id"], benchmarks=b.benchmarks,
+                                    model_name=b.model_name, metadata=md, bundle_path=str(final),
+                                    bundle_sha256=b.sha256, size_bytes=n)
+            return JSONResponse({"id": sid, "status": "queued", "url": f"/api/submissions/{sid}",
+                                 "fixture": report.fixture}, status_code=202)
+        finally:
+            part.unlink(missing_ok=True)
+
+    async def get_submission(request: Request):
+        sid = request.path_params["id"]
+        sub = await run_in_threadpool(q.get_submission, db, sid)
+        if sub is None:
+            return JSONResponse({"error": f"no submission {sid}"}, status_code=404)
+        out = {k: sub[k] for k in ("id", "status", "reason", "benchmarks", "model_name", "created", "updated", "attempts")}
+        out["team"] = sub.get("team")
+        if sub["status"] == "scored":
+            rows = await run_in_threadpool(db.query, "SELECT benchmark, layer, metric, value, ci_low, ci_high, ceiling, "
+                                           "normalised FROM scores WHERE submission_id = ? AND split = 'test' AND selected = 1",
+                                           (sid,))
+            out["scores"] = rows
+        return JSONResponse(out)
+
+    async def api_board(request: Request):
+        rows = await run_in_threadpool(site.board_rows, db, request.query_params.get("benchmark") or None)
+        return JSONResponse(json.loads(json.dumps(rows, default=str)))
+
+    async def index(request: Request):
+        p = request.query_params
+        rows = await run_in_threadpool(site.board_rows, db)
+        page = site.render_index(rows, title=title, live=True, benchmark=p.get("benchmark", ""), text=p.get("q", ""),
+                                 sort=p.get("sort", ""), desc=p.get("desc", "1") != "0")
+        return HTMLResponse(page)
+
+    async def entry(request: Request):
+        d = await run_in_threadpool(site.entry_data, db, request.path_params["id"])
+        if d is None or d["submission"]["status"] not in ("scored", "rejected", "queued", "scoring"):
+            return HTMLResponse("<!doctype html><title>not found</title><p>No such entry.</p>", status_code=404)
+        return HTMLResponse(site.render_entry(d, title=title))
+
+    async def board_csv(request: Request):
+        rows = await run_in_threadpool(site.board_rows, db, request.query_params.get("benchmark") or None)
+        return PlainTextResponse(site.board_csv(rows), media_type="text/csv",
+                                 headers={"content-disposition": "attachment; filename=leaderboard.csv"})
+
+    async def health(request: Request):
+        return JSONResponse({"ok": True, "queue": await run_in_threadpool(q.status_counts, db)})
+
+    routes = [
+        Route("/api/submissions", post_submission, methods=["POST"]),
+        Route("/api/submissions/{id}", get_submission, methods=["GET"]),
+        Route("/api/leaderboard", api_board, methods=["GET"]),
+        Route("/api/health", health, methods=["GET"]),
+        Route("/", index, methods=["GET"]),
+        Route("/entries/{id}", entry, methods=["GET"]),
+        Route("/leaderboard.csv", board_csv, methods=["GET"]),
+    ]
+
+    async def security_headers(request, call_next):
+        resp: Response = await call_next(request)
+        resp.headers.setdefault("x-content-type-options", "nosniff")
+        resp.headers.setdefault("content-security-policy",
+                                "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' data:")
+        return resp
+
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BaseHTTPMiddleware, dispatch=security_headers)])
+    app.state.db = db
+    app.state.storage = store
+    return app

@@ -1,0 +1,529 @@
+"""Submission bundles: write them, and validate them exactly as the service does.
+
+A **bundle** is a zip file holding one model's features for a benchmark's published stimulus
+set, never code and never scores::
+
+    manifest.json            format, benchmark id(s), stimulus ids (in order), layers, metadata
+    features/000.npy         layer 0: (n_stimuli, n_features) float32, rows in manifest order
+    features/001.safetensors layer 1 (either format; one tensor named "features")
+    ...
+
+``manifest.json``::
+
+    {"format": "brainlid-submission", "format_version": 1, "brainlid_version": "...",
+     "benchmarks": ["nsd.subj01.EBA.encoding", ...], "stimulus_ids": [...],
+     "layers": [{"name": "layer4", "file": "features/000.npy", "shape": [n, d],
+                 "dtype": "float32", "sha256": "..."}],
+     "metadata": {"model_name": "...", "parameters": 11689512, "training_data": "...",
+                  "url": "https://...", "description": "..."}}
+
+:func:`validate_bundle` is the one validation path (``brainlid submit check``, the upload
+handler and the worker all call it). It reads the archive without ever extracting it to disk
+and rejects, with a :class:`BundleError` naming the reason:
+
+* archive members with absolute paths, ``..`` components, backslashes or drive letters; any
+  member not listed in the manifest; duplicated names;
+* a zip whose declared unpacked size exceeds the limit, a member whose compression ratio is
+  absurd, or a member that inflates beyond its declared size (sizes are counted while
+  streaming, so a lying header cannot inflate the reader's memory);
+* anything that could be a pickle: ``.pkl``/``.pickle``/``.joblib`` members, pickle magic
+  (``0x80 0x02..0x05``) at the start of a member, ``.npy`` files of dtype ``object``
+  (read with ``allow_pickle=False``);
+* SHA-256 mismatches, shapes that disagree with the manifest or with the number of stimulus
+  ids, NaN/inf, a dtype other than the declared one (e.g. float64 where float32 was
+  declared), a dtype outside float32/float16, layers or bundles too large;
+* unknown benchmarks, and stimulus ids that differ from the benchmark's published ids or
+  come in another order (when the published ids are known).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import struct
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .._atomic import atomic_path
+from .._version import __version__
+from ..errors import InputError
+
+__all__ = [
+    "BundleError",
+    "Limits",
+    "Bundle",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ALLOWED_DTYPES",
+    "METADATA_FIELDS",
+    "write_bundle",
+    "validate_bundle",
+    "read_manifest",
+]
+
+FORMAT = "brainlid-submission"
+FORMAT_VERSION = 1
+ALLOWED_DTYPES = ("float32", "float16")
+#: Metadata a submitter may give (all optional except ``model_name``); free text is length-limited.
+METADATA_FIELDS = ("model_name", "team", "parameters", "training_data", "url", "description", "layers_note")
+_MAX_TEXT = 2000
+_PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".npz")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_\-./]+$")
+
+
+class BundleError(InputError):
+    """A bundle the service would reject; the message is the reason shown to the submitter."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits of one bundle (bytes unless stated).
+
+    Attributes
+    ----------
+    max_upload : int
+        Compressed size of the uploaded zip.
+    max_unpacked : int
+        Sum of the members' unpacked sizes (declared and actual).
+    max_layer_bytes : int
+        Unpacked size of one layer array.
+    max_layers : int
+        Number of layers.
+    max_ratio : float
+        Largest compression ratio of a member (zip-bomb guard; float arrays rarely exceed 20).
+    max_manifest : int
+        Size of ``manifest.json``.
+    """
+
+    max_upload: int = 2 << 30
+    max_unpacked: int = 8 << 30
+    max_layer_bytes: int = 2 << 30
+    max_layers: int = 64
+    max_ratio: float = 200.0
+    max_manifest: int = 64 << 20
+
+
+@dataclass
+class Bundle:
+    """A validated bundle: its manifest, the layer arrays and their declared metadata.
+
+    Attributes
+    ----------
+    manifest : dict
+    benchmarks : list of str
+    stimulus_ids : ndarray (n_stimuli,) int64 or str
+    features : dict layer → ndarray (n_stimuli, n_features) float32/float16, in manifest order
+    metadata : dict
+    sha256 : str
+        Hash of the whole zip file.
+    """
+
+    manifest: dict
+    benchmarks: list[str]
+    stimulus_ids: np.ndarray
+    features: dict[str, np.ndarray] = field(repr=False)
+    metadata: dict
+    sha256: str = ""
+
+    @property
+    def model_name(self) -> str:
+        return str(self.metadata.get("model_name", ""))
+
+
+# --------------------------------------------------------------------------- writing
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _clean_metadata(metadata: Mapping | None) -> dict:
+    md = dict(metadata or {})
+    unknown = sorted(set(md) - set(METADATA_FIELDS))
+    if unknown:
+        raise BundleError(f"unknown metadata field(s) {unknown}; known: {', '.join(METADATA_FIELDS)}")
+    if not str(md.get("model_name", "")).strip():
+        raise BundleError("metadata.model_name is required (the name shown on the board)")
+    for k, v in md.items():
+        if k == "parameters":
+            if v is None or v == "":
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < 0:
+                raise BundleError(f"metadata.parameters must be a non-negative integer (number of weights), got {v!r}")
+            md[k] = int(v)
+        else:
+            if not isinstance(v, str):
+                raise BundleError(f"metadata.{k} must be a string, got {type(v).__name__}")
+            if len(v) > _MAX_TEXT:
+                raise BundleError(f"metadata.{k} is longer than {_MAX_TEXT} characters")
+            if "\x00" in v:
+                raise BundleError(f"metadata.{k} contains a NUL character")
+    url = md.get("url", "")
+    if url and not re.match(r"^https?://", url):
+        raise BundleError(f"metadata.url must start with http:// or https://, got {url!r}")
+    return md
+
+
+def _ids_json(ids) -> list:
+    from ..data.ids import as_ids
+
+    arr = as_ids(ids)
+    return [int(v) for v in arr] if arr.dtype.kind == "i" else [str(v) for v in arr]
+
+
+def write_bundle(
+    path: str | os.PathLike,
+    features: Mapping[str, np.ndarray],
+    stimulus_ids,
+    benchmarks: str | Sequence[str],
+    metadata: Mapping,
+    *,
+    fmt: str = "npy",
+    dtype: str = "float32",
+) -> Path:
+    """Write a submission bundle (atomically) and return its path.
+
+    Parameters
+    ----------
+    features : mapping layer → array (n_stimuli, n_features)
+        Layers in depth order; cast to ``dtype``.
+    stimulus_ids : array-like (n_stimuli,)
+        Row order of every layer (use the benchmark's published order, see
+        :func:`brainlid.leaderboard.scoring.published_stimulus_ids`).
+    benchmarks : id or list of ids
+    metadata : mapping
+        :data:`METADATA_FIELDS`; ``model_name`` required.
+    fmt : {"npy", "safetensors"}
+    dtype : {"float32", "float16"}
+    """
+    if fmt not in ("npy", "safetensors"):
+        raise InputError(f"bundle array format must be 'npy' or 'safetensors', got {fmt!r}")
+    if dtype not in ALLOWED_DTYPES:
+        raise InputError(f"bundle dtype must be one of {ALLOWED_DTYPES}, got {dtype!r}")
+    if not features:
+        raise InputError("a bundle needs at least one layer")
+    ids = _ids_json(stimulus_ids)
+    benches = [benchmarks] if isinstance(benchmarks, str) else list(benchmarks)
+    if not benches:
+        raise InputError("a bundle needs at least one benchmark id")
+    layers = []
+    members: dict[str, bytes] = {}
+    for i, (name, X) in enumerate(features.items()):
+        X = np.ascontiguousarray(np.asarray(X), dtype=dtype)
+        if X.ndim != 2 or X.shape[0] != len(ids):
+            raise InputError(f"layer {name!r}: features must be (n_stimuli={len(ids)}, n_features), got {X.shape}")
+        if not np.all(np.isfinite(X)):
+            raise InputError(f"layer {name!r}: features contain NaN/inf")
+        if fmt == "npy":
+            fname, data = f"features/{i:03d}.npy", _npy_bytes(X)
+        else:
+            from safetensors.numpy import save
+
+            fname, data = f"features/{i:03d}.safetensors", save({"features": X})
+        members[fname] = data
+        layers.append({"name": str(name), "file": fname, "shape": list(X.shape), "dtype": dtype, "sha256": _sha256(data)})
+    manifest = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "brainlid_version": __version__,
+        "benchmarks": benches, "stimulus_ids": ids, "layers": layers, "metadata": _clean_metadata(metadata),
+    }
+    path = Path(path)
+    with atomic_path(path, suffix=".zip") as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            zf.writestr("manifest.json", json.dumps(manifest, indent=1))
+            for fname, data in members.items():
+                zf.writestr(fname, data)
+    return path
+
+
+# --------------------------------------------------------------------------- validation
+def _check_member_name(name: str) -> None:
+    if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or "\\" in name:
+        raise BundleError(f"archive member {name!r} has an absolute or non-portable path")
+    parts = PurePosixPath(name).parts
+    if any(p in ("..", ".") for p in parts) or "//" in name:
+        raise BundleError(f"archive member {name!r} has a '..' (or '.') path component")
+    if not _SAFE_NAME.match(name):
+        raise BundleError(f"archive member {name!r} has characters outside [A-Za-z0-9_-./]")
+    if name.lower().endswith(_PICKLE_SUFFIXES):
+        raise BundleError(f"archive member {name!r} looks like a pickle/checkpoint; bundles hold .npy or .safetensors arrays only")
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int], limits: Limits) -> bytes:
+    """Stream one member, counting actual bytes against its declared size and the total budget."""
+    chunks, n = [], 0
+    try:
+        with zf.open(info) as fh:
+            while True:
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    break
+                n += len(chunk)
+                budget[0] += len(chunk)
+                if n > info.file_size:
+                    raise BundleError(f"archive member {info.filename!r} inflates beyond its declared size (zip bomb?)")
+                if budget[0] > limits.max_unpacked:
+                    raise BundleError(f"bundle unpacks to more than the limit of {limits.max_unpacked} bytes (zip bomb?)")
+                chunks.append(chunk)
+    except (zipfile.BadZipFile, zlib_error(), EOFError, NotImplementedError, RuntimeError) as exc:
+        raise BundleError(f"archive member {info.filename!r} is corrupt or unsupported: {exc}") from None
+    if n != info.file_size:
+        raise BundleError(f"archive member {info.filename!r} is {n} bytes, its header says {info.file_size}")
+    data = b"".join(chunks)
+    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
+        raise BundleError(f"archive member {info.filename!r} is a pickle (pickle magic bytes); pickles are never accepted")
+    return data
+
+
+def zlib_error():
+    import zlib
+
+    return zlib.error
+
+
+def _parse_npy(data: bytes, name: str) -> np.ndarray:
+    buf = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(buf)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
+        else:
+            raise BundleError(f"{name}: unsupported .npy version {version}")
+    except BundleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse error is a bad file
+        raise BundleError(f"{name}: not a valid .npy file ({exc})") from None
+    if dtype.hasobject:
+        raise BundleError(f"{name}: object arrays hold pickles and are never accepted")
+    buf.seek(0)
+    try:
+        return np.load(buf, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise BundleError(f"{name}: cannot read the array ({exc})") from None
+
+
+def _parse_safetensors(data: bytes, name: str) -> np.ndarray:
+    if len(data) < 8:
+        raise BundleError(f"{name}: truncated safetensors file")
+    (hlen,) = struct.unpack("<Q", data[:8])
+    if hlen > len(data) - 8 or hlen > (16 << 20):
+        raise BundleError(f"{name}: safetensors header length {hlen} is invalid")
+    try:
+        header = json.loads(data[8 : 8 + hlen])
+    except ValueError as exc:
+        raise BundleError(f"{name}: safetensors header is not JSON ({exc})") from None
+    tensors = [k for k in header if k != "__metadata__"]
+    if tensors != ["features"]:
+        raise BundleError(f"{name}: a safetensors layer file must hold exactly one tensor named 'features', has {tensors}")
+    try:
+        from safetensors.numpy import load
+
+        return load(data)["features"]
+    except Exception as exc:  # noqa: BLE001
+        raise BundleError(f"{name}: cannot read the safetensors file ({exc})") from None
+
+
+def _load_manifest_bytes(zf: zipfile.ZipFile, infos: dict, budget, limits: Limits) -> dict:
+    if "manifest.json" not in infos:
+        raise BundleError("the bundle has no manifest.json at its top level")
+    info = infos["manifest.json"]
+    if info.file_size > limits.max_manifest:
+        raise BundleError(f"manifest.json is larger than {limits.max_manifest} bytes")
+    raw = _read_member(zf, info, budget, limits)
+    try:
+        man = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BundleError(f"manifest.json is not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(man, dict):
+        raise BundleError("manifest.json must hold a JSON object")
+    if man.get("format") != FORMAT:
+        raise BundleError(f"manifest.json format must be {FORMAT!r}, got {man.get('format')!r}")
+    if man.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"unsupported bundle format_version {man.get('format_version')!r} (this brainlid reads {FORMAT_VERSION})")
+    for key, typ in (("benchmarks", list), ("stimulus_ids", list), ("layers", list), ("metadata", dict)):
+        if not isinstance(man.get(key), typ):
+            raise BundleError(f"manifest.json: {key!r} must be a JSON {typ.__name__}")
+    if not man["benchmarks"] or not all(isinstance(b, str) for b in man["benchmarks"]):
+        raise BundleError("manifest.json: 'benchmarks' must be a non-empty list of benchmark ids")
+    if not man["layers"]:
+        raise BundleError("manifest.json: 'layers' is empty")
+    if len(man["layers"]) > limits.max_layers:
+        raise BundleError(f"too many layers ({len(man['layers'])} > {limits.max_layers})")
+    return man
+
+
+def read_manifest(path: str | os.PathLike, limits: Limits | None = None) -> dict:
+    """Read and structurally check a bundle's ``manifest.json`` (no arrays are read)."""
+    limits = limits or Limits()
+    with _open_zip(path, limits) as (zf, infos):
+        return _load_manifest_bytes(zf, infos, [0], limits)
+
+
+class _open_zip:
+    def __init__(self, path, limits: Limits):
+        self.path, self.limits = Path(path), limits
+
+    def __enter__(self):
+        size = self.path.stat().st_size
+        if size > self.limits.max_upload:
+            raise BundleError(f"bundle is {size} bytes, over the upload limit of {self.limits.max_upload}")
+        try:
+            self.zf = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise BundleError(f"not a zip file: {exc}") from None
+        infos: dict[str, zipfile.ZipInfo] = {}
+        total = 0
+        for info in self.zf.infolist():
+            _check_member_name(info.filename)
+            if info.is_dir():
+                continue
+            if info.filename in infos:
+                raise BundleError(f"archive member {info.filename!r} appears twice")
+            if info.flag_bits & 0x1:
+                raise BundleError(f"archive member {info.filename!r} is encrypted")
+            total += info.file_size
+            if total > self.limits.max_unpacked:
+                raise BundleError(f"bundle declares more than {self.limits.max_unpacked} unpacked bytes (zip bomb?)")
+            if info.file_size > 1 << 16 and info.file_size > self.limits.max_ratio * max(info.compress_size, 1):
+                raise BundleError(f"archive member {info.filename!r} has a compression ratio over {self.limits.max_ratio:g} (zip bomb?)")
+            infos[info.filename] = info
+        return self.zf, infos
+
+    def __exit__(self, *exc):
+        self.zf.close()
+        return False
+
+
+def validate_bundle(
+    path: str | os.PathLike,
+    *,
+    limits: Limits | None = None,
+    known_benchmark: Callable[[str], object] | None = None,
+    published_ids: Callable[[str], np.ndarray | None] | None = None,
+) -> Bundle:
+    """Validate a bundle file and return its arrays; raise :class:`BundleError` with the reason.
+
+    Parameters
+    ----------
+    path : path to the zip
+    limits : :class:`Limits`
+    known_benchmark : callable id → anything, raising on an unknown id
+        Default :func:`brainlid.scoring.benchmarks.get_benchmark`.
+    published_ids : callable id → ndarray or None
+        The benchmark's published stimulus ids in the required order (None: not checked, e.g.
+        the dataset is absent). The bundle's ids must equal them element by element.
+    """
+    limits = limits or Limits()
+    if known_benchmark is None:
+        from ..scoring.benchmarks import get_benchmark as known_benchmark
+    path = Path(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    budget = [0]
+    with _open_zip(path, limits) as (zf, infos):
+        man = _load_manifest_bytes(zf, infos, budget, limits)
+        md = _clean_metadata(man["metadata"])
+        for b in man["benchmarks"]:
+            try:
+                known_benchmark(b)
+            except InputError as exc:
+                raise BundleError(str(exc)) from None
+        if len(set(man["benchmarks"])) != len(man["benchmarks"]):
+            raise BundleError("manifest.json: a benchmark is listed twice")
+        from ..data.ids import as_ids
+
+        try:
+            ids = as_ids(np.asarray(man["stimulus_ids"], dtype=object), name="manifest stimulus_ids")
+        except InputError as exc:
+            raise BundleError(str(exc)) from None
+        listed = {"manifest.json"}
+        features: dict[str, np.ndarray] = {}
+        for i, lay in enumerate(man["layers"]):
+            if not isinstance(lay, dict):
+                raise BundleError(f"manifest.json: layers[{i}] must be an object")
+            name, fname = lay.get("name"), lay.get("file")
+            if not isinstance(name, str) or not name or len(name) > 200:
+                raise BundleError(f"manifest.json: layers[{i}].name must be a non-empty string (≤ 200 characters)")
+            if name in features:
+                raise BundleError(f"manifest.json: layer {name!r} is listed twice")
+            if not isinstance(fname, str):
+                raise BundleError(f"manifest.json: layers[{i}].file must be a string")
+            _check_member_name(fname)
+            if fname not in infos:
+                raise BundleError(f"layer {name!r}: file {fname!r} is not in the archive")
+            if fname in listed:
+                raise BundleError(f"layer {name!r}: file {fname!r} is used twice")
+            listed.add(fname)
+            dtype = lay.get("dtype")
+            if dtype not in ALLOWED_DTYPES:
+                raise BundleError(f"layer {name!r}: declared dtype {dtype!r} is not one of {ALLOWED_DTYPES}")
+            shape = lay.get("shape")
+            if not (isinstance(shape, list) and len(shape) == 2 and all(isinstance(s, int) and s > 0 for s in shape)):
+                raise BundleError(f"layer {name!r}: declared shape must be [n_stimuli, n_features], got {shape!r}")
+            if shape[0] != ids.size:
+                raise BundleError(f"layer {name!r}: declared {shape[0]} rows but the manifest lists {ids.size} stimulus ids")
+            if shape[0] * shape[1] * np.dtype(dtype).itemsize > limits.max_layer_bytes:
+                raise BundleError(f"layer {name!r}: {shape} {dtype} is larger than the per-layer limit of {limits.max_layer_bytes} bytes")
+            if infos[fname].file_size > limits.max_layer_bytes + 4096:
+                raise BundleError(f"layer {name!r}: file {fname!r} is larger than the per-layer limit")
+            data = _read_member(zf, infos[fname], budget, limits)
+            if lay.get("sha256") != _sha256(data):
+                raise BundleError(f"layer {name!r}: sha256 of {fname!r} does not match the manifest (corrupt upload?)")
+            if fname.endswith(".npy"):
+                X = _parse_npy(data, fname)
+            elif fname.endswith(".safetensors"):
+                X = _parse_safetensors(data, fname)
+            else:
+                raise BundleError(f"layer {name!r}: file {fname!r} must be .npy or .safetensors")
+            del data
+            if X.dtype != np.dtype(dtype):
+                raise BundleError(f"layer {name!r}: array is {X.dtype} but the manifest declares {dtype}")
+            if list(X.shape) != shape:
+                raise BundleError(f"layer {name!r}: array shape {list(X.shape)} differs from the declared {shape}")
+            if not np.all(np.isfinite(X)):
+                bad = int(np.size(X) - np.count_nonzero(np.isfinite(X)))
+                raise BundleError(f"layer {name!r}: {bad} NaN/inf value(s)")
+            features[name] = X
+        extra = sorted(set(infos) - listed)
+        if extra:
+            raise BundleError(f"archive has member(s) not listed in the manifest: {extra[:5]}")
+    if published_ids is not None:
+        for b in man["benchmarks"]:
+            want = published_ids(b)
+            if want is None:
+                continue
+            _check_ids(ids, np.asarray(want), b)
+    return Bundle(manifest=man, benchmarks=list(man["benchmarks"]), stimulus_ids=ids, features=features,
+                  metadata=md, sha256=h.hexdigest())
+
+
+def _check_ids(got: np.ndarray, want: np.ndarray, bench: str) -> None:
+    g = got.astype(str)
+    w = want.astype(str)
+    if g.size != w.size or set(g.tolist()) != set(w.tolist()):
+        missing = np.setdiff1d(w, g)
+        extra = np.setdiff1d(g, w)
+        raise BundleError(
+            f"stimulus ids differ from benchmark {bench}'s published stimulus set ({w.size} ids): "
+            f"{missing.size} missing (e.g. {missing[:3].tolist()}), {extra.size} unexpected (e.g. {extra[:3].tolist()})"
+        )
+    if not np.array_equal(g, w):
+        first = int(np.nonzero(g != w)[0][0])
+        raise BundleError(
+            f"stimulus ids are in the wrong order for benchmark {bench}: position {first} holds {g[first]!r}, "
+            f"expected {w[first]!r} (use the published order)"
+        )
