@@ -177,7 +177,7 @@ def test_read_rows_memory_is_bounded(tmp_path):
     rows = np.sort(rng.choice(n_vox, 1500, replace=False))
     out_bytes = rows.size * n_trials * 4
     tracemalloc.start()
-    out = things_fmri.read_response_rows(path, rows)  # default buffer: min(64 MB, output / 4)
+    out = things_fmri.read_response_rows(path, rows)  # default buffer: min(64 MB, output / 8)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     np.testing.assert_allclose(out, frame.drop(columns="voxel_id").to_numpy()[rows], rtol=1e-6)

@@ -290,7 +290,7 @@ def read_response_rows(path, rows=None, trials=None, chunk_bytes: int = 64_000_0
     trials : array-like of int or None
         Trial columns to keep (default all).
     chunk_bytes : int
-        Largest float64 read buffer (it is also kept below a quarter of the output's size).
+        Largest float64 read buffer (it is also kept below an eighth of the output's size).
 
     Returns
     -------
@@ -312,9 +312,12 @@ def read_response_rows(path, rows=None, trials=None, chunk_bytes: int = 64_000_0
 
 
 def _buffer_bytes(chunk_bytes: int, out_bytes: int, n_trials: int) -> int:
-    """Read-buffer size: at most ``chunk_bytes`` and a quarter of the output (a batch's float64
-    buffer and its two same-size temporaries then stay below the output's size), at least one row."""
-    return int(max(8 * n_trials, min(chunk_bytes, out_bytes // 4)))
+    """Read-buffer size: at most ``chunk_bytes`` and an eighth of the output, at least one row.
+
+    A batch holds at most about three buffers at once (a near-contiguous slice read of up to
+    twice the rows, the picked rows, and the averaged or reordered result), so the temporaries
+    stay under half the output's size."""
+    return int(max(8 * n_trials, min(chunk_bytes, out_bytes // 8)))
 
 
 def _as_rows(rows, n: int) -> np.ndarray:
@@ -444,11 +447,15 @@ def _assemble(batches, n_units: int, plan, average_reps: bool) -> np.ndarray:
     trials, img, rep, uniq_ids, counts, order, starts, _ = plan
     n_img = uniq_ids.size
     if average_reps:
+        from scipy import sparse
+
         out = np.empty((n_img, n_units), dtype=np.float32)
-        tr_sorted = trials[order]
+        n_cols = None
         for pos, block in batches:
-            sums = np.add.reduceat(block[:, tr_sorted], starts, axis=1)
-            out[:, pos] = (sums / counts).T
+            if n_cols is None:  # averaging matrix (all trials × images), 1/count where a trial shows the image
+                n_cols = block.shape[1]
+                A = sparse.csc_matrix((1.0 / counts[img], (trials, img)), shape=(n_cols, n_img))
+            out[:, pos] = (block @ A).T  # (b, n_img): no reordered copy of the block
     else:
         out = np.full((n_img, int(counts.max()), n_units), np.nan, dtype=np.float32)
         for pos, block in batches:
@@ -536,7 +543,7 @@ def load_brain(
         presentations averaged, the split scores are computed on) for averaged data and
         ``nc_singletrial`` for the train split alone or for kept repetitions.
     chunk_bytes : int
-        Largest read buffer for the table (also kept below a quarter of the output's size, so
+        Largest read buffer for the table (also kept below an eighth of the output's size, so
         the extra memory stays under 2× the output).
 
     Returns
