@@ -16,6 +16,11 @@ Id scheme
 * ``metric`` — ``encoding`` (voxelwise ridge, held-out R² and r, ceiling-normalised) or ``rsa``
   (correlation-distance RDMs compared by Spearman's rho).
 
+Built-in THINGS-EEG2 benchmarks (version 1): ``things_eeg2.sub-01 … sub-10`` × ``posterior`` /
+``occipital`` channels × ``encoding``/``rsa``, time-resolved (one score per time point); train =
+the training images, test = the 200 test images, ceiling = the loader's split-half reliability
+of the test data; 100 PCs.
+
 Built-in NSD benchmarks (version 1): test split = the shared images (``sharedix``; the loader's
 ``"test"`` split), train = the rest; features reduced to ``pca=300`` components fitted on the
 fit part of the train split; α per voxel by 5-fold inner CV over ``logspace(-2, 6, 9)``; the
@@ -198,6 +203,41 @@ def _unpack_loaded(out):
     raise InputError(f"a benchmark loader must return (StimulusSet, BrainData); got {type(out).__name__}")
 
 
+def _things_eeg2_loader(subject: int, roi: str):
+    def load(root=None):
+        from ..data import BrainData, StimulusSet, things_eeg2
+        from ..data.stimuli import FileReader
+
+        try:
+            parts = [_unpack_loaded(things_eeg2.load(root=root, subject=subject, split=sp)) for sp in ("train", "test")]
+        except DatasetNotFoundError as exc:
+            raise DatasetNotFoundError(
+                f"benchmark things_eeg2.sub-{subject:02d}.{roi} needs THINGS-EEG2 sub-{subject:02d} (train and test "
+                f"preprocessed data) — fetch it as described in datasets/things_eeg2.toml: {exc}"
+            ) from exc
+        (s_tr, b_tr), (s_te, b_te) = parts
+        brain = BrainData(
+            np.concatenate([b_tr.responses, b_te.responses]), np.concatenate([b_tr.stimulus_ids, b_te.stimulus_ids]),
+            units=b_te.units, times=b_te.times, noise_ceiling=b_te.noise_ceiling,  # the ceiling of the scored (test) data
+            splits={"train": b_tr.stimulus_ids, "test": b_te.stimulus_ids}, subject=b_te.subject,
+            dataset=b_te.dataset, space=b_te.space, meta={"train": b_tr.meta, "test": b_te.meta},
+        )
+        stimuli = None
+        if s_tr is not None and s_te is not None and s_tr.has_images and s_te.has_images:
+            import pandas as pd
+
+            paths = list(getattr(s_tr.reader, "paths", [])) + list(getattr(s_te.reader, "paths", []))
+            if len(paths) == brain.n_stimuli:
+                stimuli = StimulusSet(brain.stimulus_ids, pd.concat([s_tr.metadata, s_te.metadata], ignore_index=True),
+                                      FileReader(paths), name="things_eeg2")
+        return stimuli, brain
+
+    return load
+
+
+THINGS_EEG2_ROIS = ("posterior", "occipital")
+
+
 def _load_builtins() -> None:
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
@@ -217,6 +257,22 @@ def _load_builtins() -> None:
                             "test = shared images"
                         ),
                         loader=_nsd_loader(subj, "func1pt8mm", roi),
+                    ),
+                )
+    for i in range(1, 11):
+        subj = f"sub-{i:02d}"
+        for roi in THINGS_EEG2_ROIS:
+            for metric in METRICS:
+                bid = f"things_eeg2.{subj}.{roi}.{metric}"
+                _REGISTRY.setdefault(
+                    bid,
+                    Benchmark(
+                        id=bid, dataset="things_eeg2", subject=subj, space="eeg", roi=roi, metric=metric, split="test",
+                        ceiling="split-half" if metric == "encoding" else "none", version=1,
+                        description=(f"THINGS-EEG2 {subj} {roi} channels, time-resolved "
+                                     f"{'encoding (ridge per channel and time)' if metric == 'encoding' else 'RSA'}; "
+                                     "train = training images, test = the 200 test images"),
+                        params={"pca": 100}, loader=_things_eeg2_loader(i, roi),
                     ),
                 )
 
