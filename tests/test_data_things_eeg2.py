@@ -253,3 +253,16 @@ def test_check_reports_files(fx, tmp_path):
     df = things_eeg2.check(fx, subject=1)
     assert (df["status"] == "present").all(), df
     assert things_eeg2.check(tmp_path, subject=1)["status"].eq("missing").all()
+
+
+def test_distinct_half_splits_by_enumeration():
+    from itertools import combinations
+
+    for n in range(2, 8):
+        h = n // 2
+        seen = set()
+        for a in combinations(range(n), h):
+            rest = [i for i in range(n) if i not in a]
+            for b in combinations(rest, h):
+                seen.add(frozenset([a, b]))
+        assert things_eeg2.distinct_half_splits(n) == len(seen), n

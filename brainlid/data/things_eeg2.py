@@ -62,6 +62,7 @@ __all__ = [
     "epoch_recording",
     "mvnn_whitener",
     "eeg_noise_ceiling",
+    "distinct_half_splits",
     "channel_table",
     "check",
 ]
@@ -252,15 +253,33 @@ def channel_table(ch_names) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- noise ceiling, averaging
-def eeg_noise_ceiling(responses: np.ndarray, n_splits: int = 10, seed: int | None = 0, chunk_bytes: int = 32_000_000) -> np.ndarray:
+def distinct_half_splits(n_reps: int) -> int:
+    """Number of distinct ways to split ``n_reps`` repetitions into two halves of ``⌊n/2⌋`` (unordered).
+
+    ``C(n, n/2) / 2`` for even n (3 for THINGS-EEG2's 4 training repetitions), ``C(n, ⌊n/2⌋) · ⌈n/2⌉ / 2``
+    when one repetition is left out for odd n; at least 1.
+    """
+    from math import comb
+
+    n = int(n_reps)
+    if n < 2:
+        return 1
+    h = n // 2
+    ways = comb(n, h) * comb(n - h, h)
+    return max(1, ways // 2)
+
+
+def eeg_noise_ceiling(responses: np.ndarray, n_splits: int | None = None, seed: int | None = 0, chunk_bytes: int = 32_000_000) -> np.ndarray:
     """Split-half reliability (Spearman–Brown) per channel and time, as a fraction in [0, 1].
 
     Parameters
     ----------
     responses : ndarray of shape (n_stimuli, n_reps, n_channels, n_times)
         Repeated presentations (NaN-padded ragged repetitions allowed).
-    n_splits : int
-        Random split-halves averaged (with 4 repetitions there are only 3 distinct splits).
+    n_splits : int or None
+        Random split-halves averaged. ``None``: ``min(10, distinct_half_splits(n_reps))`` — with
+        THINGS-EEG2's 4 training repetitions only 3 distinct splits exist, so more cost time and
+        add nothing.
     seed : int or None
         Seed of the splits.
     chunk_bytes : int
@@ -281,6 +300,8 @@ def eeg_noise_ceiling(responses: np.ndarray, n_splits: int = 10, seed: int | Non
     if x.ndim != 4:
         raise InputError(f"responses must have shape (stimulus, rep, channel, time), got {x.shape}")
     n_s, n_r, n_c, n_t = x.shape
+    if n_splits is None:
+        n_splits = min(10, distinct_half_splits(n_r))
     per_time = max(1, n_s * n_r * x.itemsize)
     t_step = int(max(1, min(n_t, chunk_bytes // per_time)))
     c_step = int(max(1, chunk_bytes // (per_time * t_step))) if t_step == n_t else 1
@@ -405,7 +426,7 @@ def load_brain(
     source: str = "preprocessed",
     preprocessed_dir: str | None = None,
     noise_ceiling: bool = True,
-    nc_splits: int = 10,
+    nc_splits: int | None = None,
     seed: int | None = 0,
     **raw_options,
 ) -> BrainData:
@@ -434,7 +455,8 @@ def load_brain(
         Compute the split-half (Spearman–Brown) reliability per channel and time. With
         ``split="both"`` it is the test split's (the split scores are computed on).
     nc_splits, seed
-        Number of random split-halves and their seed.
+        Number of random split-halves (default ``min(10, distinct splits)``, see
+        :func:`eeg_noise_ceiling`) and their seed.
 
     Returns
     -------
@@ -673,7 +695,7 @@ def load_raw(
     picks: str | None = DEFAULT_PICKS,
     max_reps: int | None = None,
     noise_ceiling: bool = True,
-    nc_splits: int = 10,
+    nc_splits: int | None = None,
     seed: int | None = 0,
 ) -> BrainData:
     """Preprocess the raw BrainVision recordings of one subject into the same :class:`BrainData` as :func:`load_brain`.
