@@ -43,8 +43,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from ..config import data_root
-from ..errors import DatasetNotFoundError, FileFormatError, InputError, StimulusMismatchError
+from ..errors import FileFormatError, InputError, StimulusMismatchError
 from .brain import BrainData
 from .stimuli import FileReader, StimulusSet
 from .things_images import image_id, image_ids
@@ -633,14 +632,14 @@ def _load_betas_vol(p, sub, roi, average_reps, split, which_nc) -> BrainData:
             raise StimulusMismatchError(f"{vox_path.name} has {n_meta} voxel rows but {p['mask'].name} has {n_mask} brain voxels")
         units = _voxel_table(vox_path, rows, available)
     elif roi is not None:
-        raise DatasetNotFoundError(f"ROI selection needs the voxel metadata {vox_path}")
+        raise _card().not_found(vox_path, "voxel metadata (needed to select an ROI)")
     else:
         rows = np.arange(n_mask)
         units = pd.DataFrame({"voxel_x": coords[0], "voxel_y": coords[1], "voxel_z": coords[2]})
     sel = tuple(c[rows] for c in coords)
     run_files = sorted(_need(p["betas_vol"], "betas_vol folder").glob(f"ses-things*/{sub}_ses-things*_run-*_betas.nii.gz"))
     if not run_files:
-        raise DatasetNotFoundError(f"no {sub}_ses-thingsNN_run-RR_betas.nii.gz under {p['betas_vol']}")
+        raise _card().not_found(p["betas_vol"] / f"ses-thingsNN/{sub}_ses-thingsNN_run-RR_betas.nii.gz", "betas_vol run")
     columns, names, sessions, runs = [], [], [], []
     for f in run_files:
         cond_path = f.with_name(f.name.replace("_betas.nii.gz", "_conditions.tsv"))
