@@ -109,8 +109,19 @@ def test_certificate_fallback_with_zero_margin():
     # each base point gets 6 copies perturbed by ~1e-4 relative: many near-ties at the k-th neighbour
     X = np.repeat(base, 6, axis=0) + (rng.standard_normal((300, 30)) * 1e-4).astype(np.float32)
     for k in (3, 5, 8):
-        res = knn(X, k, margin=0)
         vals, idx = brute(X, k)
+        for budget, symmetric in ((None, True), (60_000, True), (60_000, False)):  # one block / several
+            res = knn(X, k, margin=0, memory_budget=budget, symmetric=symmetric)
+            np.testing.assert_array_equal(res.indices, idx)
+            np.testing.assert_allclose(res.distances, vals, rtol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
+def test_symmetric_and_plain_blocking_agree(metric):
+    X = np.random.default_rng(7).standard_normal((900, 16)).astype(np.float32)
+    vals, idx = brute(X, 12, metric=metric)
+    for symmetric in (True, False):
+        res = knn(X, 12, metric=metric, memory_budget=300_000, symmetric=symmetric)  # ~60-row blocks
         np.testing.assert_array_equal(res.indices, idx)
         np.testing.assert_allclose(res.distances, vals, rtol=1e-12)
 

@@ -155,6 +155,7 @@ def knn(
     margin: int | None = None,
     return_distance: bool = True,
     warn_on_duplicates: bool = True,
+    symmetric: bool = True,
 ) -> KNN:
     """Exact k nearest neighbours of every row of X (self excluded), or of X's rows among Y's.
 
@@ -179,6 +180,9 @@ def knn(
         If False, ``distances`` is None.
     warn_on_duplicates : bool
         Warn (:class:`DuplicatePointsWarning`) when points have exact copies.
+    symmetric : bool
+        When Y is None and X needs several blocks, compute each pair of blocks once and use
+        it for both (about half the GEMM work). Same result either way.
 
     Returns
     -------
@@ -277,59 +281,70 @@ def knn(
 
     dist = np.empty((n, k), dtype=np.float64)
     idx_out = np.empty((n, k), dtype=np.int32)
-    buf = np.empty((b, m), dtype=np.float32)
     YcT = Yc.T
-    n_fallback = 0
-    for start, stop in _rows_in_chunks(n, b):
-        bb = stop - start
-        block = buf[:bb]
-        np.matmul(Xc[start:stop], YcT, out=block)
+
+    def values_for_rows(rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Approximate values (largest = nearest) of X rows against all of Y: x·y − ‖y‖²/2
+        (Euclidean) or x·y, self set to −inf. Key = ‖x‖² − 2·value (Euclidean) or −value."""
+        if out is None:
+            out = np.empty((rows.size, m), dtype=np.float32)
+        contiguous = rows.size and rows[-1] - rows[0] == rows.size - 1
+        np.matmul(Xc[rows[0]:rows[-1] + 1] if contiguous else Xc[rows], YcT, out=out)
         if half_sqy is not None:
-            block -= half_sqy
+            out -= half_sqy
         if self_mode:
-            ar = np.arange(bb)
-            block[ar, ar + start] = -np.inf
-        vals, cand = torch.topk(torch.from_numpy(block), c, dim=1, largest=True, sorted=False)
-        vals = vals.numpy().astype(np.float64)
-        cand = cand.numpy()
-        rows = np.arange(start, stop)
+            out[np.arange(rows.size), rows] = -np.inf
+        return out
+
+    def finish(rows: np.ndarray, cand: np.ndarray, approx_keys: np.ndarray, bad_values) -> int:
+        """Exact re-ranking and certificate for ``rows``; writes the result; returns #fallback rows."""
         keys = exact(rows, cand)
-        if metric == "euclidean":
-            approx_keys = sqx[start:stop, None] - 2.0 * vals
-        else:
-            approx_keys = -vals
         order = np.lexsort((cand, keys), axis=1)[:, :k]
         sel_keys = np.take_along_axis(keys, order, axis=1)
         sel_idx = np.take_along_axis(cand, order, axis=1)
+        n_bad = 0
         if c < max_c:
             kth = sel_keys[:, -1]
             worst = approx_keys.max(axis=1)
-            e_rows = err[start:stop]
+            e_rows = err[rows]
             bad = np.flatnonzero(~(worst - e_rows > kth))
-            if bad.size:
+            n_bad = bad.size
+            if n_bad:
                 # certificate failed: take every point whose approximate key is within the error bound
                 thr = kth[bad] + e_rows[bad]
-                sub = torch.from_numpy(block[bad])
                 if metric == "euclidean":  # key = ‖x‖² − 2·value <= thr  ⇔  value >= (‖x‖² − thr)/2
-                    lim = (sqx[start + bad] - thr) / 2
+                    lim = (sqx[rows[bad]] - thr) / 2
                 else:
                     lim = -thr
-                lim = torch.from_numpy(np.nextafter(lim.astype(np.float32), np.float32(-np.inf)))
-                mask = sub >= lim[:, None]
-                rr, cc = (t.numpy() for t in torch.nonzero(mask, as_tuple=True))
-                kk = exact(start + bad[rr], cc[:, None])[:, 0]
-                order_f = np.lexsort((cc, kk, rr))
-                starts = np.searchsorted(rr[order_f], np.arange(bad.size))
-                take = order_f[starts[:, None] + np.arange(k)[None, :]]
-                sel_keys[bad] = kk[take]
-                sel_idx[bad] = cc[take]
-            n_fallback += bad.size
-        idx_out[start:stop] = sel_idx
-        if metric == "euclidean":
-            dist[start:stop] = np.sqrt(sel_keys)
-        else:
-            dist[start:stop] = -sel_keys
-    del buf
+                lim = np.nextafter(lim.astype(np.float32), np.float32(-np.inf))
+                for s0, e0 in _rows_in_chunks(n_bad, b):
+                    sub = torch.from_numpy(bad_values(bad[s0:e0]))
+                    mask = sub >= torch.from_numpy(lim[s0:e0])[:, None]
+                    rr, cc = (t.numpy() for t in torch.nonzero(mask, as_tuple=True))
+                    kk = exact(rows[bad[s0:e0]][rr], cc[:, None])[:, 0]
+                    order_f = np.lexsort((cc, kk, rr))
+                    starts = np.searchsorted(rr[order_f], np.arange(e0 - s0))
+                    take = order_f[starts[:, None] + np.arange(k)[None, :]]
+                    sel_keys[bad[s0:e0]] = kk[take]
+                    sel_idx[bad[s0:e0]] = cc[take]
+        idx_out[rows] = sel_idx
+        dist[rows] = np.sqrt(sel_keys) if metric == "euclidean" else -sel_keys
+        return n_bad
+
+    n_fallback = 0
+    if self_mode and n > b and symmetric:
+        n_fallback = _symmetric_pass(Xc, half_sqy, c, b, metric, finish, values_for_rows)
+    else:
+        buf = np.empty((b, m), dtype=np.float32)
+        for start, stop in _rows_in_chunks(n, b):
+            rows = np.arange(start, stop)
+            block = values_for_rows(rows, buf[: stop - start])
+            vals, cand = torch.topk(torch.from_numpy(block), c, dim=1, largest=True, sorted=False)
+            vals = vals.numpy().astype(np.float64)
+            cand = cand.numpy()
+            approx = (sqx[start:stop, None] - 2.0 * vals) if metric == "euclidean" else -vals
+            n_fallback += finish(rows, cand, approx, lambda bad, block=block: block[bad])
+        del buf
 
     if metric == "euclidean":
         n_dup = int(np.count_nonzero(dist[:, 0] == 0.0))
@@ -341,3 +356,48 @@ def knn(
     if n_dup and warn_on_duplicates:
         warn_duplicates(n_dup, n, "they are ordered by index among their neighbours", stacklevel=2)
     return KNN(dist if return_distance else None, idx_out, n_dup, metric)
+
+
+def _topk_merge(vals_a, idx_a, vals_b, idx_b, c):
+    """Top-c (largest) of the union of two candidate lists per row (torch tensors)."""
+    v = torch.cat((vals_a, vals_b), dim=1)
+    i = torch.cat((idx_a, idx_b), dim=1)
+    top_v, pos = torch.topk(v, min(c, v.shape[1]), dim=1, largest=True, sorted=False)
+    return top_v, torch.gather(i, 1, pos)
+
+
+def _symmetric_pass(Xc, half_sq, c, b, metric, finish, values_for_rows) -> int:
+    """Self-kNN using the symmetry of the key matrix: about half the GEMM work.
+
+    Row stripe I = [s, e) is multiplied only with rows [s, n) (b × (n − s) values). Its rows
+    take their best candidates among columns [s, n) (merged with what earlier stripes left
+    for them); the later rows j >= e take, from the transposed part, their best candidates
+    among I into a running (n, c) table. Top-c of a union equals top-c of the per-part top-c,
+    so every row ends with exactly the candidates the full row would give.
+    Values are symmetric: x·y − ‖x‖²/2 − ‖y‖²/2 (= −‖x − y‖²/2) or x·y.
+    """
+    n = Xc.shape[0]
+    run_v = torch.full((n, c), -np.inf, dtype=torch.float32)
+    run_i = torch.full((n, c), -1, dtype=torch.int64)
+    flat = np.empty(b * n, dtype=np.float32)
+    n_bad = 0
+    for start, stop in _rows_in_chunks(n, b):
+        bb, W = stop - start, n - start
+        block = flat[: bb * W].reshape(bb, W)
+        np.matmul(Xc[start:stop], Xc[start:].T, out=block)
+        if half_sq is not None:
+            block -= half_sq[start:]
+            block -= half_sq[start:stop, None]
+        ar = np.arange(bb)
+        block[ar, ar] = -np.inf
+        T = torch.from_numpy(block)
+        v1, i1 = torch.topk(T, min(c, W), dim=1, largest=True, sorted=False)
+        v, i = _topk_merge(run_v[start:stop], run_i[start:stop], v1, i1 + start, c)
+        if stop < n:
+            v2, i2 = torch.topk(T[:, bb:], min(c, bb), dim=0, largest=True, sorted=False)
+            run_v[stop:], run_i[stop:] = _topk_merge(run_v[stop:], run_i[stop:], v2.T, i2.T + start, c)
+        rows = np.arange(start, stop)
+        vals = v.numpy().astype(np.float64)
+        approx = -2.0 * vals if metric == "euclidean" else -vals
+        n_bad += finish(rows, i.numpy(), approx, lambda bad, rows=rows: values_for_rows(rows[bad]))
+    return n_bad
