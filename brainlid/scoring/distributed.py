@@ -1,0 +1,985 @@
+"""The scoring grid on Dask: a local cluster, an existing cluster, or SLURM.
+
+``brainlid score ... --scheduler local|tcp://HOST:PORT|slurm`` (and
+``brainlid.scoring.score(..., client=...)``) runs the same grid as the serial
+:func:`brainlid.scoring.runner.score`, with Dask's distributed scheduler placing the tasks.
+Without a scheduler nothing here is imported and Dask is not needed (it is the
+``distributed`` extra: ``pip install 'brainlid[distributed]'``).
+
+Tasks
+    * one **extraction** task per (model spec, benchmark stimulus set): it runs
+      :func:`brainlid.features.extract` on a worker, which writes every layer into the shared
+      feature cache, and returns only the cache keys and shapes. It runs once, before that
+      model's scoring tasks, which are submitted when it finishes;
+    * one **cell** task per (model, layer, benchmark): :func:`brainlid.scoring.runner.score_layer`
+      on the layer's features, read **by cache key on the worker** (a read-only memory map;
+      never an array pickled into the task graph), plus that layer's geometry rows when the
+      serial run would measure them there. For large ROIs an encoding cell is split into
+      **voxel batches** (one task per batch of units, see :func:`plan_voxel_batches`); their
+      per-unit scores are joined on the client, which makes the rows;
+    * one **model–model** task per benchmark stimulus set with two models or more.
+
+    The benchmark's responses are loaded on the worker (from the shared data root, cached per
+    worker process), so tasks carry only ids, keys and paths.
+
+Exactly once, resumable
+    The client is the **only writer** of the results store (SQLite must never sit on a network
+    file system under concurrent writers): workers return rows, the client commits them as
+    tasks finish (:func:`distributed.as_completed`), one transaction per store cell. The best
+    layer is chosen across the layers of a (model, benchmark), so the layer cells of that pair
+    are committed together, as soon as its last layer finishes. Rerunning the same command
+    submits nothing for cells already in the store (``if_exists="skip"``); a task whose worker
+    dies is rerun by Dask (``retries`` and the scheduler's ``allowed-failures``), and a cell is
+    committed at most once per run; the store's ``UNIQUE`` cell key rejects any second copy.
+
+Shared file system
+    The feature cache (``$BRAINLID_HOME/cache/features``) and the dataset root must be on a file
+    system that every worker sees at the same path (the client passes its cache folder to the
+    tasks). The results store stays with the client and may be local.
+
+Memory
+    Each encoding cell's ridge memory is estimated (:func:`estimate_cell_memory`) and compared
+    with the workers' memory limit; cells that do not fit are split into voxel batches, and a
+    cell whose fixed part (features, PCA, Gram/kernel decompositions) alone does not fit raises
+    :class:`CellMemoryError` with the numbers and what to change.
+
+Threads
+    Every task limits BLAS and torch threads in its worker process to the worker's share of the
+    cores (:func:`brainlid.backend.set_threads`), so ``n_workers × threads ≤ cores``.
+
+SLURM configuration
+    ``--scheduler slurm`` builds a :class:`dask_jobqueue.SLURMCluster` from the ``[slurm]``
+    section of ``$BRAINLID_HOME/config.toml`` (keys are :class:`~dask_jobqueue.SLURMCluster`
+    arguments, plus ``jobs``, the number of jobs to submit); without that section dask-jobqueue's
+    own configuration (``~/.config/dask/jobqueue.yaml``, ``jobqueue.slurm``) is used::
+
+        [slurm]
+        queue = "cpu"
+        account = "mylab"
+        cores = 16            # per job
+        processes = 4         # Dask workers per job (4 cores each)
+        memory = "64GB"       # per job
+        walltime = "04:00:00"
+        local_directory = "$TMPDIR"
+        job_extra_directives = ["--constraint=avx2"]
+        jobs = 8
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..backend import available_cores, set_threads
+from ..errors import BrainlidError, DependencyError, InputError, require
+
+__all__ = [
+    "ClusterHandle", "connect", "load_slurm_config", "score_distributed", "estimate_cell_memory",
+    "plan_voxel_batches", "CellMemoryError", "DistributedRunInfo", "parse_memory",
+]
+
+#: Fraction of a worker's memory limit a task may plan to use (Dask pauses a worker at 80 %).
+MEMORY_FRACTION = 0.6
+#: Times a task is resubmitted after an exception (a worker death is handled by the scheduler).
+RETRIES = 2
+
+
+class CellMemoryError(InputError):
+    """A cell (or one voxel batch of it) needs more memory than a worker has."""
+
+
+# --------------------------------------------------------------------------- clusters
+@dataclass
+class ClusterHandle:
+    """A connected :class:`distributed.Client` and what it runs on.
+
+    ``owned`` is True when this handle started the cluster (and :meth:`close` stops it).
+    ``blas_threads`` is the number of BLAS/torch threads each task uses; ``memory_limit`` the
+    smallest worker memory limit in bytes (0: unknown/unlimited).
+    """
+
+    client: object
+    cluster: object | None
+    owned: bool
+    blas_threads: int
+    memory_limit: int
+    description: str
+
+    def close(self) -> None:
+        if self.owned:
+            try:
+                self.client.close()
+            finally:
+                if self.cluster is not None:
+                    self.cluster.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _require_dask():
+    require("distributed", "distributed")
+    return importlib.import_module("distributed")
+
+
+def parse_memory(text) -> int:
+    """``"4GB"``, ``"4GiB"``, ``"500MB"``, ``4e9`` → bytes (decimal and binary units)."""
+    if text is None:
+        return 0
+    if isinstance(text, (int, float, np.integer, np.floating)):
+        return int(text)
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*", str(text).lower())
+    if not m:
+        raise InputError(f"memory must look like 4GB, 4GiB or 500MB, got {text!r}")
+    base = 1024 if m.group(3) else 1000
+    return int(float(m.group(1)) * base ** " kmgt".index(m.group(2) or " "))
+
+
+def _total_memory() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except ImportError:  # pragma: no cover - psutil comes with distributed
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def load_slurm_config(path: str | os.PathLike | None = None) -> dict:
+    """The ``[slurm]`` section of ``$BRAINLID_HOME/config.toml`` (or ``path``); ``{}`` when absent."""
+    import tomllib
+
+    from ..config import brainlid_home
+
+    p = Path(path) if path is not None else brainlid_home() / "config.toml"
+    if not p.is_file():
+        return {}
+    try:
+        cfg = tomllib.loads(p.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"cannot read {p}: {exc}") from exc
+    sec = cfg.get("slurm", {})
+    if not isinstance(sec, dict):
+        raise InputError(f"{p}: [slurm] must be a table")
+    return dict(sec)
+
+
+def _dashboard_line(client) -> str:
+    if importlib.util.find_spec("bokeh") is None:
+        return "Dask dashboard: not available (install bokeh>=3.1 for it)"
+    link = getattr(client, "dashboard_link", None)
+    return f"Dask dashboard: {link}" if link else "Dask dashboard: not available"
+
+
+def connect(
+    scheduler: str | object = "local",
+    *,
+    workers: int | None = None,
+    memory_per_worker: str | int | None = None,
+    slurm_config: str | os.PathLike | None = None,
+    log: Callable[[str], None] | None = print,
+) -> ClusterHandle:
+    """Start or join a Dask cluster.
+
+    Parameters
+    ----------
+    scheduler : ``"local"``, ``"tcp://HOST:PORT"``, ``"slurm"`` or a :class:`distributed.Client`
+        ``local`` starts a :class:`distributed.LocalCluster` of ``workers`` processes (default:
+        one per core, at most 8) with one task at a time each and ``cores // workers`` BLAS
+        threads per task; ``tcp://`` joins a running scheduler; ``slurm`` builds a
+        :class:`dask_jobqueue.SLURMCluster` from :func:`load_slurm_config` (else dask-jobqueue's
+        own ``jobqueue.slurm`` configuration) and submits ``workers`` jobs (default the
+        config's ``jobs``, else 1).
+    workers : int or None
+    memory_per_worker : "4GB" or bytes or None
+        Local: each worker's memory limit (default: the machine's memory divided among them).
+        SLURM: overrides ``memory`` per job divided by ``processes``.
+    log : callable or None
+        Where the dashboard link and the cluster description go.
+    """
+    distributed = _require_dask()
+    if workers is not None and int(workers) < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    mem = parse_memory(memory_per_worker) if memory_per_worker is not None else None
+    if mem is not None and mem < 64 * 2**20:
+        raise InputError(f"--memory-per-worker {memory_per_worker!r} is below 64 MiB")
+    if isinstance(scheduler, distributed.Client):
+        handle = _describe(scheduler, None, False, None)
+    elif scheduler == "local":
+        import logging
+
+        cores = available_cores()
+        n = int(workers) if workers is not None else max(1, min(cores, 8))
+        threads = max(1, cores // n)
+        limit = mem if mem is not None else int(_total_memory() * 0.9 / n)
+        dash = ":0" if importlib.util.find_spec("bokeh") is not None else None
+        cluster = distributed.LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, memory_limit=limit, dashboard_address=dash,
+            silence_logs=logging.ERROR,
+        )
+        client = distributed.Client(cluster)
+        handle = ClusterHandle(client, cluster, True, threads, limit,
+                               f"local cluster: {n} worker process(es) × 1 task, {threads} BLAS thread(s) each, "
+                               f"{_fmt(limit)} per worker")
+    elif isinstance(scheduler, str) and scheduler.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
+        try:
+            client = distributed.Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
+        handle = _describe(client, None, True, None)
+        handle.cluster = None
+        # joined, not started: close the client only
+        handle.owned = True
+    elif scheduler == "slurm":
+        jobqueue = require("dask_jobqueue", "distributed")
+        cfg = load_slurm_config(slurm_config)
+        jobs = int(workers or cfg.pop("jobs", 1))
+        cfg.pop("jobs", None)
+        try:
+            cluster = jobqueue.SLURMCluster(**cfg)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"cannot build a SLURM cluster from the [slurm] config ({cfg}): {exc}") from exc
+        cluster.scale(jobs=jobs)
+        client = distributed.Client(cluster)
+        processes = int(getattr(cluster, "_job_kwargs", {}).get("processes") or cfg.get("processes") or 1)
+        cores = int(getattr(cluster, "_job_kwargs", {}).get("cores") or cfg.get("cores") or 1)
+        job_mem = parse_memory(getattr(cluster, "_job_kwargs", {}).get("memory") or cfg.get("memory") or 0)
+        limit = mem if mem is not None else job_mem // max(1, processes)
+        threads_per_worker = max(1, cores // processes)
+        handle = ClusterHandle(client, cluster, True, 1, limit,
+                               f"SLURM cluster: {jobs} job(s) × {processes} worker(s), {threads_per_worker} task slot(s) "
+                               f"and 1 BLAS thread per task, {_fmt(limit)} per worker")
+        handle.blas_threads = max(1, cores // processes // threads_per_worker)
+    else:
+        raise InputError(f"--scheduler must be 'local', 'slurm' or tcp://HOST:PORT, got {scheduler!r}")
+    if log is not None:
+        log(handle.description)
+        log(_dashboard_line(handle.client))
+    return handle
+
+
+def _describe(client, cluster, owned, _unused) -> ClusterHandle:
+    """Threads and memory of an existing cluster: BLAS threads = host cores / task slots on the host."""
+    info = client.scheduler_info(n_workers=-1) if "n_workers" in _params(client.scheduler_info) else client.scheduler_info()
+    ws = info.get("workers", {})
+    if not ws:
+        return ClusterHandle(client, cluster, owned, 1, 0, f"Dask cluster at {client.scheduler.address}: no workers yet")
+    cores = client.run(available_cores)
+    slots: dict[str, int] = {}
+    for addr, w in ws.items():
+        slots[w.get("host", addr)] = slots.get(w.get("host", addr), 0) + int(w.get("nthreads", 1))
+    threads = min(max(1, cores.get(a, 1) // max(1, slots[w.get("host", a)])) for a, w in ws.items())
+    limits = [int(w.get("memory_limit") or 0) for w in ws.values()]
+    limit = min((x for x in limits if x > 0), default=0)
+    desc = (f"Dask cluster at {client.scheduler.address}: {len(ws)} worker(s), "
+            f"{sum(int(w.get('nthreads', 1)) for w in ws.values())} task slot(s), {threads} BLAS thread(s) per task, "
+            f"{_fmt(limit) if limit else 'no memory limit'} per worker")
+    return ClusterHandle(client, cluster, owned, threads, limit, desc)
+
+
+def _params(fn) -> set:
+    import inspect
+
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # pragma: no cover
+        return set()
+
+
+def _fmt(n: int) -> str:
+    from ..features.cache import fmt_size
+
+    return fmt_size(n) if n else "unlimited"
+
+
+# --------------------------------------------------------------------------- memory model
+def estimate_cell_memory(n_fit: int, n_eval: int, n_features: int, n_units: int, *, pca: int | None, n_folds: int,
+                         n_alphas: int, n_all: int | None = None, metric: str = "encoding") -> tuple[int, int]:
+    """Estimated peak bytes of one cell as ``(fixed, per_unit)``: total ≈ fixed + per_unit · units.
+
+    Encoding (the ridge of :func:`brainlid.alignment._ridge.ridge_cv_fit_predict` after PCA to
+    ``q = min(pca, n_features)`` components; ``m = min(q, n_fit)`` the size of the Gram (primal,
+    q ≤ n) or kernel (dual) it diagonalises):
+
+    * fixed — the features ``4·n_all·d`` (float32), their PCA projection ``4·(n_fit+n_eval)·q``
+      and ``K + 1`` float64 decompositions (matrix + eigenvectors) ``16·(K+1)·m²``;
+    * per unit (and time point) — Y and predictions in float32 ``4·(n_fit + 2·n_eval)``, the
+      float64 copies of :func:`~brainlid.scoring.runner.unit_scores` ``32·n_eval``, the
+      per-fold projected targets ``16·K·m`` and the per-α errors ``8·n_alphas``.
+
+    RSA: two float64 condensed RDMs and their ranks, ``4·8·n_eval²/2``, are fixed; per unit the
+    responses ``4·n_eval``. A safety factor of 1.5 is applied to both parts.
+    """
+    n_all = n_all if n_all is not None else n_fit + n_eval
+    if metric != "encoding":
+        fixed = 4 * n_all * n_features + 16 * n_eval * n_eval
+        return int(1.5 * fixed), int(1.5 * 4 * n_eval)
+    q = n_features if pca is None else min(int(pca), n_features)
+    m = min(q, n_fit)
+    fixed = 4 * n_all * n_features + 4 * (n_fit + n_eval) * q + 16 * (n_folds + 1) * m * m
+    per_unit = 4 * (n_fit + 2 * n_eval) + 32 * n_eval + 16 * n_folds * m + 8 * n_alphas
+    return int(1.5 * fixed), int(1.5 * per_unit)
+
+
+def plan_voxel_batches(n_units: int, fixed: int, per_unit: int, memory_limit: int, *, voxel_batch: int | None = None,
+                       what: str = "cell") -> list[tuple[int, int]]:
+    """Split ``n_units`` into ``[start, stop)`` batches that fit ``MEMORY_FRACTION × memory_limit``.
+
+    ``voxel_batch`` forces a batch size (it must fit). ``memory_limit = 0`` (unknown) gives one
+    batch unless ``voxel_batch`` is set. Raises :class:`CellMemoryError` naming the estimate, the
+    budget and the remedy (a smaller ``--voxel-batch``, PCA, or more memory per worker).
+    """
+    budget = int(MEMORY_FRACTION * memory_limit)
+    if voxel_batch is not None:
+        size = int(voxel_batch)
+        if size < 1:
+            raise InputError(f"voxel batch must be >= 1, got {voxel_batch}")
+        if budget and fixed + per_unit * min(size, n_units) > budget:
+            raise CellMemoryError(
+                f"{what}: a batch of {size} units needs about {_fmt(fixed + per_unit * min(size, n_units))}, more than "
+                f"{MEMORY_FRACTION:.0%} of the worker memory ({_fmt(budget)}); use a smaller --voxel-batch "
+                f"(≤ {max(0, (budget - fixed) // per_unit)}), fewer PCA components, or more --memory-per-worker")
+    elif not budget or fixed + per_unit * n_units <= budget:
+        size = n_units
+    else:
+        room = budget - fixed
+        if room < per_unit:
+            raise CellMemoryError(
+                f"{what}: the features and ridge decompositions alone need about {_fmt(fixed)}, more than "
+                f"{MEMORY_FRACTION:.0%} of the worker memory ({_fmt(budget)}); reduce the features (benchmark PCA "
+                f"components, extraction reduce='pca:K' or 'srp:K'), or give the workers more --memory-per-worker")
+        size = max(1, room // per_unit)
+    size = max(1, min(size, n_units))
+    return [(a, min(a + size, n_units)) for a in range(0, n_units, size)]
+
+
+# --------------------------------------------------------------------------- worker side
+_THREADS_SET: list[int] = []
+
+
+def _worker_threads(n: int) -> None:
+    """Limit BLAS/torch threads of this worker process once (a restarted worker does it again)."""
+    if _THREADS_SET != [n]:
+        set_threads(n)
+        _THREADS_SET[:] = [n]
+
+
+@functools.lru_cache(maxsize=4)
+def _bench_inputs(bench_id: str, data_root: str | None):
+    """(stimuli restricted to the responses' ids, BrainData) of a benchmark, as the serial runner builds them."""
+    from .benchmarks import load_benchmark_data
+
+    stimuli, brain = load_benchmark_data(bench_id, data_root)
+    if stimuli is None:
+        raise InputError(f"benchmark {bench_id} has no stimulus images: pass features to score_features instead")
+    shared = np.intersect1d(stimuli.ids, brain.stimulus_ids)
+    sub = stimuli if len(stimuli) == shared.size else stimuli.subset(ids=shared)
+    return sub, brain
+
+
+_VERIFIED: set = set()
+
+
+def _read_features(cache_root: str, key: str) -> np.ndarray:
+    """A layer's features from the shared cache, memory-mapped; SHA-256 checked once per worker process."""
+    from ..features.cache import FeatureCache
+
+    entry = FeatureCache(cache_root).entry(key)
+    if not entry.is_complete():
+        raise BrainlidError(f"feature cache entry {key[:12]} is missing under {cache_root} on this worker: the cache "
+                            "must be on a file system shared by the client and every worker")
+    arr = entry.load(verify=key not in _VERIFIED)
+    _VERIFIED.add(key)
+    return arr
+
+
+def _extract_task(spec: str, bench_id: str, data_root, layers, ekw: dict, cache_root: str, threads: int) -> dict:
+    """Extract (or find in the cache) a model's layers for a benchmark's stimuli; return keys, not arrays."""
+    from ..features import extract
+    from ..features.cache import ids_digest
+
+    _worker_threads(threads)
+    sub, _ = _bench_inputs(bench_id, data_root)
+    feats = extract(spec, sub, layers=layers, cache=cache_root, progress=False, **ekw)
+    keys = feats.provenance.get("cache_keys") or {}
+    out = [(str(k), str(keys.get(k) or ""), tuple(int(s) for s in np.shape(feats[k]))) for k in feats.layers]
+    if any(not key for _, key, _ in out):
+        raise BrainlidError(f"extraction of {spec} returned layers without cache keys")
+    return {"layers": out, "ids_digest": ids_digest(feats.stimulus_ids)}
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """What a cell task needs (small: ids, keys and paths only)."""
+
+    bench: str
+    data_root: str | None
+    model: str
+    layer: str
+    layer_index: int
+    source: str  # "cache" | "pixels" | "shuffled"
+    key: str  # feature cache key ("" for pixels)
+    row_key: str  # the rows' feature_cache_key
+    ids_digest: str
+    cache_root: str
+    geometry: bool = False
+    units: tuple[int, int] | None = None  # a voxel batch [start, stop) or the whole cell
+    shuffle_seed: int = 0
+
+    @property
+    def store_key(self) -> tuple:
+        return (self.model, self.layer, self.bench)
+
+
+def _cell_features(cell: _Cell):
+    """(X, feature ids, BrainData) of a cell, read on the worker."""
+    from . import baselines as bl
+    from ..features.cache import ids_digest
+
+    sub, brain = _bench_inputs(cell.bench, cell.data_root)
+    if cell.source == "pixels":
+        return bl.pixel_features(sub), np.asarray(sub.ids), brain
+    if ids_digest(sub.ids) != cell.ids_digest:
+        raise BrainlidError(f"benchmark {cell.bench}: the stimulus ids on this worker differ from the client's "
+                            "(different data root or dataset version on the workers?)")
+    X = _read_features(cell.cache_root, cell.key)
+    if cell.source == "shuffled":
+        X = bl.shuffle_features({cell.layer: np.asarray(X)}, seed=cell.shuffle_seed)[cell.layer]
+    return X, np.asarray(sub.ids), brain
+
+
+def _cell_task(cell: _Cell, threads: int) -> dict:
+    """Score one cell (or one voxel batch of it) on a worker; returns rows or per-unit scores."""
+    from . import runner
+    from .benchmarks import get_benchmark
+
+    _worker_threads(threads)
+    t0 = time.perf_counter()
+    X, ids, brain = _cell_features(cell)
+    bench = get_benchmark(cell.bench)
+    splits = runner.make_splits(brain, bench)
+    out: dict = {"cell": cell, "pid": os.getpid()}
+    if cell.units is None:
+        out["rows"] = runner.score_layer(X, ids, brain, bench, model=cell.model, layer=cell.layer,
+                                         layer_index=cell.layer_index, splits=splits, feature_cache_key=cell.row_key)
+    else:
+        out["unit_scores"] = _unit_scores_batch(X, ids, brain, bench, splits, cell.units)
+    if cell.geometry:
+        lid_ids = np.sort(np.asarray(brain.splits[bench.lid_split]))
+        if bench.lid_n:
+            if lid_ids.size < bench.lid_n:
+                raise InputError(f"benchmark {bench.id} measures LID on {bench.lid_n} stimuli but its "
+                                 f"{bench.lid_split} split has {lid_ids.size}")
+            lid_ids = lid_ids[: bench.lid_n]
+        pos = runner._positions(ids, lid_ids, "LID")
+        out["geometry"] = runner.geometry_rows(
+            np.asarray(X, dtype=np.float32)[pos], model=cell.model, layer=cell.layer, layer_index=cell.layer_index,
+            stimulus_set=bench.lid_stimulus_set, ks=bench.params["lid_ks"], estimators=bench.params["lid_estimators"],
+            benchmark_version=bench.version, feature_cache_key=cell.row_key)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def _unit_scores_batch(X, ids, brain, bench, splits, units) -> dict:
+    """Per-unit (r, R²) of units ``[start, stop)`` for the val and test splits (what score_layer computes per unit)."""
+    from . import runner
+
+    Xa, Ya, aid = runner._aligned(np.asarray(X, dtype=np.float32), ids, brain)
+    a, b = units
+    Ya = Ya[:, a:b]
+    res = {}
+    for split in ("val", "test"):
+        fit_ids, eval_ids = (splits["fit"], splits["val"]) if split == "val" else (splits["train"], splits["test"])
+        fi = runner._positions(aid, fit_ids, f"{split}-fit")
+        ei = runner._positions(aid, eval_ids, split)
+        res[split] = runner._encode(Xa[fi], Ya[fi], Xa[ei], Ya[ei], bench.params) + (int(ei.size),)
+    return res
+
+
+def _join_unit_batches(cell: _Cell, parts: list[dict]) -> list[dict]:
+    """Rows of a voxel-batched encoding cell from its batches' per-unit scores (on the client)."""
+    from .._version import __version__
+    from . import runner
+    from .benchmarks import get_benchmark
+
+    bench = get_benchmark(cell.bench)
+    _, brain = _bench_inputs(cell.bench, cell.data_root)
+    parts = sorted(parts, key=lambda p: p["cell"].units[0])
+    base = {
+        "model": cell.model, "layer": cell.layer, "layer_index": cell.layer_index, "benchmark": bench.id,
+        "dataset": bench.dataset, "subject": bench.subject, "roi": bench.roi, "brainlid_version": __version__,
+        "benchmark_version": bench.version, "feature_cache_key": cell.row_key,
+    }
+    rows: list[dict] = []
+    for split in ("val", "test"):
+        r = np.concatenate([p["unit_scores"][split][0] for p in parts], axis=0)
+        r2 = np.concatenate([p["unit_scores"][split][1] for p in parts], axis=0)
+        n_eval = parts[0]["unit_scores"][split][2]
+        rows += runner.encoding_rows(r, r2, brain.noise_ceiling, brain.times, bench.params, {**base, "split": split},
+                                     n_eval)
+    return rows
+
+
+def _model_model_task(bench_id: str, data_root, keys: dict, ids_digests: dict, cache_root: str, metrics, threads: int):
+    """Model–model rows of the named models' last layers on a benchmark's LID stimuli."""
+    from . import runner
+    from .benchmarks import get_benchmark
+    from ..features.cache import ids_digest
+
+    _worker_threads(threads)
+    bench = get_benchmark(bench_id)
+    sub, brain = _bench_inputs(bench_id, data_root)
+    ids = np.asarray(sub.ids)
+    if any(d != ids_digest(ids) for d in ids_digests.values()):
+        raise BrainlidError(f"benchmark {bench_id}: stimulus ids on this worker differ from the client's")
+    lid_ids = np.sort(np.asarray(brain.splits[bench.lid_split]))[: bench.lid_n or None]
+    pos = runner._positions(ids, lid_ids, "LID")
+    feats = {name: np.asarray(_read_features(cache_root, key), dtype=np.float32)[pos] for name, (layer, key) in keys.items()}
+    return runner.model_model_rows(feats, stimulus_set=bench.lid_stimulus_set, metrics=tuple(metrics),
+                                   layers={n: layer for n, (layer, _) in keys.items()})
+
+
+# --------------------------------------------------------------------------- the client
+@dataclass
+class DistributedRunInfo:
+    """What a distributed run did: tasks submitted and cells written or skipped."""
+
+    tasks: int = 0
+    extraction_tasks: int = 0
+    cell_tasks: int = 0
+    cells_written: int = 0
+    cells_skipped: int = 0
+    groups_skipped: int = 0
+    task_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    worker_pids: set = field(default_factory=set)
+
+
+@dataclass
+class _Group:
+    """All layer cells of one (model, benchmark): committed together once the best layer is known."""
+
+    model: str
+    bench: str
+    n_layers: int = 0
+    rows: dict = field(default_factory=dict)  # layer_index → rows
+    geometry: list = field(default_factory=list)
+    batches: dict = field(default_factory=dict)  # layer_index → (cell, n_batches, parts)
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
+
+
+def score_distributed(
+    client,
+    model,
+    benchmarks,
+    *,
+    layers=None,
+    data_root=None,
+    out=None,
+    store=True,
+    baselines=True,
+    pooling: str = "avg",
+    batch_size: int = 64,
+    if_exists: str = "skip",
+    extract_kwargs: Mapping | None = None,
+    mm_metrics: Sequence[str] = ("mutual_knn", "ridge_r2"),
+    voxel_batch: int | None = None,
+    memory_limit: int | None = None,
+    blas_threads: int | None = None,
+    progress: bool = True,
+    callback: Callable[[int, int, tuple], None] | None = None,
+    return_result: bool = False,
+):
+    """The grid of :func:`brainlid.scoring.runner.score` on a Dask cluster (same rows, same tables).
+
+    Parameters
+    ----------
+    client : distributed.Client or ClusterHandle
+        From :func:`connect` (or any client whose workers can import brainlid and see the same
+        feature cache and data root paths).
+    model, benchmarks, layers, data_root, out, store, baselines, pooling, batch_size, if_exists, extract_kwargs, mm_metrics
+        As in :func:`brainlid.scoring.runner.score`. Models must be spec strings (they are rebuilt
+        on the workers).
+    voxel_batch : int or None
+        Units per encoding task; default from the worker memory limit (:func:`plan_voxel_batches`).
+    memory_limit, blas_threads : int or None
+        Override what the cluster reports (bytes per worker; BLAS threads per task).
+    progress : bool
+        A rich progress bar of committed cells on stderr.
+    callback : callable(done, total, cell) or None
+        Called on the client after each committed cell.
+
+    Returns
+    -------
+    DataFrame of score rows, or a :class:`~brainlid.scoring.runner.ScoreResult` (with ``info``, a
+    :class:`DistributedRunInfo`, as ``result.info``) when ``return_result``.
+    """
+    distributed = _require_dask()
+    from . import baselines as bl
+    from .benchmarks import Benchmark, get_benchmark, load_benchmark_data
+    from .runner import ScoreResult, default_layers
+    from .store import DuplicateCellError, ResultsStore
+    from .tables import geometry_frame, score_frame, write_table
+    from ..features.cache import FeatureCache, ids_digest
+
+    t_start = time.perf_counter()
+    handle = client if isinstance(client, ClusterHandle) else None
+    cl = handle.client if handle is not None else client
+    if handle is None and (memory_limit is None or blas_threads is None):
+        handle = _describe(cl, None, False, None)
+    memory_limit = handle.memory_limit if memory_limit is None else int(memory_limit)
+    threads = handle.blas_threads if blas_threads is None else int(blas_threads)
+    if if_exists not in ("skip", "replace", "error"):
+        raise InputError(f"if_exists must be 'skip', 'replace' or 'error', got {if_exists!r}")
+
+    if isinstance(model, Mapping):
+        named = {str(k): v for k, v in model.items()}
+    else:
+        seq = list(model) if isinstance(model, (list, tuple)) else [model]
+        named = {(m if isinstance(m, str) else type(m).__name__): m for m in seq}
+    bad = [k for k, v in named.items() if not isinstance(v, str)]
+    if bad:
+        raise InputError(f"distributed scoring rebuilds models on the workers from spec strings; {bad} are objects "
+                         "(save the weights and use module:file.py:Name@weights.pt)")
+    benches = [benchmarks] if isinstance(benchmarks, (str, Benchmark)) else list(benchmarks)
+    if not benches or not named:
+        raise InputError("give at least one model and one benchmark")
+    benches = [get_benchmark(b) for b in benches]
+    want = bl.parse_baselines(baselines)
+    ekw = {"pooling": pooling, "batch_size": batch_size, **dict(extract_kwargs or {})}
+    root = None if data_root is None else str(Path(data_root).resolve())
+    cache_root = str(FeatureCache().root.resolve())
+    st = None
+    if store:
+        st = ResultsStore(None if store is True else store)
+    done_cells: set = set()
+    if st is not None and if_exists != "replace":
+        c = st.cells()
+        done_cells = {(k, m, l, b) for k, m, l, b in zip(c["kind"], c["model"], c["layer"], c["benchmark"])}
+
+    def resolved_layers(name, spec):
+        from ..features.extract import resolve_layers
+        from ..features.models import load_model
+
+        if isinstance(layers, Mapping):
+            lay = list(layers[name])
+        else:
+            lay = list(layers) if layers else default_layers(spec)
+        return resolve_layers(load_model(spec).module, lay)
+
+    # ---- plan: which (model, benchmark) groups need work; which geometry cells; model–model cells
+    geo_seen: set = set()
+    mm_seen: set = set()
+    plan = []  # per benchmark: dict
+    layer_cache: dict = {}
+    for bench in benches:
+        stimuli, brain = load_benchmark_data(bench, data_root)
+        if stimuli is None:
+            raise InputError(f"benchmark {bench.id} has no stimulus images: pass features to score_features instead")
+        shared = np.intersect1d(stimuli.ids, brain.stimulus_ids)
+        sub = stimuli if len(stimuli) == shared.size else stimuli.subset(ids=shared)
+        lid_ids = np.sort(np.asarray(brain.splits[bench.lid_split]))[: bench.lid_n or None]
+        ids_key = hashlib.sha1(lid_ids.tobytes()).hexdigest()
+        from .runner import make_splits
+
+        splits = make_splits(brain, bench)
+        sizes = {"n_all": len(sub), "n_fit": int(splits["train"].size), "n_eval": int(splits["test"].size),
+                 "n_units": int(np.prod(brain.responses.shape[1:]))}
+        entry = {"bench": bench, "sub_digest": ids_digest(np.asarray(sub.ids)), "stim_token": _digest(sub.digest),
+                 "sizes": sizes, "groups": []}
+
+        def geometry_here(name):
+            k = (name, ids_key)
+            if k in geo_seen:
+                return False
+            geo_seen.add(k)
+            return True
+
+        if "pixels" in want:
+            entry["groups"].append({"model": bl.PIXELS_MODEL, "source": "pixels", "spec": None, "layers": ["pixels"],
+                                    "geometry": geometry_here(bl.PIXELS_MODEL)})
+        for name, spec in named.items():
+            if (name, spec) not in layer_cache:
+                layer_cache[(name, spec)] = resolved_layers(name, spec)
+            lay = layer_cache[(name, spec)]
+            entry["groups"].append({"model": name, "source": "cache", "spec": spec, "layers": lay, "ext_layers": lay,
+                                    "geometry": geometry_here(name)})
+            if "random" in want:
+                rspec = bl.random_weights_spec(spec)
+                if rspec is not None:
+                    rname = f"{name}@random" if name != spec else rspec
+                    entry["groups"].append({"model": rname, "source": "cache", "spec": rspec, "layers": lay,
+                                            "ext_layers": lay, "geometry": geometry_here(rname)})
+            if "shuffled" in want:
+                entry["groups"].append({"model": f"{name}#shuffled", "source": "shuffled", "spec": spec,
+                                        "layers": lay[-1:], "ext_layers": lay, "geometry": False})
+        mm_key = (bench.lid_split, tuple(lid_ids.tolist()), tuple(sorted(named)))
+        entry["mm"] = len(named) >= 2 and mm_key not in mm_seen
+        mm_seen.add(mm_key)
+        if entry["mm"]:
+            entry["mm_cells"] = [("scores", n, layer_cache[(n, s)][-1], f"models.{bench.lid_stimulus_set}.{m}")
+                                 for n, s in named.items() for m in mm_metrics]
+        entry["lid_set"] = bench.lid_stimulus_set
+        for g in entry["groups"]:
+            need = [("scores", g["model"], l, bench.id) for l in g["layers"]]
+            if g["geometry"]:
+                need += [("geometry", g["model"], l, bench.lid_stimulus_set) for l in g["layers"]]
+            g["todo"] = not all(c in done_cells for c in need)
+        if entry["mm"]:
+            entry["mm_todo"] = not all(c in done_cells for c in entry["mm_cells"])
+        plan.append(entry)
+        del brain, stimuli
+
+    if if_exists == "error":
+        for e in plan:
+            for g in e["groups"]:
+                if any(("scores", g["model"], l, e["bench"].id) in done_cells for l in g["layers"]):
+                    raise DuplicateCellError(f"the store already has scores for {g['model']} on {e['bench'].id}")
+
+    info = DistributedRunInfo()
+    total = sum(len(g["layers"]) for e in plan for g in e["groups"] if g["todo"]) + sum(
+        1 for e in plan if e.get("mm") and e["mm_todo"])
+    info.groups_skipped = sum(1 for e in plan for g in e["groups"] if not g["todo"])
+
+    # ---- submit: extraction first; cells when their extraction is done
+    futures = distributed.as_completed([], with_results=False)
+    meta: dict = {}  # future.key → (kind, payload)
+    extractions: dict = {}  # (spec, stim token, layers) → {"future"|"result", "waiting": [(entry, group)]}
+
+    def submit(fn, *args, kind, payload, name):
+        f = cl.submit(fn, *args, key=f"{name}-{_digest(args)}", retries=RETRIES, pure=False)
+        meta[f.key] = (kind, payload)
+        futures.add(f)
+        info.tasks += 1
+        return f
+
+    def submit_cells(entry, g, ext):
+        bench = entry["bench"]
+        by_name = {l: (k, shp) for l, k, shp in ext["layers"]} if ext is not None else {}
+        grp = _Group(g["model"], bench.id, len(g["layers"]))
+        groups[(g["model"], bench.id)] = grp
+        sizes = entry["sizes"]
+        for i, layer in enumerate(g["layers"]):
+            li = i
+            if g["source"] == "pixels":
+                key, d = "", 32 * 32
+            else:
+                key, shp = by_name[layer]
+                d = shp[1]
+            cell = _Cell(bench=bench.id, data_root=root, model=g["model"], layer=layer, layer_index=li,
+                         source=g["source"], key=key, row_key="" if g["source"] != "cache" else key,
+                         ids_digest=ext["ids_digest"] if ext is not None else entry["sub_digest"],
+                         cache_root=cache_root, geometry=g["geometry"], shuffle_seed=bench.params["seed"])
+            p = bench.params
+            fixed, per_unit = estimate_cell_memory(sizes["n_fit"], sizes["n_eval"], d, sizes["n_units"], pca=p["pca"],
+                                                   n_folds=p["cv"], n_alphas=len(p["alphas"]), n_all=sizes["n_all"],
+                                                   metric=bench.metric)
+            what = f"{g['model']} / {layer} on {bench.id}"
+            if bench.metric == "encoding":
+                batches = plan_voxel_batches(sizes["n_units"], fixed, per_unit,
+                                             memory_limit, voxel_batch=voxel_batch, what=what)
+            else:
+                batches = [(0, sizes["n_units"])]
+                budget = int(MEMORY_FRACTION * memory_limit)
+                if budget and fixed + per_unit * sizes["n_units"] > budget:
+                    raise CellMemoryError(f"{what}: an RSA cell needs about {_fmt(fixed + per_unit * sizes['n_units'])}, "
+                                          f"more than {MEMORY_FRACTION:.0%} of the worker memory ({_fmt(budget)}); "
+                                          "give the workers more --memory-per-worker")
+            if len(batches) == 1:
+                submit(_cell_task, cell, threads, kind="cell", payload=cell, name=f"cell-{layer}")
+                info.cell_tasks += 1
+            else:
+                grp.batches[li] = (cell, len(batches), [])
+                for j, ab in enumerate(batches):
+                    c = replace(cell, units=ab, geometry=cell.geometry and j == 0)
+                    submit(_cell_task, c, threads, kind="cell", payload=c, name=f"batch-{layer}")
+                    info.cell_tasks += 1
+
+    groups: dict = {}
+    mm_wait: list = []  # (entry, {name: ext key})
+    for entry in plan:
+        for g in entry["groups"]:
+            if not g["todo"] and not (entry.get("mm") and entry["mm_todo"] and g["source"] == "cache"
+                                      and g["model"] in named):
+                continue
+            if g["source"] == "pixels":
+                submit_cells(entry, g, None)
+                continue
+            # one extraction per (spec, stimulus set); the shuffled baseline reads the model's own
+            tok = (g["spec"], entry["stim_token"])
+            x = extractions.get(tok)
+            if x is None:
+                x = extractions[tok] = {"waiting": [], "result": None}
+                submit(_extract_task, g["spec"], entry["bench"].id, root, list(g["ext_layers"]), ekw, cache_root, threads,
+                       kind="extract", payload=tok, name="extract")
+                info.extraction_tasks += 1
+            if g["todo"]:
+                x["waiting"].append((entry, g))
+        if entry.get("mm") and entry["mm_todo"]:
+            mm_wait.append(entry)
+
+    def try_model_model():
+        for entry in list(mm_wait):
+            toks = {n: (s, entry["stim_token"]) for n, s in named.items()}
+            if all(extractions.get(t, {}).get("result") is not None for t in toks.values()):
+                mm_wait.remove(entry)
+                keys = {}
+                digests = {}
+                for n, t in toks.items():
+                    layer, key, _ = extractions[t]["result"]["layers"][-1]
+                    keys[n] = (layer, key)
+                    digests[n] = extractions[t]["result"]["ids_digest"]
+                submit(_model_model_task, entry["bench"].id, root, keys, digests, cache_root, tuple(mm_metrics), threads,
+                       kind="mm", payload=entry, name="model-model")
+
+    all_scores: list[pd.DataFrame] = []
+    all_geom: list[pd.DataFrame] = []
+    written: set = set()
+
+    def commit(kind, df, key_desc):
+        """One store cell per call (its own transaction); never twice in a run."""
+        k = (kind, *key_desc)
+        if k in written:
+            return
+        written.add(k)
+        if st is None:
+            return
+        try:
+            st.add_cell(kind, df, replace=if_exists == "replace")
+            info.cells_written += 1
+        except DuplicateCellError:
+            if if_exists == "error":
+                raise
+            info.cells_skipped += 1
+
+    bar = _Bar(total, progress)
+    n_done = 0
+
+    def finished_cell(key):
+        nonlocal n_done
+        n_done += 1
+        bar.advance()
+        if callback is not None:
+            callback(n_done, total, key)
+
+    def group_done(grp: _Group):
+        from .runner import select_best_layer
+
+        rows = [r for li in sorted(grp.rows) for r in grp.rows[li]]
+        scores = select_best_layer(score_frame(rows))
+        geom = geometry_frame(grp.geometry)
+        for (m, layer, b, _v), part in scores.groupby(["model", "layer", "benchmark", "benchmark_version"], sort=False):
+            commit("scores", part, (m, layer, b))
+        for (m, layer, s, _v), part in geom.groupby(["model", "layer", "stimulus_set", "benchmark_version"], sort=False):
+            commit("geometry", part, (m, layer, s))
+        for layer in scores["layer"].unique():
+            finished_cell((grp.model, layer, grp.bench))
+        all_scores.append(scores)
+        all_geom.append(geom)
+
+    try:
+        for fut in futures:
+            kind, payload = meta.pop(fut.key)
+            res = fut.result()  # re-raises the task's error (after Dask's retries)
+            fut.release()
+            if kind == "extract":
+                x = extractions[payload]
+                x["result"] = res
+                for entry, g in x.pop("waiting"):
+                    submit_cells(entry, g, res)
+                x["waiting"] = []
+                try_model_model()
+            elif kind == "cell":
+                cell = res["cell"]
+                info.task_seconds += res["seconds"]
+                info.worker_pids.add(res["pid"])
+                grp = groups[(cell.model, cell.bench)]
+                grp.geometry += res.get("geometry", [])
+                if cell.units is None:
+                    grp.rows[cell.layer_index] = res["rows"]
+                else:
+                    whole, n_b, parts = grp.batches[cell.layer_index]
+                    parts.append(res)
+                    if len(parts) == n_b:
+                        grp.rows[cell.layer_index] = _join_unit_batches(whole, parts)
+                if len(grp.rows) == grp.n_layers:
+                    group_done(grp)
+            elif kind == "mm":
+                df = score_frame(res)
+                for (m, layer, b, _v), part in df.groupby(["model", "layer", "benchmark", "benchmark_version"], sort=False):
+                    commit("scores", part, (m, layer, b))
+                all_scores.append(df)
+                finished_cell(("model-model", payload["bench"].id))
+    except BaseException:
+        for f in list(futures.futures):
+            f.cancel()
+        raise
+    finally:
+        bar.close()
+
+    # ---- the tables: this run's rows plus the stored rows of the groups that were skipped
+    if st is not None:
+        for e in plan:
+            for g in e["groups"]:
+                if not g["todo"]:
+                    all_scores.append(st.scores(model=g["model"], benchmark=e["bench"].id))
+                    if g["geometry"]:
+                        all_geom.append(st.geometry(model=g["model"], stimulus_set=e["lid_set"]))
+            if e.get("mm") and not e["mm_todo"]:
+                all_scores.append(st.scores(model=list(named), benchmark=[c[3] for c in e["mm_cells"]]))
+    scores = pd.concat([s for s in all_scores if len(s)], ignore_index=True) if any(len(s) for s in all_scores) else score_frame([])
+    geom = pd.concat([g for g in all_geom if len(g)], ignore_index=True) if any(len(g) for g in all_geom) else geometry_frame([])
+    scores = score_frame(scores)
+    geom = geometry_frame(geom).drop_duplicates(subset=["model", "layer", "stimulus_set", "estimator", "K"]).reset_index(drop=True)
+    paths: list[Path] = []
+    if out is not None:
+        paths += write_table(scores, Path(out) / "scores")
+        paths += write_table(geom, Path(out) / "geometry")
+    info.wall_seconds = time.perf_counter() - t_start
+    if return_result:
+        res = ScoreResult(scores, geom, paths, st)
+        res.info = info
+        return res
+    return scores
+
+
+class _Bar:
+    """A rich progress bar of committed cells (stderr), or nothing."""
+
+    def __init__(self, total: int, show: bool):
+        self.p = None
+        if show and total:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.p = Progress(TextColumn("cells"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                              TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+            self.task = self.p.add_task("cells", total=total)
+            self.p.start()
+
+    def advance(self):
+        if self.p is not None:
+            self.p.advance(self.task)
+
+    def close(self):
+        if self.p is not None:
+            self.p.stop()
+            self.p = None
