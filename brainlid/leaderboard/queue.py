@@ -163,8 +163,10 @@ def complete(db: Database, submission_id: str, owner: str, scores: pd.DataFrame,
 
     Returns False (and writes nothing) when the lease was lost.
     """
-    srows = [(submission_id, *r) for r in _rows(scores, SCORE_DB_COLUMNS)]
-    grows = [(submission_id, *r) for r in _rows(geometry, GEOMETRY_DB_COLUMNS)]
+    from ..scoring.tables import geometry_frame, score_frame
+
+    srows = [(submission_id, *r) for r in _rows(score_frame(scores if scores is not None else []), SCORE_DB_COLUMNS)]
+    grows = [(submission_id, *r) for r in _rows(geometry_frame(geometry if geometry is not None else []), GEOMETRY_DB_COLUMNS)]
     with db.transaction() as tx:
         lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
         held = tx.query(f"SELECT id FROM submissions WHERE id = ? AND status = 'scoring' AND lease_owner = ?{lock}",

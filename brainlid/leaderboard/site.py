@@ -80,11 +80,11 @@ def board_rows(db: Database, benchmark: str | None = None) -> list[dict]:
     where = "WHERE sc.split = 'test' AND sc.selected = 1" + (" AND sc.benchmark = ?" if benchmark else "")
     srows = db.query(f"SELECT sc.* FROM scores sc {where} ORDER BY sc.submission_id, sc.benchmark, sc.metric",
                      (benchmark,) if benchmark else ())
-    grows = db.query("SELECT submission_id, layer, stimulus_set, estimator, K, value FROM geometry WHERE estimator = 'mle'")
+    grows = db.query("SELECT submission_id, layer, stimulus_set, estimator, K AS kk, value FROM geometry WHERE estimator = 'mle'")
     lid: dict[tuple, dict[float, float]] = {}
     for g in grows:
-        if _num(g["K"]) is not None and _num(g["value"]) is not None:
-            lid.setdefault((g["submission_id"], g["layer"]), {})[float(g["K"])] = float(g["value"])
+        if _num(g["kk"]) is not None and _num(g["value"]) is not None:
+            lid.setdefault((g["submission_id"], g["layer"]), {})[float(g["kk"])] = float(g["value"])
     by: dict[tuple, dict] = {}
     for r in srows:
         sid = r["submission_id"]
@@ -132,7 +132,11 @@ def entry_data(db: Database, entry_id: str) -> dict | None:
         return None
     scores = db.query("SELECT * FROM scores WHERE submission_id = ? ORDER BY benchmark, layer_index, split, metric, time",
                       (entry_id,))
-    geom = db.query("SELECT * FROM geometry WHERE submission_id = ? ORDER BY layer_index, estimator, K", (entry_id,))
+    # K AS kk: PostgreSQL folds unquoted identifiers to lower case
+    geom = db.query("SELECT layer, layer_index, stimulus_set, n, estimator, K AS kk, value FROM geometry "
+                    "WHERE submission_id = ? ORDER BY layer_index, estimator, K", (entry_id,))
+    for g in geom:
+        g["K"] = g.pop("kk")
     return {"submission": sub, "scores": scores, "geometry": geom, "privacy": q.benchmark_settings(db)}
 
 
