@@ -112,14 +112,29 @@ def prepare_features(X, *, q: float | None = 0.95) -> np.ndarray:
     if q is not None and q < 1:
         if not 0 < q < 1:
             raise InputError(f"q must be in (0, 1]; got {q}")
-        t = float(np.quantile(np.abs(X), q, axis=1).astype(np.float64).mean())
+        t = float(_row_quantiles(np.abs(X), q).mean())
         np.clip(X, -t, t, out=X)
-    norms = np.linalg.norm(X.astype(np.float64), axis=1)
+    norms = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
     if np.any(norms == 0):
         bad = np.flatnonzero(norms == 0)
         raise InputError(f"{bad.size} rows are all zero after the outlier clamp (e.g. row {int(bad[0])})")
     X /= norms[:, None].astype(np.float32)
     return X
+
+
+def _row_quantiles(V: np.ndarray, q: float) -> np.ndarray:
+    """Per-row q-quantile with linear interpolation (numpy's / torch's default), float64.
+
+    Partitions ``V`` in place (it is a scratch array) instead of sorting copies.
+    """
+    d = V.shape[1]
+    h = (d - 1) * q
+    lo = int(np.floor(h))
+    hi = min(lo + 1, d - 1)
+    V.partition(sorted({lo, hi}), axis=1)
+    vlo = V[:, lo].astype(np.float64)
+    vhi = V[:, hi].astype(np.float64)
+    return vlo + (h - lo) * (vhi - vlo)
 
 
 @dataclass(frozen=True)
@@ -345,33 +360,32 @@ def cknna(A, B, k: int = 10, *, unbiased: bool = True, prepare: bool = True, q: 
 
 
 # --------------------------------------------------------------------------- CKA
-def _hsic_linear_terms(X: np.ndarray, Y: np.ndarray, unbiased: bool) -> float:
-    """HSIC of K = XXᵀ and L = YYᵀ without forming them (float64 accumulation).
+def _linear_side_stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-side terms of the unbiased HSIC of K = XXᵀ (float64): diag(K), K~1, 1ᵀK~1 with K~ = K - diag(K)."""
+    kd = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    sx = X.sum(axis=0, dtype=np.float64)
+    k1 = (X @ sx.astype(X.dtype)).astype(np.float64) - kd  # K~1 = X(Xᵀ1) - diag(K)
+    ksum = float(sx @ sx) - float(kd.sum())
+    return kd, k1, ksum
 
-    biased: ||Xcᵀ Yc||_F^2 (column-centred; = trace(K H L H)).
-    unbiased (Song et al. 2012, eq. 5) with K~ = K - diag(K):
+
+def _hsic_from_terms(tr: float, n: int, sa=None, sb=None) -> float:
+    """HSIC from tr(KL) = ||XᵀY||_F^2 (biased, = trace(K H L H) for column-centred X, Y), or the
+    unbiased estimator (Song et al. 2012, eq. 5) when the per-side stats are given:
+
       [tr(K~L~) + 1ᵀK~1 · 1ᵀL~1 / ((n-1)(n-2)) - 2/(n-2) · 1ᵀK~L~1] / (n(n-3)),
-      tr(K~L~) = ||XᵀY||_F^2 - sum_i |x_i|^2 |y_i|^2,
-      1ᵀK~1 = |Xᵀ1|^2 - sum_i |x_i|^2,  K~1 = X(Xᵀ1) - diag(K).
+      tr(K~L~) = ||XᵀY||_F^2 - sum_i |x_i|^2 |y_i|^2.
     """
-    n = X.shape[0]
-    cross = X.T @ Y  # d_x x d_y GEMM (float32), accumulated below in float64
-    tr = float(np.square(cross, dtype=np.float64).sum())
-    if not unbiased:
+    if sa is None:
         return tr
-    X64 = X.astype(np.float64)
-    Y64 = Y.astype(np.float64)
-    kd = np.einsum("ij,ij->i", X64, X64)
-    ld = np.einsum("ij,ij->i", Y64, Y64)
-    sx = X64.sum(axis=0)
-    sy = Y64.sum(axis=0)
-    tr_tilde = tr - float(kd @ ld)
-    k1 = X64 @ sx - kd
-    l1 = Y64 @ sy - ld
-    ksum = float(sx @ sx - kd.sum())
-    lsum = float(sy @ sy - ld.sum())
-    val = tr_tilde + ksum * lsum / ((n - 1) * (n - 2)) - 2 * float(k1 @ l1) / (n - 2)
+    kd, k1, ksum = sa
+    ld, l1, lsum = sb
+    val = (tr - float(kd @ ld)) + ksum * lsum / ((n - 1) * (n - 2)) - 2 * float(k1 @ l1) / (n - 2)
     return val / (n * (n - 3))
+
+
+def _frob2(P: np.ndarray) -> float:
+    return float(np.einsum("ij,ij->", P, P, dtype=np.float64))
 
 
 def cka_linear(A, B, *, unbiased: bool = False) -> float:
@@ -379,22 +393,22 @@ def cka_linear(A, B, *, unbiased: bool = False) -> float:
 
     biased: CKA = ||AcᵀBc||_F^2 / (||AcᵀAc||_F ||BcᵀBc||_F) with column-centred Ac, Bc
     (Kornblith et al. 2019); unbiased: the same ratio of unbiased HSIC estimates
-    (Song et al. 2012), computed from O(n d) terms (see :func:`_hsic_linear_terms`).
-    Cost O(n (d_A^2 + d_B^2 + d_A d_B)) in float32 GEMMs (float64 accumulation of
-    the Frobenius norms), memory O(d_A d_B + n d).
+    (Song et al. 2012), computed from O(n d) per-side terms (see :func:`_hsic_from_terms`).
+    Cost: three float32 GEMMs AcᵀBc, AcᵀAc, BcᵀBc (O(n (d_A^2 + d_B^2 + d_A d_B)))
+    with float64 accumulation of the Frobenius norms; memory O(d_A d_B + d_A^2 + d_B^2 + n d).
 
     Invariant to orthogonal transforms and isotropic scaling of either side; 1 for
     A vs A Q.
     """
     A, B = _pair(A, B)
-    if A.shape[0] < 4 and unbiased:
-        raise InputError("unbiased CKA needs at least 4 stimuli")
+    n = A.shape[0]
     Ac = A - A.mean(axis=0, dtype=np.float64).astype(np.float32)
     Bc = B - B.mean(axis=0, dtype=np.float64).astype(np.float32)
-    # Gram-side products are cheaper when n < d; ||XᵀX||_F = ||XXᵀ||_F
-    hab = _hsic_linear_terms(Ac, Bc, unbiased)
-    haa = _hsic_linear_terms(Ac, Ac, unbiased)
-    hbb = _hsic_linear_terms(Bc, Bc, unbiased)
+    sa = _linear_side_stats(Ac) if unbiased else None
+    sb = _linear_side_stats(Bc) if unbiased else None
+    hab = _hsic_from_terms(_frob2(Ac.T @ Bc), n, sa, sb)
+    haa = _hsic_from_terms(_frob2(Ac.T @ Ac), n, sa, sa)
+    hbb = _hsic_from_terms(_frob2(Bc.T @ Bc), n, sb, sb)
     if haa <= 0 or hbb <= 0:
         raise InputError("CKA is undefined: the (unbiased) HSIC of a representation with itself is <= 0")
     return float(hab / np.sqrt(haa * hbb))
