@@ -7,6 +7,7 @@ exist. Every wait is a bounded poll that stops by itself.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import urllib.error
@@ -108,8 +109,18 @@ def test_50_concurrent_submissions_recorded_once(db_url, nsd_root, ids, tmp_path
         assert code == 422 and "wrong order" in body["reason"]
         assert _get(f"{svc.url}/api/submissions/{body['id']}")["status"] == "rejected"
         assert q.status_counts(db) == {"queued": 50, "scoring": 0, "scored": 0, "rejected": 1}
+        # the submitter's command: streamed upload, one more queued row; a bad token is a one-line error, exit 1
+        from click.testing import CliRunner
+
+        from brainlid.cli import cli
+
+        res = CliRunner().invoke(cli, ["submit", "send", str(bundles[1]), "--server", svc.url, "--token", token])
+        assert res.exit_code == 0 and re.match(r"submission [0-9a-f]{32}: queued", res.output)
+        res = CliRunner().invoke(cli, ["submit", "send", str(bundles[1]), "--server", svc.url, "--token", "nope"])
+        assert res.exit_code == 1 and "rejected — missing or invalid token" in res.output
+        assert q.status_counts(db) == {"queued": 51, "scoring": 0, "scored": 0, "rejected": 1}
         storage = tmp_path / "board.sqlite.bundles" if db.dialect == "sqlite" else tmp_path / "home" / "leaderboard" / "bundles"
-        assert len(list(storage.glob("bundles/*.zip"))) == 50 and not list(storage.glob("incoming/*"))
+        assert len(list(storage.glob("bundles/*.zip"))) == 51 and not list(storage.glob("incoming/*"))
 
 
 def test_killed_worker_and_restarted_service_lose_nothing(db_url, nsd_root, ids, tmp_path):

@@ -384,7 +384,7 @@ def render_index(rows: list[dict], *, title: str = "brainlid leaderboard", live:
             f"fitted to them); <span class='tag private'>private-test</span> responses are held only by this server.</p>"
             f"{form}<table id='board'><thead><tr>{''.join(ths)}</tr></thead><tbody>{''.join(trs)}</tbody></table>"
             f"<p class='note'>{len(shown)} row(s). Grey rows are baselines (raw pixels, random weights, shuffled features). "
-            f"<a href='{e(csv_href)}'>Download CSV</a>."
+            f"<a href=\"{e(csv_href)}\">Download CSV</a>."
             + (f" Private-test benchmarks: {', '.join(e(b) for b in privs)}." if privs else "") + "</p>"
             f"<h2>LID against score</h2>{scatter}<script>{_JS}</script>")
     return _page(title, body)
@@ -446,7 +446,7 @@ def render_entry(data: dict, *, title: str = "brainlid leaderboard", home: str =
                     f"({e(geom[0]['n'])} stimuli).</p>{plot}<table><thead><tr><th>Layer</th>{head}</tr></thead><tbody>{body}</tbody></table>"
                     + (f"<h3>Global dimension</h3><table><thead><tr><th>Layer</th><th>Measure</th><th>Value</th></tr></thead>"
                        f"<tbody>{gl}</tbody></table>" if gl else ""))
-    body = (f"<p><a href='{e(home)}'>← leaderboard</a></p><h1>{e(sub['model_name'])}</h1><dl>{dl}</dl>" + "".join(secs))
+    body = (f"<p><a href=\"{e(home)}\">← leaderboard</a></p><h1>{e(sub['model_name'])}</h1><dl>{dl}</dl>" + "".join(secs))
     return _page(f"{sub['model_name']} — {title}", body)
 
 
