@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 
@@ -56,31 +57,36 @@ def test_bad_inputs_are_one_line_errors(tmp_path, demo_home):
     _one_line_error(_run(["analyze", "--store", str(tmp_path / "empty.sqlite")], env), "empty")
 
 
-def test_score_then_analyze(tmp_path, demo_home, monkeypatch, capsys):
+def test_score_cli(tmp_path, demo_home, monkeypatch, capsys):
     home, zoo, root = demo_home
     monkeypatch.setenv("BRAINLID_HOME", str(home))
     store = tmp_path / "r.sqlite"
-    args = ["score", "--benchmark", "nsd.subj01.nsdgeneral.encoding", "--data-root", str(root), "--layers", "embed",
-            "--out", str(tmp_path / "out"), "--store", str(store), "--no-baselines", "--json"]
-    for spec in zoo["spec"].iloc[[0, 2, 6]]:
-        args[1:1] = ["--model", spec]
+    args = ["score", "--model", zoo["spec"].iloc[0], "--benchmark", "nsd.subj01.nsdgeneral.encoding", "--data-root", str(root),
+            "--layers", "embed", "--out", str(tmp_path / "out"), "--store", str(store), "--json"]
     assert main(args) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert {r["metric"] for r in rows} >= {"encoding_r2", "encoding_r", "mutual_knn", "ridge_r2"}
+    models = {r["model"] for r in rows}
+    assert {"encoding_r2", "encoding_r"} <= {r["metric"] for r in rows}
+    assert "baseline:pixels" in models and any(m.endswith("@random") for m in models) and any(m.endswith("#shuffled") for m in models)
     scores = pd.read_parquet(tmp_path / "out" / "scores.parquet")
     assert {"model", "layer", "benchmark", "time", "value", "ci_low", "ci_high", "ceiling", "normalised", "n_units",
             "n_stimuli", "brainlid_version", "benchmark_version", "feature_cache_key"} <= set(scores.columns)
-    enc = scores[(scores.metric == "encoding_r2") & (scores.split == "test")]
+    enc = scores[(scores.metric == "encoding_r2") & (scores.split == "test") & (scores.model == zoo["spec"].iloc[0])]
     assert (enc["feature_cache_key"].str.len() > 0).all() and (enc["n_stimuli"] == 150).all()
     assert (tmp_path / "out" / "geometry.csv").exists()
     # re-running keeps the stored cells (duplicates rejected, not doubled)
-    n = len(pd.read_sql_query("SELECT * FROM scores", __import__("sqlite3").connect(store)))
+    count = lambda: len(pd.read_sql_query("SELECT * FROM scores", sqlite3.connect(store)))  # noqa: E731
+    n = count()
     assert main(args) == 0
     capsys.readouterr()
-    assert len(pd.read_sql_query("SELECT * FROM scores", __import__("sqlite3").connect(store))) == n
-    # analyze from the store
-    assert main(["analyze", "--store", str(store), "--out", str(tmp_path / "an"), "--k", "10"]) == 0
+    assert count() == n
+
+
+def test_analyze_cli_on_a_store(tmp_path, demo_run, capsys):
+    store = demo_run.out / "results.sqlite"
+    assert main(["analyze", "--store", str(store), "--out", str(tmp_path / "an"), "--k", "10", "--reference", "mlp_w64_d1"]) == 0
     out = capsys.readouterr().out
     assert "report:" in out and (tmp_path / "an" / "report.html").exists()
     corr = pd.read_csv(tmp_path / "an" / "correlations.csv")
     assert set(corr[corr.headline]["measure"]) == {"lid_mle_K10"}
+    assert "model_model_ref:mutual_knn" in set(corr["target"])
