@@ -133,7 +133,7 @@ def test_bad_sweep_value(tmp_path, capsys, X):
 
 
 def test_demo_runs(capsys):
-    assert main(["demo", "--json"]) == 0
+    assert main(["demo", "--geometry-only", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     by = {r["dataset"]: r for r in rows}
     assert set(by) == {"digits", "cube5_in_64d", "swiss_roll"}
