@@ -13,6 +13,8 @@ from brainlid.alignment.rsa import compare_rdms, rdm, rdm_timecourse, rsa_timeco
 from brainlid.errors import InputError
 
 rt = pytest.importorskip("rsatoolbox")
+# rsatoolbox's Dataset casts NaN descriptors internally and warns; not ours
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in cast:RuntimeWarning")
 from rsatoolbox.rdm import calc_rdm, compare  # noqa: E402
 from rsatoolbox.rdm.calc_unbalanced import calc_rdm_unbalanced  # noqa: E402
 
@@ -187,3 +189,18 @@ def test_time_resolved():
         rsa_timecourse(resp, resp[:, :, :3])
     with pytest.raises(InputError, match="stimuli"):
         rsa_timecourse(resp, feats[:10])
+
+
+def test_time_resolved_crossnobis():
+    rng = np.random.default_rng(7)
+    n, r, p, t = 8, 3, 12, 4
+    Y = rng.standard_normal((n, r, p, t)) + rng.standard_normal((n, 1, p, t))
+    Y[2, 2] = np.nan  # a missing repetition (all units, all times)
+    R = rdm_timecourse(Y, "crossnobis", dtype=np.float64)
+    assert R.shape == (t, n * (n - 1) // 2)
+    for i in range(t):
+        np.testing.assert_allclose(R[i], rdm(Y[..., i], "crossnobis", dtype=np.float64))
+    feats = rng.standard_normal((n, 5))
+    s = rsa_timecourse(Y, feats, rdm_method="crossnobis", compare="pearson")
+    ref = [compare_rdms(R[i], rdm(feats, "correlation"), "pearson") for i in range(t)]
+    np.testing.assert_allclose(s, ref, atol=1e-5)
