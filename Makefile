@@ -9,13 +9,29 @@ PIP := $(BIN)/python -m pip
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench clean-venv system-deps
 
 demo: $(VENV)/.core-installed
 	$(BIN)/brainlid demo
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# System packages of the full test suite (leaderboard tests: a throw-away PostgreSQL server and headless
+# Chromium driven through /usr/bin/chromedriver). Installs only what is missing, only as root on Debian/Ubuntu;
+# otherwise it says what to install and those tests skip with a reason. Fast no-op when all are present.
+SYSTEM_PACKAGES ?= postgresql chromium chromium-driver
+system-deps:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	test -x /usr/bin/chromedriver || missing="$$missing chromium-driver"; \
+	if [ -z "$$missing" ]; then echo "system-deps: all present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "system-deps: installing$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; }; \
+	else echo "system-deps: missing$$missing (run as root: apt-get install -y$$missing); their tests will skip"; fi
 
 bench: $(VENV)/.bench-installed
 	$(BENCH_VENV)/bin/python -m benchmarks $(BENCH_ARGS)
