@@ -204,7 +204,7 @@ def test_kill9_mid_run_then_resume_is_identical(setup):
 def test_two_processes_same_key_do_not_corrupt(setup):
     tmp, spec, imgs = setup
     cache = tmp / "cache"
-    env = dict(os.environ, BRAINLID_TEST_DELAY="0.15", BRAINLID_HOME=str(tmp / "home"))
+    env = dict(os.environ, BRAINLID_TEST_DELAY="0.1", BRAINLID_HOME=str(tmp / "home"))
     procs = [
         subprocess.Popen([sys.executable, str(tmp / "runner.py"), spec, str(tmp / "stim.npy"), str(cache), str(tmp / f"o{i}.npy")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for i in range(2)

@@ -90,6 +90,7 @@ def test_random_weights_are_seeded(netfile):
     assert torch.rand(1) == x1
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_weights_errors(netfile, tmp_path):
     with pytest.raises(DatasetNotFoundError, match="weight file not found.*state_dict"):
         load_model(f"module:{netfile}:Net@{tmp_path / 'nope.pt'}")
