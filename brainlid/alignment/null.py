@@ -119,7 +119,7 @@ def _null_cknna(A, B, n_perm, seed, k=10, unbiased=True, prepare=True, q=0.95):
     for perms in permutations(n, n_perm, seed, batch=64):
         for pi in perms:
             inv = np.argsort(pi)
-            nbp = sim.Neighbours(inv[ib[pi]].astype(ib.dtype), sb[pi], nb.features[pi])
+            nbp = sim.Neighbours(inv[ib[pi]].astype(ib.dtype), sb[pi], nb.self_similarities[pi])
             vals.append(sim.cknna(na, nbp, k, unbiased=unbiased))
     return score, np.asarray(vals)
 

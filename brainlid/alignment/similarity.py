@@ -147,13 +147,15 @@ class Neighbours:
         Neighbours by decreasing inner product of the prepared rows, self excluded.
     similarities : ndarray (n, k_max) float64
         The inner products <x_i, x_j> of the prepared rows (cosine similarities).
-    features : ndarray (n, d) float32
-        The prepared rows (clamped + unit norm, or as given with ``prepare=False``).
+    self_similarities : ndarray (n,) float64
+        <x_i, x_i> of the prepared rows (1 after the Huh et al. preparation); the
+        diagonal of the kernel, used by the biased CKNNA. The features themselves
+        are not kept, so many models' neighbours can be cached cheaply.
     """
 
     indices: np.ndarray
     similarities: np.ndarray
-    features: np.ndarray
+    self_similarities: np.ndarray
 
     @property
     def n(self) -> int:
@@ -190,7 +192,7 @@ def neighbours(X, k: int = 10, *, prepare: bool = True, q: float = 0.95, memory_
     F = _features(X, "X")
     F = prepare_features(F, q=q) if prepare else F
     res = knn(F, k, metric="inner_product", memory_budget=memory_budget, warn_on_duplicates=False)
-    return Neighbours(res.indices, res.distances, F)
+    return Neighbours(res.indices, res.distances, np.einsum("ij,ij->i", F, F, dtype=np.float64))
 
 
 def _as_neighbours(X, k: int, name: str, prepare: bool, q: float) -> Neighbours:
@@ -324,8 +326,8 @@ def cknna(A, B, k: int = 10, *, unbiased: bool = True, prepare: bool = True, q: 
     ib, sb = nb.take(kk)
     if not unbiased:  # self first, as the reference's top-k over K with its diagonal
         ar = np.arange(n, dtype=ia.dtype)[:, None]
-        sa_self = np.einsum("ij,ij->i", na.features.astype(np.float64), na.features.astype(np.float64))[:, None]
-        sb_self = np.einsum("ij,ij->i", nb.features.astype(np.float64), nb.features.astype(np.float64))[:, None]
+        sa_self = na.self_similarities[:, None]
+        sb_self = nb.self_similarities[:, None]
         ia, sa = np.hstack([ar, ia]), np.hstack([sa_self, sa])
         ib, sb = np.hstack([ar, ib]), np.hstack([sb_self, sb])
     rows = np.repeat(np.arange(n), ia.shape[1])
