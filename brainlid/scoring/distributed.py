@@ -73,6 +73,7 @@ import importlib.util
 import math
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -86,7 +87,7 @@ from ..errors import BrainlidError, DependencyError, InputError, require
 
 __all__ = [
     "ClusterHandle", "connect", "load_slurm_config", "score_distributed", "estimate_cell_memory",
-    "plan_voxel_batches", "CellMemoryError", "DistributedRunInfo", "parse_memory",
+    "plan_voxel_batches", "CellMemoryError", "DistributedRunInfo", "parse_memory", "slurm_cluster",
 ]
 
 #: Fraction of a worker's memory limit a task may plan to use (Dask pauses a worker at 80 %).
@@ -246,31 +247,48 @@ def connect(
         # joined, not started: close the client only
         handle.owned = True
     elif scheduler == "slurm":
-        jobqueue = require("dask_jobqueue", "distributed")
         cfg = load_slurm_config(slurm_config)
-        jobs = int(workers or cfg.pop("jobs", 1))
-        cfg.pop("jobs", None)
-        try:
-            cluster = jobqueue.SLURMCluster(**cfg)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"cannot build a SLURM cluster from the [slurm] config ({cfg}): {exc}") from exc
+        jobs = int(workers or cfg.get("jobs", 1))
+        cluster, shape = slurm_cluster(cfg, memory_per_worker=mem)
         cluster.scale(jobs=jobs)
         client = distributed.Client(cluster)
-        processes = int(getattr(cluster, "_job_kwargs", {}).get("processes") or cfg.get("processes") or 1)
-        cores = int(getattr(cluster, "_job_kwargs", {}).get("cores") or cfg.get("cores") or 1)
-        job_mem = parse_memory(getattr(cluster, "_job_kwargs", {}).get("memory") or cfg.get("memory") or 0)
-        limit = mem if mem is not None else job_mem // max(1, processes)
-        threads_per_worker = max(1, cores // processes)
-        handle = ClusterHandle(client, cluster, True, 1, limit,
-                               f"SLURM cluster: {jobs} job(s) × {processes} worker(s), {threads_per_worker} task slot(s) "
-                               f"and 1 BLAS thread per task, {_fmt(limit)} per worker")
-        handle.blas_threads = max(1, cores // processes // threads_per_worker)
+        handle = ClusterHandle(client, cluster, True, shape["blas_threads"], shape["memory_limit"],
+                               f"SLURM cluster: {jobs} job(s) × {shape['processes']} worker(s), {shape['slots']} task "
+                               f"slot(s) and {shape['blas_threads']} BLAS thread(s) per task, "
+                               f"{_fmt(shape['memory_limit'])} per worker")
     else:
         raise InputError(f"--scheduler must be 'local', 'slurm' or tcp://HOST:PORT, got {scheduler!r}")
     if log is not None:
         log(handle.description)
         log(_dashboard_line(handle.client))
     return handle
+
+
+def slurm_cluster(config: Mapping | None = None, *, memory_per_worker: int | None = None):
+    """A :class:`dask_jobqueue.SLURMCluster` from a ``[slurm]`` config (no jobs submitted yet).
+
+    ``config`` holds SLURMCluster arguments (``cores``, ``memory``, ``processes``, ``queue``,
+    ``account``, ``walltime``, ``job_extra_directives``, ...) and optionally ``jobs`` (ignored
+    here); empty → dask-jobqueue's ``jobqueue.slurm`` configuration. Returns ``(cluster, shape)``
+    with ``shape = {processes, slots, blas_threads, memory_limit}`` per worker: each job's
+    ``cores`` are split among its ``processes`` workers, each worker runs
+    ``cores // processes`` tasks at once with one BLAS thread each.
+    """
+    jobqueue = require("dask_jobqueue", "distributed")
+    import dask
+
+    cfg = {k: v for k, v in dict(config or {}).items() if k != "jobs"}
+    try:
+        cluster = jobqueue.SLURMCluster(**cfg)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"cannot build a SLURM cluster from the [slurm] config {cfg}: {exc}") from exc
+    dflt = dask.config.get("jobqueue.slurm", {})
+    cores = int(cfg.get("cores") or dflt.get("cores") or 1)
+    processes = int(cfg.get("processes") or dflt.get("processes") or 1)
+    job_mem = parse_memory(cfg.get("memory") or dflt.get("memory") or 0)
+    limit = memory_per_worker if memory_per_worker is not None else job_mem // max(1, processes)
+    slots = max(1, cores // max(1, processes))
+    return cluster, {"processes": processes, "slots": slots, "blas_threads": 1, "memory_limit": int(limit)}
 
 
 def _describe(client, cluster, owned, _unused) -> ClusterHandle:
@@ -369,14 +387,17 @@ def plan_voxel_batches(n_units: int, fixed: int, per_unit: int, memory_limit: in
 
 
 # --------------------------------------------------------------------------- worker side
-_THREADS_SET: list[int] = []
+_THREADS_SET = threading.local()
 
 
 def _worker_threads(n: int) -> None:
-    """Limit BLAS/torch threads of this worker process once (a restarted worker does it again)."""
-    if _THREADS_SET != [n]:
+    """Limit BLAS/torch threads in this worker thread (OpenMP thread counts are per calling thread).
+
+    Done once per task thread; a restarted worker process does it again at its first task.
+    """
+    if getattr(_THREADS_SET, "n", None) != n:
         set_threads(n)
-        _THREADS_SET[:] = [n]
+        _THREADS_SET.n = n
 
 
 @functools.lru_cache(maxsize=4)

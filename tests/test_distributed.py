@@ -1,0 +1,233 @@
+"""The scoring grid on a Dask LocalCluster of 2 worker processes: same rows as the serial run,
+exactly once when a worker is killed mid-run, no work on a rerun; memory planning; cluster configs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("distributed")
+
+from brainlid.errors import InputError  # noqa: E402
+from brainlid.scoring import distributed as D  # noqa: E402
+
+MODELS = {"mlp": "entrypoint:brainlid.demo.zoo:mlp_w64_d3@random", "cnn": "entrypoint:brainlid.demo.zoo:cnn_c4_d2@random"}
+LAYERS = {"mlp": ["hidden.0", "hidden.1", "embed"], "cnn": ["blocks.0", "blocks.1", "embed"]}
+BENCHES = ["nsd.subj01.nsdgeneral.encoding", "nsd.subj02.nsdgeneral.encoding"]
+# 2 models × 3 layers × 2 benchmarks = 12 cells, + pixels (2) + shuffled (4) baselines + 1 model–model task
+KW = dict(layers=LAYERS, baselines=("pixels", "shuffled"), mm_metrics=("mutual_knn",))
+N_SCORE_CELLS = 12 + 2 + 4 + 2  # layer cells + model–model cells (one per model)
+KEYS = ["model", "layer", "benchmark", "split", "metric", "roi"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Synthetic NSD data (2 subjects), a brainlid home for the feature cache, and the serial reference."""
+    from brainlid.demo import write_synthetic_nsd
+    from brainlid.scoring.runner import score
+
+    home = tmp_path_factory.mktemp("home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("BRAINLID_HOME", str(home))  # inherited by the worker processes started below
+    root = write_synthetic_nsd(home / "nsd")
+    serial = score(MODELS, BENCHES, data_root=root, store=home / "serial.sqlite", return_result=True, **KW)
+    yield home, root, serial
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def cluster(env):
+    with D.connect("local", workers=2, log=None) as handle:
+        yield handle
+
+
+def _sorted(df, keys):
+    return df.sort_values(keys).reset_index(drop=True)
+
+
+def _assert_same(a, b):
+    pd.testing.assert_frame_equal(_sorted(a.scores, KEYS), _sorted(b.scores, KEYS), check_exact=False, rtol=1e-5,
+                                  atol=1e-6)
+    gk = ["model", "layer", "stimulus_set", "estimator", "K"]
+    pd.testing.assert_frame_equal(_sorted(a.geometry, gk), _sorted(b.geometry, gk), check_exact=False, rtol=1e-5)
+
+
+def _store_counts(path):
+    con = sqlite3.connect(path)
+    try:
+        cells = pd.read_sql_query("SELECT kind, model, layer, benchmark FROM cells", con)
+        dup = con.execute("SELECT COUNT(*) FROM (SELECT model, layer, benchmark, metric, split, time, COUNT(*) c FROM scores "
+                          "GROUP BY model, layer, benchmark, metric, split, time HAVING c > 1)").fetchone()[0]
+        n_rows = con.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+    finally:
+        con.close()
+    return cells, dup, n_rows
+
+
+def test_matches_serial_and_rerun_does_no_work(env, cluster, tmp_path):
+    home, root, serial = env
+    store = tmp_path / "dist.sqlite"
+    res = D.score_distributed(cluster, MODELS, BENCHES, data_root=root, store=store, return_result=True, progress=False,
+                              out=tmp_path / "out", **KW)
+    assert res.info.cell_tasks == 12 + 2 + 4 and res.info.extraction_tasks == 4  # 2 models × 2 stimulus sets
+    assert len(res.info.worker_pids) == 2 and os.getpid() not in res.info.worker_pids  # ran in 2 worker processes
+    _assert_same(serial, res)
+    # the stored rows equal the serial run's stored rows
+    from brainlid.scoring.store import ResultsStore
+
+    s_ser, s_dist = ResultsStore(home / "serial.sqlite"), ResultsStore(store)
+    pd.testing.assert_frame_equal(_sorted(s_ser.scores(), KEYS), _sorted(s_dist.scores(), KEYS), check_exact=False, rtol=1e-5)
+    assert set(map(tuple, s_ser.cells()[["kind", "model", "layer", "benchmark"]].values)) == \
+        set(map(tuple, s_dist.cells()[["kind", "model", "layer", "benchmark"]].values))
+    cells, dup, n_rows = _store_counts(store)
+    assert (cells["kind"] == "scores").sum() == N_SCORE_CELLS and dup == 0
+    assert (tmp_path / "out" / "scores.parquet").exists()
+    # the rerun submits nothing and writes nothing, and returns the same tables from the store
+    again = D.score_distributed(cluster, MODELS, BENCHES, data_root=root, store=store, return_result=True, progress=False, **KW)
+    assert again.info.tasks == 0 and again.info.cells_written == 0
+    assert _store_counts(store)[2] == n_rows
+    _assert_same(serial, again)
+
+
+def test_worker_killed_mid_run_every_cell_exactly_once(env, cluster, tmp_path):
+    home, root, serial = env
+    store = tmp_path / "kill.sqlite"
+    pids = cluster.client.run(os.getpid)
+    killed = []
+
+    def kill_one(done, total, cell):
+        if not killed:  # first committed cell: tasks are still queued and running on both workers
+            pid = sorted(pids.values())[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append((pid, done, total))
+
+    res = D.score_distributed(cluster, MODELS, BENCHES, data_root=root, store=store, return_result=True, progress=False,
+                              callback=kill_one, **KW)
+    assert killed and killed[0][1] < killed[0][2]  # killed before the last cell
+    cells, dup, _ = _store_counts(store)
+    assert (cells["kind"] == "scores").sum() == N_SCORE_CELLS and dup == 0
+    assert not cells.duplicated().any()
+    _assert_same(serial, res)
+    # the nanny restarted the killed worker: the cluster is whole again
+    cluster.client.wait_for_workers(2, timeout=60)
+    assert killed[0][0] not in cluster.client.run(os.getpid).values()
+
+
+def test_voxel_batches_match_whole_cells(env, cluster, tmp_path):
+    home, root, serial = env
+    res = D.score_distributed(cluster, MODELS, BENCHES[:1], data_root=root, store=False, return_result=True,
+                              progress=False, voxel_batch=100, layers=LAYERS, baselines=False, mm_metrics=("mutual_knn",))
+    assert res.info.cell_tasks == 6 * 4  # 384 units in batches of 100
+    ref = serial.scores[serial.scores.benchmark.isin(BENCHES[:1] + ["models.nsd.subj01.test.mutual_knn"])
+                        & ~serial.scores.model.str.contains("baseline|#shuffled")]
+    pd.testing.assert_frame_equal(_sorted(ref, KEYS), _sorted(res.scores, KEYS), check_exact=False, rtol=1e-5, atol=1e-6)
+
+
+def test_cell_that_cannot_fit_is_a_clear_error(env, cluster):
+    home, root, _ = env
+    with pytest.raises(D.CellMemoryError, match="reduce the features|more --memory-per-worker"):
+        D.score_distributed(cluster, MODELS, BENCHES[:1], data_root=root, store=False, progress=False, memory_limit=2**20,
+                            **KW)
+
+
+# ----------------------------------------------------------------------------- pure planning
+def test_memory_plan():
+    fixed, per = D.estimate_cell_memory(8000, 1000, 4096, 20000, pca=300, n_folds=5, n_alphas=9, n_all=10000)
+    # features 4·10000·4096 dominate the fixed part; 6 decompositions of 300² float64 pairs
+    assert fixed == int(1.5 * (4 * 10000 * 4096 + 4 * 9000 * 300 + 16 * 6 * 300**2))
+    assert per == int(1.5 * (4 * (8000 + 2000) + 32 * 1000 + 16 * 5 * 300 + 8 * 9))
+    limit = fixed * 3
+    b = D.plan_voxel_batches(20000, fixed, per, limit)
+    assert b[0][0] == 0 and b[-1][1] == 20000 and all(x[1] == y[0] for x, y in zip(b, b[1:]))
+    size = b[0][1] - b[0][0]
+    assert fixed + per * size <= D.MEMORY_FRACTION * limit < fixed + per * (size + 1)
+    assert D.plan_voxel_batches(20000, fixed, per, 0) == [(0, 20000)]  # unknown limit: one task
+    assert D.plan_voxel_batches(10, fixed, per, 10 * limit) == [(0, 10)]
+    assert D.plan_voxel_batches(10, 0, 1, 0, voxel_batch=4) == [(0, 4), (4, 8), (8, 10)]
+    with pytest.raises(D.CellMemoryError, match="smaller --voxel-batch"):
+        D.plan_voxel_batches(20000, fixed, per, limit, voxel_batch=20000)
+    with pytest.raises(D.CellMemoryError, match="PCA|reduce"):
+        D.plan_voxel_batches(20000, fixed, per, fixed)
+    # RSA: n² RDMs, not split
+    f2, p2 = D.estimate_cell_memory(8000, 1000, 512, 100, pca=None, n_folds=5, n_alphas=9, metric="rsa")
+    assert f2 == int(1.5 * (4 * 9000 * 512 + 16 * 1000**2)) and p2 == 6000
+
+
+def test_parse_memory():
+    assert D.parse_memory("4GB") == 4 * 10**9
+    assert D.parse_memory("4GiB") == 4 * 2**30
+    assert D.parse_memory("500 MB") == 500 * 10**6
+    assert D.parse_memory(123) == 123
+    with pytest.raises(InputError, match="4GB"):
+        D.parse_memory("lots")
+
+
+def test_slurm_config_and_job_script(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRAINLID_HOME", str(tmp_path))
+    assert D.load_slurm_config() == {}
+    (tmp_path / "config.toml").write_text(
+        '[slurm]\nqueue = "cpu"\naccount = "mylab"\ncores = 8\nprocesses = 2\nmemory = "32GB"\n'
+        'walltime = "01:00:00"\njob_extra_directives = ["--constraint=avx2"]\njobs = 3\n')
+    cfg = D.load_slurm_config()
+    assert cfg["jobs"] == 3 and cfg["cores"] == 8
+    cluster, shape = D.slurm_cluster(cfg)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    assert shape == {"processes": 2, "slots": 4, "blas_threads": 1, "memory_limit": 16 * 10**9}
+    for line in ("#SBATCH -p cpu", "#SBATCH -A mylab", "#SBATCH --cpus-per-task=8", "#SBATCH -t 01:00:00",
+                 "#SBATCH --constraint=avx2", "--nworkers 2", "--nthreads 4"):
+        assert line in script, script
+    (tmp_path / "config.toml").write_text("[slurm]\nno_such_option = 1\n")
+    with pytest.raises(InputError, match="SLURM"):
+        D.slurm_cluster(D.load_slurm_config())
+    (tmp_path / "config.toml").write_text("[slurm\n")
+    with pytest.raises(InputError, match="config.toml"):
+        D.load_slurm_config()
+
+
+def test_join_existing_cluster_and_bad_scheduler(cluster):
+    addr = cluster.client.scheduler.address
+    with D.connect(addr, log=None) as h:
+        assert h.cluster is None and h.blas_threads >= 1 and h.memory_limit == cluster.memory_limit
+        assert "2 worker(s)" in h.description
+        assert h.client.submit(sum, [1, 2]).result() == 3
+    assert cluster.client.submit(sum, [2, 2]).result() == 4  # closing the joined client left the cluster running
+    with pytest.raises(InputError, match="local', 'slurm' or tcp"):
+        D.connect("ssh://nowhere", log=None)
+    with pytest.raises(InputError, match="workers"):
+        D.connect("local", workers=0, log=None)
+
+
+def test_serial_scoring_does_not_import_dask():
+    code = ("import sys, brainlid.scoring, brainlid.scoring.runner, brainlid.cli; "
+            "bad = [m for m in ('dask', 'distributed', 'dask_jobqueue') if m in sys.modules]; "
+            "assert not bad, bad")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_thread_share_of_local_workers(cluster):
+    from brainlid.backend import available_cores
+
+    assert cluster.blas_threads == max(1, available_cores() // 2)
+
+    def probe(n):  # what a task sees after the per-task thread limit
+        from threadpoolctl import threadpool_info
+
+        D._worker_threads(n)
+        return __import__("torch").get_num_threads(), {i["num_threads"] for i in threadpool_info()}, os.getpid()
+
+    addrs = list(cluster.client.scheduler_info()["workers"])
+    got = [cluster.client.submit(probe, cluster.blas_threads, workers=[a], pure=False).result() for a in addrs]
+    assert len({pid for *_, pid in got}) == 2
+    for torch_threads, blas, _ in got:
+        assert torch_threads == cluster.blas_threads and blas == {cluster.blas_threads}
