@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-import subprocess
 import urllib.error
 import urllib.request
 import uuid
@@ -123,6 +122,7 @@ def test_50_concurrent_submissions_recorded_once(db_url, nsd_root, ids, tmp_path
         assert len(list(storage.glob("bundles/*.zip"))) == 51 and not list(storage.glob("incoming/*"))
 
 
+@pytest.mark.slow  # worker start-up (imports, first-call compilation) dominates
 def test_killed_worker_and_restarted_service_lose_nothing(db_url, nsd_root, ids, tmp_path):
     db = Database(db_url)
     token = q.create_team(db, "lab")

@@ -6,7 +6,6 @@ import html
 import os
 import re
 import shutil
-import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 

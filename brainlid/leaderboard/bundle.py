@@ -275,7 +275,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int], 
                 if budget[0] > limits.max_unpacked:
                     raise BundleError(f"bundle unpacks to more than the limit of {limits.max_unpacked} bytes (zip bomb?)")
                 chunks.append(chunk)
-    except (zipfile.BadZipFile, zlib_error(), EOFError, NotImplementedError, RuntimeError) as exc:
+    except (zipfile.BadZipFile, _zlib_error(), EOFError, NotImplementedError, RuntimeError) as exc:
         raise BundleError(f"archive member {info.filename!r} is corrupt or unsupported: {exc}") from None
     if n != info.file_size:
         raise BundleError(f"archive member {info.filename!r} is {n} bytes, its header says {info.file_size}")
@@ -285,7 +285,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int], 
     return data
 
 
-def zlib_error():
+def _zlib_error():
     import zlib
 
     return zlib.error

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlparse
 
-from ..errors import BrainlidError, FileFormatError, InputError, require
+from ..errors import BrainlidError, InputError, require
 
 __all__ = ["Database", "SCHEMA_VERSION", "MIGRATIONS", "default_db_url", "DatabaseError"]
 

@@ -12,7 +12,7 @@ board shows beside the entries: raw pixels, random weights, stimulus-shuffled fe
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import socket
 import threading
@@ -30,6 +30,8 @@ from .db import Database
 from .scoring import BenchmarkData, check_bundle
 
 __all__ = ["Worker", "add_baselines", "add_reference_entry"]
+
+log = logging.getLogger("brainlid.leaderboard")
 
 
 class Worker:
@@ -86,6 +88,7 @@ class Worker:
         try:
             report = check_bundle(path, data=self.data, limits=self.limits)
         except Exception as exc:  # noqa: BLE001 - server-side failure: retried up to max_attempts
+            log.exception("scoring %s failed", job["id"])
             q.fail(self.db, job["id"], self.owner, f"attempt {job['attempts']} failed on the server: {exc}")
             return "failed"
         if report.status == "scored":
@@ -103,6 +106,7 @@ class Worker:
             try:
                 res = self.run_once()
             except Exception:  # noqa: BLE001 - e.g. database briefly unreachable: wait and retry
+                log.exception("worker %s: queue error (retrying)", self.owner)
                 res = None
                 if exit_when_empty:
                     raise
