@@ -280,6 +280,7 @@ def analyze(
     report: bool = True,
     title: str = "brainlid analysis",
     notes: list[str] | None = None,
+    extra_figures: dict | None = None,
 ) -> AnalysisResult:
     """Correlate LID (and global dimension) with alignment and generalization across models.
 
@@ -308,6 +309,8 @@ def analyze(
     out : path or None
         Folder for ``models.csv``, ``correlations.csv``, ``k_curve.csv``, figures and
         ``report.html``.
+    extra_figures : dict name → PNG path, optional
+        More figures for the report (e.g. brain maps).
 
     Returns
     -------
@@ -357,12 +360,13 @@ def analyze(
                     k_: v for k_, v in info.items() if k_ != "layers"}}
     res = AnalysisResult(models, correlations, k_curve, baselines, settings)
     if out is not None:
-        write_analysis(res, out, scores=scores, geometry=geometry, report=report, title=title, notes=notes)
+        write_analysis(res, out, scores=scores, geometry=geometry, report=report, title=title, notes=notes,
+                       extra_figures=extra_figures)
     return res
 
 
 def write_analysis(res: AnalysisResult, out, *, scores=None, geometry=None, report: bool = True,
-                   title: str = "brainlid analysis", notes: list[str] | None = None) -> dict:
+                   title: str = "brainlid analysis", notes: list[str] | None = None, extra_figures: dict | None = None) -> dict:
     """Write the tables (CSV), the figures (PNG + SVG) and the HTML report into ``out``."""
     from . import plotting
     from ._atomic import atomic_path
@@ -376,6 +380,7 @@ def write_analysis(res: AnalysisResult, out, *, scores=None, geometry=None, repo
             getattr(res, name).to_csv(tmp, index=False)
         files[name] = path
     figs = plotting.analysis_figures(res, out / "figures", scores=scores, geometry=geometry)
+    figs.update({str(k): Path(v) for k, v in (extra_figures or {}).items()})
     files.update({f"fig:{k}": v for k, v in figs.items()})
     if report:
         from .report import analysis_report

@@ -68,6 +68,11 @@ def test_demo_end_to_end(demo_run):
     assert len(r.summary) >= 8 and r.summary["lid_K20"].notna().all() and r.summary["brain_r2"].notna().all()
     text = r.report.read_text()
     assert "SYNTHETIC" in text and "data:image/png;base64," in text
+    # figures: scatter, r-vs-K, layer profiles and a glass-brain map of per-voxel R²
+    figs = r.out / "analysis" / "figures"
+    for pattern in ("scatter_*.png", "r_vs_k_*.png", "layers_*.png", "brain_map_subj01.png"):
+        assert list(figs.glob(pattern)), pattern
+    assert "brain map" in text
     s = r.scores
     assert set(s["dataset"]) == {DEMO_DATASET, "models"}
     models = set(s["model"])

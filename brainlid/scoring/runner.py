@@ -50,6 +50,7 @@ __all__ = [
     "score",
     "ScoreResult",
     "unit_scores",
+    "unit_scores_for_layer",
 ]
 
 
@@ -274,6 +275,20 @@ def _rsa_rows(X_eval, Y_eval, times, p, base) -> list[dict]:
             "n_units": int(Y.shape[1]), "n_stimuli": int(Y.shape[0]),
         })
     return rows
+
+
+def unit_scores_for_layer(X, feature_ids, brain, bench: Benchmark | str, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """Per-unit held-out (r, R²) of one layer on an encoding benchmark, e.g. for a brain map.
+
+    ``split="test"`` fits on the train split and scores the test split; ``"val"`` fits on the
+    fit split and scores the validation split. Returns arrays of shape ``(n_units[, n_times])``.
+    """
+    bench = get_benchmark(bench)
+    splits = make_splits(brain, bench)
+    Xa, Ya, ids = _aligned(np.asarray(X, dtype=np.float32), feature_ids, brain)
+    fit_ids, eval_ids = (splits["fit"], splits["val"]) if split == "val" else (splits["train"], splits["test"])
+    fi, ei = _positions(ids, fit_ids, "fit"), _positions(ids, eval_ids, split)
+    return _encode(Xa[fi], Ya[fi], Xa[ei], Ya[ei], bench.params)
 
 
 # --------------------------------------------------------------------------- layer selection
