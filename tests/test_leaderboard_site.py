@@ -196,3 +196,19 @@ def test_browser_sort_open_entry_and_escape(db, tmp_path):
         finally:
             driver.quit()
     assert (art / "leaderboard-entry.png").stat().st_size > 1000
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from brainlid.cli import main
+
+    notzip = tmp_path / "x.zip"
+    notzip.write_bytes(b"hi")
+    cases = [
+        (["leaderboard", "serve", "--db", "ftp://x"], "unsupported database URL 'ftp://x'"),
+        (["leaderboard", "worker", "--db", "postgresql://nobody@127.0.0.1:1/x", "--exit-when-empty"], "cannot connect to"),
+        (["submit", "send", str(notzip), "--server", "http://127.0.0.1:1", "--token", "t"], "cannot reach http://127.0.0.1:1"),
+    ]
+    for argv, msg in cases:
+        assert main(argv) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("brainlid: error: ") and msg in err[0], err

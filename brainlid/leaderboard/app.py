@@ -80,6 +80,12 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
     data = BenchmarkData(data_root)
     stop = threading.Event()
     threads: list[threading.Thread] = []
+    # validation reads a bundle's arrays into memory: bound how many uploads are validated at once
+    slots = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))
+
+    def validate(path):
+        with slots:
+            return check_bundle(path, data=data, limits=limits, score=False)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -128,7 +134,7 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
             if n == 0:
                 part.unlink(missing_ok=True)
                 return JSONResponse({"status": "rejected", "reason": "empty upload"}, status_code=400)
-            report = await run_in_threadpool(check_bundle, part, data=data, limits=limits, score=False)
+            report = await run_in_threadpool(validate, part)
             if report.status == "rejected":
                 await run_in_threadpool(q.record_rejected, db, submission_id=sid, team_id=team["team_id"],
                                         reason=report.reason, size_bytes=n)
