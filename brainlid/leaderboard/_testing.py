@@ -57,6 +57,9 @@ class ServiceProcess:
         self.extra = list(extra or [])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        if log is None and home is not None:
+            Path(home).mkdir(parents=True, exist_ok=True)
+            log = Path(home) / f"serve-{self.port}.log"
         self.log = Path(log) if log else Path(tempfile.mkstemp(prefix="brainlid-serve-", suffix=".log")[1])
         self.proc: subprocess.Popen | None = None
 
