@@ -16,6 +16,8 @@ Sizes (full / quick):
   feature-space biased and unbiased; the n x n centring-matrix form
   trace(K H L H) is timed at a smaller n and extrapolated by n^3 (the full size
   is timed only with ``ALIGN_BENCH_DENSE_CKA=1``).
+* permutation null: 1,000 / 200 permutations of mutual kNN and RSA on 1,000 / 500
+  stimuli vs recomputing the metric per permutation (extrapolated from 10).
 """
 
 from __future__ import annotations
@@ -256,6 +258,29 @@ def bench_cka(quick):
     print_table(rows, title=f"Linear CKA: {n} x {da} vs {n} x {db} (|feature-space - dense| at n={n_small}: {diff:.1e})")
 
 
+def bench_null(quick):
+    import time
+
+    from brainlid.alignment import similarity as sim
+    from brainlid.alignment.null import permutation_null, permutations
+
+    n, n_perm = (500, 200) if quick else (1000, 1000)
+    A, B = _data(n, 256, 128)
+    rows = []
+    for metric in ("mutual_knn", "rsa"):
+        t = timeit_interleaved({"fast": lambda m=metric: permutation_null(m, A, B, n_perm, seed=0)}, repeats=1)["fast"]
+        # naive: recompute the metric on B[perm]; timed on 10 permutations and scaled
+        perms = next(permutations(n, 10, seed=0))
+        t0 = time.perf_counter()
+        for pi in perms:
+            sim.similarity(A, B[pi], metric)
+        naive = (time.perf_counter() - t0) / 10 * n_perm
+        rows.append({"metric": metric, f"{n_perm} permutations (s)": f"{t:.2f}",
+                     "naive recomputation (s, extrapolated from 10)": f"{naive:.1f}",
+                     "speed-up": f"{naive / t:.0f}x"})
+    print_table(rows, title=f"Permutation null, {n} stimuli (256 vs 128 features)")
+
+
 def _maybe_rsatoolbox():
     try:
         import rsatoolbox
@@ -271,6 +296,7 @@ def main(quick: bool = False) -> None:
     bench_rsa(quick)
     bench_mutual_knn(quick)
     bench_cka(quick)
+    bench_null(quick)
 
 
 if __name__ == "__main__":
