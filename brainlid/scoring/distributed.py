@@ -224,6 +224,7 @@ def connect(
     elif scheduler == "local":
         import logging
 
+        _keep_script_out_of_workers()
         cores = available_cores()
         n = int(workers) if workers is not None else max(1, min(cores, 8))
         threads = max(1, cores // n)
@@ -289,6 +290,24 @@ def slurm_cluster(config: Mapping | None = None, *, memory_per_worker: int | Non
     limit = memory_per_worker if memory_per_worker is not None else job_mem // max(1, processes)
     slots = max(1, cores // max(1, processes))
     return cluster, {"processes": processes, "slots": slots, "blas_threads": 1, "memory_limit": int(limit)}
+
+
+def _keep_script_out_of_workers() -> None:
+    """Stop local worker processes from re-running the user's script.
+
+    Dask starts local workers with multiprocessing's ``spawn``, which re-executes a plain
+    ``python script.py`` as ``__mp_main__`` in every worker unless the script guards itself with
+    ``if __name__ == "__main__":`` (tutorials and notebooks-as-scripts do not). Giving the
+    ``__main__`` module a spec named ``__main__`` makes the child skip that re-execution
+    (``multiprocessing.spawn._fixup_main_from_name``). Objects defined in the script are still
+    shipped to workers by value (cloudpickle). Modules run with ``python -m`` and interactive
+    sessions already have a spec (or no file) and are left alone.
+    """
+    import importlib.machinery
+
+    main = sys.modules.get("__main__")
+    if main is not None and getattr(main, "__spec__", None) is None and getattr(main, "__file__", None):
+        main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
 
 
 def _describe(client, cluster, owned, _unused) -> ClusterHandle:
