@@ -259,10 +259,25 @@ def connect(
                                f"{_fmt(shape['memory_limit'])} per worker")
     else:
         raise InputError(f"--scheduler must be 'local', 'slurm' or tcp://HOST:PORT, got {scheduler!r}")
+    try:  # import torch, himalaya and the scoring code on every worker now, while the client plans
+        handle.client.run(_prewarm, wait=False)
+    except Exception:  # pragma: no cover - a warm-up is only an optimisation
+        pass
     if log is not None:
         log(handle.description)
         log(_dashboard_line(handle.client))
     return handle
+
+
+def _prewarm() -> None:
+    """Import what every task needs (torch and himalaya take seconds to import in a fresh process)."""
+    import torch  # noqa: F401
+
+    from ..backend import get_backend
+    from . import runner  # noqa: F401
+    from .. import features, geometry  # noqa: F401
+
+    get_backend("auto")
 
 
 def slurm_cluster(config: Mapping | None = None, *, memory_per_worker: int | None = None):
