@@ -191,7 +191,10 @@ def _resolve_ks(ks, n_distinct: int) -> list[int]:
     if ks is None:
         out = _local.default_ks(n_distinct)
         if not out:
-            raise InputError(f"X has only {n_distinct} distinct points; the K-sweep needs at least 3")
+            raise InputError(
+                f"X has {n_distinct} points: none of the default K values ({', '.join(map(str, _local.DEFAULT_KS))}) "
+                f"is <= {n_distinct - 1}; pass ks=[...] explicitly"
+            )
         return out
     if isinstance(ks, (int, np.integer)):
         ks = [ks]
