@@ -88,6 +88,13 @@ def test_align_null(fake_reader, capsys):
     assert res["null"]["calibrated"] == pytest.approx(res["score"] - res["null"]["null_mean"])
     code, out, err = _run(capsys, ["align", pa, pb, "--null", "20"])
     assert "null (20 permutations, seed 0)" in out and "calibrated" in out
+    # ridge R^2 has its own CV seed; with --null both must work
+    code, out, err = _run(capsys, ["align", pa, pb, "--metric", "ridge_r2", "--n-components", "5", "--null", "2",
+                                   "--json"])
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["score"] == pytest.approx(sim.ridge_r2(A, B, n_components=5, seed=0), abs=1e-9)
+    assert res["null"]["n_permutations"] == 2 and res["null"]["null_mean"] < 0.2
 
 
 def test_align_id_problems(fake_reader, capsys):

@@ -9,6 +9,7 @@ by order, with a warning.
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 
@@ -112,7 +113,11 @@ def align(a, b, metric, k, key_a, key_b, unbiased, rdm_method, compare, n_compon
         sim_metric = "cka_linear_unbiased" if metric == "cka_linear" and unbiased else metric
         sim_kwargs = {} if sim_metric == "cka_linear_unbiased" else kwargs
         if n_null > 0:
-            res = permutation_null(sim_metric, A, B, n_null, seed=seed, **sim_kwargs)
+            if sim_metric == "ridge_r2":  # its own `seed` (CV folds) would clash with the permutations' seed
+                null_metric, null_kwargs = functools.partial(sim.ridge_r2, **sim_kwargs), {}
+            else:
+                null_metric, null_kwargs = sim_metric, sim_kwargs
+            res = permutation_null(null_metric, A, B, n_null, seed=seed, **null_kwargs)
             score = res.score
             null = res.as_dict()
         else:
