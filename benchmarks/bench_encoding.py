@@ -34,6 +34,7 @@ too).
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -168,10 +169,13 @@ def _mem_himalaya(cfg):
     run_himalaya(data, cfg)
 
 
-def _time(fn) -> float:
+def _time(fn, label: str = "") -> float:
     t0 = time.perf_counter()
     fn()
-    return time.perf_counter() - t0
+    dt = time.perf_counter() - t0
+    if label:
+        print(f"  [{time.strftime('%H:%M:%S')}] {label}: {dt:.2f} s", file=sys.stderr, flush=True)
+    return dt
 
 
 def main(quick: bool = False) -> None:
@@ -195,7 +199,7 @@ def main(quick: bool = False) -> None:
         for name, fn in fns.items():
             if name in peers and not quick and rep > 0:
                 continue  # peers take minutes at full size: one run each
-            times[name].append(_time(fn))
+            times[name].append(_time(fn, f"round {rep + 1}: {name}"))
     med = {k: statistics.median(v) for k, v in times.items()}
 
     # agreement with himalaya (same folds are not guaranteed: compare the predictions' correlation)
@@ -238,6 +242,4 @@ def main(quick: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     main(quick="--quick" in sys.argv)

@@ -153,6 +153,12 @@ def test_normalise_bad_input():
         normalise_r2([0.1], [45.0])
     with pytest.raises(InputError, match="non-finite"):
         normalise_r2([np.nan], [0.5])
+    with pytest.raises(InputError, match="infinite"):
+        normalise_r2([0.1], [np.inf])
+    # an unknown (NaN) ceiling: that unit is not kept and has no normalised value
+    out = normalise_r2([0.1, 0.2, 0.3], [np.nan, 0.5, 0.6])
+    assert out.kept.tolist() == [False, True, True] and np.isnan(out.normalised[0])
+    assert out.roi_normalised == pytest.approx(np.mean([0.2 / 0.5, 0.3 / 0.6]), rel=1e-6)
     with pytest.raises(InputError, match="compatible"):
         normalise_r2([0.1, 0.2], [0.5, 0.5, 0.5])
     with pytest.warns(RuntimeWarning, match="floor"):

@@ -252,8 +252,8 @@ class NormalisedScores:
     metric : str
         ``"r2"`` (normalised = R²/NC) or ``"r"`` (normalised = r/√NC).
     raw, ceiling, normalised : ndarray of shape (n_units[, ...]) float32
-        Per unit values. ``normalised`` is NaN only where the ceiling is exactly 0
-        (undefined); the ROI summary never uses such units.
+        Per unit values. ``normalised`` is NaN only where the ceiling is 0 or unknown
+        (NaN in the input); the ROI summary never uses such units.
     kept : ndarray of bool, same shape
         Units with ``ceiling > floor`` (the ones averaged in the summary).
     floor : float
@@ -299,20 +299,22 @@ def _normalise(raw, nc, floor: float, metric: str) -> NormalisedScores:
         raw, nc = raw[None], nc[None]
     if not np.all(np.isfinite(raw)):
         raise InputError(f"scores contain {int(np.sum(~np.isfinite(raw)))} non-finite values")
-    if not np.all(np.isfinite(nc)):
-        raise InputError(f"noise ceilings contain {int(np.sum(~np.isfinite(nc)))} non-finite values")
-    if np.any(nc < -1e-6) or np.any(nc > 1 + 1e-6):
+    if np.any(np.isinf(nc)):
+        raise InputError(f"noise ceilings contain {int(np.sum(np.isinf(nc)))} infinite values")
+    known = ~np.isnan(nc)  # NaN = ceiling unknown for that unit: never kept, normalised NaN
+    if np.any(nc[known] < -1e-6) or np.any(nc[known] > 1 + 1e-6):
         raise InputError(
-            f"noise ceilings must be fractions in [0, 1] (got range [{nc.min():g}, {nc.max():g}]); "
+            f"noise ceilings must be fractions in [0, 1] (got range [{np.nanmin(nc):g}, {np.nanmax(nc):g}]); "
             "divide percentages by 100"
         )
     if not 0 <= floor < 1:
         raise InputError(f"floor must be in [0, 1), got {floor}")
-    nc = np.clip(nc, 0.0, 1.0)
+    nc = np.clip(nc, 0.0, 1.0)  # NaN stays NaN
+    pos = known & (np.nan_to_num(nc) > 0)
     denom = nc if metric == "r2" else np.sqrt(nc)
     with np.errstate(divide="ignore", invalid="ignore"):
-        normalised = np.where(nc > 0, raw / np.where(nc > 0, denom, 1.0), np.nan)
-    kept = nc > floor
+        normalised = np.where(pos, raw / np.where(pos, denom, 1.0), np.nan)
+    kept = known & (np.nan_to_num(nc) > floor)
     n_kept = kept.sum(axis=0)
     if np.any(n_kept == 0):
         warnings.warn(
@@ -338,7 +340,7 @@ def _normalise(raw, nc, floor: float, metric: str) -> NormalisedScores:
         n_kept=n_kept.item() if n_kept.ndim == 0 else n_kept,
         roi_raw=kmean(raw),
         roi_raw_all=raw_all.item() if raw_all.ndim == 0 else raw_all.astype(np.float32),
-        roi_ceiling=kmean(nc),
+        roi_ceiling=kmean(np.nan_to_num(nc)),
         roi_normalised=kmean(np.nan_to_num(normalised)),
     )
 
