@@ -249,7 +249,9 @@ def permutation_null(metric, A, B, n_permutations: int = 1000, seed=0, **metric_
     seed : int
         Seed of the permutations; the same seed gives the same null.
     **metric_kwargs
-        Passed to the metric (e.g. ``k=10``, ``rdm_method=``, ``compare=``).
+        Passed to the metric (e.g. ``k=10``, ``rdm_method=``, ``compare=``). A metric
+        argument called ``seed`` (``ridge_r2``'s CV seed) cannot go through here: pass
+        ``functools.partial(ridge_r2, seed=...)`` as the metric instead.
 
     Returns
     -------
