@@ -192,3 +192,13 @@ def test_float16_input_upcast():
     vals, idx = brute(X.astype(np.float32), 4)
     np.testing.assert_array_equal(res.indices, idx)
     np.testing.assert_allclose(res.distances, vals, rtol=1e-12)
+
+
+def test_float64_input_far_from_origin_uses_float64_rows():
+    """float32 rounding of 1e4 + small spread would scramble neighbours; centring the float64 rows first keeps them exact."""
+    rng = np.random.default_rng(8)
+    X = 1e4 + rng.standard_normal((300, 5)) * 1e-2
+    res = knn(X, 6, memory_budget=60_000)
+    vals, idx = brute(X, 6)
+    np.testing.assert_array_equal(res.indices, idx)
+    np.testing.assert_allclose(res.distances, vals, rtol=1e-9)

@@ -237,12 +237,13 @@ def knn(
 
     xnorm = ynorm = None
     if metric == "euclidean":
-        mean = Yf.mean(axis=0, dtype=np.float64)
-        Xc, sqx = centre_f32(Xf, mean)
+        # centre the rows distances are computed from (float64 input stays float64 until the one rounding)
+        mean = Ye.mean(axis=0, dtype=np.float64)
+        Xc, sqx = centre_f32(Xe, mean)
         if self_mode:
             Yc, sqy = Xc, sqx
         else:
-            Yc, sqy = centre_f32(Yf, mean)
+            Yc, sqy = centre_f32(Ye, mean)
         scale_x = sqx
         scale_y = float(sqy.max())
         half_sqy = (sqy / 2).astype(np.float32)  # ranking value: x·y − ‖y‖²/2 (largest = nearest)
