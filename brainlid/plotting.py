@@ -77,15 +77,16 @@ def scatter_fit(x, y, labels=None, *, xlabel: str = "LID", ylabel: str = "alignm
         b, a = np.polyfit(x, y, 1)
         ax.plot(grid, a + b * grid, color="#c0392b", lw=1.5, label="OLS fit")
         rng = np.random.default_rng(seed)
-        lines = []
-        for _ in range(n_boot):
-            i = rng.integers(0, x.size, x.size)
-            if np.ptp(x[i]) == 0:
-                continue
-            bb, aa = np.polyfit(x[i], y[i], 1)
-            lines.append(aa + bb * grid)
-        if lines:
-            lo, hi = np.quantile(np.array(lines), [0.025, 0.975], axis=0)
+        idx = rng.integers(0, x.size, size=(n_boot, x.size))
+        xb, yb = x[idx], y[idx]
+        xc = xb - xb.mean(axis=1, keepdims=True)
+        vx = (xc**2).sum(axis=1)
+        ok = vx > 0
+        if ok.any():
+            bb = (xc[ok] * (yb[ok] - yb[ok].mean(axis=1, keepdims=True))).sum(axis=1) / vx[ok]
+            aa = yb[ok].mean(axis=1) - bb * xb[ok].mean(axis=1)
+            lines = aa[:, None] + bb[:, None] * grid[None, :]
+            lo, hi = np.quantile(lines, [0.025, 0.975], axis=0)
             ax.fill_between(grid, lo, hi, color="#c0392b", alpha=0.15, lw=0, label="95% bootstrap CI")
         ax.legend(fontsize=7, loc="best")
     ax.set_xlabel(xlabel)

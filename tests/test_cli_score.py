@@ -71,7 +71,11 @@ def test_score_cli(tmp_path, demo_home, monkeypatch, capsys):
     scores = pd.read_parquet(tmp_path / "out" / "scores.parquet")
     assert {"model", "layer", "benchmark", "time", "value", "ci_low", "ci_high", "ceiling", "normalised", "n_units",
             "n_stimuli", "brainlid_version", "benchmark_version", "feature_cache_key"} <= set(scores.columns)
-    enc = scores[(scores.metric == "encoding_r2") & (scores.split == "test") & (scores.model == zoo["spec"].iloc[0])]
+    from brainlid.analysis import is_baseline
+
+    enc = scores[(scores.metric == "encoding_r2") & (scores.split == "test") & ~scores.model.map(is_baseline)]
+    # the model is named by its id: the spec with the weights path shortened to the file name
+    assert set(enc["model"]) == {f"entrypoint:brainlid.demo.zoo:{zoo['model'].iloc[0]}@{zoo['model'].iloc[0]}.safetensors"}
     assert (enc["feature_cache_key"].str.len() > 0).all() and (enc["n_stimuli"] == 150).all()
     assert (tmp_path / "out" / "geometry.csv").exists()
     # re-running keeps the stored cells (duplicates rejected, not doubled)

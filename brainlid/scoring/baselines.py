@@ -101,12 +101,12 @@ def pixel_features(stimuli, size: int = 32) -> np.ndarray:
 
 def baseline_features(
     model, name: str, stimuli, arrays: Mapping[str, np.ndarray], ids: np.ndarray, want: Sequence[str],
-    *, extract_fn=None, seed: int = 0, **extract_kwargs,
+    *, extract_fn=None, seed: int = 0, random_name: str | None = None, **extract_kwargs,
 ) -> Iterator[tuple[str, dict, np.ndarray, str, dict]]:
     """Yield ``(kind, layer arrays, ids, model name, cache keys)`` for the model's baselines.
 
     ``pixels`` is model-independent and scored once per benchmark by the runner. The random
-    twin is named ``<name>@random``. ``extract_fn`` defaults to :func:`brainlid.features.extract`.
+    twin is named ``random_name`` (default: its spec, ``SOURCE:NAME@random``). ``extract_fn`` defaults to :func:`brainlid.features.extract`.
     """
     if "random" in want:
         spec = random_weights_spec(model)
@@ -117,7 +117,7 @@ def baseline_features(
 
             feats = extract_fn(spec, stimuli, **extract_kwargs)
             a, i, keys = _features_as_layers(feats)
-            yield "random", a, i, f"{name}@random" if name != model else spec, keys
+            yield "random", a, i, random_name or spec, keys
     if "shuffled" in want:
         last = list(arrays)[-1]
         yield "shuffled", shuffle_features({last: arrays[last]}, seed=seed), ids, f"{name}#shuffled", {}

@@ -527,7 +527,8 @@ def score(
 
     if extract_fn is None:
         from ..features import extract as extract_fn
-    if isinstance(model, Mapping):
+    explicit_names = isinstance(model, Mapping)
+    if explicit_names:
         named = {str(k): v for k, v in model.items()}
     else:
         seq = list(model) if isinstance(model, (list, tuple)) else [model]
@@ -570,10 +571,12 @@ def score(
                                   geometry=need_geometry(bl.PIXELS_MODEL))
             all_scores.append(s)
             all_geom.append(g)
-        for name, m in named.items():
-            lay = layers_for(name, m)
+        for key, m in named.items():
+            lay = layers_for(key, m)
             feats = extract_fn(m, sub, layers=lay, **ekw)
             arrays, ids, keys = _features_as_layers(feats)
+            # without explicit names: the model id (a spec with a weights path shortened to the file name)
+            name = key if explicit_names else str((getattr(feats, "provenance", {}) or {}).get("model_id") or key)
             s, g = score_features(arrays, ids, bench, brain, model=name, feature_cache_key=keys,
                                   geometry=need_geometry(name))
             all_scores.append(s)
@@ -582,7 +585,8 @@ def score(
             lid_feats[name] = arrays[last][_positions(ids, lid_ids, "LID")]
             lid_layer[name] = last
             for kind, arrays_b, ids_b, name_b, keys_b in bl.baseline_features(
-                m, name, sub, arrays, ids, want, extract_fn=extract_fn, seed=bench.params["seed"], layers=lay, **ekw
+                m, name, sub, arrays, ids, want, extract_fn=extract_fn, seed=bench.params["seed"], layers=lay,
+                random_name=f"{name}@random" if explicit_names else None, **ekw
             ):
                 sb, gb = score_features(arrays_b, ids_b, bench, brain, model=name_b, feature_cache_key=keys_b,
                                         geometry=kind != "shuffled" and need_geometry(name_b))
