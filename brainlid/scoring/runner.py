@@ -51,6 +51,7 @@ __all__ = [
     "ScoreResult",
     "unit_scores",
     "unit_scores_for_layer",
+    "encoding_rows",
 ]
 
 
@@ -226,9 +227,30 @@ def score_layer(
 
 
 def _encoding_rows(X_fit, Y_fit, X_eval, Y_eval, nc, times, p, base) -> list[dict]:
+    r, r2 = _encode(X_fit, Y_fit, X_eval, Y_eval, p)
+    return encoding_rows(r, r2, nc, times, p, base, int(X_eval.shape[0]))
+
+
+def encoding_rows(r, r2, nc, times, p, base: dict, n_stimuli: int) -> list[dict]:
+    """Score rows (``encoding_r2`` and ``encoding_r``, per time point) from per-unit held-out scores.
+
+    Parameters
+    ----------
+    r, r2 : arrays of shape (n_units[, n_times])
+        Per-unit Pearson r and R² (:func:`unit_scores`).
+    nc : array of shape (n_units[, n_times]) or None
+        Noise ceilings (fraction); ``value`` is the mean over all units, ``normalised`` the mean of
+        R²/NC (r/√NC) over units with NC > ``p["ceiling_floor"]``, ``ceiling`` the mean NC over
+        those units (√ of it for r), ``n_units`` their number.
+    p : mapping
+        Benchmark parameters (``n_boot``, ``seed``, ``ceiling_floor``).
+    base : dict
+        Provenance columns copied into every row.
+    n_stimuli : int
+        Number of evaluated stimuli.
+    """
     from ..alignment.ceiling import normalise_r, normalise_r2
 
-    r, r2 = _encode(X_fit, Y_fit, X_eval, Y_eval, p)
     n_units = r.shape[0]
     rows = []
     for metric, raw, norm in (("encoding_r2", r2, normalise_r2), ("encoding_r", r, normalise_r)):
@@ -251,7 +273,7 @@ def _encoding_rows(X_fit, Y_fit, X_eval, Y_eval, nc, times, p, base) -> list[dic
                 **base, "metric": metric, "time": float(times[t]) if times is not None else np.nan,
                 "value": float(value[t]), "ci_low": pick(lo), "ci_high": pick(hi),
                 "ceiling": pick(ceil), "normalised": pick(normd),
-                "n_units": int(pick(kept)) if nc is not None else n_units, "n_stimuli": int(X_eval.shape[0]),
+                "n_units": int(pick(kept)) if nc is not None else n_units, "n_stimuli": int(n_stimuli),
             })
     return rows
 
