@@ -128,3 +128,41 @@ def test_readmes_link_every_tutorial():
     for img in images:
         assert (REPO / img).is_file(), f"README links a missing figure {img}"
     assert readme.index("<!-- section:tutorials -->") < readme.index("## Directories")
+
+
+def test_common_data_choice(tmp_path, monkeypatch, capsys):
+    """``_common.dataset_root``: the real copy when $BRAINLID_DATA/<folder> exists, else None with a SYNTHETIC note."""
+    monkeypatch.syspath_prepend(str(REPO / "tutorials"))
+    import _common
+
+    monkeypatch.delenv("BRAINLID_DATA", raising=False)
+    assert _common.dataset_root("nsd", "a fixture") is None
+    assert "DATA: SYNTHETIC — a fixture" in capsys.readouterr().out
+    monkeypatch.setenv("BRAINLID_DATA", str(tmp_path))
+    assert _common.dataset_root("nsd", "a fixture") is None  # folder missing: still synthetic, and says why
+    assert str(tmp_path / "nsd") in capsys.readouterr().out
+    (tmp_path / "nsd").mkdir()
+    assert _common.dataset_root("nsd", "a fixture") == tmp_path / "nsd"
+    assert capsys.readouterr().out.startswith("DATA: real nsd copy")
+    monkeypatch.setenv("BRAINLID_TUTORIAL_OUT", str(tmp_path / "figs"))
+    assert _common.output_dir("x") == tmp_path / "figs" and (tmp_path / "figs").is_dir()
+
+
+@pytest.mark.slow
+def test_quick_start_real_data_branch(demo_home, tmp_path):
+    """The same tutorial on a "real" copy: $BRAINLID_DATA/nsd (here the synthetic copy, linked), any model spec."""
+    home, zoo, root = demo_home
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "nsd").symlink_to(root, target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRAINLID_TUTORIAL")}
+    env.update(BRAINLID_HOME=str(home), BRAINLID_TUTORIAL_OUT=str(tmp_path / "out"), BRAINLID_DATA=str(data),
+               BRAINLID_TUTORIAL_MODEL=zoo.set_index("model").loc["mlp_w64_d2", "spec"],
+               BRAINLID_TUTORIAL_LAYERS="hidden.0,embed", MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, str(REPO / "tutorials" / "01_quick_start.py")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"DATA: real nsd copy at {data / 'nsd'}" in proc.stdout
+    assert "SYNTHETIC" not in proc.stdout
+    assert "layers: hidden.0, embed" in proc.stdout
+    assert (tmp_path / "out" / "quick_start_scores.png").is_file()

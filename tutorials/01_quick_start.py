@@ -26,8 +26,10 @@
 # loader reads them), but the "voxels" are random linear read-outs of the digit class and pixel
 # principal components of scikit-learn's handwritten digits, plus noise of known size. The
 # numbers then test the machinery, not a hypothesis about brains. The model is one of the demo's
-# small digit networks (trained once and cached under `$BRAINLID_HOME`); on real data set
-# `BRAINLID_TUTORIAL_MODEL` to any model spec, e.g. `torchvision:resnet18`.
+# small digit networks (trained once and cached under `$BRAINLID_HOME`). On real data the model is
+# `torchvision:resnet18` (its weights must be in torch's cache, or set `BRAINLID_ALLOW_DOWNLOAD=1`);
+# set `BRAINLID_TUTORIAL_MODEL` to any other model spec and `BRAINLID_TUTORIAL_LAYERS` to its
+# layers (comma-separated).
 
 # %%
 import os
@@ -45,7 +47,9 @@ if SYNTHETIC:
 else:
     model = os.environ.get("BRAINLID_TUTORIAL_MODEL", "torchvision:resnet18")
     layers = ["layer1", "layer2", "layer3", "layer4", "avgpool"]
-print("model:", model)
+if os.environ.get("BRAINLID_TUTORIAL_LAYERS"):
+    layers = os.environ["BRAINLID_TUTORIAL_LAYERS"].split(",")
+print("model:", model, "| layers:", ", ".join(layers))
 
 # %% [markdown]
 # ## Five lines

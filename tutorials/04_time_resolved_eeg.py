@@ -29,7 +29,8 @@
 #
 # The **noise ceiling** is time-resolved too: split the test repetitions into two halves, correlate
 # the half-averages, and correct to the full number of repetitions with Spearman–Brown. Before
-# stimulus onset there is nothing to explain, and the ceiling — like any honest score — is near zero.
+# stimulus onset there is nothing to explain, so the ceiling there should be close to zero (the
+# value is printed below; with few repetitions it is noisy, not exactly zero).
 #
 # **Data.** With a local copy under `$BRAINLID_DATA/things_eeg2` (preprocessed data + images) the
 # tutorial uses sub-01. Otherwise brainlid's fixture writer produces a small **synthetic** copy in the
