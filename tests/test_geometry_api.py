@@ -154,3 +154,12 @@ def test_public_names_exported():
     for name in ("knn", "lid", "lid_pointwise", "lid_sweep", "global_dimension", "MLE", "MOM", "MADA", "TwoNN"):
         assert hasattr(geo, name)
     assert callable(geo.lid)
+
+
+@pytest.mark.filterwarnings("ignore::brainlid.geometry.DuplicatePointsWarning")
+def test_sweep_drops_k_beyond_distinct_points_with_warning(X):
+    Xd = np.vstack([X[:20], X[:20]])  # 40 rows, 20 distinct
+    with pytest.warns(UserWarning, match="K = 25, 39 dropped from the sweep: X has 20 distinct points"):
+        df = lid_sweep(Xd, ks=[5, 19, 25, 39])
+    assert list(df.K) == [5, 19]
+    assert df.value.iloc[1] == pytest.approx(lid(X[:20], 19), rel=1e-12)

@@ -202,3 +202,15 @@ def test_float64_input_far_from_origin_uses_float64_rows():
     vals, idx = brute(X, 6)
     np.testing.assert_array_equal(res.indices, idx)
     np.testing.assert_allclose(res.distances, vals, rtol=1e-9)
+
+
+def test_concurrent_calls_from_threads():
+    """The compiled kernels run in caller threads (no numba parallel runtime): concurrent calls are safe."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(9)
+    data = [rng.standard_normal((700, 64)).astype(np.float32) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda A: knn(A, 10), data))
+    for A, res in zip(data, results):
+        np.testing.assert_array_equal(res.indices, brute(A, 10)[1])

@@ -19,6 +19,7 @@ data raise :class:`~brainlid.errors.InputError`.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,7 +82,7 @@ class Neighbours:
 
 
 @fill_doc
-def neighbours(X, k: int, *, memory_budget=None, strict: bool = True) -> Neighbours:
+def neighbours(X, k: int, *, memory_budget=None, strict: bool = True, clip_k: bool = False) -> Neighbours:
     """Validate X, remove duplicate rows (warning) and compute the exact kNN at ``k``.
 
     Parameters
@@ -93,6 +94,9 @@ def neighbours(X, k: int, *, memory_budget=None, strict: bool = True) -> Neighbo
     strict : bool
         If True, a ``k`` capped by the memory budget raises InputError; else the smaller
         kNN is returned (with knn's warning).
+    clip_k : bool
+        If True, a ``k`` larger than (number of distinct points − 1) is lowered to it instead
+        of raising (used by sweeps, which then drop the larger K with a warning).
     """
     Xf = check_points(X, "X", min_rows=2)
     n, dim = Xf.shape
@@ -104,7 +108,9 @@ def neighbours(X, k: int, *, memory_budget=None, strict: bool = True) -> Neighbo
         n_u = first.size
         if n_u < 2:
             raise InputError(f"all {n} points of X are identical (constant data); the dimension is undefined")
-        if k > n_u - 1:
+        if k > n_u - 1 and clip_k and n_u >= 3:
+            k = n_u - 1
+        elif k > n_u - 1:
             raise InputError(
                 f"X has {n} points but only {n_u} distinct ones; k={k} is too large: the largest valid k is {n_u - 1}"
             )
@@ -232,9 +238,15 @@ def lid_sweep(X, ks=None, estimators=("mle",), aggregate: str = "mean", *, norm:
     Xf = check_points(X, "X", min_rows=2)
     n_distinct = Xf.shape[0]
     ks_ = _resolve_ks(ks, n_distinct)
-    nb = neighbours(Xf, max(max(ks_), 2), memory_budget=memory_budget, strict=False)
-    if ks is None and nb.n_distinct < n_distinct:
-        ks_ = [k for k in ks_ if k <= nb.n_distinct - 1]
+    nb = neighbours(Xf, max(max(ks_), 2), memory_budget=memory_budget, strict=False, clip_k=True)
+    dropped = [k for k in ks_ if k > nb.k_max]
+    if dropped and ks is not None:
+        warnings.warn(
+            f"K = {', '.join(map(str, dropped))} dropped from the sweep: X has {nb.n_distinct} distinct points"
+            + (" and the memory budget allows K <= " + str(nb.k_max) if nb.k_max < nb.n_distinct - 1 else ""),
+            UserWarning, stacklevel=2,
+        )
+    ks_ = [k for k in ks_ if k <= nb.k_max]
     return pd.DataFrame(_sweep_rows(nb, ks_, estimators, aggregate, norm),
                         columns=["estimator", "K", "value", "aggregate", "norm", "n", "n_distinct", "dim"])
 
