@@ -36,7 +36,7 @@ def X():
 def test_covariance_eigenvalues_match_sklearn_pca(X):
     lam = covariance_eigenvalues(X)
     ref = PCA().fit(X.astype(np.float64)).explained_variance_
-    np.testing.assert_allclose(lam[: ref.size], ref, rtol=1e-5, atol=1e-9 * ref[0])
+    np.testing.assert_allclose(lam[: ref.size], ref, rtol=1e-5, atol=1e-6 * ref[0])
     # Gram path (n < d) gives the same non-zero spectrum
     Xs = X[:12]
     lam_g = covariance_eigenvalues(Xs)
