@@ -94,6 +94,12 @@ def test_duplicates_reported_as_one_warning_line(tmp_path, capsys, X):
     assert code == 0
     assert json.loads(res.out)["n_distinct"] == 300
     assert "brainlid: warning:" in res.err and "8 of 304 points" in res.err
+    # default sweep with duplicates: K up to n_distinct - 1 only
+    np.save(tmp_path / "d2.npy", np.vstack([X[:30], X[:30]]))
+    assert main(["lid", str(tmp_path / "d2.npy"), "--k", "10", "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["sweep"]) == {"5", "10", "20"}
+    assert main(["lid", str(tmp_path / "d2.npy"), "--k", "30"]) == 1
+    assert "only 30 distinct ones; k=30 is too large: the largest valid k is 29" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -340,7 +340,12 @@ def summarize(X, k: int = 20, estimator: str = "mle", aggregate: str = "mean", *
     check_k(k, Xf.shape[0])
     ks_ = _resolve_ks(ks, Xf.shape[0]) if ks is not None else _local.default_ks(Xf.shape[0])
     ks_ = sorted(set(ks_) | {int(k)})
-    nb = neighbours(Xf, max(max(ks_), 2), memory_budget=memory_budget, strict=False)
+    nb = neighbours(Xf, max(max(ks_), 2), memory_budget=memory_budget, strict=False, clip_k=True)
+    if k > nb.n_distinct - 1:
+        raise InputError(
+            f"X has {nb.n} points but only {nb.n_distinct} distinct ones; k={k} is too large: "
+            f"the largest valid k is {nb.n_distinct - 1}"
+        )
     if nb.k_max < k:
         raise InputError(f"k={k} does not fit in the memory budget; raise memory_budget or BRAINLID_MEMORY_BUDGET")
     ks_ = [kk for kk in ks_ if kk <= nb.k_max]
