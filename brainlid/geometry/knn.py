@@ -13,8 +13,10 @@ Algorithm (:func:`knn`)
    ‖x_i − y_j‖² = ‖x_i‖² − 2 v_ij and the row constant ‖x_i‖² does not change the ranking);
    for ``inner_product``/``cosine`` it gives ``s_ij = x_i·y_j`` (cosine on L2-normalised
    rows). ``torch.topk`` (multi-threaded) keeps the ``c = k + margin`` best candidates per row.
+   For the self-kNN (Y is None) with several blocks, each pair of blocks is multiplied once
+   and used for both sides (:func:`_symmetric_pass`): about half the GEMM work.
 2. **Exact re-ranking, float64.** The candidates' distances (or similarities) are
-   recomputed in float64 from the original rows (``Σ (x − y)²`` on the differences, so
+   recomputed in float64 from the original rows (compiled loops, :mod:`._kernels`) (``Σ (x − y)²`` on the differences, so
    duplicates give exactly 0 and exact ties stay exact) and sorted by
    (distance, index): ties are broken by the smaller index, as a stable sort of a
    float64 brute force would.
