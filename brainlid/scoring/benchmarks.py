@@ -176,10 +176,7 @@ def _nsd_loader(subject: str, space: str, roi: str):
         try:
             out = nsd.load(root=root, subject=int(subject[4:]), space=space, roi=roi)
         except DatasetNotFoundError as exc:
-            raise DatasetNotFoundError(
-                f"benchmark nsd.{subject}.{roi} needs NSD {subject} ({space}) — fetch it as described in "
-                f"datasets/nsd.toml: {exc}"
-            ) from exc
+            raise DatasetNotFoundError(f"benchmark nsd.{subject}.{roi}.* needs NSD {subject} ({space}): {exc}") from exc
         return _unpack_loaded(out)
 
     return load
