@@ -94,3 +94,17 @@ def test_analyze_cli_on_a_store(tmp_path, demo_run, capsys):
     corr = pd.read_csv(tmp_path / "an" / "correlations.csv")
     assert set(corr[corr.headline]["measure"]) == {"lid_mle_K10"}
     assert "model_model_ref:mutual_knn" in set(corr["target"])
+
+
+def test_analyze_cli_from_tables_with_generalization(tmp_path, demo_run, capsys):
+    out = demo_run.out
+    gen = tmp_path / "acc.csv"
+    demo_run.zoo.rename(columns={"test_acc": "top1"})[["model", "top1"]].to_csv(gen, index=False)
+    assert main(["analyze", "--table", str(out / "scores.parquet"), "--table", str(out / "geometry.csv"),
+                 "--generalization", str(gen), "--out", str(tmp_path / "an")]) == 0
+    capsys.readouterr()
+    head = pd.read_csv(tmp_path / "an" / "correlations.csv").query("headline")
+    assert "generalization" in set(head["target"])
+    # the same numbers as the demo's own analysis (same tables, same seed)
+    want = demo_run.analysis.headline().set_index("target").loc["generalization", "pearson_r"]
+    assert head.set_index("target").loc["generalization", "pearson_r"] == pytest.approx(want, abs=1e-9)
