@@ -73,7 +73,6 @@ import importlib.util
 import math
 import os
 import sys
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -260,13 +259,20 @@ def connect(
     else:
         raise InputError(f"--scheduler must be 'local', 'slurm' or tcp://HOST:PORT, got {scheduler!r}")
     try:  # import torch, himalaya and the scoring code on every worker now, while the client plans
-        handle.client.run(_prewarm, wait=False)
+        handle.client.run(_prewarm_async, wait=False)
     except Exception:  # pragma: no cover - a warm-up is only an optimisation
         pass
     if log is not None:
         log(handle.description)
         log(_dashboard_line(handle.client))
     return handle
+
+
+async def _prewarm_async() -> None:
+    """:func:`_prewarm` in a thread of the worker (its event loop stays responsive)."""
+    import asyncio
+
+    await asyncio.get_running_loop().run_in_executor(None, _prewarm)
 
 
 def _prewarm() -> None:
@@ -421,17 +427,14 @@ def plan_voxel_batches(n_units: int, fixed: int, per_unit: int, memory_limit: in
 
 
 # --------------------------------------------------------------------------- worker side
-_THREADS_SET = threading.local()
-
-
 def _worker_threads(n: int) -> None:
-    """Limit BLAS/torch threads in this worker thread (OpenMP thread counts are per calling thread).
+    """Limit BLAS/torch threads for the task about to run in this worker thread.
 
-    Done once per task thread; a restarted worker process does it again at its first task.
+    Called at the start of every task (about 5 ms): OpenMP thread counts are per calling thread,
+    threadpoolctl only reaches the libraries loaded so far, and other code may have changed the
+    limits since the last task, so a once-per-process setting is not enough.
     """
-    if getattr(_THREADS_SET, "n", None) != n:
-        set_threads(n)
-        _THREADS_SET.n = n
+    set_threads(n)
 
 
 @functools.lru_cache(maxsize=4)
@@ -620,6 +623,7 @@ class DistributedRunInfo:
     cells_written: int = 0
     cells_skipped: int = 0
     groups_skipped: int = 0
+    cells_replayed: int = 0
     task_seconds: float = 0.0
     wall_seconds: float = 0.0
     worker_pids: set = field(default_factory=set)
@@ -635,6 +639,71 @@ class _Group:
     rows: dict = field(default_factory=dict)  # layer_index → rows
     geometry: list = field(default_factory=list)
     batches: dict = field(default_factory=dict)  # layer_index → (cell, n_batches, parts)
+    cells: list = field(default_factory=list)  # every task-cell of the group (journal entries)
+
+
+class _Journal:
+    """Finished cell results the client has not committed yet (its own scratch beside the store).
+
+    A (model, benchmark) pair is committed when its last layer finishes; a client that stops
+    before that keeps the finished layers' results here (``<store>.pending/<digest>.json``,
+    written atomically), and the next run replays them instead of recomputing. The digest covers
+    everything the rows depend on (cell, voxel batch, feature cache key, benchmark version,
+    brainlid version), so a stale entry is never reused; entries are deleted once committed.
+    """
+
+    def __init__(self, store_path):
+        self.dir = Path(str(store_path) + ".pending")
+
+    def _path(self, cell: _Cell) -> Path:
+        from .._version import __version__
+        from .benchmarks import get_benchmark
+
+        b = get_benchmark(cell.bench)
+        ident = (cell.model, cell.layer, cell.layer_index, cell.bench, b.version, b.params, cell.source, cell.key,
+                 cell.ids_digest, cell.geometry, cell.units, cell.shuffle_seed, __version__)
+        return self.dir / f"{hashlib.sha256(repr(ident).encode()).hexdigest()[:32]}.json"
+
+    def save(self, cell: _Cell, res: dict) -> None:
+        import json
+
+        from .._atomic import atomic_write_text
+
+        out = {"rows": res.get("rows"), "geometry": res.get("geometry", []), "seconds": res.get("seconds", 0.0),
+               "pid": res.get("pid", 0)}
+        if res.get("unit_scores") is not None:
+            out["unit_scores"] = {k: [np.asarray(v[0]).tolist(), np.asarray(v[1]).tolist(), int(v[2])]
+                                  for k, v in res["unit_scores"].items()}
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self._path(cell), json.dumps(out, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+    def load(self, cell: _Cell) -> dict | None:
+        import json
+
+        p = self._path(cell)
+        try:
+            d = json.loads(p.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):  # unreadable: recompute
+            return None
+        d["cell"] = cell
+        if "unit_scores" in d:
+            d["unit_scores"] = {k: (np.asarray(v[0], dtype=np.float32), np.asarray(v[1], dtype=np.float32), int(v[2]))
+                                for k, v in d["unit_scores"].items()}
+        return d
+
+    def drop(self, cell: _Cell) -> None:
+        try:
+            self._path(cell).unlink()
+        except FileNotFoundError:
+            pass
+
+    def cleanup(self) -> None:
+        try:
+            self.dir.rmdir()  # only when empty
+        except OSError:
+            pass
 
 
 def _digest(*parts) -> str:
@@ -725,6 +794,7 @@ def score_distributed(
     st = None
     if store:
         st = ResultsStore(None if store is True else store)
+    journal = _Journal(st.path) if st is not None else None
     done_cells: set = set()
     if st is not None and if_exists != "replace":
         c = st.cells()
@@ -829,6 +899,7 @@ def score_distributed(
     def submit_cells(entry, g, ext):
         bench = entry["bench"]
         by_name = {l: (k, shp) for l, k, shp in ext["layers"]} if ext is not None else {}
+        replay: list = []
         grp = _Group(g["model"], bench.id, len(g["layers"]))
         groups[(g["model"], bench.id)] = grp
         sizes = entry["sizes"]
@@ -859,16 +930,24 @@ def score_distributed(
                                           f"more than {MEMORY_FRACTION:.0%} of the worker memory ({_fmt(budget)}); "
                                           "give the workers more --memory-per-worker")
             if len(batches) == 1:
-                submit(_cell_task, cell, threads, kind="cell", payload=cell, name=f"cell-{layer}")
-                info.cell_tasks += 1
+                todo = [cell]
             else:
                 grp.batches[li] = (cell, len(batches), [])
-                for j, ab in enumerate(batches):
-                    c = replace(cell, units=ab, geometry=cell.geometry and j == 0)
-                    submit(_cell_task, c, threads, kind="cell", payload=c, name=f"batch-{layer}")
+                todo = [replace(cell, units=ab, geometry=cell.geometry and j == 0) for j, ab in enumerate(batches)]
+            grp.cells += todo
+            for c in todo:
+                saved = journal.load(c) if journal is not None else None
+                if saved is not None:  # finished by an earlier run that stopped before committing it
+                    replay.append(saved)
+                    info.cells_replayed += 1
+                else:
+                    submit(_cell_task, c, threads, kind="cell", payload=c, name=f"cell-{layer}")
                     info.cell_tasks += 1
+        while replay:
+            on_cell(replay.pop(0))
 
     groups: dict = {}
+    pixel_groups: list = []
     mm_wait: list = []  # (entry, {name: ext key})
     for entry in plan:
         for g in entry["groups"]:
@@ -876,7 +955,7 @@ def score_distributed(
                                       and g["model"] in named):
                 continue
             if g["source"] == "pixels":
-                submit_cells(entry, g, None)
+                pixel_groups.append((entry, g))
                 continue
             # one extraction per (spec, stimulus set); the shuffled baseline reads the model's own
             tok = (g["spec"], entry["stim_token"])
@@ -945,12 +1024,31 @@ def score_distributed(
             commit("scores", part, (m, layer, b))
         for (m, layer, s, _v), part in geom.groupby(["model", "layer", "stimulus_set", "benchmark_version"], sort=False):
             commit("geometry", part, (m, layer, s))
+        if journal is not None:
+            for c in grp.cells:
+                journal.drop(c)
         for layer in scores["layer"].unique():
             finished_cell((grp.model, layer, grp.bench))
         all_scores.append(scores)
         all_geom.append(geom)
 
+    def on_cell(res):
+        cell = res["cell"]
+        grp = groups[(cell.model, cell.bench)]
+        grp.geometry += res.get("geometry", [])
+        if cell.units is None:
+            grp.rows[cell.layer_index] = res["rows"]
+        else:
+            whole, n_b, parts = grp.batches[cell.layer_index]
+            parts.append(res)
+            if len(parts) == n_b:
+                grp.rows[cell.layer_index] = _join_unit_batches(whole, parts)
+        if len(grp.rows) == grp.n_layers:
+            group_done(grp)
+
     try:
+        for entry, g in pixel_groups:
+            submit_cells(entry, g, None)
         for fut in futures:
             kind, payload = meta.pop(fut.key)
             res = fut.result()  # re-raises the task's error (after Dask's retries)
@@ -963,20 +1061,11 @@ def score_distributed(
                 x["waiting"] = []
                 try_model_model()
             elif kind == "cell":
-                cell = res["cell"]
                 info.task_seconds += res["seconds"]
                 info.worker_pids.add(res["pid"])
-                grp = groups[(cell.model, cell.bench)]
-                grp.geometry += res.get("geometry", [])
-                if cell.units is None:
-                    grp.rows[cell.layer_index] = res["rows"]
-                else:
-                    whole, n_b, parts = grp.batches[cell.layer_index]
-                    parts.append(res)
-                    if len(parts) == n_b:
-                        grp.rows[cell.layer_index] = _join_unit_batches(whole, parts)
-                if len(grp.rows) == grp.n_layers:
-                    group_done(grp)
+                if journal is not None:
+                    journal.save(res["cell"], res)
+                on_cell(res)
             elif kind == "mm":
                 df = score_frame(res)
                 for (m, layer, b, _v), part in df.groupby(["model", "layer", "benchmark", "benchmark_version"], sort=False):
@@ -989,6 +1078,8 @@ def score_distributed(
         raise
     finally:
         bar.close()
+    if journal is not None:
+        journal.cleanup()
 
     # ---- the tables: this run's rows plus the stored rows of the groups that were skipped
     if st is not None:
