@@ -247,6 +247,9 @@ def test_brain_encoding_scores_joins_on_ids():
     assert summ["n_kept"] == 4
     assert summ["roi_normalised"] == pytest.approx(np.mean((ref.r2 / nc)[[0, 1, 3, 4]]), rel=1e-5)
     assert df.attrs["split"] == "explicit"
+    import json
+
+    json.dumps(df.attrs)  # attrs must survive Parquet metadata (JSON)
     with pytest.raises(StimulusMismatchError):
         brain_encoding_scores(X[:5], ids[:5], brain, min_overlap=10)
 
@@ -265,3 +268,23 @@ def test_banded_ridge_two_spaces():
     assert np.all(out["r2_split"][0] > 5 * np.abs(out["r2_split"][1]))
     with pytest.raises(InputError, match="at least 2"):
         banded_encoding_scores([A], Y, train=np.arange(110), test=np.arange(110, 160))
+
+
+def test_brain_encoding_scores_time_resolved_with_reps():
+    from brainlid.data import BrainData
+
+    rng = np.random.default_rng(8)
+    n, p, u, T = 120, 5, 4, 3
+    X = rng.normal(size=(n, p)).astype(np.float32)
+    Y = (X @ rng.normal(size=(p, u * T))).reshape(n, u, T)
+    reps = (Y[:, None] + rng.normal(size=(n, 2, u, T))).astype(np.float32)
+    nc = np.full((u, T), 0.5, np.float32)
+    nc[0, 2] = 0.05
+    brain = BrainData(responses=reps, stimulus_ids=np.arange(n), times=np.array([0.0, 0.01, 0.02]), has_reps=True,
+                      noise_ceiling=nc)
+    df = brain_encoding_scores(X, np.arange(n), brain, dtype="float64")
+    ref = encoding_scores(X, reps.mean(axis=1), n_outer_folds=5, dtype="float64")  # no splits -> outer folds
+    assert len(df) == u * T
+    np.testing.assert_allclose(df["r2"].to_numpy(), ref.r2.ravel(), rtol=1e-5)
+    np.testing.assert_allclose(df["time_s"].to_numpy(), np.tile([0.0, 0.01, 0.02], u))
+    assert df.attrs["summary"]["n_kept"] == [4, 4, 3]

@@ -441,8 +441,9 @@ def brain_encoding_scores(
         One row per (unit, time) with columns ``unit`` (the unit's position in
         ``brain``, after ``roi`` selection), ``time``, ``r``, ``r2``, ``alpha``,
         ``ceiling`` (NaN when the data carry no ceiling), ``normalised`` (R²/NC),
-        ``r_normalised`` (r/√NC), ``kept`` (NC above ``floor``). ``df.attrs`` holds the
-        ROI summary (mean normalised R² over kept units, their number, units dropped).
+        ``r_normalised`` (r/√NC), ``kept`` (NC above ``floor``), and ``time_s`` (seconds)
+        for time-resolved data. ``df.attrs`` holds the ROI summary (mean normalised R² over
+        kept units, their number, units dropped) as plain JSON-serialisable values.
     """
     from ..data.ids import match_ids
 
@@ -488,8 +489,24 @@ def brain_encoding_scores(
         df["r_normalised"] = np.nan
         df["kept"] = False
         summary = {"metric": "r2", "roi_raw_all": np.mean(scores.r2, axis=0)}
-    df.attrs.update({"summary": summary, "n_dropped": scores.n_dropped, "n_units": scores.n_units, **scores.info})
+    if scores.times is not None and getattr(brain, "times", None) is not None:
+        df["time_s"] = np.asarray(brain.times)[df["time"].to_numpy()]
+    attrs = {"summary": summary, "n_dropped": scores.n_dropped, "n_units": scores.n_units, **scores.info}
+    df.attrs.update(_jsonable(attrs))  # plain types: pandas writes attrs into Parquet metadata as JSON
     return df
+
+
+def _jsonable(obj):
+    """Nested dicts/lists of numpy values -> plain Python types."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
 
 
 # ----------------------------------------------------------------------------- banded ridge
