@@ -515,6 +515,8 @@ def score(
     extract_fn=None,
     mm_metrics: Sequence[str] = ("mutual_knn", "ridge_r2"),
     return_result: bool = False,
+    client=None,
+    **distributed_options,
 ):
     """Score a model (and its baselines) on benchmarks: the Python API of ``brainlid score``.
 
@@ -540,6 +542,9 @@ def score(
     extract_fn : callable or None
         ``extract_fn(model, stimuli, layers=, pooling=, batch_size=) -> Features``; default
         :func:`brainlid.features.extract` (the cached extraction path).
+    client : Dask client or cluster, optional
+        Run the same grid on a Dask cluster (:func:`brainlid.scoring.distributed.score_distributed`,
+        which receives ``**distributed_options`` such as ``voxel_batch``); serial when None.
 
     Returns
     -------
@@ -547,6 +552,18 @@ def score(
     """
     from . import baselines as bl
 
+    if client is not None:
+        if extract_fn is not None:
+            raise InputError("extract_fn cannot be used with client=: workers extract through the feature cache")
+        from .distributed import score_distributed
+
+        return score_distributed(
+            client, model, benchmarks, layers=layers, data_root=data_root, out=out, store=store, baselines=baselines,
+            pooling=pooling, batch_size=batch_size, if_exists=if_exists, extract_kwargs=extract_kwargs,
+            mm_metrics=mm_metrics, return_result=return_result, **distributed_options,
+        )
+    if distributed_options:
+        raise InputError(f"option(s) {sorted(distributed_options)} need client= (a Dask client or cluster)")
     if extract_fn is None:
         from ..features import extract as extract_fn
     explicit_names = isinstance(model, Mapping)
