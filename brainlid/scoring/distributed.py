@@ -268,6 +268,12 @@ def connect(
     return handle
 
 
+def _worker_version() -> str:
+    from .._version import __version__
+
+    return __version__
+
+
 async def _prewarm_async() -> None:
     """:func:`_prewarm` in a thread of the worker (its event loop stays responsive)."""
     import asyncio
@@ -440,9 +446,14 @@ def _worker_threads(n: int) -> None:
 @functools.lru_cache(maxsize=4)
 def _bench_inputs(bench_id: str, data_root: str | None):
     """(stimuli restricted to the responses' ids, BrainData) of a benchmark, as the serial runner builds them."""
-    from .benchmarks import load_benchmark_data
+    from .benchmarks import UnknownBenchmarkError, load_benchmark_data
 
-    stimuli, brain = load_benchmark_data(bench_id, data_root)
+    try:
+        stimuli, brain = load_benchmark_data(bench_id, data_root)
+    except UnknownBenchmarkError as exc:
+        raise InputError(f"benchmark {bench_id!r} is not registered in the Dask worker process {os.getpid()}: workers "
+                         "know the built-in benchmarks and those registered by modules they import (dask worker "
+                         "--preload); score a benchmark registered only in this session serially") from exc
     if stimuli is None:
         raise InputError(f"benchmark {bench_id} has no stimulus images: pass features to score_features instead")
     shared = np.intersect1d(stimuli.ids, brain.stimulus_ids)
@@ -773,6 +784,12 @@ def score_distributed(
     threads = handle.blas_threads if blas_threads is None else int(blas_threads)
     if if_exists not in ("skip", "replace", "error"):
         raise InputError(f"if_exists must be 'skip', 'replace' or 'error', got {if_exists!r}")
+    from .._version import __version__
+
+    other = {a: v for a, v in cl.run(_worker_version).items() if v != __version__}
+    if other:
+        raise InputError(f"Dask workers run another brainlid version than this client ({__version__}): "
+                         + ", ".join(f"{a}: {v}" for a, v in sorted(other.items())))
 
     if isinstance(model, Mapping):
         named = {str(k): v for k, v in model.items()}
