@@ -96,6 +96,12 @@ def test_tutorial_runs(path, demo_home, tmp_path):
     if path.name == "04_time_resolved_eeg.py":
         (err,) = _number(r"max \|by hand − benchmark\| over time = ([\d.eE+-]+)", text)
         assert err < 1e-6
+    if path.name == "05_leaderboard.py":
+        assert "board and local check agree: True" in text  # the service scores exactly like check_bundle
+        assert re.search(r"wrong-order bundle: rejected — .*order", text)
+        assert re.search(r"bad token: rejected", text)
+        assert re.search(r"service stopped", text)
+        assert (out / "site" / "index.html").is_file()
 
 
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])

@@ -109,6 +109,9 @@ for base in headline.index.drop("my_model"):
     print(f"  vs {base:<40} R² {b.value:+.3f}: intervals {verdict}")
 
 # %% [markdown]
+# Overlapping intervals are a warning sign, not a test: to decide whether two models differ on the
+# same images, resample the images jointly for both (`brainlid.alignment.uncertainty.paired_bootstrap_test`).
+#
 # ## A figure: every layer, every baseline
 # Test R² of each layer of each model, with the bootstrap interval, and the noise-ceiling level.
 
