@@ -37,6 +37,7 @@
 # modules).
 
 # %%
+import atexit
 import json
 import os
 import socket
@@ -95,6 +96,7 @@ log = open(OUT / "service.log", "wb")
 service = subprocess.Popen([sys.executable, "-m", "brainlid", "leaderboard", "serve", "--db", db_url, "--host", "127.0.0.1",
                             "--port", str(port), "--data-root", str(root), "--workers", "1",
                             "--storage", str(OUT / "bundles")], stdout=log, stderr=subprocess.STDOUT)
+atexit.register(service.terminate)  # never leave the service running, even if a later cell fails
 
 
 def get_json(path):
