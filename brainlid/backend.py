@@ -105,18 +105,40 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
+_CONTROLLER = None
+
+
+def _controller():
+    """One threadpoolctl controller per process: scanning the loaded BLAS libraries costs ~30 ms,
+    too much to repeat in a hot loop (the ridge solver limits threads around each eigendecomposition).
+    It is rebuilt when new shared libraries were loaded since the scan."""
+    global _CONTROLLER
+    from threadpoolctl import ThreadpoolController
+
+    n_libs = _loaded_library_count()
+    if _CONTROLLER is None or _CONTROLLER[1] != n_libs:
+        _CONTROLLER = (ThreadpoolController(), n_libs)
+    return _CONTROLLER[0]
+
+
+def _loaded_library_count() -> int:
+    try:
+        with open("/proc/self/maps") as fh:
+            return sum(1 for line in fh if ".so" in line)
+    except OSError:  # pragma: no cover - non-Linux
+        return -1
+
+
 @contextlib.contextmanager
 def thread_limits(n: int | None) -> Iterator[int]:
     """Context manager: BLAS and torch use at most ``n`` threads inside the block (``None``: no change)."""
     if n is None:
         yield available_cores()
         return
-    from threadpoolctl import threadpool_limits
-
     import torch
 
     before = torch.get_num_threads()
-    with threadpool_limits(limits=int(n)):
+    with _controller().limit(limits=int(n)):
         torch.set_num_threads(int(n))
         try:
             yield int(n)
