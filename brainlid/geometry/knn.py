@@ -68,7 +68,7 @@ METRICS = ("euclidean", "cosine", "inner_product")
 
 _U32 = 2.0**-24  # unit roundoff of float32
 _OUT_BYTES_PER_ENTRY = 8 + 4  # float64 distance + int32 index
-_BLOCK_TARGET_BYTES = 64 * 1024**2  # preferred size of one float32 block of approximate keys
+_BLOCK_TARGET_BYTES = 16 * 1024**2  # preferred size of one float32 block of approximate keys
 
 
 class KNN(NamedTuple):
@@ -279,7 +279,7 @@ def knn(
     # rows per block: the b × m float32 block plus candidates and their exact keys
     per_row = m * 4 + c * (4 + 8 + 8 + 8) + 64
     b = int(max(1, min(n, (max(budget - out_bytes, budget // 4) * 3 // 4) // per_row)))
-    # larger blocks do not make the GEMM faster but cost memory and cache: ~64 MB blocks (>= 256 rows)
+    # larger blocks do not make the GEMM faster but cost memory and cache: ~16 MB blocks (>= 256 rows)
     b = min(b, max(256, _BLOCK_TARGET_BYTES // (4 * m)))
 
     dist = np.empty((n, k), dtype=np.float64)
