@@ -90,6 +90,7 @@ NSD_ROIS = (
     "OPA", "PPA", "RSC",
 )
 METRICS = ("encoding", "rsa")
+KINDS = ("responses", "rdms")
 _ID_RE = re.compile(r"^[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-+]+\.[A-Za-z0-9_\-]+$")
 
 
@@ -120,7 +121,15 @@ class Benchmark:
     description : str
     loader : callable or None
         ``loader(root) -> (StimulusSet or None, BrainData)``; for user benchmarks it returns
-        the registered objects.
+        the registered objects. For ``kind="rdms"`` it returns a
+        :class:`~brainlid.data.rdms.BrainRDMs` with its stimuli attached.
+    kind : {"responses", "rdms"}
+        ``"responses"``: the data are responses (:class:`~brainlid.data.BrainData`), scored by
+        encoding or RSA on held-out stimuli; ``"rdms"``: the data are published brain RDMs,
+        scored by :mod:`brainlid.scoring.rdm_benchmarks` (split-half layer selection).
+    stimulus_set : str or None
+        Name of the LID stimulus set when it is a whole published set (``"k92"``); default
+        ``<dataset>.<subject>.<lid_split>``.
     """
 
     id: str
@@ -137,8 +146,12 @@ class Benchmark:
     params: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_PARAMS))
     description: str = ""
     loader: Callable | None = field(default=None, compare=False, repr=False)
+    kind: str = "responses"
+    stimulus_set: str | None = None
 
     def __post_init__(self):
+        if self.kind not in KINDS:
+            raise InputError(f"benchmark kind must be one of {KINDS}, got {self.kind!r}")
         if not _ID_RE.match(self.id):
             raise InputError(f"benchmark id {self.id!r} does not follow the scheme dataset.subject.roi.metric")
         if self.metric not in METRICS:
@@ -152,7 +165,9 @@ class Benchmark:
 
     @property
     def lid_stimulus_set(self) -> str:
-        """Name of the stimulus set LID is measured on, e.g. ``nsd.subj01.test``."""
+        """Name of the stimulus set LID is measured on, e.g. ``nsd.subj01.test`` (or ``k92``)."""
+        if self.stimulus_set:
+            return self.stimulus_set
         return f"{self.dataset}.{self.subject}.{self.lid_split}" + (f"[{self.lid_n}]" if self.lid_n else "")
 
     def describe(self) -> dict:
@@ -161,7 +176,7 @@ class Benchmark:
             "id": self.id, "dataset": self.dataset, "subject": self.subject, "space": self.space,
             "roi": self.roi, "metric": self.metric, "split": self.split, "ceiling": self.ceiling,
             "version": self.version, "lid_stimulus_set": self.lid_stimulus_set,
-            "lid_n": self.lid_n if self.lid_n else "all", "description": self.description,
+            "lid_n": self.lid_n if self.lid_n else "all", "kind": self.kind, "description": self.description,
         }
 
 
@@ -234,6 +249,85 @@ def _things_eeg2_loader(subject: int, roi: str):
 
 THINGS_EEG2_ROIS = ("posterior", "occipital")
 
+THINGS_FMRI_SUBJECTS = (1, 2, 3)
+#: THINGS-fMRI ROI columns with built-in benchmarks (VoxelMetadata.csv names; DATASETS.md §3.3)
+THINGS_FMRI_ROIS = (
+    "V1", "V2", "V3", "hV4", "IT",
+    "lFFA", "rFFA", "lPPA", "rPPA", "lEBA", "rEBA", "lOFA", "rOFA", "lLOC", "rLOC", "lRSC", "rRSC",
+)
+ALGONAUTS2023_SUBJECTS = tuple(range(1, 9))
+#: Algonauts 2023 benchmark "ROIs": a hemisphere (``lh``, ``rh``; ``all`` = both) or an ROI label of the release
+ALGONAUTS2023_ROIS = ("all", "lh", "rh") + tuple(r for r in NSD_ROIS if r != "nsdgeneral") + (
+    "early", "ventral", "lateral", "parietal")
+#: Fraction of the Algonauts 2023 training images held out as the test split (the challenge's
+#: test responses are not public), chosen by :func:`hash_split`.
+ALGONAUTS2023_TEST_FRACTION = 0.2
+
+
+def hash_split(ids, fraction: float, salt: str = "") -> np.ndarray:
+    """Boolean mask: is each stimulus id in the held-out part?
+
+    ``blake2b(salt + str(id))`` (8 bytes, big-endian) ``/ 2**64 < fraction``: a stimulus's split
+    depends on its id alone — not on which other stimuli a copy holds, the NumPy version or a
+    random stream — so the split is the same on every machine and for every subset of the data.
+    """
+    import hashlib
+
+    if not 0 < fraction < 1:
+        raise InputError(f"fraction must be in (0, 1), got {fraction}")
+    out = np.empty(len(ids), dtype=bool)
+    for i, x in enumerate(np.asarray(ids).tolist()):
+        h = hashlib.blake2b(f"{salt}{x}".encode(), digest_size=8).digest()
+        out[i] = int.from_bytes(h, "big") / 2.0**64 < fraction
+    return out
+
+
+def _things_fmri_loader(subject: int, roi: str):
+    def load(root=None):
+        from ..data import things_fmri
+
+        try:
+            return _unpack_loaded(things_fmri.load(root=root, subject=subject, roi=roi))
+        except DatasetNotFoundError as exc:
+            raise DatasetNotFoundError(
+                f"benchmark things_fmri.sub-{subject:02d}.{roi}.* needs THINGS-fMRI sub-{subject:02d} (betas_csv "
+                f"table and metadata; datasets/things_fmri.toml): {exc}"
+            ) from exc
+
+    return load
+
+
+def _algonauts2023_loader(subject: int, roi: str):
+    def load(root=None):
+        from ..data import algonauts
+
+        hemi = {"all": "both", "lh": "lh", "rh": "rh"}.get(roi, "both")
+        try:
+            stimuli, brain = _unpack_loaded(algonauts.load(root=root, subject=subject, hemisphere=hemi,
+                                                           roi=None if roi in ("all", "lh", "rh") else roi))
+        except DatasetNotFoundError as exc:
+            raise DatasetNotFoundError(
+                f"benchmark algonauts2023.subj{subject:02d}.{roi}.encoding needs Algonauts 2023 subject {subject} "
+                f"(datasets/algonauts2023.toml): {exc}"
+            ) from exc
+        ids = np.asarray(brain.stimulus_ids)
+        test = hash_split(ids, ALGONAUTS2023_TEST_FRACTION, salt="algonauts2023:")
+        units = brain.units
+        if roi in ("lh", "rh"):  # the hemisphere is the benchmark's "ROI": a column load_benchmark_data selects on
+            units = units.assign(**{f"roi:{roi}": True})
+        return stimuli, replace(brain, units=units, splits={"train": np.sort(ids[~test]), "test": np.sort(ids[test])})
+
+    return load
+
+
+def _rdm_loader(bid: str):
+    def load(root=None):
+        from .rdm_benchmarks import load_benchmark_rdms
+
+        return load_benchmark_rdms(bid, root)
+
+    return load
+
 
 def _load_builtins() -> None:
     global _BUILTINS_LOADED
@@ -272,6 +366,56 @@ def _load_builtins() -> None:
                         params={"pca": 100}, loader=_things_eeg2_loader(i, roi),
                     ),
                 )
+    for i in THINGS_FMRI_SUBJECTS:
+        subj = f"sub-{i:02d}"
+        for roi in THINGS_FMRI_ROIS:
+            for metric in METRICS:
+                bid = f"things_fmri.{subj}.{roi}.{metric}"
+                _REGISTRY.setdefault(
+                    bid,
+                    Benchmark(
+                        id=bid, dataset="things_fmri", subject=subj, space="T1w", roi=roi, metric=metric, split="test",
+                        ceiling="data" if metric == "encoding" else "none", version=1,
+                        description=(f"THINGS-fMRI {subj} {roi} "
+                                     f"({'voxelwise ridge encoding, ceiling nc_testset' if metric == 'encoding' else 'RSA'}); "
+                                     "train = the 8,640 train images, test = the 100 test images (12 presentations averaged)"),
+                        loader=_things_fmri_loader(i, roi),
+                    ),
+                )
+    for i in ALGONAUTS2023_SUBJECTS:
+        subj = f"subj{i:02d}"
+        for roi in ALGONAUTS2023_ROIS:
+            bid = f"algonauts2023.{subj}.{roi}.encoding"
+            what = {"all": "both hemispheres", "lh": "left hemisphere", "rh": "right hemisphere"}.get(roi, f"ROI {roi}")
+            _REGISTRY.setdefault(
+                bid,
+                Benchmark(
+                    id=bid, dataset="algonauts2023", subject=subj, space="fsaverage-challenge", roi=roi,
+                    metric="encoding", split="test", ceiling="none", version=1,
+                    description=(f"Algonauts 2023 {subj} {what}, vertexwise ridge encoding (no public ceiling); "
+                                 f"test = {ALGONAUTS2023_TEST_FRACTION:.0%} of the training images chosen by a hash "
+                                 "of the NSD id (the challenge's test responses are not public)"),
+                    loader=_algonauts2023_loader(i, roi),
+                ),
+            )
+    from ..alignment.brain_rdms import RDM_BENCHMARKS
+
+    for bid in RDM_BENCHMARKS:
+        dataset, subject, roi, metric = bid.split(".")
+        n = 118 if subject == "118" else 92
+        stim_set = "k92" if dataset == "k92" else f"algonauts2019.{subject}"
+        _REGISTRY.setdefault(
+            bid,
+            Benchmark(
+                id=bid, dataset=dataset, subject=subject, space="rdm", roi=roi, metric="rsa", split="test",
+                ceiling="loso", version=1, lid_split="all", kind="rdms", stimulus_set=stim_set,
+                description=(f"published brain RDMs ({dataset} {subject} {roi}, {n} images); RSA of correlation-"
+                             "distance model RDMs, Spearman; every layer on all images (split 'all'), best layer "
+                             "chosen on the pairs within a seeded half of the images (val) and reported on the "
+                             "other half (test); ceiling = LOSO upper bound"),
+                loader=_rdm_loader(bid),
+            ),
+        )
 
 
 def register_benchmark(bench: Benchmark, *, overwrite: bool = False) -> Benchmark:
@@ -390,6 +534,9 @@ def load_benchmark_data(bench: Benchmark | str, root=None):
     bench = get_benchmark(bench)
     if bench.loader is None:
         raise InputError(f"benchmark {bench.id} has no loader")
+    if bench.kind == "rdms":
+        raise InputError(f"benchmark {bench.id} is scored from published brain RDMs, not responses: load it with "
+                         "brainlid.scoring.rdm_benchmarks.load_benchmark_rdms")
     stimuli, brain = _unpack_loaded(bench.loader(root))
     if bench.roi != "all" and f"roi:{bench.roi}" in brain.units.columns:
         brain = brain.select(roi=bench.roi)

@@ -441,6 +441,11 @@ def score_features(
     (scores, geometry) : DataFrames in the tidy schemas.
     """
     bench = get_benchmark(bench)
+    if bench.kind == "rdms":  # published brain RDMs: split-half selection (brainlid.scoring.rdm_benchmarks)
+        from .rdm_benchmarks import score_rdm_features
+
+        return score_rdm_features(features, feature_ids, bench, brain, model=model, root=root,
+                                  feature_cache_key=feature_cache_key, geometry=geometry)
     if brain is None:
         _, brain = load_benchmark_data(bench, root)
     if not features:
@@ -588,12 +593,18 @@ def score(
     mm_done: set = set()
     geo_done: set = set()  # (model, LID ids): geometry is measured once per model and stimulus set
     for bench in benches:
-        stimuli, brain = load_benchmark_data(bench, data_root)
+        if bench.kind == "rdms":  # brain = the published BrainRDMs (stimuli attached), LID on all its images
+            from .rdm_benchmarks import load_benchmark_rdms
+
+            brain = load_benchmark_rdms(bench, data_root)
+            stimuli, lid_ids = brain.stimuli, np.sort(np.asarray(brain.stimulus_ids))
+        else:
+            stimuli, brain = load_benchmark_data(bench, data_root)
+            lid_ids = np.sort(np.asarray(brain.splits[bench.lid_split]))[: bench.lid_n or None]
         if stimuli is None:
             raise InputError(f"benchmark {bench.id} has no stimulus images: pass features to score_features instead")
         shared = np.intersect1d(stimuli.ids, brain.stimulus_ids)
         sub = stimuli if len(stimuli) == shared.size else stimuli.subset(ids=shared)
-        lid_ids = np.sort(np.asarray(brain.splits[bench.lid_split]))[: bench.lid_n or None]
         lid_feats: dict[str, np.ndarray] = {}
         lid_layer: dict[str, str] = {}
         ids_key = hash(lid_ids.tobytes())

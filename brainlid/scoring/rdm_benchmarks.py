@@ -1,0 +1,307 @@
+"""Benchmarks on published brain RDMs (k92, Algonauts 2019) and the stimulus bootstrap of RSA scores.
+
+Datasets such as Kriegeskorte et al. (2008)'s 92 images or the Algonauts 2019 fMRI/MEG sets are
+released as RDMs (:class:`~brainlid.data.rdms.BrainRDMs`), not responses: there is nothing to
+fit, and no train/validation/test split of responses. Their benchmarks
+(``kind="rdms"``: ``k92.human.IT.rsa``, ``k92.monkey.IT.rsa``,
+``algonauts2019.{92,118}.{EVC,IT,MEG_early,MEG_late}.rsa``) are scored here:
+
+* ``split = "all"`` — **every layer on every image**: exactly
+  :func:`brainlid.alignment.brain_rdms.score_brain_rdms` (model RDM ``rdm(X, "correlation")``
+  compared by Spearman with each subject's RDM and with the group-mean RDM, ``subject =
+  "mean"``), the number papers report per layer. The same layer's ``all`` rows include the images
+  the best layer was chosen on, so they are *not* a held-out score of the selected layer.
+* **Best layer: stimulus split-half.** The images are split once, by the benchmark's seed, into
+  two halves (:func:`split_half`). ``split = "val"`` rows score every layer on the pairs *within*
+  the first half (group-mean RDM) and choose the layer (:func:`brainlid.scoring.runner.select_best_layer`);
+  ``split = "test"`` rows score every layer on the pairs within the *other* half. No image — hence no
+  dissimilarity — of the test half enters the choice (pairs between the halves are used by
+  neither), so the selected layer's ``test`` row is an honest held-out score, at the price of half
+  the images. Subject cross-validation was not chosen because the monkey IT RDM has one subject.
+* ``ceiling`` = the leave-one-subject-out **upper** bound on the scored images (rsatoolbox
+  convention; NaN with one subject), ``normalised = value / ceiling``. The lower bound has no
+  column in the score schema; it is in :func:`score_brain_rdms`' output.
+* ``ci_low``/``ci_high``: 95 % percentile bootstrap over **stimuli** (:func:`rdm_bootstrap_ci`).
+
+Stimulus bootstrap of an RDM comparison
+---------------------------------------
+Resampling ``n`` stimuli with replacement (counts ``c_i``) and recomputing both RDMs on the
+resample gives, for every pair of *distinct* draws, the original dissimilarity of that pair of
+stimuli; pairs of a stimulus with its own copy are excluded (their dissimilarity is 0 by
+construction in one RDM and undefined noise in the other). The resampled pair set is therefore
+the multiset in which original pair ``(i, j)`` appears ``w_ij = c_i c_j`` times. Pearson and
+cosine on that multiset are the ``w``-weighted statistics; Spearman is the weighted Pearson of the
+multiset's average ranks, ``rank = (weight of smaller values) + (weight of tied values + 1) / 2``.
+:func:`rdm_bootstrap_ci` computes these in O(rows × pairs) per resample from one sort per RDM
+(no resampled RDMs are materialised) and matches a brute force that builds them (tests).
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from dataclasses import replace
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .._version import __version__
+from ..errors import InputError
+from .benchmarks import Benchmark, get_benchmark
+
+__all__ = ["load_benchmark_rdms", "split_half", "rdm_bootstrap_ci", "rdm_score_rows", "score_rdm_features",
+           "BOOTSTRAP_METHODS"]
+
+#: RDM comparisons the stimulus bootstrap supports (others get NaN intervals, documented)
+BOOTSTRAP_METHODS = ("spearman", "pearson", "cosine")
+
+
+def load_benchmark_rdms(bench: Benchmark | str, root=None):
+    """The :class:`~brainlid.data.rdms.BrainRDMs` of an RDM benchmark, with the images attached.
+
+    ``root`` is the dataset's folder (e.g. the folder with the three k92 ``.mat`` files;
+    default ``$BRAINLID_DATA/<card folder>``). Brain RDMs that come without images (k92's monkey IT)
+    get the dataset's images (same ids, same order).
+    """
+    from ..alignment.brain_rdms import RDM_BENCHMARKS
+
+    bid = bench.id if isinstance(bench, Benchmark) else str(bench)
+    if bid not in RDM_BENCHMARKS:
+        get_benchmark(bid)  # unknown ids: the registry's message with close matches
+        raise InputError(f"benchmark {bid} is not an RDM benchmark (those are {', '.join(RDM_BENCHMARKS)})")
+    module, kwargs, key = RDM_BENCHMARKS[bid]
+    ds = importlib.import_module(module).load(root, **kwargs)
+    rdms = ds[key]
+    if rdms.stimuli is None:
+        rdms = replace(rdms, stimuli=ds.stimuli)
+    return rdms
+
+
+def split_half(ids, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of stimulus ids into a selection half and a held-out half (both sorted).
+
+    The selection half has ``n // 2`` ids drawn by ``np.random.default_rng(seed)`` from the
+    sorted ids; the held-out half is the rest (``n - n // 2``). Same ids and seed → same halves.
+    """
+    ids = np.sort(np.asarray(ids))
+    if ids.size < 6:
+        raise InputError(f"a split-half needs at least 6 stimuli (3 per half), got {ids.size}")
+    rng = np.random.default_rng(seed)
+    sel = np.sort(rng.choice(ids, size=ids.size // 2, replace=False))
+    return sel, np.setdiff1d(ids, sel)
+
+
+# ------------------------------------------------------------------------------- stimulus bootstrap
+def _tie_groups(V: np.ndarray):
+    """Sort order and global tie-group ids of each row of V (R, P)."""
+    order = np.argsort(V, axis=1, kind="stable")
+    sv = np.take_along_axis(V, order, axis=1)
+    new = np.ones(V.shape, dtype=bool)
+    new[:, 1:] = sv[:, 1:] != sv[:, :-1]
+    gid = np.cumsum(new, axis=1) - 1  # group index within the row
+    n_groups = gid[:, -1] + 1
+    offsets = np.concatenate([[0], np.cumsum(n_groups)[:-1]])
+    ggid = gid + offsets[:, None]
+    row_of_group = np.repeat(np.arange(V.shape[0]), n_groups)
+    return order, ggid, int(n_groups.sum()), offsets, row_of_group
+
+
+def _weighted_ranks(w: np.ndarray, order, ggid, n_groups_total, offsets, row_of_group) -> np.ndarray:
+    """Average ranks of every row's values in the multiset where entry p appears w[p] times."""
+    ws = w[order]
+    Wg = np.bincount(ggid.ravel(), weights=ws.ravel(), minlength=n_groups_total)
+    before = np.cumsum(Wg) - Wg
+    before = before - before[offsets][row_of_group]
+    rank_sorted = before[ggid] + (Wg[ggid] + 1.0) / 2.0
+    out = np.empty(order.shape, dtype=np.float64)
+    np.put_along_axis(out, order, rank_sorted, axis=1)
+    return out
+
+
+def _weighted_similarity(Z: np.ndarray, w: np.ndarray, m: int, centre: bool) -> np.ndarray:
+    """w-weighted Pearson (``centre``) or cosine between rows Z[:m] and Z[m:] → (m, R - m)."""
+    if centre:
+        mu = Z @ w / w.sum()
+        Z = Z - mu[:, None]
+    Zw = Z * w
+    num = Zw[:m] @ Z[m:].T
+    ss = (Zw * Z).sum(axis=1)
+    den = np.sqrt(np.outer(ss[:m], ss[m:]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def rdm_bootstrap_ci(model_rdms, brain_rdms, n_stimuli: int, *, compare: str = "spearman", n_boot: int = 1000,
+                     seed: int = 0, level: float = 0.95, return_distribution: bool = False):
+    """Percentile bootstrap interval over stimuli of RDM comparisons (module docstring).
+
+    Parameters
+    ----------
+    model_rdms : array (m, n_pairs) or (n_pairs,)
+    brain_rdms : array (k, n_pairs) or (n_pairs,)
+        Condensed RDMs (scipy order) over the same ``n_stimuli`` stimuli.
+    compare : {"spearman", "pearson", "cosine"}
+        As :func:`brainlid.alignment.rsa.compare_rdms` (ties: average ranks).
+    n_boot : int
+        Resamples (the same resamples for every model × brain pair: intervals of different layers
+        or models are paired).
+    seed : int
+    level : float
+        Confidence level.
+    return_distribution : bool
+        Also return the ``(n_boot, m, k)`` replicates.
+
+    Returns
+    -------
+    (low, high) : arrays of shape (m, k) float64 (squeezed like ``compare_rdms``), NaN where a
+    resample left an RDM constant in every replicate; with ``return_distribution`` a third item.
+
+    Raises
+    ------
+    InputError
+        Unsupported ``compare``, mismatched lengths, fewer than 3 stimuli, ``n_boot < 10``.
+    """
+    from ..alignment.rsa import COMPARE_ALIASES, n_from_condensed
+    from ..alignment.uncertainty import bootstrap_counts
+
+    method = COMPARE_ALIASES.get(compare, compare)
+    if method not in BOOTSTRAP_METHODS:
+        raise InputError(f"the stimulus bootstrap supports RDM comparisons {BOOTSTRAP_METHODS}, not {compare!r}")
+    A = np.atleast_2d(np.asarray(model_rdms, dtype=np.float64))
+    B = np.atleast_2d(np.asarray(brain_rdms, dtype=np.float64))
+    if A.shape[1] != B.shape[1]:
+        raise InputError(f"RDMs have different lengths ({A.shape[1]} vs {B.shape[1]} pairs)")
+    n = n_from_condensed(A.shape[1])
+    if n != int(n_stimuli) or n < 3:
+        raise InputError(f"condensed RDMs of {A.shape[1]} pairs are over {n} stimuli, not {n_stimuli} (need >= 3)")
+    if int(n_boot) < 10 or not 0 < level < 1:
+        raise InputError(f"need n_boot >= 10 and 0 < level < 1, got {n_boot}, {level}")
+    if not (np.isfinite(A).all() and np.isfinite(B).all()):
+        raise InputError("RDMs with NaN/inf entries cannot be bootstrapped")
+    m = A.shape[0]
+    V = np.vstack([A, B])
+    ii, jj = np.triu_indices(n, 1)
+    counts = bootstrap_counts(n, int(n_boot), np.random.default_rng(seed))
+    groups = _tie_groups(V) if method == "spearman" else None
+    dist = np.empty((int(n_boot), m, B.shape[0]))
+    for b in range(int(n_boot)):
+        w = counts[b, ii] * counts[b, jj]
+        Z = _weighted_ranks(w, *groups) if groups is not None else V
+        dist[b] = _weighted_similarity(Z, w, m, centre=method != "cosine")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices → NaN
+        lo, hi = np.nanquantile(dist, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    squeeze = (lambda x: x) if (np.ndim(model_rdms) == 2 and np.ndim(brain_rdms) == 2) else (
+        lambda x: x.reshape(-1) if x.size > 1 else float(x.reshape(-1)[0]))
+    out = (squeeze(lo), squeeze(hi))
+    return (*out, dist) if return_distribution else out
+
+
+# ------------------------------------------------------------------------------- scoring
+def _positions(ids: np.ndarray, want: np.ndarray) -> np.ndarray:
+    from .runner import _positions as pos
+
+    return pos(ids, want, "RDM-benchmark")
+
+
+def rdm_score_rows(features: Mapping[str, np.ndarray], feature_ids, bench: Benchmark | str, brain_rdms, *,
+                   model: str, layer_index: Mapping[str, int] | None = None,
+                   feature_cache_key: str | Mapping[str, str] = "") -> list[dict]:
+    """Score rows of every layer on an RDM benchmark: splits ``val`` / ``test`` (split-half,
+    group mean) and ``all`` (every image; every subject and the group mean).
+
+    Parameters
+    ----------
+    features : mapping layer → array (n_stimuli, n_features)
+    feature_ids : array (n_stimuli,)
+        Ids of the feature rows; only ids shared with the RDMs are scored.
+    bench : Benchmark (``kind="rdms"``) or id
+    brain_rdms : BrainRDMs
+    model : str
+    layer_index : mapping layer → int or None (default: the order of ``features``)
+    feature_cache_key : str or mapping layer → str
+
+    Returns
+    -------
+    list of dict in :data:`brainlid.scoring.tables.SCORE_COLUMNS` (``selected`` not yet set).
+    """
+    from ..alignment.brain_rdms import score_brain_rdms
+    from ..alignment.rsa import rdm
+
+    bench = get_benchmark(bench)
+    p = bench.params
+    if not features:
+        raise InputError("no layers to score")
+    fids = np.asarray(feature_ids)
+    shared = np.intersect1d(fids, brain_rdms.stimulus_ids)
+    if shared.size < 6:
+        raise InputError(f"benchmark {bench.id}: only {shared.size} stimuli have both features and brain RDMs (need >= 6)")
+    sel, held = split_half(shared, p["seed"])
+    layer_index = layer_index or {k: i for i, k in enumerate(features)}
+    keys = feature_cache_key if isinstance(feature_cache_key, Mapping) else {k: feature_cache_key for k in features}
+    rows: list[dict] = []
+    for split, ids in (("val", sel), ("test", held), ("all", shared)):
+        pos = _positions(fids, ids)
+        sub = brain_rdms.select(stimulus_ids=ids)
+        feats = {}
+        for layer, X in features.items():
+            X = np.asarray(X, dtype=np.float32)
+            if X.ndim != 2 or X.shape[0] != fids.size:
+                raise InputError(f"features of layer {layer!r} have shape {X.shape}; expected ({fids.size}, n_features)")
+            if not np.all(np.isfinite(X)):
+                raise InputError(f"features of layer {layer!r} of {model!r} contain NaN/inf")
+            feats[layer] = X[pos]
+        with warnings.catch_warnings():  # dead (constant) ReLU features are dropped by rdm(); expected, not news
+            warnings.filterwarnings("ignore", message=".*dropped .* constant across stimuli", category=UserWarning)
+            df = score_brain_rdms(feats, ids, sub, rdm_method=p["rdm_method"], compare=p["rdm_compare"])
+            subjects = ["mean"] if split != "all" else list(sub.subjects) + ["mean"]
+            lo = hi = None
+            if split != "val" and p["rdm_compare"] in BOOTSTRAP_METHODS and p["n_boot"] >= 10:
+                M = np.stack([rdm(feats[layer], p["rdm_method"]) for layer in feats])
+                Bk = np.vstack([sub.subject_rdms()[[sub.subjects.index(s) for s in subjects if s != "mean"]],
+                                sub.mean_rdm()[None]])
+                lo, hi = rdm_bootstrap_ci(M, Bk, ids.size, compare=p["rdm_compare"], n_boot=p["n_boot"], seed=p["seed"])
+        layers = list(feats)
+        for rec in df[df["subject"].isin(subjects)].itertuples(index=False):
+            li, si = layers.index(rec.layer), subjects.index(rec.subject)
+            rows.append({
+                "model": model, "layer": rec.layer, "layer_index": int(layer_index[rec.layer]), "benchmark": bench.id,
+                "dataset": bench.dataset, "subject": rec.subject, "roi": bench.roi, "metric": rec.metric,
+                "split": split, "time": np.nan, "value": float(rec.value),
+                "ci_low": float(lo[li, si]) if lo is not None else np.nan,
+                "ci_high": float(hi[li, si]) if hi is not None else np.nan,
+                "ceiling": float(rec.ceiling_upper), "normalised": float(rec.normalised), "n_units": pd.NA,
+                "n_stimuli": int(rec.n_stimuli), "brainlid_version": __version__, "benchmark_version": bench.version,
+                "feature_cache_key": keys.get(rec.layer, ""),
+            })
+    return rows
+
+
+def score_rdm_features(features: Mapping[str, np.ndarray], feature_ids, bench: Benchmark | str, brain_rdms=None, *,
+                       model: str = "model", root=None, feature_cache_key: str | Mapping[str, str] = "",
+                       geometry: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`brainlid.scoring.runner.score_features` for RDM benchmarks: score rows of every layer
+    (:func:`rdm_score_rows`), the best layer marked from the ``val`` rows, and geometry rows (LID
+    K-sweep and global measures) on all the benchmark's images (its ``stimulus_set``)."""
+    from .runner import geometry_rows, select_best_layer
+    from .tables import geometry_frame, score_frame
+
+    bench = get_benchmark(bench)
+    if bench.kind != "rdms":
+        raise InputError(f"benchmark {bench.id} is not an RDM benchmark")
+    if brain_rdms is None:
+        brain_rdms = load_benchmark_rdms(bench, root)
+    rows = rdm_score_rows(features, feature_ids, bench, brain_rdms, model=model, feature_cache_key=feature_cache_key)
+    scores = select_best_layer(score_frame(rows))
+    grows: list[dict] = []
+    if geometry:
+        fids = np.asarray(feature_ids)
+        keys = feature_cache_key if isinstance(feature_cache_key, Mapping) else {k: feature_cache_key for k in features}
+        pos = _positions(fids, np.sort(np.asarray(brain_rdms.stimulus_ids)))
+        for li, (layer, X) in enumerate(features.items()):
+            grows += geometry_rows(np.asarray(X, dtype=np.float32)[pos], model=model, layer=layer, layer_index=li,
+                                   stimulus_set=bench.lid_stimulus_set, ks=bench.params["lid_ks"],
+                                   estimators=bench.params["lid_estimators"], benchmark_version=bench.version,
+                                   feature_cache_key=keys.get(layer, ""))
+    return scores, geometry_frame(grows)
