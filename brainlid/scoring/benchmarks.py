@@ -74,6 +74,7 @@ DEFAULT_PARAMS: Mapping[str, Any] = MappingProxyType(
         "rdm_method": "correlation",
         "rdm_compare": "spearman",
         "n_boot": 1000,  # bootstrap over units for the CI of the ROI mean
+        "rsa_n_boot": 200,  # bootstrap over stimuli for the CI of RSA scores (cost ~ n_times × n_stimuli² each)
         "lid_ks": (5, 10, 20, 50, 100, 200, 500, 1000),
         "lid_estimators": ("mle",),
         "seed": 0,
@@ -409,6 +410,7 @@ def _load_builtins() -> None:
             Benchmark(
                 id=bid, dataset=dataset, subject=subject, space="rdm", roi=roi, metric="rsa", split="test",
                 ceiling="loso", version=1, lid_split="all", kind="rdms", stimulus_set=stim_set,
+                params={"rsa_n_boot": 1000},
                 description=(f"published brain RDMs ({dataset} {subject} {roi}, {n} images); RSA of correlation-"
                              "distance model RDMs, Spearman; every layer on all images (split 'all'), best layer "
                              "chosen on the pairs within a seeded half of the images (val) and reported on the "

@@ -104,16 +104,21 @@ def _tie_groups(V: np.ndarray):
     offsets = np.concatenate([[0], np.cumsum(n_groups)[:-1]])
     ggid = gid + offsets[:, None]
     row_of_group = np.repeat(np.arange(V.shape[0]), n_groups)
-    return order, ggid, int(n_groups.sum()), offsets, row_of_group
+    no_ties = bool(np.all(n_groups == V.shape[1]))
+    return order, ggid, int(n_groups.sum()), offsets, row_of_group, no_ties
 
 
-def _weighted_ranks(w: np.ndarray, order, ggid, n_groups_total, offsets, row_of_group) -> np.ndarray:
+def _weighted_ranks(w: np.ndarray, order, ggid, n_groups_total, offsets, row_of_group, no_ties) -> np.ndarray:
     """Average ranks of every row's values in the multiset where entry p appears w[p] times."""
     ws = w[order]
-    Wg = np.bincount(ggid.ravel(), weights=ws.ravel(), minlength=n_groups_total)
-    before = np.cumsum(Wg) - Wg
-    before = before - before[offsets][row_of_group]
-    rank_sorted = before[ggid] + (Wg[ggid] + 1.0) / 2.0
+    if no_ties:  # every tie group is one entry: rank = (weight before) + (w + 1) / 2
+        rank_sorted = np.cumsum(ws, axis=1)
+        rank_sorted -= (ws - 1.0) / 2.0
+    else:
+        Wg = np.bincount(ggid.ravel(), weights=ws.ravel(), minlength=n_groups_total)
+        before = np.cumsum(Wg) - Wg
+        before = before - before[offsets][row_of_group]
+        rank_sorted = before[ggid] + (Wg[ggid] + 1.0) / 2.0
     out = np.empty(order.shape, dtype=np.float64)
     np.put_along_axis(out, order, rank_sorted, axis=1)
     return out
@@ -121,13 +126,14 @@ def _weighted_ranks(w: np.ndarray, order, ggid, n_groups_total, offsets, row_of_
 
 def _weighted_similarity(Z: np.ndarray, w: np.ndarray, m: int, centre: bool) -> np.ndarray:
     """w-weighted Pearson (``centre``) or cosine between rows Z[:m] and Z[m:] → (m, R - m)."""
-    if centre:
-        mu = Z @ w / w.sum()
-        Z = Z - mu[:, None]
     Zw = Z * w
-    num = Zw[:m] @ Z[m:].T
-    ss = (Zw * Z).sum(axis=1)
-    den = np.sqrt(np.outer(ss[:m], ss[m:]))
+    num = np.inner(Zw[:m], Z[m:])  # np.inner: BLAS even for one row (a transposed view is not)
+    ss = np.einsum("ij,ij->i", Zw, Z)
+    if centre:  # Σw(a-ā)(b-b̄) = Σwab - (Σwa)(Σwb)/Σw; no cancellation problem for ranks or distances in float64
+        s1, W = Zw.sum(axis=1), w.sum()
+        num = num - np.outer(s1[:m], s1[m:]) / W
+        ss = ss - s1**2 / W
+    den = np.sqrt(np.clip(np.outer(ss[:m], ss[m:]), 0.0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
@@ -257,11 +263,11 @@ def rdm_score_rows(features: Mapping[str, np.ndarray], feature_ids, bench: Bench
             df = score_brain_rdms(feats, ids, sub, rdm_method=p["rdm_method"], compare=p["rdm_compare"])
             subjects = ["mean"] if split != "all" else list(sub.subjects) + ["mean"]
             lo = hi = None
-            if split != "val" and p["rdm_compare"] in BOOTSTRAP_METHODS and p["n_boot"] >= 10:
+            if split != "val" and p["rdm_compare"] in BOOTSTRAP_METHODS and p["rsa_n_boot"] >= 10:
                 M = np.stack([rdm(feats[layer], p["rdm_method"]) for layer in feats])
                 Bk = np.vstack([sub.subject_rdms()[[sub.subjects.index(s) for s in subjects if s != "mean"]],
                                 sub.mean_rdm()[None]])
-                lo, hi = rdm_bootstrap_ci(M, Bk, ids.size, compare=p["rdm_compare"], n_boot=p["n_boot"], seed=p["seed"])
+                lo, hi = rdm_bootstrap_ci(M, Bk, ids.size, compare=p["rdm_compare"], n_boot=p["rsa_n_boot"], seed=p["seed"])
         layers = list(feats)
         for rec in df[df["subject"].isin(subjects)].itertuples(index=False):
             li, si = layers.index(rec.layer), subjects.index(rec.subject)

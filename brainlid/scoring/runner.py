@@ -284,17 +284,27 @@ def _rsa_rows(X_eval, Y_eval, times, p, base) -> list[dict]:
     with warnings.catch_warnings():  # dead (constant) ReLU features are dropped by rdm(); expected, not news
         warnings.filterwarnings("ignore", message=".*dropped .* constant across stimuli", category=UserWarning)
         model_rdm = rdm(X_eval, method=p["rdm_method"])
+    from .rdm_benchmarks import BOOTSTRAP_METHODS, rdm_bootstrap_ci
+
     Ys = [Y_eval] if times is None else [Y_eval[..., t] for t in range(Y_eval.shape[-1])]
-    rows = []
-    for t, Y in enumerate(Ys):
+    brain_rdms = []
+    for Y in Ys:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            brain_rdm = rdm(Y, method=p["rdm_method"])
-        value = float(compare_rdms(model_rdm, brain_rdm, method=p["rdm_compare"]))
+            brain_rdms.append(rdm(Y, method=p["rdm_method"]))
+    brain_rdms = np.stack(brain_rdms)
+    values = np.atleast_1d(compare_rdms(model_rdm, brain_rdms, method=p["rdm_compare"]))
+    # 95 % CI: bootstrap over the evaluated stimuli (pairs of a stimulus with its own copy excluded)
+    lo = hi = np.full(values.shape, np.nan)
+    if p["rdm_compare"] in BOOTSTRAP_METHODS and p["rsa_n_boot"] >= 10:
+        lo, hi = (np.atleast_1d(a) for a in rdm_bootstrap_ci(model_rdm[None], brain_rdms, int(X_eval.shape[0]),
+                                                              compare=p["rdm_compare"], n_boot=p["rsa_n_boot"], seed=p["seed"]))
+    rows = []
+    for t, Y in enumerate(Ys):
         rows.append({
             **base, "metric": f"rsa_{p['rdm_compare']}", "time": float(times[t]) if times is not None else np.nan,
-            "value": value, "ci_low": np.nan, "ci_high": np.nan, "ceiling": np.nan, "normalised": np.nan,
-            "n_units": int(Y.shape[1]), "n_stimuli": int(Y.shape[0]),
+            "value": float(values[t]), "ci_low": float(lo[t]), "ci_high": float(hi[t]), "ceiling": np.nan,
+            "normalised": np.nan, "n_units": int(Y.shape[1]), "n_stimuli": int(Y.shape[0]),
         })
     return rows
 
