@@ -297,8 +297,8 @@ def _rsa_rows(X_eval, Y_eval, times, p, base) -> list[dict]:
     # 95 % CI: bootstrap over the evaluated stimuli (pairs of a stimulus with its own copy excluded)
     lo = hi = np.full(values.shape, np.nan)
     if p["rdm_compare"] in BOOTSTRAP_METHODS and p["rsa_n_boot"] >= 10:
-        lo, hi = (np.atleast_1d(a) for a in rdm_bootstrap_ci(model_rdm[None], brain_rdms, int(X_eval.shape[0]),
-                                                              compare=p["rdm_compare"], n_boot=p["rsa_n_boot"], seed=p["seed"]))
+        lo, hi = (a[0] for a in rdm_bootstrap_ci(model_rdm[None], brain_rdms, int(X_eval.shape[0]),
+                                                  compare=p["rdm_compare"], n_boot=p["rsa_n_boot"], seed=p["seed"]))
     rows = []
     for t, Y in enumerate(Ys):
         rows.append({
