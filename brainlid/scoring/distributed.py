@@ -70,19 +70,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
-import math
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..backend import available_cores, set_threads
-from ..errors import BrainlidError, DependencyError, InputError, require
+from ..errors import BrainlidError, InputError, require
 
 __all__ = [
     "ClusterHandle", "connect", "load_slurm_config", "score_distributed", "estimate_cell_memory",
@@ -219,7 +219,7 @@ def connect(
     if mem is not None and mem < 64 * 2**20:
         raise InputError(f"--memory-per-worker {memory_per_worker!r} is below 64 MiB")
     if isinstance(scheduler, distributed.Client):
-        handle = _describe(scheduler, None, False, None)
+        handle = _describe(scheduler, None, False)
     elif scheduler == "local":
         import logging
 
@@ -242,7 +242,7 @@ def connect(
             client = distributed.Client(scheduler, timeout="30s")
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
-        handle = _describe(client, None, True, None)
+        handle = _describe(client, None, True)
         handle.cluster = None
         # joined, not started: close the client only
         handle.owned = True
@@ -337,7 +337,7 @@ def _keep_script_out_of_workers() -> None:
         main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
 
 
-def _describe(client, cluster, owned, _unused) -> ClusterHandle:
+def _describe(client, cluster, owned) -> ClusterHandle:
     """Threads and memory of an existing cluster: BLAS threads = host cores / task slots on the host."""
     info = client.scheduler_info(n_workers=-1) if "n_workers" in _params(client.scheduler_info) else client.scheduler_info()
     ws = info.get("workers", {})
@@ -483,13 +483,15 @@ def _extract_task(spec: str, bench_id: str, data_root, layers, ekw: dict, cache_
     from ..features.cache import ids_digest
 
     _worker_threads(threads)
+    t0 = time.perf_counter()
     sub, _ = _bench_inputs(bench_id, data_root)
     feats = extract(spec, sub, layers=layers, cache=cache_root, progress=False, **ekw)
     keys = feats.provenance.get("cache_keys") or {}
     out = [(str(k), str(keys.get(k) or ""), tuple(int(s) for s in np.shape(feats[k]))) for k in feats.layers]
     if any(not key for _, key, _ in out):
         raise BrainlidError(f"extraction of {spec} returned layers without cache keys")
-    return {"layers": out, "ids_digest": ids_digest(feats.stimulus_ids)}
+    return {"layers": out, "ids_digest": ids_digest(feats.stimulus_ids), "seconds": time.perf_counter() - t0,
+            "pid": os.getpid()}
 
 
 @dataclass(frozen=True)
@@ -626,7 +628,12 @@ def _model_model_task(bench_id: str, data_root, keys: dict, ids_digests: dict, c
 # --------------------------------------------------------------------------- the client
 @dataclass
 class DistributedRunInfo:
-    """What a distributed run did: tasks submitted and cells written or skipped."""
+    """What a distributed run did: tasks submitted, cells written, skipped or replayed from the journal.
+
+    ``task_seconds`` sums the extraction and cell tasks' run times on the workers; ``plan_seconds`` is the client's
+    planning before the first submission (loading each benchmark's splits, resolving layers, reading
+    the store); ``wall_seconds`` the whole call.
+    """
 
     tasks: int = 0
     extraction_tasks: int = 0
@@ -635,6 +642,7 @@ class DistributedRunInfo:
     cells_skipped: int = 0
     groups_skipped: int = 0
     cells_replayed: int = 0
+    plan_seconds: float = 0.0
     task_seconds: float = 0.0
     wall_seconds: float = 0.0
     worker_pids: set = field(default_factory=set)
@@ -779,7 +787,7 @@ def score_distributed(
     handle = client if isinstance(client, ClusterHandle) else None
     cl = handle.client if handle is not None else client
     if handle is None and (memory_limit is None or blas_threads is None):
-        handle = _describe(cl, None, False, None)
+        handle = _describe(cl, None, False)
     memory_limit = handle.memory_limit if memory_limit is None else int(memory_limit)
     threads = handle.blas_threads if blas_threads is None else int(blas_threads)
     if if_exists not in ("skip", "replace", "error"):
@@ -815,7 +823,7 @@ def score_distributed(
     done_cells: set = set()
     if st is not None and if_exists != "replace":
         c = st.cells()
-        done_cells = {(k, m, l, b) for k, m, l, b in zip(c["kind"], c["model"], c["layer"], c["benchmark"])}
+        done_cells = set(zip(c["kind"], c["model"], c["layer"], c["benchmark"], c["benchmark_version"].astype(int)))
 
     def resolved_layers(name, spec):
         from ..features.extract import resolve_layers
@@ -877,13 +885,13 @@ def score_distributed(
         entry["mm"] = len(named) >= 2 and mm_key not in mm_seen
         mm_seen.add(mm_key)
         if entry["mm"]:
-            entry["mm_cells"] = [("scores", n, layer_cache[(n, s)][-1], f"models.{bench.lid_stimulus_set}.{m}")
-                                 for n, s in named.items() for m in mm_metrics]
+            entry["mm_cells"] = [("scores", n, layer_cache[(n, s)][-1], f"models.{bench.lid_stimulus_set}.{m}", 1)
+                                 for n, s in named.items() for m in mm_metrics]  # model–model rows are version 1
         entry["lid_set"] = bench.lid_stimulus_set
         for g in entry["groups"]:
-            need = [("scores", g["model"], l, bench.id) for l in g["layers"]]
+            need = [("scores", g["model"], l, bench.id, bench.version) for l in g["layers"]]
             if g["geometry"]:
-                need += [("geometry", g["model"], l, bench.lid_stimulus_set) for l in g["layers"]]
+                need += [("geometry", g["model"], l, bench.lid_stimulus_set, bench.version) for l in g["layers"]]
             g["todo"] = not all(c in done_cells for c in need)
         if entry["mm"]:
             entry["mm_todo"] = not all(c in done_cells for c in entry["mm_cells"])
@@ -893,10 +901,10 @@ def score_distributed(
     if if_exists == "error":
         for e in plan:
             for g in e["groups"]:
-                if any(("scores", g["model"], l, e["bench"].id) in done_cells for l in g["layers"]):
+                if any(("scores", g["model"], l, e["bench"].id, e["bench"].version) in done_cells for l in g["layers"]):
                     raise DuplicateCellError(f"the store already has scores for {g['model']} on {e['bench'].id}")
 
-    info = DistributedRunInfo()
+    info = DistributedRunInfo(plan_seconds=time.perf_counter() - t_start)
     total = sum(len(g["layers"]) for e in plan for g in e["groups"] if g["todo"]) + sum(
         1 for e in plan if e.get("mm") and e["mm_todo"])
     info.groups_skipped = sum(1 for e in plan for g in e["groups"] if not g["todo"])
@@ -906,8 +914,10 @@ def score_distributed(
     meta: dict = {}  # future.key → (kind, payload)
     extractions: dict = {}  # (spec, stim token, layers) → {"future"|"result", "waiting": [(entry, group)]}
 
+    run_id = uuid.uuid4().hex[:8]  # task keys are unique per run: a rerun never meets a cancelled key
+
     def submit(fn, *args, kind, payload, name):
-        f = cl.submit(fn, *args, key=f"{name}-{_digest(args)}", retries=RETRIES, pure=False)
+        f = cl.submit(fn, *args, key=f"{name}-{run_id}-{info.tasks}", retries=RETRIES, pure=False)
         meta[f.key] = (kind, payload)
         futures.add(f)
         info.tasks += 1
@@ -1071,6 +1081,8 @@ def score_distributed(
             res = fut.result()  # re-raises the task's error (after Dask's retries)
             fut.release()
             if kind == "extract":
+                info.task_seconds += res["seconds"]
+                info.worker_pids.add(res["pid"])
                 x = extractions[payload]
                 x["result"] = res
                 for entry, g in x.pop("waiting"):
@@ -1103,11 +1115,15 @@ def score_distributed(
         for e in plan:
             for g in e["groups"]:
                 if not g["todo"]:
-                    all_scores.append(st.scores(model=g["model"], benchmark=e["bench"].id))
+                    v = e["bench"].version
+                    all_scores.append(st.scores(model=g["model"], benchmark=e["bench"].id, layer=g["layers"],
+                                                benchmark_version=v))
                     if g["geometry"]:
-                        all_geom.append(st.geometry(model=g["model"], stimulus_set=e["lid_set"]))
+                        all_geom.append(st.geometry(model=g["model"], stimulus_set=e["lid_set"], layer=g["layers"],
+                                                    benchmark_version=v))
             if e.get("mm") and not e["mm_todo"]:
-                all_scores.append(st.scores(model=list(named), benchmark=[c[3] for c in e["mm_cells"]]))
+                all_scores.append(st.scores(model=list(named), benchmark=sorted({c[3] for c in e["mm_cells"]}),
+                                            layer=sorted({c[2] for c in e["mm_cells"]}), benchmark_version=1))
     scores = pd.concat([s for s in all_scores if len(s)], ignore_index=True) if any(len(s) for s in all_scores) else score_frame([])
     geom = pd.concat([g for g in all_geom if len(g)], ignore_index=True) if any(len(g) for g in all_geom) else geometry_frame([])
     scores = score_frame(scores)
