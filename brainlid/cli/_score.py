@@ -40,7 +40,11 @@ def register(cli: click.Group) -> None:
     @click.option("--batch-size", default=64, show_default=True, type=int)
     @click.option("--json", "as_json", is_flag=True, help="Print the test scores as JSON records.")
     def score_cmd(models, benchmarks, layers, data_root, out, store, no_store, no_baselines, replace, pooling, batch_size, as_json):
-        """Score models on benchmarks: encoding/RSA per layer, best layer on a validation split, LID geometry."""
+        """Score models on benchmarks: encoding/RSA per layer, best layer on a validation split, LID geometry.
+
+        RDM benchmarks (k92.*, algonauts2019.*) score every layer on all images (split 'all') and
+        choose the best layer on one half of the images, reporting it on the other half (split 'test').
+        """
         from ..scoring.benchmarks import get_benchmark
         from ..scoring.runner import score
 
@@ -83,7 +87,7 @@ def register(cli: click.Group) -> None:
         if as_json:
             click.echo(df.to_json(orient="records", indent=1))
         else:
-            _echo_table(df[["id", "space", "split", "ceiling", "version", "lid_stimulus_set"]], max_rows=10_000)
+            _echo_table(df[["id", "kind", "space", "split", "ceiling", "version", "lid_stimulus_set"]], max_rows=10_000)
 
     @cli.command("analyze")
     @click.option("--store", type=click.Path(path_type=Path), default=None, help="Results store to read (default $BRAINLID_HOME/results.sqlite).")

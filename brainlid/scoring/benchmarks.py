@@ -27,6 +27,25 @@ fit part of the train split; α per voxel by 5-fold inner CV over ``logspace(-2,
 best layer is chosen on a validation split of 20 % of the train stimuli (seeded, never the test
 split); ceiling from ncsnr (METHODS §6) with floor 0.1; LID measured on the test split.
 
+Built-in THINGS-fMRI benchmarks (version 1): ``things_fmri.sub-01 … sub-03`` × ROI columns of
+``VoxelMetadata.csv`` (``V1``, ``V2``, ``V3``, ``hV4``, ``IT``, ``l/rFFA``, ``l/rPPA``, ``l/rEBA``,
+``l/rOFA``, ``l/rLOC``, ``l/rRSC``) × ``encoding``/``rsa``; train = the 8,640 train images (one
+presentation), test = the 100 test images (12 presentations averaged), ceiling = ``nc_testset``
+(fraction); best layer on a validation split of the train images; LID on the 100 test images.
+
+Built-in Algonauts 2023 benchmarks (version 1): ``algonauts2023.subj01 … subj08`` × ``all`` (both
+hemispheres), ``lh``, ``rh`` or an ROI label of the release (``V1v`` … ``hV4``, ``EBA``, ``FFA-1``,
+``PPA``, streams ``early``/``ventral``/``lateral``/``parietal`` ...) × ``encoding``. The challenge's
+test responses are not public, so test = the training images whose NSD id falls in the held-out
+20 % by :func:`hash_split` (a hash of the id: stable across machines and subsets of the data);
+train = the rest; no noise ceiling; LID on the test split.
+
+Built-in RDM benchmarks (``kind="rdms"``, version 1): ``k92.human.IT.rsa``, ``k92.monkey.IT.rsa``,
+``algonauts2019.{92,118}.{EVC,IT,MEG_early,MEG_late}.rsa`` — published brain RDMs scored by
+:mod:`brainlid.scoring.rdm_benchmarks` (every layer on all images; best layer chosen on one seeded
+half of the images and reported on the other half; LOSO ceiling; LID on all images, stimulus set
+``k92`` / ``algonauts2019.<set>``).
+
 User benchmarks
 ---------------
 :func:`benchmark_from_braindata` turns any :class:`~brainlid.data.BrainData` (e.g. a lab's own
@@ -56,6 +75,7 @@ __all__ = [
     "load_benchmark_data",
     "DEFAULT_PARAMS",
     "NSD_ROIS",
+    "hash_split",
 ]
 
 
