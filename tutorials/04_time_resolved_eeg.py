@@ -179,6 +179,8 @@ axes[0].set(xlabel="time after image onset (ms)", ylabel="encoding r (mean over 
 for i, (m, g) in enumerate(test[test.benchmark == benchmarks[1]].groupby("model")):
     g = g.sort_values("time")
     axes[1].plot(g.time * 1000, g.value, color=f"C{i}", label=m)
+    if g.ci_low.notna().all():  # stimulus-bootstrap interval per time point
+        axes[1].fill_between(g.time * 1000, g.ci_low, g.ci_high, color=f"C{i}", alpha=0.2, lw=0)
 if oracle is not None:
     axes[1].plot(ms, oracle, color="k", lw=1.2, label="generative features (synthetic only)")
 axes[1].set(xlabel="time after image onset (ms)", ylabel="Spearman ρ (EEG RDM vs model RDM)", title="RSA")
@@ -189,10 +191,10 @@ if SYNTHETIC:
     for ax in axes:
         top = ax.get_ylim()[1]
         ax.plot(ms, prof / prof.max() * top * 0.9, color="k", lw=0.8, ls=":", label="fixture's true time course")
-for ax in axes:
+for ax, where in zip(axes, ("upper right", "center right")):
     ax.axhline(0, color="k", lw=0.5)
     ax.axvline(0, color="k", lw=0.5, ls="--")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6.5, loc=where, framealpha=0.85)
 fig.suptitle("THINGS-EEG2 sub-01" + (" — SYNTHETIC fixture data" if SYNTHETIC else ""), fontsize=10)
 fig.tight_layout()
 _common.save(fig, OUT, "eeg_time_resolved.png")
