@@ -94,31 +94,31 @@ def split_half(ids, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 # ------------------------------------------------------------------------------- stimulus bootstrap
 def _tie_groups(V: np.ndarray):
-    """Sort order and global tie-group ids of each row of V (R, P)."""
+    """Sort order of each row of V (R, P) and, per sorted position, flat indices (into a row-wise
+    cumulative sum padded with a leading 0) of the weight before its tie group and at its end."""
+    R, P = V.shape
     order = np.argsort(V, axis=1, kind="stable")
     sv = np.take_along_axis(V, order, axis=1)
-    new = np.ones(V.shape, dtype=bool)
-    new[:, 1:] = sv[:, 1:] != sv[:, :-1]
-    gid = np.cumsum(new, axis=1) - 1  # group index within the row
-    n_groups = gid[:, -1] + 1
-    offsets = np.concatenate([[0], np.cumsum(n_groups)[:-1]])
-    ggid = gid + offsets[:, None]
-    row_of_group = np.repeat(np.arange(V.shape[0]), n_groups)
-    no_ties = bool(np.all(n_groups == V.shape[1]))
-    return order, ggid, int(n_groups.sum()), offsets, row_of_group, no_ties
+    ar = np.arange(P)
+    start = np.ones(V.shape, dtype=bool)
+    start[:, 1:] = sv[:, 1:] != sv[:, :-1]
+    end = np.ones(V.shape, dtype=bool)
+    end[:, :-1] = start[:, 1:]
+    gs = np.maximum.accumulate(np.where(start, ar, 0), axis=1)  # first position of the tie group
+    ge = np.minimum.accumulate(np.where(end, ar, P - 1)[:, ::-1], axis=1)[:, ::-1]  # last position
+    base = (np.arange(R) * (P + 1))[:, None]
+    return order, base + gs, base + ge + 1
 
 
-def _weighted_ranks(w: np.ndarray, order, ggid, n_groups_total, offsets, row_of_group, no_ties) -> np.ndarray:
-    """Average ranks of every row's values in the multiset where entry p appears w[p] times."""
-    ws = w[order]
-    if no_ties:  # every tie group is one entry: rank = (weight before) + (w + 1) / 2
-        rank_sorted = np.cumsum(ws, axis=1)
-        rank_sorted -= (ws - 1.0) / 2.0
-    else:
-        Wg = np.bincount(ggid.ravel(), weights=ws.ravel(), minlength=n_groups_total)
-        before = np.cumsum(Wg) - Wg
-        before = before - before[offsets][row_of_group]
-        rank_sorted = before[ggid] + (Wg[ggid] + 1.0) / 2.0
+def _weighted_ranks(w: np.ndarray, order, before_idx, end_idx) -> np.ndarray:
+    """Average ranks of every row's values in the multiset where entry p appears w[p] times:
+    ``(weight of smaller values) + (weight of the tie group + 1) / 2``."""
+    R, P = order.shape
+    cw = np.zeros((R, P + 1))
+    np.cumsum(w[order], axis=1, out=cw[:, 1:])
+    flat = cw.ravel()
+    before = flat[before_idx]
+    rank_sorted = before + (flat[end_idx] - before + 1.0) / 2.0
     out = np.empty(order.shape, dtype=np.float64)
     np.put_along_axis(out, order, rank_sorted, axis=1)
     return out
