@@ -68,7 +68,7 @@ METRICS = ("euclidean", "cosine", "inner_product")
 
 _U32 = 2.0**-24  # unit roundoff of float32
 _OUT_BYTES_PER_ENTRY = 8 + 4  # float64 distance + int32 index
-_BLOCK_TARGET_BYTES = 16 * 1024**2  # preferred size of one float32 block of approximate keys
+_BLOCK_TARGET_BYTES = 128 * 1024**2  # preferred size of one float32 block of approximate keys
 
 
 class KNN(NamedTuple):
@@ -106,6 +106,21 @@ def _as_exact_source(A, checked: np.ndarray) -> np.ndarray:
     if isinstance(A, np.ndarray) and A.dtype == np.float64 and A.ndim == 2:
         return np.ascontiguousarray(A)
     return checked
+
+
+GEMM_BACKEND = "numpy"  # "torch" or "numpy"; see _gemm
+
+
+def _gemm(A: np.ndarray, B: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = A @ B`` in float32 (out C-contiguous).
+
+    Large products go through torch (the same thread pool as ``topk``, so the two do not
+    fight over cores); small ones through numpy, which has no thread start-up cost.
+    """
+    if GEMM_BACKEND == "torch" and A.shape[0] * B.shape[1] * A.shape[1] >= 2**24:
+        torch.mm(torch.from_numpy(A), torch.from_numpy(B), out=torch.from_numpy(out))
+    else:
+        np.matmul(A, B, out=out)
 
 
 def _rows_in_chunks(n: int, chunk: int):
@@ -279,7 +294,7 @@ def knn(
     # rows per block: the b × m float32 block plus candidates and their exact keys
     per_row = m * 4 + c * (4 + 8 + 8 + 8) + 64
     b = int(max(1, min(n, (max(budget - out_bytes, budget // 4) * 3 // 4) // per_row)))
-    # larger blocks do not make the GEMM faster but cost memory and cache: ~16 MB blocks (>= 256 rows)
+    # blocks of ~128 MB (>= 256 rows): big enough for an efficient GEMM, bounded memory
     b = min(b, max(256, _BLOCK_TARGET_BYTES // (4 * m)))
 
     dist = np.empty((n, k), dtype=np.float64)
@@ -292,7 +307,7 @@ def knn(
         if out is None:
             out = np.empty((rows.size, m), dtype=np.float32)
         contiguous = rows.size and rows[-1] - rows[0] == rows.size - 1
-        np.matmul(Xc[rows[0]:rows[-1] + 1] if contiguous else Xc[rows], YcT, out=out)
+        _gemm(Xc[rows[0]:rows[-1] + 1] if contiguous else Xc[rows], YcT, out)
         if half_sqy is not None:
             out -= half_sqy
         if self_mode:
@@ -387,7 +402,7 @@ def _symmetric_pass(Xc, half_sq, c, b, metric, finish, values_for_rows) -> int:
     for start, stop in _rows_in_chunks(n, b):
         bb, W = stop - start, n - start
         block = flat[: bb * W].reshape(bb, W)
-        np.matmul(Xc[start:stop], Xc[start:].T, out=block)
+        _gemm(Xc[start:stop], Xc[start:].T, block)
         if half_sq is not None:
             block -= half_sq[start:]
             block -= half_sq[start:stop, None]
