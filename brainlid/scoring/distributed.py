@@ -812,6 +812,22 @@ def score_distributed(
     if not benches or not named:
         raise InputError("give at least one model and one benchmark")
     benches = [get_benchmark(b) for b in benches]
+    rdm = [b.id for b in benches if getattr(b, "kind", "") == "rdms"]
+    if rdm:
+        raise InputError(f"RDM benchmarks ({', '.join(rdm)}) are scored serially (their split-half layer selection runs "
+                         "over all layers at once); run them without --scheduler / client=")
+    # the tables' model names, as the serial runner names them: the given names, else the model id
+    explicit = isinstance(model, Mapping)
+    user_key: dict = {}
+    if not explicit:
+        from ..features.models import load_model
+
+        renamed = {}
+        for key, spec in named.items():
+            mid = str(load_model(spec).model_id)
+            renamed[mid] = spec
+            user_key[mid] = key
+        named = renamed
     want = bl.parse_baselines(baselines)
     ekw = {"pooling": pooling, "batch_size": batch_size, **dict(extract_kwargs or {})}
     root = None if data_root is None else str(Path(data_root).resolve())
@@ -830,7 +846,7 @@ def score_distributed(
         from ..features.models import load_model
 
         if isinstance(layers, Mapping):
-            lay = list(layers[name])
+            lay = list(layers[user_key.get(name, name)])
         else:
             lay = list(layers) if layers else default_layers(spec)
         return resolve_layers(load_model(spec).module, lay)
@@ -875,7 +891,7 @@ def score_distributed(
             if "random" in want:
                 rspec = bl.random_weights_spec(spec)
                 if rspec is not None:
-                    rname = f"{name}@random" if name != spec else rspec
+                    rname = f"{name}@random" if explicit else rspec
                     entry["groups"].append({"model": rname, "source": "cache", "spec": rspec, "layers": lay,
                                             "ext_layers": lay, "geometry": geometry_here(rname)})
             if "shuffled" in want:
