@@ -90,11 +90,20 @@ def _finish(path: Path, X, ids):
 
 
 def _read_npy(path: Path, key):
+    """A plain array; stimulus ids come from a sibling ``stimulus_ids.npy`` when there is one
+    (the layout ``brainlid extract --out`` writes: ``<layer>.npy`` beside ``stimulus_ids.npy``)."""
     try:
         X = np.load(path, allow_pickle=False)
     except ValueError as exc:
         _fail(path, f"not a plain numeric .npy array ({exc})")
-    return X, None
+    sibling = path.with_name("stimulus_ids.npy")
+    ids = None
+    if sibling.exists() and sibling.resolve() != path.resolve():
+        try:
+            ids = np.load(sibling, allow_pickle=False)
+        except ValueError as exc:
+            _fail(sibling, f"stimulus ids beside {path.name} are not a plain array ({exc})")
+    return X, ids
 
 
 def _read_npz(path: Path, key):

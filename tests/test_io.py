@@ -122,3 +122,15 @@ def test_pt_refuses_pickled_objects(tmp_path):
     torch.save({"x": torch.zeros(2, 2), "obj": Fraction(1, 3)}, tmp_path / "evil.pt")  # arbitrary class: refused
     with pytest.raises(FileFormatError, match=r"evil\.pt: not a readable tensor file \(weights_only=True\)"):
         read_features(tmp_path / "evil.pt")
+
+
+def test_npy_takes_ids_from_sibling_file_written_by_extract(tmp_path):
+    """`brainlid extract --out` writes <layer>.npy beside stimulus_ids.npy: the ids come along."""
+    X = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.save(tmp_path / "block4.npy", X)
+    np.save(tmp_path / "stimulus_ids.npy", np.array(["a", "b", "c", "d"]))
+    got, ids = read_features(tmp_path / "block4.npy")
+    assert np.array_equal(got, X) and ids.tolist() == ["a", "b", "c", "d"]
+    np.save(tmp_path / "other.npy", np.zeros((5, 2), np.float32))
+    with pytest.raises(FileFormatError, match="4 ids for 5 feature rows"):
+        read_features(tmp_path / "other.npy")
