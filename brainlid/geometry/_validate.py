@@ -173,12 +173,37 @@ def unique_rows(X: np.ndarray):
     # -0.0 and 0.0 are equal numbers but different bytes: normalise before hashing bytes.
     if np.issubdtype(X.dtype, np.floating):
         X = X + X.dtype.type(0)
+    n = X.shape[0]
+    # Fast path: a 64-bit hash of each row's bytes (equal rows hash equally); when no two hashes
+    # collide every row is distinct and the byte-wise sort of whole rows is skipped.
+    hashes = _row_hashes(X)
+    _, hash_counts = np.unique(hashes, return_counts=True)
+    if hash_counts.size == n:
+        idx = np.arange(n, dtype=np.int64)
+        return idx, idx.copy(), np.ones(n, dtype=np.int64)
     view = X.view(np.dtype((np.void, X.dtype.itemsize * X.shape[1]))).ravel()
     _, first, inverse, counts = np.unique(view, return_index=True, return_inverse=True, return_counts=True)
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
     return first[order].astype(np.int64), rank[inverse.ravel()].astype(np.int64), counts[order].astype(np.int64)
+
+
+def _row_hashes(X: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row's bytes: Σ_j word_ij · m_j (mod 2⁶⁴) with fixed odd multipliers,
+    computed in column blocks so the temporary stays small."""
+    words = X.view(np.uint8).reshape(X.shape[0], -1)
+    pad = (-words.shape[1]) % 4
+    if pad:
+        words = np.concatenate([words, np.zeros((X.shape[0], pad), np.uint8)], axis=1)
+    words = np.ascontiguousarray(words).view(np.uint32)
+    mult = np.random.default_rng(0x5EED).integers(1, 2**63, size=words.shape[1], dtype=np.uint64) | np.uint64(1)
+    h = np.zeros(X.shape[0], dtype=np.uint64)
+    step = max(1, (1 << 22) // max(1, X.shape[0]))
+    with np.errstate(over="ignore"):
+        for j in range(0, words.shape[1], step):
+            h += (words[:, j : j + step].astype(np.uint64) * mult[j : j + step]).sum(axis=1, dtype=np.uint64)
+    return h
 
 
 def warn_duplicates(n_dup: int, n: int, what: str, stacklevel: int = 3) -> None:
