@@ -39,7 +39,14 @@ def register(cli: click.Group) -> None:
     @click.option("--pooling", default="avg", show_default=True, help="Spatial pooling of layer outputs.")
     @click.option("--batch-size", default=64, show_default=True, type=int)
     @click.option("--json", "as_json", is_flag=True, help="Print the test scores as JSON records.")
-    def score_cmd(models, benchmarks, layers, data_root, out, store, no_store, no_baselines, replace, pooling, batch_size, as_json):
+    @click.option("--scheduler", default=None, metavar="local|tcp://HOST:PORT|slurm",
+                  help="Run the grid on Dask: a local cluster, a running scheduler, or SLURM jobs "
+                       "([slurm] in $BRAINLID_HOME/config.toml). Default: serial, no Dask.")
+    @click.option("--workers", type=int, default=None, help="With --scheduler local: worker processes (default one per core); slurm: jobs.")
+    @click.option("--memory-per-worker", default=None, metavar="SIZE", help="With --scheduler: memory limit per worker, e.g. 8GB.")
+    @click.option("--voxel-batch", type=int, default=None, help="With --scheduler: units per encoding task (default from the worker memory).")
+    def score_cmd(models, benchmarks, layers, data_root, out, store, no_store, no_baselines, replace, pooling, batch_size, as_json,
+                  scheduler, workers, memory_per_worker, voxel_batch):
         """Score models on benchmarks: encoding/RSA per layer, best layer on a validation split, LID geometry.
 
         RDM benchmarks (k92.*, algonauts2019.*) score every layer on all images (split 'all') and
@@ -55,11 +62,25 @@ def register(cli: click.Group) -> None:
             get_benchmark(b)  # unknown id → one-line error listing close ones
         for m in models:
             load_model(m)  # a spec that cannot be built fails here, before any data is read
-        res = score(
-            list(models), ids, layers=[s for s in layers.split(",") if s.strip()] if layers else None, data_root=data_root,
-            out=out, store=False if no_store else (store or True), baselines=not no_baselines, pooling=pooling,
-            batch_size=batch_size, if_exists="replace" if replace else "skip", return_result=True,
-        )
+        if scheduler is None and (workers is not None or memory_per_worker is not None or voxel_batch is not None):
+            from ..errors import InputError
+
+            raise InputError("--workers, --memory-per-worker and --voxel-batch need --scheduler (local, tcp://HOST:PORT or slurm)")
+        handle = None
+        if scheduler is not None:  # Dask only from here (the distributed extra)
+            from ..scoring.distributed import connect
+
+            handle = connect(scheduler, workers=workers, memory_per_worker=memory_per_worker, log=lambda m: click.echo(m, err=True))
+        try:
+            res = score(
+                list(models), ids, layers=[s for s in layers.split(",") if s.strip()] if layers else None, data_root=data_root,
+                out=out, store=False if no_store else (store or True), baselines=not no_baselines, pooling=pooling,
+                batch_size=batch_size, if_exists="replace" if replace else "skip", return_result=True,
+                **({"client": handle, "voxel_batch": voxel_batch} if handle is not None else {}),
+            )
+        finally:
+            if handle is not None:
+                handle.close()
         test = res.scores[(res.scores["split"] == "test")]
         cols = ["model", "layer", "benchmark", "metric", "time", "value", "ci_low", "ci_high", "ceiling", "normalised", "selected"]
         if as_json:
