@@ -366,12 +366,18 @@ def geometry_rows(
             "brainlid_version": __version__, "benchmark_version": benchmark_version,
             "feature_cache_key": feature_cache_key}
     rows = []
+    g = None
     if ks:
-        sweep = geometry.lid_sweep(X, ks=ks, estimators=tuple(estimators))
+        if global_measures:  # one kNN serves the sweep and the global TwoNN
+            summary = geometry.summarize(X, k=ks[0], estimator=estimators[0], ks=ks,
+                                         sweep_estimators=tuple(estimators), full_mle=None)
+            sweep, g = summary["sweep_table"], summary["global"]
+        else:
+            sweep = geometry.lid_sweep(X, ks=ks, estimators=tuple(estimators))
         for rec in sweep.itertuples(index=False):
             rows.append({**base, "estimator": str(rec.estimator), "K": float(rec.K), "value": float(rec.value)})
     if global_measures:
-        g = geometry.global_dimension(X)
+        g = geometry.global_dimension(X) if g is None else g
         for name, value in g.items():
             if name in ("n", "n_distinct", "dim") or not isinstance(value, (int, float, np.number)):
                 continue
