@@ -41,53 +41,9 @@ import brainlid.data.things_fmri  # noqa: F401
 import h5py  # noqa: F401
 import mne  # noqa: F401
 
-from ._common import fmt_bytes, print_table, timeit_interleaved
+from ._common import fmt_bytes, peak_extra_memory, print_table, timeit_interleaved
 
 EEG_SHAPE = (16540, 4, 17, 100)
-
-
-def _proc_status() -> dict[str, int]:
-    out = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(("VmHWM:", "VmRSS:")):
-                key, val = line.split(":")
-                out[key] = int(val.split()[0]) * 1024
-    return out
-
-
-def _child(conn, fn, args):
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM) to the current RSS
-            fh.write("5")
-        base = _proc_status()["VmRSS"]
-        fn(*args)
-        peak = _proc_status()["VmHWM"]
-        conn.send(("ok", peak - base, base, peak))
-    except BaseException as exc:  # report, don't hang the parent
-        conn.send(("error", repr(exc), 0, 0))
-    finally:
-        conn.close()
-
-
-def peak_extra_memory(fn, *args) -> dict:
-    """Peak RSS of ``fn(*args)`` above the post-import baseline, in a fresh (spawned) child.
-
-    The child has imported this module (so brainlid, mne, h5py ... are in the baseline); the peak is
-    reset with ``/proc/self/clear_refs`` right before the call, so an import-time high-water mark
-    cannot hide the workload's peak (``getrusage`` cannot be reset).
-    """
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, fn, args))
-    proc.start()
-    status, extra, base, peak = parent.recv()
-    proc.join()
-    if status != "ok":
-        raise RuntimeError(f"benchmark child failed: {extra}")
-    return {"extra_bytes": extra, "baseline_bytes": base, "peak_bytes": peak}
 
 
 # --------------------------------------------------------------------------- THINGS-EEG2

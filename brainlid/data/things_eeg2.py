@@ -45,6 +45,7 @@ import pandas as pd
 
 from ..config import data_root
 from ..errors import DatasetNotFoundError, FileFormatError, InputError, StimulusMismatchError
+from ._subjects import bids_subject
 from .brain import BrainData
 from .stimuli import FileReader, StimulusSet
 from .things_images import image_ids
@@ -92,15 +93,7 @@ def _num(subject) -> int:
     return int(_sub(subject)[4:])
 
 
-def _sub(subject) -> str:
-    if isinstance(subject, str):
-        m = re.fullmatch(r"(?:sub-?)?0*(\d+)", subject.strip())
-        if not m:
-            raise InputError(f"subject must be a number or 'sub-XX', got {subject!r}")
-        subject = int(m.group(1))
-    if int(subject) < 1:
-        raise InputError(f"subject must be >= 1, got {subject}")
-    return f"sub-{int(subject):02d}"
+_sub = bids_subject
 
 
 def _check_split(split: str, allowed=("train", "test", "both")) -> str:

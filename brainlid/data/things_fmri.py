@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FileFormatError, InputError, StimulusMismatchError
+from ._subjects import bids_subject
 from .brain import BrainData
 from .stimuli import FileReader, StimulusSet
 from .things_images import image_id, image_ids
@@ -82,15 +83,7 @@ NON_ROI_COLUMNS = (
 
 
 # --------------------------------------------------------------------------- paths
-def _sub(subject) -> str:
-    if isinstance(subject, str):
-        m = re.fullmatch(r"(?:sub-?)?0*(\d+)", subject.strip())
-        if not m:
-            raise InputError(f"subject must be a number or 'sub-XX', got {subject!r}")
-        subject = int(m.group(1))
-    if int(subject) < 1:
-        raise InputError(f"subject must be >= 1, got {subject}")
-    return f"sub-{int(subject):02d}"
+_sub = bids_subject
 
 
 def _card():
