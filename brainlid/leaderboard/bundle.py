@@ -524,6 +524,6 @@ def _check_ids(got: np.ndarray, want: np.ndarray, bench: str) -> None:
     if not np.array_equal(g, w):
         first = int(np.nonzero(g != w)[0][0])
         raise BundleError(
-            f"stimulus ids are in the wrong order for benchmark {bench}: position {first} holds {g[first]!r}, "
-            f"expected {w[first]!r} (use the published order)"
+            f"stimulus ids are in the wrong order for benchmark {bench}: position {first} holds {str(g[first])!r}, "
+            f"expected {str(w[first])!r} (use the published order)"
         )
