@@ -72,8 +72,7 @@ def read_mapping(path: Path, root: Path) -> dict[int, str]:
     if not path.resolve().is_relative_to(root.resolve()):
         raise FileFormatError(f"refusing to unpickle {path}: it resolves outside the dataset root {root}")
     try:
-        # trusted: the Algonauts 2023 release documents these files as np.save'd dicts; read only from the user's own dataset root
-        obj = np.load(path, allow_pickle=True).item()
+        obj = np.load(path, allow_pickle=True).item()  # trusted: the documented mapping_*.npy pickle, only from inside the dataset root
     except (OSError, ValueError, AttributeError, EOFError) as exc:
         raise FileFormatError(f"cannot read ROI name mapping {path}: {exc}") from exc
     if not isinstance(obj, dict):
