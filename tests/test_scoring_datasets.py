@@ -57,6 +57,15 @@ def test_things_fmri_end_to_end(data_dir, tmp_path, monkeypatch):
     assert len(enc) == 2 and (enc.n_stimuli == brain.splits["test"].size).all() and enc.ceiling.notna().all()
     rsa = s[(s.metric == "rsa_spearman") & (s.split == "test")]
     assert len(rsa) == 2 and (rsa.ci_low < rsa.value).all() and (rsa.value < rsa.ci_high).all()
+    # the test images' repetitions give the split-half RDM ceiling
+    from brainlid.alignment.ceiling import rdm_split_half_reliability
+
+    _, rb = load_benchmark_data("things_fmri.sub-01.V1.rsa")
+    reps = rb.meta["responses_with_reps"].select(stimuli=np.sort(rb.splits["test"]))
+    want = rdm_split_half_reliability(reps.responses, "correlation", "spearman", n_splits=5, seed=0)
+    assert np.allclose(rsa.ceiling, want, atol=1e-6)
+    ok = rsa.ceiling > 0.1  # the METHODS §6 floor
+    assert np.allclose(rsa.normalised[ok], (rsa.value / rsa.ceiling)[ok]) and rsa.normalised[~ok].isna().all()
     # the runner's numbers are those of the pure per-layer function on the same features
     feats = extract(SMALL_MODEL, stim, ["layer3"], progress=False)
     direct, _ = runner.score_features({"layer3": feats["layer3"]}, feats.stimulus_ids, "things_fmri.sub-01.V1.encoding", brain,
@@ -111,3 +120,30 @@ def test_time_resolved_rsa_rows_in_seconds_with_intervals():
     np.testing.assert_allclose(test.time.to_numpy(), times)  # seconds from BrainData.times, not sample indices
     assert test.ci_low.notna().all() and (test.ci_low <= test.value).all() and (test.value <= test.ci_high).all()
     assert test.value.iloc[-1] > 0.3 and test.ci_high.iloc[0] < test.value.iloc[-1]
+
+
+@pytest.mark.parametrize("bid, dataset", [("nsd.subj01.nsdgeneral.rsa", "nsd"), ("things_eeg2.sub-01.occipital.rsa", "things_eeg2")])
+def test_rsa_rows_get_split_half_rdm_ceiling(bid, dataset, tmp_path, monkeypatch):
+    """NSD and THINGS-EEG2 (per time point) RSA rows: ceiling = split-half RDM reliability of the test reps."""
+    import pandas as pd
+
+    from brainlid.alignment.ceiling import rdm_split_half_reliability
+    from brainlid.data import fixtures
+    from brainlid.scoring import benchmarks as bm
+
+    getattr(fixtures, f"write_{dataset}")(tmp_path / dataset)
+    monkeypatch.setenv("BRAINLID_DATA", str(tmp_path))
+    monkeypatch.setenv("BRAINLID_HOME", str(tmp_path / "home"))
+    _, brain = load_benchmark_data(bid)
+    reps = brain.meta[bm.REPS_META_KEY]
+    assert reps.has_reps and not brain.has_reps and reps.n_units == brain.n_units
+    _, enc = load_benchmark_data(bid.replace(".rsa", ".encoding"))
+    assert bm.REPS_META_KEY not in enc.meta  # only RSA benchmarks keep the repetitions
+    np.testing.assert_array_equal(brain.responses, enc.responses)  # keeping them leaves the averaged data unchanged
+    X = np.random.default_rng(0).standard_normal((brain.n_stimuli, 12)).astype(np.float32)
+    rows = pd.DataFrame(runner.score_layer(X, brain.stimulus_ids, brain, bid, model="m", layer="l", which=("test",)))
+    test_ids = runner.make_splits(brain, bm.get_benchmark(bid))["test"]
+    want = np.atleast_1d(rdm_split_half_reliability(reps.select(stimuli=test_ids).responses, n_splits=5, seed=0))
+    assert len(rows) == want.size and np.allclose(rows["ceiling"], want, atol=1e-6)
+    ok = want > 0.1
+    assert np.allclose(rows["normalised"][ok], (rows["value"] / rows["ceiling"])[ok]) and rows["normalised"][~ok].isna().all()

@@ -126,6 +126,7 @@ def test_all_split_equals_score_brain_rdms_and_geometry_on_all_images():
     for key in ref.index:
         assert got.loc[key, "value"] == pytest.approx(ref.loc[key, "value"], abs=1e-6)
         assert got.loc[key, "ceiling"] == pytest.approx(ref.loc[key, "ceiling_upper"], abs=1e-9)
+        assert got.loc[key, "ceiling_lower"] == pytest.approx(ref.loc[key, "ceiling_lower"], abs=1e-9)
         assert got.loc[key, "normalised"] == pytest.approx(ref.loc[key, "normalised"], abs=1e-6)
         assert got.loc[key, "ci_low"] < got.loc[key, "value"] < got.loc[key, "ci_high"]
     assert (scores[scores.split != "all"].subject == "mean").all()

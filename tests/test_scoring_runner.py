@@ -115,6 +115,37 @@ def test_rsa_benchmark(data):
     assert set(t["metric"]) == {"rsa_spearman"}
     assert t.loc["truth", "value"] > 0.3 and abs(t.loc["junk", "value"]) < 0.1
     assert scores.loc[scores.selected, "layer"].unique().tolist() == ["truth"]
+    assert scores["ceiling"].isna().all() and scores["normalised"].isna().all()  # averaged data: no reps, no ceiling
+
+
+def test_rsa_split_half_ceiling_from_repetitions():
+    """Rep-level data → each RSA row's ceiling is the split-half RDM reliability of the scored stimuli."""
+    from brainlid.alignment.ceiling import rdm_split_half_reliability
+
+    rng = np.random.default_rng(3)
+    n, d, n_units, n_reps = 120, 6, 40, 4
+    F = rng.standard_normal((n, d)).astype(np.float32)
+    S = F @ rng.standard_normal((d, n_units))
+    trials = S[:, None, :] + 1.5 * rng.standard_normal((n, n_reps, n_units))
+    trials[:5, 3] = np.nan  # ragged: 5 stimuli with 3 repetitions
+    ids = np.arange(n)
+    brain = BrainData.from_arrays(trials.astype(np.float32), ids, has_reps=True, subject="subj01", dataset="synthetic")
+    b = bm.benchmark_from_braindata("synthreps", brain, metric="rsa", overwrite=True)
+    try:
+        _, loaded = bm.load_benchmark_data(b)
+        assert not loaded.has_reps and loaded.meta[bm.REPS_META_KEY].has_reps
+        scores, _ = runner.score_features({"truth": F}, ids, b, model="m", geometry=False)
+    finally:
+        bm.unregister_benchmark(b.id)
+    test_ids = np.sort(b.loader()[1].splits["test"])
+    want = rdm_split_half_reliability(trials[test_ids].astype(np.float32), "correlation", "spearman", n_splits=5,
+                                      seed=b.params["seed"])
+    row = scores[scores.split == "test"].iloc[0]
+    assert 0.3 < want < 1
+    assert row.ceiling == pytest.approx(want, abs=1e-6)
+    assert row.normalised == pytest.approx(row.value / want, rel=1e-6)
+    assert np.isnan(row.ceiling_lower)
+    assert scores[scores.split == "val"]["ceiling"].notna().all()
 
 
 def test_unit_scores_against_sklearn():

@@ -119,6 +119,29 @@ def test_migration_from_v1_keeps_rows(tmp_path):
     assert len(st.scores()) == 6
 
 
+def test_migration_from_v2_adds_ceiling_lower(tmp_path):
+    from brainlid.scoring.store import MIGRATIONS
+
+    path = tmp_path / "v2.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript(SCHEMA_V1)
+    con.executescript(MIGRATIONS[1])
+    con.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    con.execute("INSERT INTO cells (kind, model, layer, benchmark, benchmark_version, created, brainlid_version) "
+                "VALUES ('scores', 'old', 'fc', 'k92.human.IT.rsa', 1, 'then', '0.0.2')")
+    con.execute("INSERT INTO scores (cell_id, model, layer, benchmark, metric, value, ceiling, split, benchmark_version) "
+                "VALUES (1, 'old', 'fc', 'k92.human.IT.rsa', 'rsa_spearman', 0.3, 0.6, 'all', 1)")
+    con.commit()
+    con.close()
+    st = ResultsStore(path)
+    assert st.schema_version == SCHEMA_VERSION == 3
+    df = st.scores()
+    assert df["value"].tolist() == [0.3] and df["ceiling"].tolist() == [0.6] and df["ceiling_lower"].isna().all()
+    st.add_cell("scores", [{**r, "ceiling_lower": 0.4} for r in _rows(model="new")])
+    new = st.scores(model="new")
+    assert len(new) == 5 and (new["ceiling_lower"] == 0.4).all()
+
+
 def test_newer_or_foreign_file_refused(tmp_path):
     path = tmp_path / "new.sqlite"
     ResultsStore(path)

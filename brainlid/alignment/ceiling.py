@@ -18,6 +18,8 @@ Functions
     Random split-half reliability of repeated presentations with Spearman–Brown correction.
 :func:`normalise_r2`, :func:`normalise_r`
     Ceiling-normalised scores with the ROI summary.
+:func:`rdm_split_half_reliability`
+    Split-half reliability of one subject's RDM (ceiling of single-subject RSA scores).
 :func:`rsa_noise_ceiling`
     Leave-one-subject-out lower/upper bounds for RDM comparisons (rsatoolbox convention).
 
@@ -50,6 +52,7 @@ __all__ = [
     "normalise_r",
     "rsa_noise_ceiling",
     "pool_rdms",
+    "rdm_split_half_reliability",
 ]
 
 
@@ -467,3 +470,94 @@ def rsa_noise_ceiling(
         upper.append(float(np.asarray(compare(pooled_all, v[s])).squeeze()))
         lower.append(float(np.asarray(compare(pool_rdms(others, method), v[s])).squeeze()))
     return float(np.mean(lower)), float(np.mean(upper))
+
+
+def rdm_split_half_reliability(
+    responses,
+    rdm_method: str = "correlation",
+    compare: str = "spearman",
+    n_splits: int = 5,
+    seed: int | None = 0,
+    rep_axis: int = 1,
+) -> np.ndarray | float:
+    """Split-half reliability of one subject's RDM, Spearman–Brown corrected.
+
+    For each of ``n_splits`` seeded random splits, each stimulus's present repetitions
+    are shuffled and divided into two halves of ``⌊n_i/2⌋`` repetitions (one left out
+    when ``n_i`` is odd, so both halves have the same noise level); the half-means give
+    two RDMs ``d_A``, ``d_B`` (``rdm(·, rdm_method)``) that are compared,
+    ``r = compare_rdms(d_A, d_B, compare)``. The split values are averaged and corrected
+    with Spearman–Brown, ``r_sb = 2 r / (1 + r)`` (:func:`spearman_brown`): the expected
+    agreement of the full-data RDM with an independent replication, used as the ceiling
+    of single-subject RSA scores (``normalised = value / r_sb``).
+
+    Parameters
+    ----------
+    responses : array-like of shape (n_stimuli, n_reps, n_units[, n_times])
+        Repeated presentations (repetition axis ``rep_axis``); ragged repetitions are
+        NaN-padded (a repetition is missing when all its values are NaN).
+    rdm_method : str
+        :func:`brainlid.alignment.rsa.rdm` method of the half RDMs.
+    compare : str
+        :func:`brainlid.alignment.rsa.compare_rdms` method.
+    n_splits : int
+        Random splits averaged (>= 1).
+    seed : int or None
+        Seed of the splits.
+
+    Returns
+    -------
+    float (no time axis) or ndarray of shape (n_times,) float64 — r_sb per time point.
+
+    Raises
+    ------
+    InputError
+        Wrong shape, fewer than 3 stimuli with >= 2 repetitions (each stimulus of the RDM
+        needs a repetition in both halves), NaN inside a present repetition, n_splits < 1.
+    """
+    from .rsa import compare_rdms, rdm
+
+    x = np.asarray(responses)
+    if x.ndim not in (3, 4) or not np.issubdtype(x.dtype, np.number):
+        raise InputError(
+            f"responses must be numeric with shape (stimulus, rep, unit[, time]); got {x.dtype} {x.shape}"
+        )
+    if n_splits < 1:
+        raise InputError(f"n_splits must be >= 1, got {n_splits}")
+    x = np.moveaxis(x, rep_axis % x.ndim, 1).astype(np.float64)
+    finite = np.isfinite(x.reshape(x.shape[0], x.shape[1], -1))
+    present = finite.any(axis=2)
+    if np.any(present[:, :, None] & ~finite):
+        raise InputError("responses have NaN/inf inside a present repetition; only whole missing repetitions "
+                         "may be NaN-padded")
+    n_i = present.sum(axis=1)
+    if np.any(n_i < 2):
+        raise InputError(
+            f"an RDM split-half reliability needs >= 2 repetitions of every scored stimulus; "
+            f"{int(np.sum(n_i < 2))} of {n_i.size} stimuli have fewer"
+        )
+    if x.shape[0] < 3:
+        raise InputError(f"an RDM needs >= 3 stimuli; got {x.shape[0]}")
+    half = n_i // 2
+    rng = np.random.default_rng(seed)
+    xz = np.nan_to_num(x, nan=0.0)
+    timed = x.ndim == 4
+    acc = 0.0
+    for _ in range(n_splits):
+        keys = rng.random(present.shape)
+        keys[~present] = np.inf
+        ranks = np.argsort(np.argsort(keys, axis=1), axis=1)
+        w_a = (ranks < half[:, None]) / half[:, None]
+        w_b = ((ranks >= half[:, None]) & (ranks < 2 * half[:, None])) / half[:, None]
+        means = [np.einsum("sr,sr...->s...", w, xz) for w in (w_a, w_b)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # constant units dropped by rdm(): expected
+            if timed:
+                d = [np.stack([rdm(m[..., t], rdm_method, dtype=np.float64) for t in range(m.shape[-1])]) for m in means]
+                r = np.array([compare_rdms(d[0][t], d[1][t], method=compare) for t in range(d[0].shape[0])])
+            else:
+                d = [rdm(m, rdm_method, dtype=np.float64) for m in means]
+                r = np.asarray(compare_rdms(d[0], d[1], method=compare), dtype=np.float64)
+        acc = acc + r
+    out = spearman_brown(acc / n_splits)
+    return out.astype(np.float64) if timed else float(out)

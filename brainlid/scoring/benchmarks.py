@@ -205,12 +205,19 @@ _REGISTRY: dict[str, Benchmark] = {}
 _BUILTINS_LOADED = False
 
 
-def _nsd_loader(subject: str, space: str, roi: str):
+#: ``BrainData.meta`` key of the repetition-level responses that :func:`load_benchmark_data` keeps for
+#: RSA benchmarks (a BrainData with ``has_reps``; the split-half RDM ceiling of the runner uses it).
+REPS_META_KEY = "responses_with_reps"
+
+
+def _nsd_loader(subject: str, space: str, roi: str, keep_reps: bool = False):
     def load(root=None):
         from ..data import nsd
 
+        # keep_reps (RSA): one read with repetitions; load_benchmark_data's average_reps() equals the loader's
+        # own average bit for bit (float32 sum in repetition order / n_reps), so the scores do not change
         try:
-            out = nsd.load(root=root, subject=int(subject[4:]), space=space, roi=roi)
+            out = nsd.load(root=root, subject=int(subject[4:]), space=space, roi=roi, average_reps=not keep_reps)
         except DatasetNotFoundError as exc:
             raise DatasetNotFoundError(f"benchmark nsd.{subject}.{roi}.* needs NSD {subject} ({space}): {exc}") from exc
         return _unpack_loaded(out)
@@ -236,13 +243,19 @@ def _unpack_loaded(out):
     raise InputError(f"a benchmark loader must return (StimulusSet, BrainData); got {type(out).__name__}")
 
 
-def _things_eeg2_loader(subject: int, roi: str):
+def _things_eeg2_loader(subject: int, roi: str, keep_reps: bool = False):
+    """THINGS-EEG2 train + test; with ``keep_reps`` the test split's repetitions (the scored stimuli;
+    80 per image) are kept in ``meta[REPS_META_KEY]`` (the train split's are not, to save memory)."""
+
     def load(root=None):
         from ..data import BrainData, StimulusSet, things_eeg2
         from ..data.stimuli import FileReader
 
         try:
             parts = [_unpack_loaded(things_eeg2.load(root=root, subject=subject, split=sp)) for sp in ("train", "test")]
+            # the loader's own average is kept bit for bit; the repetitions are a second read (no ceiling)
+            te_reps = (_unpack_loaded(things_eeg2.load(root=root, subject=subject, split="test", average_reps=False,
+                                                       noise_ceiling=False))[1] if keep_reps else None)
         except DatasetNotFoundError as exc:
             raise DatasetNotFoundError(
                 f"benchmark things_eeg2.sub-{subject:02d}.{roi} needs THINGS-EEG2 sub-{subject:02d} (train and test "
@@ -253,7 +266,8 @@ def _things_eeg2_loader(subject: int, roi: str):
             np.concatenate([b_tr.responses, b_te.responses]), np.concatenate([b_tr.stimulus_ids, b_te.stimulus_ids]),
             units=b_te.units, times=b_te.times, noise_ceiling=b_te.noise_ceiling,  # the ceiling of the scored (test) data
             splits={"train": b_tr.stimulus_ids, "test": b_te.stimulus_ids}, subject=b_te.subject,
-            dataset=b_te.dataset, space=b_te.space, meta={"train": b_tr.meta, "test": b_te.meta},
+            dataset=b_te.dataset, space=b_te.space, meta={"train": b_tr.meta, "test": b_te.meta,
+                                                          **({REPS_META_KEY: te_reps} if te_reps is not None else {})},
         )
         stimuli = None
         if s_tr is not None and s_te is not None and s_tr.has_images and s_te.has_images:
@@ -303,12 +317,16 @@ def hash_split(ids, fraction: float, salt: str = "") -> np.ndarray:
     return out
 
 
-def _things_fmri_loader(subject: int, roi: str):
+def _things_fmri_loader(subject: int, roi: str, keep_reps: bool = False):
     def load(root=None):
         from ..data import things_fmri
 
         try:
-            return _unpack_loaded(things_fmri.load(root=root, subject=subject, roi=roi))
+            stimuli, brain = _unpack_loaded(things_fmri.load(root=root, subject=subject, roi=roi))
+            if keep_reps:  # second read: the averaged data and their nc_testset ceiling stay the loader's
+                _, reps = _unpack_loaded(things_fmri.load(root=root, subject=subject, roi=roi, average_reps=False))
+                brain = replace(brain, meta={**brain.meta, REPS_META_KEY: reps})
+            return stimuli, brain
         except DatasetNotFoundError as exc:
             raise DatasetNotFoundError(
                 f"benchmark things_fmri.sub-{subject:02d}.{roi}.* needs THINGS-fMRI sub-{subject:02d} (betas_csv "
@@ -368,7 +386,7 @@ def _load_builtins() -> None:
                             f"NSD {subj} {roi} ({'voxelwise ridge encoding, R² and r' if metric == 'encoding' else 'RSA, correlation RDMs, Spearman'}); "
                             "test = shared images"
                         ),
-                        loader=_nsd_loader(subj, "func1pt8mm", roi),
+                        loader=_nsd_loader(subj, "func1pt8mm", roi, keep_reps=metric == "rsa"),
                     ),
                 )
     for i in range(1, 11):
@@ -384,7 +402,7 @@ def _load_builtins() -> None:
                         description=(f"THINGS-EEG2 {subj} {roi} channels, time-resolved "
                                      f"{'encoding (ridge per channel and time)' if metric == 'encoding' else 'RSA'}; "
                                      "train = training images, test = the 200 test images"),
-                        params={"pca": 100}, loader=_things_eeg2_loader(i, roi),
+                        params={"pca": 100}, loader=_things_eeg2_loader(i, roi, keep_reps=metric == "rsa"),
                     ),
                 )
     for i in THINGS_FMRI_SUBJECTS:
@@ -400,7 +418,7 @@ def _load_builtins() -> None:
                         description=(f"THINGS-fMRI {subj} {roi} "
                                      f"({'voxelwise ridge encoding, ceiling nc_testset' if metric == 'encoding' else 'RSA'}); "
                                      "train = the 8,640 train images, test = the 100 test images (12 presentations averaged)"),
-                        loader=_things_fmri_loader(i, roi),
+                        loader=_things_fmri_loader(i, roi, keep_reps=metric == "rsa"),
                     ),
                 )
     for i in ALGONAUTS2023_SUBJECTS:
@@ -560,13 +578,23 @@ def load_benchmark_data(bench: Benchmark | str, root=None):
         raise InputError(f"benchmark {bench.id} is scored from published brain RDMs, not responses: load it with "
                          "brainlid.scoring.rdm_benchmarks.load_benchmark_rdms")
     stimuli, brain = _unpack_loaded(bench.loader(root))
+    reps = brain if brain.has_reps else brain.meta.get(REPS_META_KEY)
     if bench.roi != "all" and f"roi:{bench.roi}" in brain.units.columns:
         brain = brain.select(roi=bench.roi)
+        if reps is not None and reps is not brain:
+            reps = reps.select(roi=bench.roi)
     elif bench.roi != "all" and brain.rois:
         raise InputError(f"benchmark {bench.id}: ROI {bench.roi!r} not in the data (has {', '.join(brain.rois)})")
     for s in ("train", bench.split):
         if s not in brain.splits:
             raise InputError(f"benchmark {bench.id}: the data have no {s!r} split (have: {', '.join(brain.splits) or 'none'})")
     if brain.has_reps:
+        reps = brain
         brain = brain.average_reps()
+    # RSA benchmarks keep the repetition-level responses for the split-half RDM ceiling (runner)
+    meta = {k: v for k, v in brain.meta.items() if k != REPS_META_KEY}
+    if reps is not None and bench.metric == "rsa":
+        meta[REPS_META_KEY] = reps
+    if REPS_META_KEY in meta or REPS_META_KEY in brain.meta:
+        brain = replace(brain, meta=meta)
     return stimuli, brain

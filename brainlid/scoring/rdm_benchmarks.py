@@ -19,8 +19,8 @@ fit, and no train/validation/test split of responses. Their benchmarks
   neither), so the selected layer's ``test`` row is an honest held-out score, at the price of half
   the images. Subject cross-validation was not chosen because the monkey IT RDM has one subject.
 * ``ceiling`` = the leave-one-subject-out **upper** bound on the scored images (rsatoolbox
-  convention; NaN with one subject), ``normalised = value / ceiling``. The lower bound has no
-  column in the score schema; it is in :func:`score_brain_rdms`' output.
+  convention; NaN with one subject), ``normalised = value / ceiling``; ``ceiling_lower`` = the
+  leave-one-subject-out **lower** bound (also in :func:`score_brain_rdms`' output).
 * ``ci_low``/``ci_high``: 95 % percentile bootstrap over **stimuli** (:func:`rdm_bootstrap_ci`).
 
 Stimulus bootstrap of an RDM comparison
@@ -277,7 +277,8 @@ def rdm_score_rows(features: Mapping[str, np.ndarray], feature_ids, bench: Bench
                 "split": split, "time": np.nan, "value": float(rec.value),
                 "ci_low": float(lo[li, si]) if lo is not None else np.nan,
                 "ci_high": float(hi[li, si]) if hi is not None else np.nan,
-                "ceiling": float(rec.ceiling_upper), "normalised": float(rec.normalised), "n_units": pd.NA,
+                "ceiling": float(rec.ceiling_upper), "ceiling_lower": float(rec.ceiling_lower),
+                "normalised": float(rec.normalised), "n_units": pd.NA,
                 "n_stimuli": int(rec.n_stimuli), "brainlid_version": __version__, "benchmark_version": bench.version,
                 "feature_cache_key": keys.get(rec.layer, ""),
             })

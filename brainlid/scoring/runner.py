@@ -21,7 +21,9 @@ stimuli only) → ridge with a per-unit α chosen by inner CV (himalaya, through
 stimuli) → held-out Pearson r and R² per unit → ROI means; ceiling-normalised with
 :mod:`brainlid.alignment.ceiling` (R²/NC and r/√NC, units with NC > floor).
 RSA: correlation-distance RDMs of features and responses on the evaluated stimuli, compared
-by Spearman's rho (:mod:`brainlid.alignment.rsa`).
+by Spearman's rho (:mod:`brainlid.alignment.rsa`); ceiling = the split-half reliability of the
+subject's RDM when the data keep repetitions (:func:`rsa_split_half_ceiling`), normalised =
+value / ceiling.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ __all__ = [
     "unit_scores",
     "unit_scores_for_layer",
     "encoding_rows",
+    "rsa_split_half_ceiling",
 ]
 
 
@@ -222,7 +225,8 @@ def score_layer(
         if bench.metric == "encoding":
             rows += _encoding_rows(Xa[fi], Ya[fi], Xa[ei], Ya[ei], nc, times, p, {**base, "split": split})
         else:
-            rows += _rsa_rows(Xa[ei], Ya[ei], times, p, {**base, "split": split})
+            ceiling = rsa_split_half_ceiling(brain, ids[ei], p, bench.id, warn=split == "test")
+            rows += _rsa_rows(Xa[ei], Ya[ei], times, p, {**base, "split": split}, ceiling=ceiling)
     return rows
 
 
@@ -278,7 +282,52 @@ def encoding_rows(r, r2, nc, times, p, base: dict, n_stimuli: int) -> list[dict]
     return rows
 
 
-def _rsa_rows(X_eval, Y_eval, times, p, base) -> list[dict]:
+def rsa_split_half_ceiling(brain, eval_ids, p, bench_id: str = "", warn: bool = True) -> np.ndarray | None:
+    """Ceiling of single-subject RSA rows: split-half reliability of the subject's RDM.
+
+    :func:`brainlid.alignment.ceiling.rdm_split_half_reliability` (Spearman–Brown corrected,
+    ``p["rdm_method"]`` RDMs compared by ``p["rdm_compare"]``, ``p["rsa_ceiling_splits"]`` seeded
+    splits, default 5) of the repetition-level responses that :func:`load_benchmark_data` keeps in
+    ``brain.meta[REPS_META_KEY]`` for RSA benchmarks, over the evaluated stimuli ``eval_ids``.
+
+    Returns None (the rows' ``ceiling`` stays NaN) when the data carry no repetitions (a loader
+    that averages them, e.g. a user benchmark built from averaged responses, or the train-split
+    stimuli of THINGS-EEG2 whose repetitions are not kept), or when an evaluated stimulus has
+    fewer than 2 repetitions (a stimulus absent from one half has no RDM row; e.g. the once-shown
+    THINGS-fMRI train images of the ``val`` rows); with ``warn`` a RuntimeWarning says why in the
+    second case. Otherwise an array of shape (n_times,) (or (1,) without time axis).
+    """
+    from ..alignment.ceiling import rdm_split_half_reliability
+    from .benchmarks import REPS_META_KEY
+
+    reps = (brain.meta or {}).get(REPS_META_KEY)
+    if reps is None:
+        return None
+    eval_ids = np.asarray(eval_ids)
+    if not np.all(np.isin(eval_ids, reps.stimulus_ids)):
+        return None
+    sub = reps.select(stimuli=eval_ids)
+    pos = _positions(np.asarray(sub.stimulus_ids), eval_ids, "ceiling")
+    n_reps = sub.n_reps[pos] if sub.n_reps is not None else np.full(eval_ids.size, sub.responses.shape[1])
+    if np.any(n_reps < 2):
+        if not warn:
+            return None
+        warnings.warn(
+            f"{bench_id}: {int(np.sum(n_reps < 2))} evaluated stimuli have < 2 repetitions; the RSA split-half "
+            "ceiling is left NaN", RuntimeWarning, stacklevel=3,
+        )
+        return None
+    r = rdm_split_half_reliability(sub.responses[pos], p["rdm_method"], p["rdm_compare"],
+                                   n_splits=int(p.get("rsa_ceiling_splits", 5)), seed=p["seed"])
+    return np.atleast_1d(np.asarray(r, dtype=np.float64))
+
+
+def _rsa_rows(X_eval, Y_eval, times, p, base, ceiling=None) -> list[dict]:
+    """RSA score rows (one per time point). ``ceiling``: per-time split-half RDM reliability
+    (:func:`rsa_split_half_ceiling`) or None (NaN); ``normalised = value / ceiling`` where
+    ``ceiling > p["ceiling_floor"]`` (the METHODS §6 floor), else NaN. The RDM ceiling is itself a
+    comparison value (the expected score of an independent replication of the data), so the RSA
+    score is divided by it directly, as for the LOSO ceilings of the RDM benchmarks."""
     from ..alignment.rsa import compare_rdms, rdm
 
     with warnings.catch_warnings():  # dead (constant) ReLU features are dropped by rdm(); expected, not news
@@ -299,12 +348,16 @@ def _rsa_rows(X_eval, Y_eval, times, p, base) -> list[dict]:
     if p["rdm_compare"] in BOOTSTRAP_METHODS and p["rsa_n_boot"] >= 10:
         lo, hi = (a[0] for a in rdm_bootstrap_ci(model_rdm[None], brain_rdms, int(X_eval.shape[0]),
                                                   compare=p["rdm_compare"], n_boot=p["rsa_n_boot"], seed=p["seed"]))
+    ceil = np.full(values.shape, np.nan) if ceiling is None else np.broadcast_to(np.asarray(ceiling, float), values.shape)
+    ok = np.isfinite(ceil) & (ceil > p["ceiling_floor"])
+    normd = np.where(ok, values / np.where(ok, ceil, 1.0), np.nan)
     rows = []
     for t, Y in enumerate(Ys):
         rows.append({
             **base, "metric": f"rsa_{p['rdm_compare']}", "time": float(times[t]) if times is not None else np.nan,
-            "value": float(values[t]), "ci_low": float(lo[t]), "ci_high": float(hi[t]), "ceiling": np.nan,
-            "normalised": np.nan, "n_units": int(Y.shape[1]), "n_stimuli": int(Y.shape[0]),
+            "value": float(values[t]), "ci_low": float(lo[t]), "ci_high": float(hi[t]), "ceiling": float(ceil[t]),
+            "normalised": float(normd[t]), "n_units": int(Y.shape[1]), "n_stimuli": int(Y.shape[0]),
+            "ceiling_lower": np.nan,
         })
     return rows
 

@@ -38,7 +38,7 @@ from .tables import GEOMETRY_COLUMNS, SCORE_COLUMNS, geometry_frame, score_frame
 
 __all__ = ["ResultsStore", "DuplicateCellError", "SCHEMA_VERSION", "MIGRATIONS", "SCHEMA_V1"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class DuplicateCellError(BrainlidError):
@@ -81,6 +81,10 @@ ALTER TABLE scores ADD COLUMN selected INTEGER DEFAULT 0;
 ALTER TABLE geometry ADD COLUMN layer_index INTEGER;
 CREATE INDEX IF NOT EXISTS scores_cell ON scores(cell_id);
 CREATE INDEX IF NOT EXISTS geometry_cell ON geometry(cell_id);
+""",
+    # 2 → 3: the lower noise-ceiling bound of the RDM benchmarks (existing rows: NULL → NaN)
+    2: """
+ALTER TABLE scores ADD COLUMN ceiling_lower REAL;
 """,
 }
 

@@ -19,7 +19,12 @@ time                   seconds for time-resolved data, NaN otherwise
 value                  the raw score (ROI mean over units for encoding)
 ci_low, ci_high        95 % bootstrap interval of ``value`` (over units for encoding, over
                        stimuli for RSA; NaN when not computed)
-ceiling                ROI-mean noise ceiling in the same units as ``value`` (NaN if none)
+ceiling                noise ceiling in the same units as ``value`` (NaN if none): encoding, the
+                       ROI-mean NC (√NC for r); single-subject RSA, the split-half reliability
+                       of the subject's RDM (Spearman–Brown; NaN when the data have no
+                       repetitions); RDM benchmarks, the leave-one-subject-out upper bound
+ceiling_lower          lower noise-ceiling bound: the leave-one-subject-out lower bound of the
+                       RDM benchmarks; NaN elsewhere
 normalised             ceiling-normalised value (METHODS §6; NaN if no ceiling)
 n_units                units averaged (after the ceiling floor for ``normalised``)
 n_stimuli              test stimuli scored
@@ -73,6 +78,7 @@ SCORE_COLUMNS: dict[str, str] = {
     "ci_low": "float64",
     "ci_high": "float64",
     "ceiling": "float64",
+    "ceiling_lower": "float64",
     "normalised": "float64",
     "n_units": "Int64",
     "n_stimuli": "Int64",
