@@ -130,7 +130,9 @@ class Benchmark:
         the ``"train"`` split).
     ceiling : str
         ``"ncsnr"`` (the loader's per-unit ceiling, NSD), ``"split-half"`` (reliability of
-        repetitions), ``"data"`` (whatever ``BrainData.noise_ceiling`` holds) or ``"none"``.
+        repetitions), ``"data"`` (whatever ``BrainData.noise_ceiling`` holds), ``"rdm-split-half"``
+        (RSA: Spearman–Brown split-half reliability of the subject's RDM,
+        :func:`brainlid.alignment.ceiling.rdm_split_half_reliability`) or ``"none"``.
     version : int
         Bumped whenever anything here changes; stored in every row.
     lid_split : str
@@ -381,7 +383,7 @@ def _load_builtins() -> None:
                     bid,
                     Benchmark(
                         id=bid, dataset="nsd", subject=subj, space="func1pt8mm", roi=roi, metric=metric,
-                        split="test", ceiling="ncsnr" if metric == "encoding" else "none", version=1,
+                        split="test", ceiling="ncsnr" if metric == "encoding" else "rdm-split-half", version=1,
                         description=(
                             f"NSD {subj} {roi} ({'voxelwise ridge encoding, R² and r' if metric == 'encoding' else 'RSA, correlation RDMs, Spearman'}); "
                             "test = shared images"
@@ -398,7 +400,7 @@ def _load_builtins() -> None:
                     bid,
                     Benchmark(
                         id=bid, dataset="things_eeg2", subject=subj, space="eeg", roi=roi, metric=metric, split="test",
-                        ceiling="split-half" if metric == "encoding" else "none", version=1,
+                        ceiling="split-half" if metric == "encoding" else "rdm-split-half", version=1,
                         description=(f"THINGS-EEG2 {subj} {roi} channels, time-resolved "
                                      f"{'encoding (ridge per channel and time)' if metric == 'encoding' else 'RSA'}; "
                                      "train = training images, test = the 200 test images"),
@@ -414,7 +416,7 @@ def _load_builtins() -> None:
                     bid,
                     Benchmark(
                         id=bid, dataset="things_fmri", subject=subj, space="T1w", roi=roi, metric=metric, split="test",
-                        ceiling="data" if metric == "encoding" else "none", version=1,
+                        ceiling="data" if metric == "encoding" else "rdm-split-half", version=1,
                         description=(f"THINGS-fMRI {subj} {roi} "
                                      f"({'voxelwise ridge encoding, ceiling nc_testset' if metric == 'encoding' else 'RSA'}); "
                                      "train = the 8,640 train images, test = the 100 test images (12 presentations averaged)"),
