@@ -48,7 +48,7 @@ from ..errors import DatasetNotFoundError, FileFormatError, InputError, Stimulus
 from ._subjects import bids_subject
 from .brain import BrainData
 from .stimuli import FileReader, StimulusSet
-from .things_images import image_ids
+from .things_images import count_concept_folders, image_ids
 
 __all__ = [
     "FOLDER",
@@ -815,14 +815,8 @@ def check(root=None, subject=None) -> pd.DataFrame:
     r = card.root(root, must_exist=False)
     rows = []
 
-    def count_dirs(p):
-        n = sum(1 for q in p.iterdir() if q.is_dir())
-        if not n:
-            raise FileFormatError(f"no concept folders in {p}")
-        return f"{n} concept folders"
-
     for key in ("image_metadata", "training_images", "test_images"):
-        status, detail = probe(card.file(r, key), count_dirs if key.endswith("images") else _npy_detail)
+        status, detail = probe(card.file(r, key), count_concept_folders if key.endswith("images") else _npy_detail)
         rows.append({"subject": None, "space": "eeg", "item": card.relpath(key), "status": status, "detail": detail})
     subs = [_num(s) for s in np.atleast_1d(subject)] if subject is not None else list(card.subjects.get("ids", [1]))
     for n in subs:

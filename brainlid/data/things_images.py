@@ -158,6 +158,14 @@ def load(root=None, concepts=None):
     return Loaded(load_stimuli(root, concepts=concepts), None)
 
 
+def count_concept_folders(path, expected: int | None = None) -> str:
+    """``check`` detail of an image tree with one folder per concept; an error if there is none."""
+    n = sum(1 for q in Path(path).iterdir() if q.is_dir())
+    if not n:
+        raise FileFormatError(f"no concept folders in {path}")
+    return f"{n} concept folders" + (f" (THINGS has {expected:,})" if expected else "")
+
+
 def check(root=None, subject=None) -> pd.DataFrame:
     """What of the THINGS image set is present: one row per expected item (``subject`` is unused)."""
     from .cards import check_frame, probe
@@ -166,16 +174,13 @@ def check(root=None, subject=None) -> pd.DataFrame:
     r = card.root(root, must_exist=False)
     rows = []
 
-    def count_dirs(p):
-        n = sum(1 for q in p.iterdir() if q.is_dir())
-        if not n:
-            raise FileFormatError(f"no concept folders in {p}")
-        return f"{n} concept folders (THINGS has 1,854)"
+    def all_concepts(p):
+        return count_concept_folders(p, expected=1854)
 
     def count_lines(p):
         return f"{sum(1 for _ in open(p, 'rb'))} lines"
 
     for key in ("images", "concepts", "unique_id", "image_concept_index", "image_paths"):
-        status, detail = probe(card.file(r, key), count_dirs if key == "images" else count_lines)
+        status, detail = probe(card.file(r, key), all_concepts if key == "images" else count_lines)
         rows.append({"subject": None, "space": "images", "item": card.relpath(key), "status": status, "detail": detail})
     return check_frame(rows)
