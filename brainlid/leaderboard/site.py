@@ -160,6 +160,21 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
 
 
+def _svg_frame(x0, x1, y0, y1, ml, mt, W, H, width, height, x_label, y_label):
+    """Data→pixel maps ``sx``, ``sy`` and the opening parts (svg element, plot area) of an inline SVG plot."""
+
+    def sx(v):
+        return ml + (v - x0) / (x1 - x0) * W
+
+    def sy(v):
+        return mt + (1 - (v - y0) / (y1 - y0)) * H
+
+    parts = [f'<svg class="plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{e(y_label)} against {e(x_label)}" xmlns="http://www.w3.org/2000/svg">',
+             f'<rect x="{ml}" y="{mt}" width="{W}" height="{H}" fill="#fff" stroke="#999"/>']
+    return sx, sy, parts
+
+
 def svg_scatter(points: list[dict], *, x_label: str, y_label: str, width: int = 560, height: int = 340,
                 link: Callable[[str], str] | None = None) -> str:
     """An inline SVG scatter. ``points``: dicts with ``x, y, label, id, kind`` (label escaped here)."""
@@ -177,15 +192,7 @@ def svg_scatter(points: list[dict], *, x_label: str, y_label: str, width: int = 
     x0, x1, y0, y1 = x0 - padx, x1 + padx, y0 - pady, y1 + pady
     W, H = width - ml - mr, height - mt - mb
 
-    def sx(v):
-        return ml + (v - x0) / (x1 - x0) * W
-
-    def sy(v):
-        return mt + (1 - (v - y0) / (y1 - y0)) * H
-
-    parts = [f'<svg class="plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="{e(y_label)} against {e(x_label)}" xmlns="http://www.w3.org/2000/svg">',
-             f'<rect x="{ml}" y="{mt}" width="{W}" height="{H}" fill="#fff" stroke="#999"/>']
+    sx, sy, parts = _svg_frame(x0, x1, y0, y1, ml, mt, W, H, width, height, x_label, y_label)
     for t in _ticks(x0, x1):
         parts.append(f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{mt + H}" y2="{mt + H + 4}" stroke="#666"/>'
                      f'<text x="{sx(t):.1f}" y="{mt + H + 16}" font-size="11" text-anchor="middle">{t:g}</text>')
@@ -226,15 +233,7 @@ def svg_lines(series: dict[str, list[tuple[float, float]]], *, x_label: str, y_l
     pad = (y1 - y0) * 0.08 or 0.1
     y0, y1 = y0 - pad, y1 + pad
 
-    def sx(v):
-        return ml + (v - x0) / (x1 - x0) * W
-
-    def sy(v):
-        return mt + (1 - (v - y0) / (y1 - y0)) * H
-
-    parts = [f'<svg class="plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="{e(y_label)} against {e(x_label)}" xmlns="http://www.w3.org/2000/svg">',
-             f'<rect x="{ml}" y="{mt}" width="{W}" height="{H}" fill="#fff" stroke="#999"/>']
+    sx, sy, parts = _svg_frame(x0, x1, y0, y1, ml, mt, W, H, width, height, x_label, y_label)
     for t in _ticks(x0, x1):
         lab = f"{10 ** t:g}" if log_x else f"{t:g}"
         parts.append(f'<text x="{sx(t):.1f}" y="{mt + H + 16}" font-size="11" text-anchor="middle">{lab}</text>')
