@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -20,9 +18,7 @@ def test_zoo_is_varied_trained_and_cached(demo_home):
     # measured held-out accuracy: well above chance (0.1), not all identical
     assert (zoo["test_acc"] > 0.5).all() and zoo["test_acc"].std() > 0.01
     # cached: a second call loads instead of training, with identical weights
-    t = time.perf_counter()
     again = train_zoo(home, log=lambda *a: pytest.fail("retrained"))
-    assert time.perf_counter() - t < 5
     assert again["test_acc"].tolist() == zoo["test_acc"].tolist()
 
 

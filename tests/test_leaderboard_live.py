@@ -186,9 +186,9 @@ def test_lease_lost_writes_nothing(db_url):
     db = Database(db_url)
     q.enqueue(db, submission_id="s1", team_id=None, benchmarks=[BENCH], model_name="m", metadata={}, bundle_path="/x",
               bundle_sha256="", size_bytes=1)
-    a = q.claim(db, "A", lease_seconds=0.2)
+    a = q.claim(db, "A", lease_seconds=2.0)
     assert a["id"] == "s1" and q.claim(db, "B", lease_seconds=60) is None  # leased: nobody else gets it
-    time.sleep(0.3)
+    time.sleep(2.2)
     b = q.claim(db, "B", lease_seconds=60)
     assert b["id"] == "s1" and b["attempts"] == 2
     row = pd.DataFrame([{"model": "m", "layer": "l", "benchmark": BENCH, "metric": "encoding_r", "split": "test",
