@@ -40,6 +40,7 @@ import pandas as pd
 from .._version import __version__
 from ..errors import InputError
 from .benchmarks import Benchmark, get_benchmark, load_benchmark_data
+from .plan import default_layers, lid_ids as _lid_ids, mm_benchmark_id, plan_grid
 from .tables import geometry_frame, score_frame, write_table
 
 __all__ = [
@@ -474,7 +475,7 @@ def model_model_rows(
                     v = float(fn[m](A, B))
                 for x, y in ((a, b), (b, a)):
                     rows.append({
-                        "model": x, "layer": (layers or {}).get(x, ""), "benchmark": f"models.{stimulus_set}.{m}",
+                        "model": x, "layer": (layers or {}).get(x, ""), "benchmark": mm_benchmark_id(stimulus_set, m),
                         "dataset": "models", "subject": "", "roi": y, "metric": m, "split": "test", "time": np.nan,
                         "value": v, "n_stimuli": int(A.shape[0]), "brainlid_version": __version__, "benchmark_version": 1,
                     })
@@ -524,11 +525,7 @@ def score_features(
     fids = np.asarray(feature_ids)
     rows: list[dict] = []
     grows: list[dict] = []
-    lid_ids = np.sort(np.asarray(brain.splits[bench.lid_split]))
-    if bench.lid_n:
-        if lid_ids.size < bench.lid_n:
-            raise InputError(f"benchmark {bench.id} measures LID on {bench.lid_n} stimuli but its {bench.lid_split} split has {lid_ids.size}")
-        lid_ids = lid_ids[: bench.lid_n]
+    lid_ids = _lid_ids(bench, brain)
     for li, (layer, X) in enumerate(features.items()):
         X = np.asarray(X, dtype=np.float32)
         rows += score_layer(X, fids, brain, bench, model=model, layer=layer, layer_index=li, splits=splits,
@@ -563,16 +560,6 @@ def _features_as_layers(feats) -> tuple[dict[str, np.ndarray], np.ndarray, dict[
     return arrays, ids, {k: str(keys.get(k) or "") for k in arrays}
 
 
-def default_layers(model) -> list[str]:
-    """The model's top-level child modules (what ``score`` extracts when no layers are given)."""
-    from ..features.models import load_model
-
-    names = [n for n, _ in load_model(model).module.named_children()]
-    if not names:
-        raise InputError(f"model {model!r} has no sub-modules; pass layers explicitly")
-    return names
-
-
 def score(
     model,
     benchmarks: str | Benchmark | Iterable[str | Benchmark],
@@ -598,11 +585,14 @@ def score(
     ----------
     model : str or torch.nn.Module, a sequence of them, or a mapping name → spec
         Model spec(s) (see :func:`brainlid.features.models.load_model`); a mapping gives the
-        names used in the tables. With several models the model–model alignment on each
-        benchmark's LID stimulus set is scored too.
+        names used in the tables (else the model id, :func:`brainlid.scoring.plan.model_name`).
+        With several models the model–model alignment on each benchmark's LID stimulus set is
+        scored too.
     benchmarks : id, Benchmark or a sequence of them
     layers : sequence of str, mapping name → sequence, or None
-        Layers to extract, in depth order (default: the model's top-level child modules).
+        Layers to extract: names, globs or ``re:`` regexes, resolved in depth order (default: the
+        model's top-level child modules); a mapping is keyed like ``model`` (its keys, spec
+        strings or class names).
     data_root : path or None
         Dataset root (default from the dataset card / ``$BRAINLID_DATA``).
     out : path or None
@@ -619,6 +609,9 @@ def score(
     client : Dask client or cluster, optional
         Run the same grid on a Dask cluster (:func:`brainlid.scoring.distributed.score_distributed`,
         which receives ``**distributed_options`` such as ``voxel_batch``); serial when None.
+
+    The grid — names, layers, baselines, where geometry and the model–model task are measured —
+    is :func:`brainlid.scoring.plan.plan_grid`'s, shared with the Dask runner.
 
     Returns
     -------
@@ -640,82 +633,32 @@ def score(
         raise InputError(f"option(s) {sorted(distributed_options)} need client= (a Dask client or cluster)")
     if extract_fn is None:
         from ..features import extract as extract_fn
-    explicit_names = isinstance(model, Mapping)
-    if explicit_names:
-        named = {str(k): v for k, v in model.items()}
-    else:
-        seq = list(model) if isinstance(model, (list, tuple)) else [model]
-        named = {(m if isinstance(m, str) else type(m).__name__): m for m in seq}
-    benches = [benchmarks] if isinstance(benchmarks, (str, Benchmark)) else list(benchmarks)
-    if not benches or not named:
-        raise InputError("give at least one model and one benchmark")
-    benches = [get_benchmark(b) for b in benches]  # fail early on unknown ids
-    want = bl.parse_baselines(baselines)
     ekw = {"pooling": pooling, "batch_size": batch_size, **dict(extract_kwargs or {})}
-
-    def layers_for(name, m):
-        if isinstance(layers, Mapping):
-            return list(layers[name])
-        return list(layers) if layers else default_layers(m)
-
+    plan = plan_grid(model, benchmarks, layers=layers, baselines=baselines, data_root=data_root,
+                     allow_download=ekw.get("allow_download"))
     all_scores, all_geom = [], []
-    mm_done: set = set()
-    geo_done: set = set()  # (model, LID ids): geometry is measured once per model and stimulus set
-    for bench in benches:
-        if bench.kind == "rdms":  # brain = the published BrainRDMs (stimuli attached), LID on all its images
-            from .rdm_benchmarks import load_benchmark_rdms
-
-            brain = load_benchmark_rdms(bench, data_root)
-            stimuli, lid_ids = brain.stimuli, np.sort(np.asarray(brain.stimulus_ids))
-        else:
-            stimuli, brain = load_benchmark_data(bench, data_root)
-            lid_ids = np.sort(np.asarray(brain.splits[bench.lid_split]))[: bench.lid_n or None]
-        if stimuli is None:
-            raise InputError(f"benchmark {bench.id} has no stimulus images: pass features to score_features instead")
-        shared = np.intersect1d(stimuli.ids, brain.stimulus_ids)
-        sub = stimuli if len(stimuli) == shared.size else stimuli.subset(ids=shared)
-        lid_feats: dict[str, np.ndarray] = {}
-        lid_layer: dict[str, str] = {}
-        ids_key = hash(lid_ids.tobytes())
-
-        def need_geometry(name):
-            key = (name, ids_key)
-            if key in geo_done:
-                return False
-            geo_done.add(key)
-            return True
-
-        if "pixels" in want:
-            s, g = score_features({"pixels": bl.pixel_features(sub)}, sub.ids, bench, brain, model=bl.PIXELS_MODEL,
-                                  geometry=need_geometry(bl.PIXELS_MODEL))
+    for bp in plan:  # one benchmark's data at a time
+        bench, sub, brain = bp.bench, bp.stimuli, bp.brain
+        lid_feats: dict[str, np.ndarray] = {}  # model → last layer on the LID stimuli (model–model task)
+        own = None  # the last extracted model's (arrays, ids): its shuffled baseline reads them
+        for g in bp.groups:
+            if g.source == "pixels":
+                arrays, ids, keys = {"pixels": bl.pixel_features(sub)}, np.asarray(sub.ids), {}
+            elif g.source == "shuffled":
+                arrays, ids = own
+                last = g.layers[-1]
+                arrays, keys = bl.shuffle_features({last: arrays[last]}, seed=bench.params["seed"]), {}
+            else:  # "cache" (the model) or "random" (its random-weights twin): extracted through the cache
+                arrays, ids, keys = _features_as_layers(extract_fn(g.spec, sub, layers=list(g.extract_layers), **ekw))
+                if g.source == "cache":
+                    own = (arrays, ids)
+                    lid_feats[g.model] = arrays[list(arrays)[-1]][_positions(ids, bp.lid_ids, "LID")]
+            s, gm = score_features(arrays, ids, bench, brain, model=g.model, feature_cache_key=keys, geometry=g.geometry)
             all_scores.append(s)
-            all_geom.append(g)
-        for key, m in named.items():
-            lay = layers_for(key, m)
-            feats = extract_fn(m, sub, layers=lay, **ekw)
-            arrays, ids, keys = _features_as_layers(feats)
-            # without explicit names: the model id (a spec with a weights path shortened to the file name)
-            name = key if explicit_names else str((getattr(feats, "provenance", {}) or {}).get("model_id") or key)
-            s, g = score_features(arrays, ids, bench, brain, model=name, feature_cache_key=keys,
-                                  geometry=need_geometry(name))
-            all_scores.append(s)
-            all_geom.append(g)
-            last = list(arrays)[-1]
-            lid_feats[name] = arrays[last][_positions(ids, lid_ids, "LID")]
-            lid_layer[name] = last
-            for kind, arrays_b, ids_b, name_b, keys_b in bl.baseline_features(
-                m, name, sub, arrays, ids, want, extract_fn=extract_fn, seed=bench.params["seed"], layers=lay,
-                random_name=f"{name}@random" if explicit_names else None, **ekw
-            ):
-                sb, gb = score_features(arrays_b, ids_b, bench, brain, model=name_b, feature_cache_key=keys_b,
-                                        geometry=kind != "shuffled" and need_geometry(name_b))
-                all_scores.append(sb)
-                all_geom.append(gb)
-        mm_key = (bench.lid_split, tuple(lid_ids.tolist()), tuple(sorted(lid_feats)))
-        if len(lid_feats) >= 2 and mm_key not in mm_done:
-            mm_done.add(mm_key)
-            all_scores.append(score_frame(model_model_rows(lid_feats, stimulus_set=bench.lid_stimulus_set, layers=lid_layer,
-                                                           metrics=mm_metrics)))
+            all_geom.append(gm)
+        if bp.model_model:
+            all_scores.append(score_frame(model_model_rows(lid_feats, stimulus_set=bench.lid_stimulus_set,
+                                                           layers=bp.mm_layers, metrics=mm_metrics)))
     scores = pd.concat(all_scores, ignore_index=True) if all_scores else score_frame([])
     geom = pd.concat(all_geom, ignore_index=True) if all_geom else geometry_frame([])
     geom = geom.drop_duplicates(subset=["model", "layer", "stimulus_set", "estimator", "K"]).reset_index(drop=True)

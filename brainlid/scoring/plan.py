@@ -1,0 +1,353 @@
+"""The scoring grid as a plan, shared by the serial and the Dask runners.
+
+:func:`plan_grid` decides *what* is scored *where*; it extracts nothing and scores nothing.
+The serial :func:`brainlid.scoring.runner.score` and the Dask
+:func:`brainlid.scoring.distributed.score_distributed` both walk the same plan, so the grid's
+rules live here once:
+
+Model names (:func:`model_name`)
+    The keys of a mapping ``name → spec`` when the caller gives one; otherwise the model id of
+    :func:`brainlid.features.models.load_model` — the spec with a local weights path shortened to
+    the file name, ``nn:module.Class`` for a module object. It is the id the feature provenance
+    records (``Features.provenance["model_id"]``). Two models that would share a name are refused.
+Layers (:func:`resolve_model_layers`)
+    ``layers`` is one list of names / globs / ``re:`` regexes for every model, a mapping from the
+    model's key (as given: mapping key, spec string or class name) to such a list, or None (the
+    model's top-level child modules, :func:`default_layers`). Selectors are resolved once per model
+    to module names in depth order (:func:`brainlid.features.extract.resolve_layers`).
+Groups per benchmark (:class:`Group`), in this order
+    ``pixels`` (once per benchmark, model :data:`~brainlid.scoring.baselines.PIXELS_MODEL`), then
+    per model: the model itself (``cache``: its extracted layers), its random-weights twin
+    (``random``, when :func:`~brainlid.scoring.baselines.random_weights_spec` allows one; named
+    ``<name>@random`` with explicit names, else the twin's spec) and its stimulus-shuffled last
+    layer (``shuffled``, ``<name>#shuffled``), as chosen by ``baselines``.
+Geometry once (:class:`_Once`)
+    LID and global measures of a model are measured by the first group that meets its LID
+    stimulus set — keyed by (model name, the LID stimulus ids) — and by no later benchmark that
+    shares those ids; never for the shuffled control (permuting rows changes no geometry).
+One model–model task per LID set
+    With two models or more, the models' last layers are compared once per (LID split, LID
+    stimulus ids, model names) (:meth:`BenchPlan.model_model`), on the rows
+    ``benchmark = models.<lid stimulus set>.<metric>`` (:func:`mm_benchmark_id`).
+
+The plan keeps only names, specs and layer names; benchmark data are loaded one benchmark at a
+time when the plan is iterated (:meth:`GridPlan.__iter__`), so a run holds one benchmark's
+responses in memory, as before. Iterating again starts afresh (same flags, same order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from .benchmarks import Benchmark, get_benchmark
+
+__all__ = [
+    "SOURCES", "ModelPlan", "Group", "BenchPlan", "GridPlan", "plan_grid", "named_models", "model_name",
+    "default_layers", "resolve_model_layers", "benchmark_inputs", "lid_ids", "mm_benchmark_id",
+]
+
+#: Where a group's features come from: raw pixels, the model's extraction (feature cache), the
+#: random-weights twin's extraction, or the model's extraction with rows shuffled across stimuli.
+SOURCES = ("pixels", "cache", "random", "shuffled")
+
+
+# --------------------------------------------------------------------------- models
+def named_models(model) -> tuple[dict[str, object], bool]:
+    """The runners' ``model`` argument → ``({key: spec or module}, explicit_names)``.
+
+    A mapping keeps its keys (``explicit_names=True``); a spec string, a module or a sequence of
+    them is keyed by the spec string, or the module's class name (``explicit_names=False``).
+    """
+    if isinstance(model, Mapping):
+        return {str(k): v for k, v in model.items()}, True
+    seq = list(model) if isinstance(model, (list, tuple)) else [model]
+    return {(m if isinstance(m, str) else type(m).__name__): m for m in seq}, False
+
+
+def model_name(key: str, handle_or_spec, explicit_names: bool) -> str:
+    """A model's name in the score and geometry tables (module docstring: *Model names*).
+
+    ``handle_or_spec`` is a :class:`~brainlid.features.models.ModelHandle` (no load) or anything
+    :func:`~brainlid.features.models.load_model` takes.
+    """
+    if explicit_names:
+        return str(key)
+    from ..features.models import load_model
+
+    return str(load_model(handle_or_spec).model_id)
+
+
+def default_layers(model) -> list[str]:
+    """The model's top-level child modules (what is extracted when no layers are given)."""
+    from ..features.models import load_model
+
+    names = [n for n, _ in load_model(model).module.named_children()]
+    if not names:
+        raise InputError(f"model {getattr(model, 'model_id', model)!r} has no sub-modules; pass layers explicitly")
+    return names
+
+
+def resolve_model_layers(key: str, model, layers) -> list[str]:
+    """The module names to extract for one model, in depth order.
+
+    Parameters
+    ----------
+    key : str
+        The model's key as given (mapping key, spec string or class name): the key of a ``layers``
+        mapping.
+    model : spec, module or ModelHandle
+    layers : None, str (comma-separated selectors), sequence of selectors, or mapping key → those
+        None or empty: :func:`default_layers`.
+
+    Raises
+    ------
+    InputError
+        A mapping without an entry for ``key``, or a selector that matches no module.
+    """
+    from ..features.extract import resolve_layers
+    from ..features.models import load_model
+
+    handle = load_model(model)
+    if isinstance(layers, Mapping):
+        if key not in layers:
+            raise InputError(f"the layers mapping has no entry for model {key!r} (it has {sorted(map(str, layers))}); "
+                             "give every model's layers, or one list for all")
+        sel = layers[key]
+    else:
+        sel = layers if layers else default_layers(handle)
+    return resolve_layers(handle.module, sel)
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """One model of the grid: its key as given, its table name, what to extract and its baselines."""
+
+    key: str
+    name: str
+    spec: object  # spec string or torch module
+    layers: tuple[str, ...]  # resolved module names, depth order
+    random_spec: str | None = None  # the random-weights twin (None: not requested or not possible)
+    random_name: str | None = None
+
+
+# --------------------------------------------------------------------------- benchmarks
+def benchmark_inputs(bench: Benchmark | str, data_root=None):
+    """``(stimuli, brain)`` of a benchmark as the runners score it.
+
+    ``brain`` is the :class:`~brainlid.data.BrainData` of a response benchmark
+    (:func:`~brainlid.scoring.benchmarks.load_benchmark_data`) or the
+    :class:`~brainlid.data.rdms.BrainRDMs` of an RDM benchmark (``kind="rdms"``,
+    :func:`~brainlid.scoring.rdm_benchmarks.load_benchmark_rdms`, images attached); ``stimuli``
+    is the benchmark's StimulusSet restricted to the ids that have brain data.
+
+    Raises
+    ------
+    InputError
+        The benchmark ships no images (score precomputed features with ``score_features``).
+    """
+    bench = get_benchmark(bench)
+    if bench.kind == "rdms":
+        from .rdm_benchmarks import load_benchmark_rdms
+
+        brain = load_benchmark_rdms(bench, data_root)
+        stimuli = brain.stimuli
+    else:
+        from .benchmarks import load_benchmark_data
+
+        stimuli, brain = load_benchmark_data(bench, data_root)
+    if stimuli is None:
+        raise InputError(f"benchmark {bench.id} has no stimulus images: pass features to score_features instead")
+    shared = np.intersect1d(stimuli.ids, brain.stimulus_ids)
+    sub = stimuli if len(stimuli) == shared.size else stimuli.subset(ids=shared)
+    return sub, brain
+
+
+def lid_ids(bench: Benchmark, brain) -> np.ndarray:
+    """Sorted ids of the benchmark's LID stimulus set (``bench.lid_stimulus_set``).
+
+    Response benchmarks: the first ``lid_n`` ids (all when None) of the sorted ``lid_split``
+    split; RDM benchmarks: every image with a brain RDM row. Raises :class:`InputError` when the
+    split has fewer than ``lid_n`` stimuli.
+    """
+    if bench.kind == "rdms":
+        return np.sort(np.asarray(brain.stimulus_ids))
+    ids = np.sort(np.asarray(brain.splits[bench.lid_split]))
+    if bench.lid_n:
+        if ids.size < bench.lid_n:
+            raise InputError(f"benchmark {bench.id} measures LID on {bench.lid_n} stimuli but its {bench.lid_split} "
+                             f"split has {ids.size}")
+        ids = ids[: bench.lid_n]
+    return ids
+
+
+def mm_benchmark_id(stimulus_set: str, metric: str) -> str:
+    """The ``benchmark`` column of model–model rows: ``models.<stimulus set>.<metric>`` (version 1)."""
+    return f"models.{stimulus_set}.{metric}"
+
+
+# --------------------------------------------------------------------------- groups
+@dataclass(frozen=True)
+class Group:
+    """One model's layers on one benchmark: a ``(model, benchmark)`` pair of the tables.
+
+    ``layers`` are scored (the best one is selected among them); ``extract_layers`` are what the
+    features come from (the model's layers; only the last is scored for ``shuffled``).
+    ``base`` is the table name of the model the group derives from (itself for ``cache``, the
+    model for ``random`` / ``shuffled``, "" for ``pixels``). ``geometry``: measure the LID and
+    global rows of these layers here (first meeting of this model and LID stimulus set).
+    """
+
+    model: str
+    source: str  # one of SOURCES
+    spec: object  # what to extract (None for pixels; the model's spec for shuffled)
+    layers: tuple[str, ...]
+    extract_layers: tuple[str, ...]
+    geometry: bool
+    base: str = ""
+
+
+@dataclass
+class BenchPlan:
+    """One benchmark of the plan, with its data loaded.
+
+    ``stimuli`` is restricted to ids with brain data (:func:`benchmark_inputs`); ``lid_ids`` the
+    LID stimulus ids (:func:`lid_ids`); ``groups`` in scoring order; ``model_model`` whether this
+    benchmark runs the model–model task of its LID set on ``mm_layers`` (model name → last layer).
+    """
+
+    bench: Benchmark
+    stimuli: object
+    brain: object
+    lid_ids: np.ndarray
+    groups: list[Group]
+    model_model: bool
+    mm_layers: dict[str, str] = field(default_factory=dict)
+
+    def mm_cells(self, metrics: Sequence[str]) -> list[tuple]:
+        """Store cells ``("scores", model, layer, benchmark, version 1)`` of this benchmark's model–model task."""
+        return [("scores", n, layer, mm_benchmark_id(self.bench.lid_stimulus_set, m), 1)
+                for n, layer in self.mm_layers.items() for m in metrics]
+
+
+class _Once:
+    """Remembers keys: ``first(key)`` is True the first time a key is seen, False after."""
+
+    def __init__(self):
+        self.seen: set = set()
+
+    def first(self, key) -> bool:
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+@dataclass
+class GridPlan:
+    """Models × benchmarks and the baselines, resolved; iterate for one :class:`BenchPlan` per benchmark."""
+
+    models: list[ModelPlan]
+    benchmarks: list[Benchmark]
+    baselines: tuple[str, ...]
+    explicit_names: bool
+    data_root: object = None
+
+    def __iter__(self) -> Iterator[BenchPlan]:
+        geometry, mm = _Once(), _Once()
+        for bench in self.benchmarks:
+            stimuli, brain = benchmark_inputs(bench, self.data_root)
+            ids = lid_ids(bench, brain)
+            groups = self.groups(bench, ids, geometry)
+            mm_key = (bench.lid_split, tuple(ids.tolist()), tuple(sorted(m.name for m in self.models)))
+            run_mm = len(self.models) >= 2 and mm.first(mm_key)
+            yield BenchPlan(bench, stimuli, brain, ids, groups, run_mm,
+                            {m.name: m.layers[-1] for m in self.models} if run_mm else {})
+
+    def groups(self, bench: Benchmark, ids: np.ndarray, geometry: _Once | None = None) -> list[Group]:
+        """The groups of one benchmark whose LID stimulus ids are ``ids``; ``geometry`` carries the
+        (model, LID ids) pairs already measured (a fresh one: every group measures geometry)."""
+        from .baselines import PIXELS_MODEL
+
+        geometry = geometry if geometry is not None else _Once()
+        token = hashlib.sha1(np.ascontiguousarray(ids).tobytes()).hexdigest()
+
+        def geo(name):
+            return geometry.first((name, token))
+
+        out: list[Group] = []
+        if "pixels" in self.baselines:
+            out.append(Group(PIXELS_MODEL, "pixels", None, ("pixels",), ("pixels",), geo(PIXELS_MODEL)))
+        for m in self.models:
+            out.append(Group(m.name, "cache", m.spec, m.layers, m.layers, geo(m.name), m.name))
+            if m.random_spec is not None:
+                out.append(Group(m.random_name, "random", m.random_spec, m.layers, m.layers, geo(m.random_name), m.name))
+            if "shuffled" in self.baselines:
+                out.append(Group(f"{m.name}#shuffled", "shuffled", m.spec, m.layers[-1:], m.layers, False, m.name))
+        return out
+
+
+def plan_grid(
+    models,
+    benchmarks,
+    *,
+    layers=None,
+    baselines: bool | str | Sequence[str] = True,
+    data_root=None,
+    allow_download: bool | None = None,
+) -> GridPlan:
+    """Plan the scoring grid of models × benchmarks (module docstring for the rules).
+
+    Parameters
+    ----------
+    models : spec, module, a sequence of them, or a mapping name → spec
+        As :func:`brainlid.scoring.runner.score` takes them.
+    benchmarks : id, Benchmark or a sequence of them
+        Unknown ids fail here, before any data are read.
+    layers : None, str, sequence of str, or mapping model key → sequence
+        See :func:`resolve_model_layers`.
+    baselines : bool or sequence of {"pixels", "random", "shuffled"}
+    data_root : path or None
+        Where the benchmarks' data are loaded from when the plan is iterated.
+    allow_download : bool or None
+        Passed to :func:`~brainlid.features.models.load_model` (each model is loaded once here, to
+        name it and resolve its layers, and released).
+
+    Returns
+    -------
+    GridPlan
+
+    Raises
+    ------
+    InputError
+        No model or no benchmark, an unknown baseline, a layers mapping missing a model, an
+        unknown layer, or two models that would get the same table name.
+    """
+    from ..features.models import load_model
+    from . import baselines as bl
+
+    named, explicit = named_models(models)
+    benches = [benchmarks] if isinstance(benchmarks, (str, Benchmark)) else list(benchmarks)
+    if not benches or not named:
+        raise InputError("give at least one model and one benchmark")
+    benches = [get_benchmark(b) for b in benches]  # fail early on unknown ids
+    want = bl.parse_baselines(baselines)
+    plans: list[ModelPlan] = []
+    owner: dict[str, str] = {}
+    for key, spec in named.items():
+        handle = load_model(spec, allow_download=allow_download)
+        name = model_name(key, handle, explicit)
+        if name in owner:
+            raise InputError(f"models {owner[name]!r} and {key!r} would both be named {name!r} in the tables; "
+                             "give the models as a mapping name → spec")
+        owner[name] = key
+        lay = tuple(resolve_model_layers(key, handle, layers))
+        del handle
+        rspec = bl.random_weights_spec(spec) if "random" in want else None
+        rname = None if rspec is None else (f"{name}@random" if explicit else rspec)
+        plans.append(ModelPlan(key, name, spec, lay, rspec, rname))
+    return GridPlan(plans, benches, want, explicit, data_root)
