@@ -81,8 +81,11 @@ def test_score_cli(tmp_path, demo_home, monkeypatch, capsys):
     # re-running keeps the stored cells (duplicates rejected, not doubled)
     count = lambda: len(pd.read_sql_query("SELECT * FROM scores", sqlite3.connect(store)))  # noqa: E731
     n = count()
-    assert main(args) == 0
-    capsys.readouterr()
+    assert main(args[:-1]) == 0  # the table form
+    table = capsys.readouterr().out
+    assert "encoding_r2" in table and "baseline:pixels" in table
+    header = next(line for line in table.splitlines() if "model" in line and "benchmark" in line)
+    assert "value" in header and " time " not in header  # all-NaN columns (fMRI: no time axis) are left out
     assert count() == n
 
 

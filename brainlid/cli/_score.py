@@ -12,6 +12,7 @@ def _echo_table(df, title: str = "", max_rows: int = 60) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    df = df.loc[:, df.notna().any()]  # e.g. `time` for fMRI rows, `ceiling` where no benchmark has one
     table = Table(title=title or None, show_lines=False)
     for c in df.columns:
         table.add_column(str(c), overflow="fold")
