@@ -7,6 +7,10 @@ Without a scheduler nothing here is imported and Dask is not needed (it is the
 ``distributed`` extra: ``pip install 'brainlid[distributed]'``).
 
 Tasks
+    The grid — model names, layers, baseline groups, which group measures geometry, which
+    benchmark runs the model–model task — is :func:`brainlid.scoring.plan.plan_grid`'s, the
+    serial runner's plan; this module only maps it onto tasks:
+
     * one **extraction** task per (model spec, benchmark stimulus set): it runs
       :func:`brainlid.features.extract` on a worker, which writes every layer into the shared
       feature cache, and returns only the cache keys and shapes. It runs once, before that
@@ -445,20 +449,17 @@ def _worker_threads(n: int) -> None:
 
 @functools.lru_cache(maxsize=4)
 def _bench_inputs(bench_id: str, data_root: str | None):
-    """(stimuli restricted to the responses' ids, BrainData) of a benchmark, as the serial runner builds them."""
-    from .benchmarks import UnknownBenchmarkError, load_benchmark_data
+    """(stimuli restricted to the responses' ids, BrainData) of a benchmark, as the serial runner builds them
+    (:func:`brainlid.scoring.plan.benchmark_inputs`), cached per worker process."""
+    from .benchmarks import UnknownBenchmarkError
+    from .plan import benchmark_inputs
 
     try:
-        stimuli, brain = load_benchmark_data(bench_id, data_root)
+        return benchmark_inputs(bench_id, data_root)
     except UnknownBenchmarkError as exc:
         raise InputError(f"benchmark {bench_id!r} is not registered in the Dask worker process {os.getpid()}: workers "
                          "know the built-in benchmarks and those registered by modules they import (dask worker "
                          "--preload); score a benchmark registered only in this session serially") from exc
-    if stimuli is None:
-        raise InputError(f"benchmark {bench_id} has no stimulus images: pass features to score_features instead")
-    shared = np.intersect1d(stimuli.ids, brain.stimulus_ids)
-    sub = stimuli if len(stimuli) == shared.size else stimuli.subset(ids=shared)
-    return sub, brain
 
 
 _VERIFIED: set = set()
@@ -538,6 +539,7 @@ def _cell_task(cell: _Cell, threads: int) -> dict:
     """Score one cell (or one voxel batch of it) on a worker; returns rows or per-unit scores."""
     from . import runner
     from .benchmarks import get_benchmark
+    from .plan import lid_ids
 
     _worker_threads(threads)
     t0 = time.perf_counter()
@@ -551,13 +553,7 @@ def _cell_task(cell: _Cell, threads: int) -> dict:
     else:
         out["unit_scores"] = _unit_scores_batch(X, ids, brain, bench, splits, cell.units)
     if cell.geometry:
-        lid_ids = np.sort(np.asarray(brain.splits[bench.lid_split]))
-        if bench.lid_n:
-            if lid_ids.size < bench.lid_n:
-                raise InputError(f"benchmark {bench.id} measures LID on {bench.lid_n} stimuli but its "
-                                 f"{bench.lid_split} split has {lid_ids.size}")
-            lid_ids = lid_ids[: bench.lid_n]
-        pos = runner._positions(ids, lid_ids, "LID")
+        pos = runner._positions(ids, lid_ids(bench, brain), "LID")
         out["geometry"] = runner.geometry_rows(
             np.asarray(X, dtype=np.float32)[pos], model=cell.model, layer=cell.layer, layer_index=cell.layer_index,
             stimulus_set=bench.lid_stimulus_set, ks=bench.params["lid_ks"], estimators=bench.params["lid_estimators"],
@@ -610,6 +606,7 @@ def _model_model_task(bench_id: str, data_root, keys: dict, ids_digests: dict, c
     """Model–model rows of the named models' last layers on a benchmark's LID stimuli."""
     from . import runner
     from .benchmarks import get_benchmark
+    from .plan import lid_ids
     from ..features.cache import ids_digest
 
     _worker_threads(threads)
@@ -618,8 +615,7 @@ def _model_model_task(bench_id: str, data_root, keys: dict, ids_digests: dict, c
     ids = np.asarray(sub.ids)
     if any(d != ids_digest(ids) for d in ids_digests.values()):
         raise BrainlidError(f"benchmark {bench_id}: stimulus ids on this worker differ from the client's")
-    lid_ids = np.sort(np.asarray(brain.splits[bench.lid_split]))[: bench.lid_n or None]
-    pos = runner._positions(ids, lid_ids, "LID")
+    pos = runner._positions(ids, lid_ids(bench, brain), "LID")
     feats = {name: np.asarray(_read_features(cache_root, key), dtype=np.float32)[pos] for name, (layer, key) in keys.items()}
     return runner.model_model_rows(feats, stimulus_set=bench.lid_stimulus_set, metrics=tuple(metrics),
                                    layers={n: layer for n, (layer, _) in keys.items()})
@@ -725,6 +721,29 @@ class _Journal:
             pass
 
 
+@dataclass
+class _Entry:
+    """One benchmark of the plan on the client: what its tasks need, without the benchmark's data."""
+
+    bench: object
+    sub_digest: str  # ids digest of the benchmark's stimuli (restricted to ids with brain data)
+    stim_token: str  # extraction key: one extraction per (spec, stimulus set)
+    sizes: dict  # n_all, n_fit, n_eval, n_units (memory planning)
+    groups: list  # brainlid.scoring.plan.Group, in the plan's order
+    todo: list  # per group: some of its store cells are missing
+    mm: bool = False  # the model–model task of this benchmark's LID set runs here
+    mm_cells: list = field(default_factory=list)
+    mm_todo: bool = False
+
+
+def _group_cells(g, bench) -> list[tuple]:
+    """Store cells ``(kind, model, layer, benchmark or stimulus set, version)`` a group writes."""
+    need = [("scores", g.model, l, bench.id, bench.version) for l in g.layers]
+    if g.geometry:
+        need += [("geometry", g.model, l, bench.lid_stimulus_set, bench.version) for l in g.layers]
+    return need
+
+
 def _digest(*parts) -> str:
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:12]
 
@@ -776,9 +795,8 @@ def score_distributed(
     :class:`DistributedRunInfo`, as ``result.info``) when ``return_result``.
     """
     distributed = _require_dask()
-    from . import baselines as bl
-    from .benchmarks import Benchmark, get_benchmark, load_benchmark_data
-    from .runner import ScoreResult, default_layers
+    from .plan import named_models, plan_grid
+    from .runner import ScoreResult, make_splits
     from .store import DuplicateCellError, ResultsStore
     from .tables import geometry_frame, score_frame, write_table
     from ..features.cache import FeatureCache, ids_digest
@@ -799,37 +817,19 @@ def score_distributed(
         raise InputError(f"Dask workers run another brainlid version than this client ({__version__}): "
                          + ", ".join(f"{a}: {v}" for a, v in sorted(other.items())))
 
-    if isinstance(model, Mapping):
-        named = {str(k): v for k, v in model.items()}
-    else:
-        seq = list(model) if isinstance(model, (list, tuple)) else [model]
-        named = {(m if isinstance(m, str) else type(m).__name__): m for m in seq}
+    named, _ = named_models(model)
     bad = [k for k, v in named.items() if not isinstance(v, str)]
     if bad:
         raise InputError(f"distributed scoring rebuilds models on the workers from spec strings; {bad} are objects "
                          "(save the weights and use module:file.py:Name@weights.pt)")
-    benches = [benchmarks] if isinstance(benchmarks, (str, Benchmark)) else list(benchmarks)
-    if not benches or not named:
-        raise InputError("give at least one model and one benchmark")
-    benches = [get_benchmark(b) for b in benches]
-    rdm = [b.id for b in benches if getattr(b, "kind", "") == "rdms"]
+    ekw = {"pooling": pooling, "batch_size": batch_size, **dict(extract_kwargs or {})}
+    # names, layers, baseline groups, geometry-once and model–model-once: the serial runner's plan
+    grid = plan_grid(model, benchmarks, layers=layers, baselines=baselines, data_root=data_root,
+                     allow_download=ekw.get("allow_download"))
+    rdm = [b.id for b in grid.benchmarks if b.kind == "rdms"]
     if rdm:
         raise InputError(f"RDM benchmarks ({', '.join(rdm)}) are scored serially (their split-half layer selection runs "
                          "over all layers at once); run them without --scheduler / client=")
-    # the tables' model names, as the serial runner names them: the given names, else the model id
-    explicit = isinstance(model, Mapping)
-    user_key: dict = {}
-    if not explicit:
-        from ..features.models import load_model
-
-        renamed = {}
-        for key, spec in named.items():
-            mid = str(load_model(spec).model_id)
-            renamed[mid] = spec
-            user_key[mid] = key
-        named = renamed
-    want = bl.parse_baselines(baselines)
-    ekw = {"pooling": pooling, "batch_size": batch_size, **dict(extract_kwargs or {})}
     root = None if data_root is None else str(Path(data_root).resolve())
     cache_root = str(FeatureCache().root.resolve())
     st = None
@@ -841,89 +841,31 @@ def score_distributed(
         c = st.cells()
         done_cells = set(zip(c["kind"], c["model"], c["layer"], c["benchmark"], c["benchmark_version"].astype(int)))
 
-    def resolved_layers(name, spec):
-        from ..features.extract import resolve_layers
-        from ..features.models import load_model
-
-        if isinstance(layers, Mapping):
-            lay = list(layers[user_key.get(name, name)])
-        else:
-            lay = list(layers) if layers else default_layers(spec)
-        return resolve_layers(load_model(spec).module, lay)
-
     # ---- plan: which (model, benchmark) groups need work; which geometry cells; model–model cells
-    geo_seen: set = set()
-    mm_seen: set = set()
-    plan = []  # per benchmark: dict
-    layer_cache: dict = {}
-    for bench in benches:
-        stimuli, brain = load_benchmark_data(bench, data_root)
-        if stimuli is None:
-            raise InputError(f"benchmark {bench.id} has no stimulus images: pass features to score_features instead")
-        shared = np.intersect1d(stimuli.ids, brain.stimulus_ids)
-        sub = stimuli if len(stimuli) == shared.size else stimuli.subset(ids=shared)
-        lid_ids = np.sort(np.asarray(brain.splits[bench.lid_split]))[: bench.lid_n or None]
-        ids_key = hashlib.sha1(lid_ids.tobytes()).hexdigest()
-        from .runner import make_splits
-
+    plan: list[_Entry] = []
+    for bp in grid:
+        bench, sub, brain = bp.bench, bp.stimuli, bp.brain
         splits = make_splits(brain, bench)
         sizes = {"n_all": len(sub), "n_fit": int(splits["train"].size), "n_eval": int(splits["test"].size),
                  "n_units": int(np.prod(brain.responses.shape[1:]))}
-        entry = {"bench": bench, "sub_digest": ids_digest(np.asarray(sub.ids)), "stim_token": _digest(sub.digest),
-                 "sizes": sizes, "groups": []}
-
-        def geometry_here(name):
-            k = (name, ids_key)
-            if k in geo_seen:
-                return False
-            geo_seen.add(k)
-            return True
-
-        if "pixels" in want:
-            entry["groups"].append({"model": bl.PIXELS_MODEL, "source": "pixels", "spec": None, "layers": ["pixels"],
-                                    "geometry": geometry_here(bl.PIXELS_MODEL)})
-        for name, spec in named.items():
-            if (name, spec) not in layer_cache:
-                layer_cache[(name, spec)] = resolved_layers(name, spec)
-            lay = layer_cache[(name, spec)]
-            entry["groups"].append({"model": name, "source": "cache", "spec": spec, "layers": lay, "ext_layers": lay,
-                                    "geometry": geometry_here(name)})
-            if "random" in want:
-                rspec = bl.random_weights_spec(spec)
-                if rspec is not None:
-                    rname = f"{name}@random" if explicit else rspec
-                    entry["groups"].append({"model": rname, "source": "cache", "spec": rspec, "layers": lay,
-                                            "ext_layers": lay, "geometry": geometry_here(rname)})
-            if "shuffled" in want:
-                entry["groups"].append({"model": f"{name}#shuffled", "source": "shuffled", "spec": spec,
-                                        "layers": lay[-1:], "ext_layers": lay, "geometry": False})
-        mm_key = (bench.lid_split, tuple(lid_ids.tolist()), tuple(sorted(named)))
-        entry["mm"] = len(named) >= 2 and mm_key not in mm_seen
-        mm_seen.add(mm_key)
-        if entry["mm"]:
-            entry["mm_cells"] = [("scores", n, layer_cache[(n, s)][-1], f"models.{bench.lid_stimulus_set}.{m}", 1)
-                                 for n, s in named.items() for m in mm_metrics]  # model–model rows are version 1
-        entry["lid_set"] = bench.lid_stimulus_set
-        for g in entry["groups"]:
-            need = [("scores", g["model"], l, bench.id, bench.version) for l in g["layers"]]
-            if g["geometry"]:
-                need += [("geometry", g["model"], l, bench.lid_stimulus_set, bench.version) for l in g["layers"]]
-            g["todo"] = not all(c in done_cells for c in need)
-        if entry["mm"]:
-            entry["mm_todo"] = not all(c in done_cells for c in entry["mm_cells"])
+        entry = _Entry(bench, ids_digest(np.asarray(sub.ids)), _digest(sub.digest), sizes, bp.groups,
+                       [not all(c in done_cells for c in _group_cells(g, bench)) for g in bp.groups], bp.model_model)
+        if entry.mm:
+            entry.mm_cells = bp.mm_cells(mm_metrics)
+            entry.mm_todo = not all(c in done_cells for c in entry.mm_cells)
         plan.append(entry)
-        del brain, stimuli
+        del bp, brain, sub
 
     if if_exists == "error":
         for e in plan:
-            for g in e["groups"]:
-                if any(("scores", g["model"], l, e["bench"].id, e["bench"].version) in done_cells for l in g["layers"]):
-                    raise DuplicateCellError(f"the store already has scores for {g['model']} on {e['bench'].id}")
+            for g in e.groups:
+                if any(("scores", g.model, l, e.bench.id, e.bench.version) in done_cells for l in g.layers):
+                    raise DuplicateCellError(f"the store already has scores for {g.model} on {e.bench.id}")
 
     info = DistributedRunInfo(plan_seconds=time.perf_counter() - t_start)
-    total = sum(len(g["layers"]) for e in plan for g in e["groups"] if g["todo"]) + sum(
-        1 for e in plan if e.get("mm") and e["mm_todo"])
-    info.groups_skipped = sum(1 for e in plan for g in e["groups"] if not g["todo"])
+    total = sum(len(g.layers) for e in plan for g, todo in zip(e.groups, e.todo) if todo) + sum(
+        1 for e in plan if e.mm and e.mm_todo)
+    info.groups_skipped = sum(1 for e in plan for todo in e.todo if not todo)
 
     # ---- submit: extraction first; cells when their extraction is done
     futures = distributed.as_completed([], with_results=False)
@@ -940,28 +882,28 @@ def score_distributed(
         return f
 
     def submit_cells(entry, g, ext):
-        bench = entry["bench"]
+        bench = entry.bench
         by_name = {l: (k, shp) for l, k, shp in ext["layers"]} if ext is not None else {}
         replay: list = []
-        grp = _Group(g["model"], bench.id, len(g["layers"]))
-        groups[(g["model"], bench.id)] = grp
-        sizes = entry["sizes"]
-        for i, layer in enumerate(g["layers"]):
-            li = i
-            if g["source"] == "pixels":
+        grp = _Group(g.model, bench.id, len(g.layers))
+        groups[(g.model, bench.id)] = grp
+        sizes = entry.sizes
+        source = "cache" if g.source == "random" else g.source  # a random twin is read from the cache as any model
+        for li, layer in enumerate(g.layers):
+            if g.source == "pixels":
                 key, d = "", 32 * 32
             else:
                 key, shp = by_name[layer]
                 d = shp[1]
-            cell = _Cell(bench=bench.id, data_root=root, model=g["model"], layer=layer, layer_index=li,
-                         source=g["source"], key=key, row_key="" if g["source"] != "cache" else key,
-                         ids_digest=ext["ids_digest"] if ext is not None else entry["sub_digest"],
-                         cache_root=cache_root, geometry=g["geometry"], shuffle_seed=bench.params["seed"])
+            cell = _Cell(bench=bench.id, data_root=root, model=g.model, layer=layer, layer_index=li,
+                         source=source, key=key, row_key="" if source != "cache" else key,
+                         ids_digest=ext["ids_digest"] if ext is not None else entry.sub_digest,
+                         cache_root=cache_root, geometry=g.geometry, shuffle_seed=bench.params["seed"])
             p = bench.params
             fixed, per_unit = estimate_cell_memory(sizes["n_fit"], sizes["n_eval"], d, sizes["n_units"], pca=p["pca"],
                                                    n_folds=p["cv"], n_alphas=len(p["alphas"]), n_all=sizes["n_all"],
                                                    metric=bench.metric)
-            what = f"{g['model']} / {layer} on {bench.id}"
+            what = f"{g.model} / {layer} on {bench.id}"
             if bench.metric == "encoding":
                 batches = plan_voxel_batches(sizes["n_units"], fixed, per_unit,
                                              memory_limit, voxel_batch=voxel_batch, what=what)
@@ -993,29 +935,28 @@ def score_distributed(
     pixel_groups: list = []
     mm_wait: list = []  # (entry, {name: ext key})
     for entry in plan:
-        for g in entry["groups"]:
-            if not g["todo"] and not (entry.get("mm") and entry["mm_todo"] and g["source"] == "cache"
-                                      and g["model"] in named):
+        for g, todo in zip(entry.groups, entry.todo):
+            if not todo and not (entry.mm and entry.mm_todo and g.source == "cache"):  # mm reads the models' layers
                 continue
-            if g["source"] == "pixels":
+            if g.source == "pixels":
                 pixel_groups.append((entry, g))
                 continue
             # one extraction per (spec, stimulus set); the shuffled baseline reads the model's own
-            tok = (g["spec"], entry["stim_token"])
+            tok = (g.spec, entry.stim_token)
             x = extractions.get(tok)
             if x is None:
                 x = extractions[tok] = {"waiting": [], "result": None}
-                submit(_extract_task, g["spec"], entry["bench"].id, root, list(g["ext_layers"]), ekw, cache_root, threads,
+                submit(_extract_task, g.spec, entry.bench.id, root, list(g.extract_layers), ekw, cache_root, threads,
                        kind="extract", payload=tok, name="extract")
                 info.extraction_tasks += 1
-            if g["todo"]:
+            if todo:
                 x["waiting"].append((entry, g))
-        if entry.get("mm") and entry["mm_todo"]:
+        if entry.mm and entry.mm_todo:
             mm_wait.append(entry)
 
     def try_model_model():
         for entry in list(mm_wait):
-            toks = {n: (s, entry["stim_token"]) for n, s in named.items()}
+            toks = {m.name: (m.spec, entry.stim_token) for m in grid.models}
             if all(extractions.get(t, {}).get("result") is not None for t in toks.values()):
                 mm_wait.remove(entry)
                 keys = {}
@@ -1024,7 +965,7 @@ def score_distributed(
                     layer, key, _ = extractions[t]["result"]["layers"][-1]
                     keys[n] = (layer, key)
                     digests[n] = extractions[t]["result"]["ids_digest"]
-                submit(_model_model_task, entry["bench"].id, root, keys, digests, cache_root, tuple(mm_metrics), threads,
+                submit(_model_model_task, entry.bench.id, root, keys, digests, cache_root, tuple(mm_metrics), threads,
                        kind="mm", payload=entry, name="model-model")
 
     all_scores: list[pd.DataFrame] = []
@@ -1116,7 +1057,7 @@ def score_distributed(
                 for (m, layer, b, _v), part in df.groupby(["model", "layer", "benchmark", "benchmark_version"], sort=False):
                     commit("scores", part, (m, layer, b))
                 all_scores.append(df)
-                finished_cell(("model-model", payload["bench"].id))
+                finished_cell(("model-model", payload.bench.id))
     except BaseException:
         for f in list(futures.futures):
             f.cancel()
@@ -1129,17 +1070,18 @@ def score_distributed(
     # ---- the tables: this run's rows plus the stored rows of the groups that were skipped
     if st is not None:
         for e in plan:
-            for g in e["groups"]:
-                if not g["todo"]:
-                    v = e["bench"].version
-                    all_scores.append(st.scores(model=g["model"], benchmark=e["bench"].id, layer=g["layers"],
+            v = e.bench.version
+            for g, todo in zip(e.groups, e.todo):
+                if not todo:
+                    all_scores.append(st.scores(model=g.model, benchmark=e.bench.id, layer=list(g.layers),
                                                 benchmark_version=v))
-                    if g["geometry"]:
-                        all_geom.append(st.geometry(model=g["model"], stimulus_set=e["lid_set"], layer=g["layers"],
-                                                    benchmark_version=v))
-            if e.get("mm") and not e["mm_todo"]:
-                all_scores.append(st.scores(model=list(named), benchmark=sorted({c[3] for c in e["mm_cells"]}),
-                                            layer=sorted({c[2] for c in e["mm_cells"]}), benchmark_version=1))
+                    if g.geometry:
+                        all_geom.append(st.geometry(model=g.model, stimulus_set=e.bench.lid_stimulus_set,
+                                                    layer=list(g.layers), benchmark_version=v))
+            if e.mm and not e.mm_todo:
+                all_scores.append(st.scores(model=[m.name for m in grid.models],
+                                            benchmark=sorted({c[3] for c in e.mm_cells}),
+                                            layer=sorted({c[2] for c in e.mm_cells}), benchmark_version=1))
     scores = pd.concat([s for s in all_scores if len(s)], ignore_index=True) if any(len(s) for s in all_scores) else score_frame([])
     geom = pd.concat([g for g in all_geom if len(g)], ignore_index=True) if any(len(g) for g in all_geom) else geometry_frame([])
     scores = score_frame(scores)

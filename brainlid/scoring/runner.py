@@ -40,7 +40,8 @@ import pandas as pd
 from .._version import __version__
 from ..errors import InputError
 from .benchmarks import Benchmark, get_benchmark, load_benchmark_data
-from .plan import default_layers, lid_ids as _lid_ids, mm_benchmark_id, plan_grid
+from .plan import default_layers  # noqa: F401  (re-exported: brainlid.leaderboard.scoring imports it from here)
+from .plan import lid_ids as _lid_ids, mm_benchmark_id, plan_grid
 from .tables import geometry_frame, score_frame, write_table
 
 __all__ = [
