@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench clean-venv system-deps
+.PHONY: demo test bench clean-venv system-deps test-models
 
 demo: $(VENV)/.core-installed
 	$(BIN)/brainlid demo
@@ -59,6 +59,34 @@ $(BENCH_VENV)/.bench-installed: pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip "$(TORCH)"
 	$(BENCH_VENV)/bin/python -m pip install --quiet -e ".[bench,test]"
+	touch $@
+
+# The torchvision / timm / open_clip model adapters, tested for real in their own environment (not in CI:
+# PyPI's torchvision does not import beside the CPU torch above, and the pair below is a multi-GB CUDA build
+# that runs on the CPU). aarch64: make test-models MODELS_TORCH=torch==2.9.1 MODELS_TORCHVISION=torchvision==0.24.1
+MODELS_VENV ?= .venv-models
+MODELS_TORCH ?= torch==2.14.1
+MODELS_TORCHVISION ?= torchvision==0.29.1
+MODELS_PINS ?= timm==1.0.31 open_clip_torch==3.3.0
+MODELS_TESTS ?= tests/test_features_models.py tests/test_features_extract.py tests/test_features_pooling.py tests/test_cli_features.py
+MODELS_BIN := $(MODELS_VENV)/bin
+MODELS_TORCH_STAMP := $(MODELS_VENV)/.torch-$(subst =,,$(MODELS_TORCH))-$(subst =,,$(MODELS_TORCHVISION))
+
+test-models: $(MODELS_VENV)/.models-installed
+	$(MODELS_BIN)/python -m pytest -p no:cacheprovider $(MODELS_TESTS) $(PYTEST_ARGS)
+
+$(MODELS_TORCH_STAMP):
+	test -x $(MODELS_BIN)/python || $(PYTHON) -m venv $(MODELS_VENV)
+	$(MODELS_BIN)/python -m pip install --quiet --upgrade pip
+	$(MODELS_BIN)/python -m pip install --quiet "$(MODELS_TORCH)" "$(MODELS_TORCHVISION)"
+	rm -f $(MODELS_VENV)/.torch-* $(MODELS_VENV)/.models-installed
+	touch $@
+
+# The project's pins, less its torch pin (torch comes from the pair above), plus the adapter libraries'.
+$(MODELS_VENV)/.models-installed: $(MODELS_TORCH_STAMP) pyproject.toml constraints.txt
+	grep -v '^torch==' constraints.txt > $(MODELS_VENV)/constraints.txt
+	printf '%s\n' $(MODELS_PINS) "$(MODELS_TORCH)" "$(MODELS_TORCHVISION)" >> $(MODELS_VENV)/constraints.txt
+	$(MODELS_BIN)/python -m pip install --quiet -c $(MODELS_VENV)/constraints.txt -e ".[test,models]"
 	touch $@
 
 clean-venv:
