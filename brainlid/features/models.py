@@ -10,10 +10,14 @@ Spec grammar (``SOURCE:NAME[@WEIGHTS]``)
     ``torchvision:resnet18[@WEIGHTS]``       ``torchvision.models.get_model``; WEIGHTS ``DEFAULT``
                                              (default), an enum name such as ``IMAGENET1K_V1``,
                                              ``random`` or a local state_dict path
-    ``timm:convnext_atto.d2_in1k[@WEIGHTS]`` ``timm.create_model``; pretrained from timm's / the HF
-                                             hub cache, ``random`` or a local file
-    ``open_clip:ViT-B-32@laion2b_s34b_b79k`` ``open_clip.create_model``; the visual tower is used;
-                                             the tag may be ``random`` or a local checkpoint path
+    ``timm:convnext_atto.d2_in1k[@WEIGHTS]`` ``timm.create_model``; pretrained (the default tag, or
+                                             ``NAME.TAG`` / ``@TAG``) from the HF hub cache, ``random``
+                                             or a local state_dict file
+    ``open_clip:ViT-B-32@laion2b_s34b_b79k`` ``open_clip.create_model``; the visual tower is used, its
+                                             final embedding (``encode_image``) hookable as layer
+                                             ``image_embedding``; the tag is required: a pretrained
+                                             tag, ``random`` or a local checkpoint (whole CLIP or the
+                                             visual tower's state_dict)
     ``cifar_resnet:20[@PATH]``                CIFAR-10 ResNet-(6n+2) (:mod:`brainlid.models.cifar_resnet`);
                                              PATH a checkpoint such as ``resnet20-12fca82f.th``
                                              (``module.`` prefix stripped), or ``random[:SEED]``
@@ -25,8 +29,12 @@ Spec grammar (``SOURCE:NAME[@WEIGHTS]``)
 
 ``@random`` weights are initialised under ``torch.manual_seed(0)`` (``@random:SEED`` for another
 seed), so a "random weights" baseline is reproducible and cacheable. Nothing is downloaded
-unless ``allow_download=True`` (or ``BRAINLID_ALLOW_DOWNLOAD=1``); a missing weight file raises
-:class:`~brainlid.errors.DatasetNotFoundError` saying how to obtain it. The library adapters
+unless ``allow_download=True`` (or ``BRAINLID_ALLOW_DOWNLOAD=1``): pretrained weights are looked up in the
+local caches (torch hub ``$TORCH_HOME/hub/checkpoints``, Hugging Face ``$HF_HOME/hub``) without the network
+and handed to the library as a file; a missing weight file raises
+:class:`~brainlid.errors.DatasetNotFoundError` saying how to obtain it once. The adapters' preprocessing
+is the library's own evaluation transform (``weights.transforms()``, timm's ``create_transform`` for the
+model's data config, open_clip's ``preprocess``) translated to a :class:`Preprocess`. The library adapters
 (torchvision, timm, open_clip, transformers) are imported lazily; a missing library raises
 :class:`~brainlid.errors.DependencyError` naming the ``models`` extra.
 
@@ -40,6 +48,7 @@ import contextlib
 import hashlib
 import importlib
 import importlib.util
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -282,102 +291,258 @@ def _is_path(weights: str | None) -> bool:
     return bool(weights) and (os.sep in weights or Path(weights).suffix in (".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
 
 
+_DOWNLOAD_HINT = "pass a local state_dict file as @/path/to/weights.pth, or allow downloads (allow_download=True or BRAINLID_ALLOW_DOWNLOAD=1)"
+
+
+def _not_cached(what: str, where, how: str) -> DatasetNotFoundError:
+    """The error for pretrained weights missing from the local cache: where we looked and how to get them once."""
+    return DatasetNotFoundError(f"{what} are not in the local cache ({where}). Download them once with `{how}`, or {_DOWNLOAD_HINT}")
+
+
+def _hf_hub_cache() -> Path:
+    """The Hugging Face hub cache folder as the environment says now (``HF_HUB_CACHE``, else ``HF_HOME/hub``),
+    else huggingface_hub's own default (it reads the environment only once, at import)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _hf_cached_file(repo_id: str, filenames, revision: str | None = None) -> str | None:
+    """The first of ``filenames`` of hub repo ``repo_id`` present in the local cache, or None (never touches the network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for fname in filenames:
+        p = try_to_load_from_cache(repo_id, fname, cache_dir=str(_hf_hub_cache()), revision=revision)
+        if isinstance(p, str) and os.path.isfile(p):
+            return p
+    return None
+
+
+def _library_preprocess(crop, scale_size, mean, std, interpolation, mode: str, source: str) -> Preprocess:
+    """A library's evaluation transform (resize → centre crop → [0, 1] → normalise) as a :class:`Preprocess`.
+
+    ``crop`` and ``scale_size`` are ``(h, w)``. ``mode`` ``"shortest"`` resizes the shorter side to
+    ``scale_size`` keeping the aspect ratio (torchvision ``Resize(int)``), ``"squash"`` resizes to
+    ``scale_size`` exactly. What a Preprocess cannot express (letterbox padding: timm ``crop_mode="border"``,
+    open_clip ``resize_mode="longest"``; a non-square "cover" resize; lanczos) is approximated with a warning.
+    """
+    import warnings
+
+    crop, scale_size = tuple(int(v) for v in crop), tuple(int(v) for v in scale_size)
+    interp = {"random": "bicubic"}.get(str(interpolation).lower(), str(interpolation).lower())
+    notes = []
+    if interp not in ("bilinear", "bicubic", "nearest"):
+        notes.append(f"{interpolation} interpolation is done as bicubic")
+        interp = "bicubic"
+    if mode == "shortest" and scale_size[0] != scale_size[1]:
+        notes.append(f"the aspect-keeping resize to cover {scale_size} is done as a shorter-side resize to {max(scale_size)}")
+        resize = max(scale_size)
+    elif mode == "shortest":
+        resize = scale_size[0]
+    else:
+        if mode != "squash":
+            notes.append(f"resize mode {mode!r} (letterbox padding) is done as an exact resize to {scale_size}")
+        resize = scale_size
+    if notes:
+        warnings.warn(f"{source} preprocessing approximated: " + "; ".join(notes) + " (pass preprocess= to extract() to override)", UserWarning, stacklevel=4)
+    crop = crop[0] if crop[0] == crop[1] else crop
+    return Preprocess(resize=resize, crop=crop, mean=tuple(mean), std=tuple(std), interpolation=interp, source=source)
+
+
 def _load_torchvision(name: str, weights: str | None, spec: str, allow_download: bool) -> ModelHandle:
     tv = require("torchvision", "models", "torchvision models")
     import torch
 
+    if name not in tv.models.list_models():
+        raise InputError(f"torchvision has no model {name!r}; e.g. {', '.join(tv.models.list_models()[:8])}")
+    try:
+        enums = tv.models.get_model_weights(name)
+    except (KeyError, ValueError):
+        enums = None
     seed = _random_seed(weights)
     if seed is not None or _is_path(weights):
         with _seeded(seed if seed is not None else 0):
             module = tv.models.get_model(name, weights=None)
         module = _with_weights(module, weights, spec)
-        try:
-            enum = tv.models.get_model_weights(name).DEFAULT
-            pre = _preprocess_from_tv(enum)
-        except Exception:
-            pre = None
+        pre = _preprocess_from_tv(enums.DEFAULT) if enums is not None else None
         return _finish(module, _model_id(spec, weights), pre)
+    if enums is None:
+        raise InputError(f"torchvision has no pretrained weights for {name!r}; use @random or a local state_dict @path")
     try:
-        enum = tv.models.get_model_weights(name)[weights or "DEFAULT"] if weights not in (None, "DEFAULT") else tv.models.get_model_weights(name).DEFAULT
-    except (KeyError, ValueError) as exc:
-        raise InputError(f"torchvision has no weights {weights!r} for {name!r}: {exc}") from exc
-    fname = os.path.basename(enum.url)
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / fname
+        enum = enums.DEFAULT if weights in (None, "DEFAULT") else enums[weights]
+    except KeyError:
+        raise InputError(f"torchvision has no weights {weights!r} for {name!r}; choose DEFAULT, {', '.join(e.name for e in enums)}, random or a local path") from None
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(enum.url)
     if not cached.is_file() and not allow_download:
-        raise DatasetNotFoundError(
-            f"torchvision weights {name}/{enum} are not in the torch hub cache ({cached}). Download them once with "
-            f"`python -c \"import torchvision; torchvision.models.get_model('{name}', weights='{weights or 'DEFAULT'}')\"`, "
-            "pass a local state_dict path as @path, or set BRAINLID_ALLOW_DOWNLOAD=1"
+        raise _not_cached(
+            f"torchvision weights {name}@{enum.name}", cached,
+            f"python -c \"import torchvision; torchvision.models.get_model('{name}', weights='{enum.name}')\"",
         )
     module = tv.models.get_model(name, weights=enum)
-    return _finish(module, f"torchvision:{name}@{str(enum).split('.')[-1]}", _preprocess_from_tv(enum))
+    return _finish(module, f"torchvision:{name}@{enum.name}", _preprocess_from_tv(enum))
 
 
 def _preprocess_from_tv(enum) -> Preprocess | None:
+    """torchvision's ``weights.transforms()`` (``ImageClassification``: ``Resize(resize_size)`` of the
+    shorter side, ``CenterCrop(crop_size)``, ``ToTensor``, ``Normalize``) as a :class:`Preprocess`;
+    None for transforms of other kinds (video, segmentation, ...)."""
     t = enum.transforms()
-    crop = getattr(t, "crop_size", None)
-    resize = getattr(t, "resize_size", None)
-    if crop is None:
+    crop, resize = getattr(t, "crop_size", None), getattr(t, "resize_size", None)
+    if crop is None or resize is None or not hasattr(t, "mean"):
         return None
-    interp = str(getattr(t, "interpolation", "bilinear")).split(".")[-1].lower()
-    return Preprocess(
-        resize=resize[0] if isinstance(resize, (list, tuple)) and len(resize) == 1 else resize,
-        crop=crop[0] if isinstance(crop, (list, tuple)) and len(crop) == 1 else crop,
-        mean=tuple(t.mean), std=tuple(t.std), interpolation=interp if interp in ("bilinear", "bicubic", "nearest") else "bilinear",
-        source="torchvision",
-    )
+    crop = list(crop) * 2 if len(crop) == 1 else list(crop)
+    mode = "shortest" if len(resize) == 1 else "squash"
+    scale = list(resize) * 2 if len(resize) == 1 else list(resize)
+    interp = str(getattr(t, "interpolation", "bilinear")).split(".")[-1]
+    return _library_preprocess(crop, scale, t.mean, t.std, interp, mode, "torchvision")
+
+
+def _timm_pretrained_file(timm, name: str) -> tuple[str | None, str, str]:
+    """``(local weight file or None, where it was looked for, timm model name with its pretrained tag)``.
+
+    timm takes weights from the Hugging Face hub (``hf_hub_id``: ``model.safetensors`` or
+    ``pytorch_model.bin``) or, for a few, a URL into the torch hub cache; both are looked up locally only.
+    """
+    import torch
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(name, allow_unregistered=False)
+    except RuntimeError as exc:
+        raise InputError(f"timm has no pretrained weights {name!r}: {exc}") from None
+    hub_id = getattr(cfg, "hf_hub_id", None)
+    if hub_id:
+        repo, _, revision = hub_id.partition("@")
+        fnames = [cfg.hf_hub_filename] if getattr(cfg, "hf_hub_filename", None) else ["model.safetensors", "pytorch_model.bin"]
+        return _hf_cached_file(repo, fnames, revision or None), f"{_hf_hub_cache()} {repo}", name
+    url = getattr(cfg, "url", None) or ""
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    return (str(cached) if url and cached.is_file() else None), str(cached), name
 
 
 def _load_timm(name: str, weights: str | None, spec: str, allow_download: bool) -> ModelHandle:
     timm = require("timm", "models", "timm models")
+    import timm.data  # noqa: F401  (a submodule `import timm` alone need not bind)
+
+    if not timm.is_model(name.split(".")[0]):
+        raise InputError(f"timm has no model {name.split('.')[0]!r}; see timm.list_models()")
     seed = _random_seed(weights)
-    env = {} if allow_download else {"HF_HUB_OFFLINE": "1"}
-    try:
-        with _env(env), _seeded(seed if seed is not None else 0):
-            if seed is not None:
-                module = timm.create_model(name, pretrained=False)
-            elif _is_path(weights):
-                module = timm.create_model(name, pretrained=False)
-                _apply_state_dict(module, load_state_dict_file(weights), weights)
-            else:
+    if weights not in (None, "DEFAULT", "pretrained") and seed is None and not _is_path(weights):
+        if "." in name:
+            raise InputError(f"{spec!r}: give the timm pretrained tag either as NAME.TAG or as @TAG, not both")
+        name, weights = f"{name}.{weights}", None  # timm:resnet18@a1_in1k == timm:resnet18.a1_in1k
+    with _seeded(seed if seed is not None else 0):
+        if seed is not None or _is_path(weights):
+            module = timm.create_model(name, pretrained=False)
+            module = _with_weights(module, weights, spec)
+        else:
+            path, where, tagged = _timm_pretrained_file(timm, name)
+            if path is not None:  # timm reads it (torch.load weights_only=True / safetensors), no network
+                module = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": path})
+            elif allow_download:
                 module = timm.create_model(name, pretrained=True)
-    except (OSError, RuntimeError, ValueError) as exc:
-        if seed is None and not _is_path(weights):
-            raise DatasetNotFoundError(
-                f"timm weights for {name!r} are not in the local cache ({exc}). Download them once with "
-                f"`python -c \"import timm; timm.create_model('{name}', pretrained=True)\"`, pass a local file as @path, "
-                "or set BRAINLID_ALLOW_DOWNLOAD=1".replace("\n", " ")
-            ) from exc
-        raise
+            else:
+                raise _not_cached(f"timm weights {tagged}", where, f"python -c \"import timm; timm.create_model('{tagged}', pretrained=True)\"")
     cfg = timm.data.resolve_data_config({}, model=module)
-    _, h, w = cfg["input_size"]
-    crop_pct = cfg.get("crop_pct") or 1.0
-    pre = Preprocess(
-        resize=int(h / crop_pct), crop=(h, w), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
-        interpolation=cfg.get("interpolation", "bilinear") if cfg.get("interpolation") in ("bilinear", "bicubic", "nearest") else "bilinear",
-        source="timm",
-    )
-    return _finish(module, _model_id(spec, weights), pre, tuple(cfg["input_size"]))
+    return _finish(module, _model_id(spec, weights), _preprocess_from_timm(cfg), tuple(cfg["input_size"]))
+
+
+def _preprocess_from_timm(cfg: dict) -> Preprocess:
+    """timm's eval transform for a data config (``timm.data.create_transform(**cfg)``, i.e.
+    ``transforms_imagenet_eval``) as a :class:`Preprocess`: resize to ``floor(size / crop_pct)``
+    (shorter side for ``crop_mode="center"``, both sides for ``"squash"``), centre crop ``input_size``."""
+    crop = tuple(cfg["input_size"][-2:])
+    crop_pct = cfg.get("crop_pct") or 0.875  # timm.data.DEFAULT_CROP_PCT
+    scale = tuple(math.floor(s / crop_pct) for s in crop)
+    mode = cfg.get("crop_mode") or "center"
+    mode = {"center": "shortest"}.get(mode, mode)
+    return _library_preprocess(crop, scale, cfg["mean"], cfg["std"], cfg.get("interpolation") or "bilinear", mode, "timm")
+
+
+def _open_clip_pretrained_file(oc, cfg: dict) -> tuple[str | None, str]:
+    """``(local checkpoint of an open_clip pretrained tag or None, where it was looked for)``, as
+    ``open_clip.pretrained.download_pretrained`` would resolve it, without the network."""
+    if cfg.get("file"):
+        return (cfg["file"] if os.path.isfile(cfg["file"]) else None), cfg["file"]
+    if cfg.get("hf_hub"):
+        repo, fname = os.path.split(cfg["hf_hub"])
+        pretrained = oc.pretrained
+        fname = fname or pretrained.HF_WEIGHTS_NAME
+        fnames = list(getattr(pretrained, "_get_safe_alternatives", lambda f: [])(fname)) + [fname]
+        return _hf_cached_file(repo, fnames), f"{_hf_hub_cache()} {repo}"
+    cached = Path("~/.cache/clip").expanduser() / os.path.basename(cfg.get("url", ""))
+    return (str(cached) if cfg.get("url") and cached.is_file() else None), str(cached)
+
+
+_OPEN_CLIP_PREPROCESS_KEYS = ("size", "mean", "std", "interpolation", "resize_mode")
 
 
 def _load_open_clip(name: str, weights: str | None, spec: str, allow_download: bool) -> ModelHandle:
     oc = require("open_clip", "models", "open_clip models")
+    import torch
+
+    if name not in oc.list_models():
+        raise InputError(f"open_clip has no model {name!r}; see open_clip.list_models()")
+    tags = oc.list_pretrained_tags_by_model(name)
+    if weights is None:
+        raise InputError(f"open_clip specs need weights: open_clip:{name}@TAG with TAG one of {', '.join(tags) or '(none)'}, @random or @/path/to/checkpoint")
     seed = _random_seed(weights)
-    env = {} if allow_download else {"HF_HUB_OFFLINE": "1"}
-    try:
-        with _env(env), _seeded(seed if seed is not None else 0):
-            model = oc.create_model(name, pretrained=None if seed is not None else weights)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise DatasetNotFoundError(
-            f"open_clip weights {name}@{weights} are not available offline ({exc}). Download them once with "
-            f"`python -c \"import open_clip; open_clip.create_model('{name}', pretrained='{weights}')\"`, or pass a local checkpoint path"
-        ) from exc
+    with _seeded(seed if seed is not None else 0):
+        if seed is not None or _is_path(weights):
+            model = oc.create_model(name, pretrained=None)
+            if _is_path(weights):
+                sd = load_state_dict_file(weights)
+                sd = {k[7:] if k.startswith("module.") else k: v for k, v in sd.items()}
+                # a whole CLIP checkpoint (visual.*, transformer.*, ...) or the visual tower's own state_dict
+                _apply_state_dict(model if any(k.startswith("visual.") for k in sd) else model.visual, sd, weights)
+        else:
+            cfg = oc.get_pretrained_cfg(name, weights)
+            if not cfg:
+                raise InputError(f"open_clip has no pretrained tag {weights!r} for {name!r}; choose one of {', '.join(tags) or '(none)'}, random or a local path")
+            path, where = _open_clip_pretrained_file(oc, cfg)
+            if path is not None:  # open_clip reads it (weights_only=True); the tag's preprocessing applied as it would be
+                model = oc.create_model(name, pretrained=path, force_preprocess_cfg={k: cfg[k] for k in _OPEN_CLIP_PREPROCESS_KEYS if k in cfg})
+            elif allow_download:
+                model = oc.create_model(name, pretrained=weights)
+            else:
+                raise _not_cached(f"open_clip weights {name}@{weights}", where, f"python -c \"import open_clip; open_clip.create_model('{name}', pretrained='{weights}')\"")
     visual = model.visual
-    size = visual.image_size if isinstance(visual.image_size, (tuple, list)) else (visual.image_size, visual.image_size)
-    mean = tuple(getattr(visual, "image_mean", None) or CLIP_MEAN)
-    std = tuple(getattr(visual, "image_std", None) or CLIP_STD)
-    pre = Preprocess(resize=int(size[0]), crop=tuple(size), mean=mean, std=std, interpolation="bicubic", source="open_clip")
-    return _finish(visual, _model_id(spec, weights), pre, (3, int(size[0]), int(size[1])))
+    pc = dict(getattr(visual, "preprocess_cfg", None) or {})
+    pc.setdefault("size", visual.image_size)
+    pre = _preprocess_from_open_clip(pc)
+    _add_output_layer(visual, OPEN_CLIP_EMBEDDING, torch)
+    return _finish(visual, _model_id(spec, weights), pre, (3,) + _hw(pc["size"]))
+
+
+def _hw(size) -> tuple[int, int]:
+    return (int(size[0]), int(size[1])) if isinstance(size, (tuple, list)) else (int(size), int(size))
+
+
+def _preprocess_from_open_clip(pc: dict) -> Preprocess:
+    """open_clip's eval transform for a preprocess config (``image_transform_v2(PreprocessCfg(**pc))``) as a
+    :class:`Preprocess`: ``resize_mode="shortest"`` resizes the shorter side to ``size`` and centre-crops,
+    ``"squash"`` resizes to ``size`` exactly; interpolation ``"random"`` means bicubic at eval."""
+    size = _hw(pc["size"])
+    return _library_preprocess(
+        size, size, pc.get("mean") or CLIP_MEAN, pc.get("std") or CLIP_STD,
+        pc.get("interpolation") or "bicubic", pc.get("resize_mode") or "shortest", "open_clip",
+    )
+
+
+OPEN_CLIP_EMBEDDING = "image_embedding"
+
+
+def _add_output_layer(module, name: str, torch) -> None:
+    """Make ``module``'s own output hookable as layer ``name``: an ``nn.Identity`` child applied to the
+    output by a forward hook (no parameters, so the weights digest is unchanged). open_clip's ViT
+    projects with a bare parameter (``pooled @ proj``), so no sub-module outputs ``encode_image``."""
+    if hasattr(module, name):
+        return
+    module.add_module(name, torch.nn.Identity())
+    module.register_forward_hook(lambda mod, args, out: getattr(mod, name)(out))
 
 
 def _load_hf(name: str, weights: str | None, spec: str, allow_download: bool) -> ModelHandle:
@@ -440,20 +605,6 @@ def _preprocess_from_hf(proc) -> Preprocess:
     resample = int(getattr(proc, "resample", 2) or 2)
     interp = {0: "nearest", 2: "bilinear", 3: "bicubic"}.get(resample, "bilinear")
     return Preprocess(resize=resize, crop=crop, scale="255" if rescale else "none", mean=mean, std=std, interpolation=interp, source="hf")
-
-
-@contextlib.contextmanager
-def _env(values: dict):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def load_model(spec, *, allow_download: bool | None = None) -> ModelHandle:
