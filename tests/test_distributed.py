@@ -1,5 +1,5 @@
-"""The scoring grid on a Dask LocalCluster of 2 worker processes: same rows as the serial run,
-exactly once when a worker is killed mid-run, no work on a rerun; memory planning; cluster configs."""
+"""The scoring grid on a Dask LocalCluster of 2 worker processes: same rows as the serial run (response and
+RDM benchmarks), exactly once when a worker is killed mid-run, no work on a rerun; memory planning; cluster configs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -24,6 +25,11 @@ BENCHES = ["nsd.subj01.nsdgeneral.encoding", "nsd.subj02.nsdgeneral.encoding"]
 KW = dict(layers=LAYERS, baselines=("pixels", "shuffled"), mm_metrics=("mutual_knn",))
 N_SCORE_CELLS = 12 + 2 + 4 + 2  # layer cells + model–model cells (one per model)
 KEYS = ["model", "layer", "benchmark", "split", "metric", "roi"]
+# RDM benchmarks: two CIFAR ResNets (any image size) and both baselines that apply to random-weights specs
+RDM_MODELS = {"r0": "cifar_resnet:20@random:0", "r1": "cifar_resnet:20@random:1"}
+RDM_KW = dict(layers=["layer1", "layer3"], baselines=("pixels", "shuffled"), mm_metrics=("mutual_knn",))
+RDM_KEYS = KEYS + ["subject"]  # RDM rows: every subject and the group mean
+REALDATA = Path(os.environ.get("BRAINLID_REALDATA", Path(__file__).resolve().parents[1].parent / "shared" / "realdata"))
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +48,14 @@ def env(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def alg19(env):
+    from brainlid.data.fixtures import write_algonauts2019
+
+    home, _, _ = env
+    return write_algonauts2019(home / "alg19", image_set="92", n_images=24, n_subjects=3, image_size=32)
+
+
+@pytest.fixture(scope="module")
 def cluster(env):
     with D.connect("local", workers=2, log=None) as handle:
         yield handle
@@ -51,19 +65,19 @@ def _sorted(df, keys):
     return df.sort_values(keys).reset_index(drop=True)
 
 
-def _assert_same(a, b):
-    pd.testing.assert_frame_equal(_sorted(a.scores, KEYS), _sorted(b.scores, KEYS), check_exact=False, rtol=1e-5,
+def _assert_same(a, b, keys=KEYS):
+    pd.testing.assert_frame_equal(_sorted(a.scores, keys), _sorted(b.scores, keys), check_exact=False, rtol=1e-5,
                                   atol=1e-6)
     gk = ["model", "layer", "stimulus_set", "estimator", "K"]
     pd.testing.assert_frame_equal(_sorted(a.geometry, gk), _sorted(b.geometry, gk), check_exact=False, rtol=1e-5)
 
 
-def _store_counts(path):
+def _store_counts(path, row_key="model, layer, benchmark, metric, split, time"):
     con = sqlite3.connect(path)
     try:
         cells = pd.read_sql_query("SELECT kind, model, layer, benchmark FROM cells", con)
-        dup = con.execute("SELECT COUNT(*) FROM (SELECT model, layer, benchmark, metric, split, time, COUNT(*) c FROM scores "
-                          "GROUP BY model, layer, benchmark, metric, split, time HAVING c > 1)").fetchone()[0]
+        dup = con.execute(f"SELECT COUNT(*) FROM (SELECT {row_key}, COUNT(*) c FROM scores "
+                          f"GROUP BY {row_key} HAVING c > 1)").fetchone()[0]
         n_rows = con.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
     finally:
         con.close()
@@ -167,10 +181,54 @@ def test_voxel_batches_match_whole_cells(env, cluster, tmp_path):
     pd.testing.assert_frame_equal(_sorted(ref, KEYS), _sorted(res.scores, KEYS), check_exact=False, rtol=1e-5, atol=1e-6)
 
 
-def test_cell_that_cannot_fit_is_a_clear_error(env, cluster):
+@pytest.mark.parametrize("data", ["algonauts2019 fixture", "real k92"])
+def test_rdm_benchmarks_match_serial_one_task_per_group(env, alg19, cluster, tmp_path, data):
+    """RDM benchmarks on Dask: one task per (model, benchmark) group; rows equal the serial run's,
+    also when the client stops after its first commit and a rerun replays the journaled groups."""
+    from brainlid.scoring.runner import score
+
+    if data == "real k92":
+        root, benches = REALDATA / "k92", ["k92.monkey.IT.rsa"]  # (human IT's 4-subject bootstrap takes ~15 s a model)
+        if not root.is_dir():
+            pytest.skip("real k92 data absent")
+    else:
+        root, benches = alg19, ["algonauts2019.92.IT.rsa", "algonauts2019.92.MEG_late.rsa"]
+    serial = score(RDM_MODELS, benches, data_root=root, store=False, return_result=True, **RDM_KW)
+    assert {"val", "test", "all"} <= set(serial.scores.split) and serial.scores.selected.any()
+    store = tmp_path / "rdm.sqlite"
+
+    class Stop(Exception):
+        pass
+
+    def stop(done, total, cell):
+        raise Stop
+
+    with pytest.raises(Stop):
+        D.score_distributed(cluster, RDM_MODELS, benches, data_root=root, store=store, progress=False, callback=stop,
+                            **RDM_KW)
+    pending = list((tmp_path / "rdm.sqlite.pending").glob("*.json"))
+    res = D.score_distributed(cluster, RDM_MODELS, benches, data_root=root, store=store, return_result=True,
+                              progress=False, **RDM_KW)
+    # 5 groups (pixels, r0, r0#shuffled, r1, r1#shuffled) per benchmark, one task each, minus the committed group
+    committed = res.info.groups_skipped
+    assert committed <= 1 and res.info.cells_replayed == len(pending)
+    assert res.info.cell_tasks + res.info.cells_replayed == 5 * len(benches) - committed
+    _assert_same(serial, res, RDM_KEYS)
+    # every layer cell once, plus the model–model cells (one task: the benchmarks share their images)
+    cells, dup, n_rows = _store_counts(store, "model, layer, benchmark, subject, metric, split, time")
+    assert (cells["kind"] == "scores").sum() == len(benches) * (1 + 2 + 1 + 2 + 1) + 2 and dup == 0
+    assert (cells["kind"] == "geometry").sum() == 1 + 2 + 2  # geometry once per model and image set
+    again = D.score_distributed(cluster, RDM_MODELS, benches, data_root=root, store=store, return_result=True,
+                                progress=False, **RDM_KW)
+    assert again.info.tasks == 0 and _store_counts(store)[2] == n_rows
+    _assert_same(serial, again, RDM_KEYS)
+
+
+def test_cell_that_cannot_fit_is_a_clear_error(env, alg19, cluster):
     home, root, _ = env
-    with pytest.raises(InputError, match="RDM benchmarks .* serially"):
-        D.score_distributed(cluster, MODELS, ["algonauts2019.118.EVC.rsa"], data_root=root, store=False, progress=False)
+    with pytest.raises(D.CellMemoryError, match=r"r[01] on algonauts2019.92.IT.rsa: scoring its 2 layer\(s\) together"):
+        D.score_distributed(cluster, RDM_MODELS, ["algonauts2019.92.IT.rsa"], data_root=alg19, store=False,
+                            progress=False, memory_limit=2**16, **{**RDM_KW, "baselines": False})
     with pytest.raises(InputError, match="spec strings"):
         D.score_distributed(cluster, {"obj": object()}, BENCHES[:1], data_root=root, store=False, progress=False)
     with pytest.raises(D.CellMemoryError, match="reduce the features|more --memory-per-worker"):
@@ -199,6 +257,8 @@ def test_memory_plan():
     # RSA: n² RDMs, not split
     f2, p2 = D.estimate_cell_memory(8000, 1000, 512, 100, pca=None, n_folds=5, n_alphas=9, metric="rsa")
     assert f2 == int(1.5 * (4 * 9000 * 512 + 16 * 1000**2)) and p2 == 6000
+    # an RDM-benchmark group: all layers' features and the stacked condensed RDMs (2 layers, 3 subjects + mean)
+    assert D.estimate_rdm_group_memory(92, [64, 128], 3) == int(1.5 * (4 * 92 * 192 + 32 * (92 * 91 // 2) * 6))
 
 
 def test_parse_memory():

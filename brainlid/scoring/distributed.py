@@ -21,6 +21,11 @@ Tasks
       serial run would measure them there. For large ROIs an encoding cell is split into
       **voxel batches** (one task per batch of units, see :func:`plan_voxel_batches`); their
       per-unit scores are joined on the client, which makes the rows;
+    * one **group** task per (model, RDM benchmark) (``kind="rdms"``, published brain RDMs):
+      :func:`brainlid.scoring.rdm_benchmarks.score_rdm_features` on all the model's layers
+      together, read by cache key on the worker — the split-half layer selection compares every
+      layer on the same image halves, and an RDM of ≤ a few hundred images is cheap, so the
+      group is not split (its memory is checked with :func:`estimate_rdm_group_memory`);
     * one **model–model** task per benchmark stimulus set with two models or more.
 
     The benchmark's responses are loaded on the worker (from the shared data root, cached per
@@ -90,7 +95,7 @@ from ..errors import BrainlidError, InputError, require
 
 __all__ = [
     "ClusterHandle", "connect", "load_slurm_config", "score_distributed", "estimate_cell_memory",
-    "plan_voxel_batches", "CellMemoryError", "DistributedRunInfo", "parse_memory", "slurm_cluster",
+    "plan_voxel_batches", "estimate_rdm_group_memory", "CellMemoryError", "DistributedRunInfo", "parse_memory", "slurm_cluster",
 ]
 
 #: Fraction of a worker's memory limit a task may plan to use (Dask pauses a worker at 80 %).
@@ -404,6 +409,18 @@ def estimate_cell_memory(n_fit: int, n_eval: int, n_features: int, n_units: int,
     return int(1.5 * fixed), int(1.5 * per_unit)
 
 
+def estimate_rdm_group_memory(n_stimuli: int, n_features: Sequence[int], n_subjects: int) -> int:
+    """Estimated peak bytes of one RDM-benchmark group task (all layers of a model scored together).
+
+    The layers' features ``4·n·Σd`` (float32) and, for the stimulus bootstrap, the stacked
+    condensed RDMs of the layers, the subjects and the group mean with their sort orders and
+    ranks, ``4 · 8 · P · (L + S + 1)`` with ``P = n(n−1)/2`` pairs; a safety factor of 1.5.
+    """
+    n = int(n_stimuli)
+    pairs = n * (n - 1) // 2
+    return int(1.5 * (4 * n * int(sum(n_features)) + 32 * pairs * (len(n_features) + int(n_subjects) + 1)))
+
+
 def plan_voxel_batches(n_units: int, fixed: int, per_unit: int, memory_limit: int, *, voxel_batch: int | None = None,
                        what: str = "cell") -> list[tuple[int, int]]:
     """Split ``n_units`` into ``[start, stop)`` batches that fit ``MEMORY_FRACTION × memory_limit``.
@@ -602,6 +619,26 @@ def _join_unit_batches(cell: _Cell, parts: list[dict]) -> list[dict]:
     return rows
 
 
+def _rdm_group_task(cells: tuple, threads: int) -> dict:
+    """Score every layer of one (model, RDM benchmark) group on a worker
+    (:func:`brainlid.scoring.rdm_benchmarks.score_rdm_features`, as the serial runner): score rows
+    of all layers (the split-half layer selection needs them together) and, when asked, their
+    geometry rows."""
+    from .rdm_benchmarks import score_rdm_features
+
+    _worker_threads(threads)
+    t0 = time.perf_counter()
+    feats: dict = {}
+    for c in cells:
+        X, ids, brain = _cell_features(c)
+        feats[c.layer] = X
+    c = cells[0]
+    scores, geom = score_rdm_features(feats, ids, c.bench, brain, model=c.model, geometry=c.geometry,
+                                      feature_cache_key={x.layer: x.row_key for x in cells})
+    return {"cell": cells, "pid": os.getpid(), "rows": scores.to_dict("records"), "geometry": geom.to_dict("records"),
+            "seconds": time.perf_counter() - t0}
+
+
 def _model_model_task(bench_id: str, data_root, keys: dict, ids_digests: dict, cache_root: str, metrics, threads: int):
     """Model–model rows of the named models' last layers on a benchmark's LID stimuli."""
     from . import runner
@@ -626,6 +663,7 @@ def _model_model_task(bench_id: str, data_root, keys: dict, ids_digests: dict, c
 class DistributedRunInfo:
     """What a distributed run did: tasks submitted, cells written, skipped or replayed from the journal.
 
+    ``cell_tasks`` counts layer cells, voxel batches and RDM-benchmark group tasks.
     ``task_seconds`` sums the extraction and cell tasks' run times on the workers; ``plan_seconds`` is the client's
     planning before the first submission (loading each benchmark's splits, resolving layers, reading
     the store); ``wall_seconds`` the whole call.
@@ -670,13 +708,18 @@ class _Journal:
     def __init__(self, store_path):
         self.dir = Path(str(store_path) + ".pending")
 
-    def _path(self, cell: _Cell) -> Path:
+    @staticmethod
+    def _ident(cell: _Cell) -> tuple:
         from .._version import __version__
         from .benchmarks import get_benchmark
 
         b = get_benchmark(cell.bench)
-        ident = (cell.model, cell.layer, cell.layer_index, cell.bench, b.version, b.params, cell.source, cell.key,
-                 cell.ids_digest, cell.geometry, cell.units, cell.shuffle_seed, __version__)
+        return (cell.model, cell.layer, cell.layer_index, cell.bench, b.version, b.params, cell.source, cell.key,
+                cell.ids_digest, cell.geometry, cell.units, cell.shuffle_seed, __version__)
+
+    def _path(self, cell: _Cell | tuple) -> Path:
+        """One file per task: a cell, or the tuple of cells of an RDM-benchmark group task."""
+        ident = tuple(self._ident(c) for c in cell) if isinstance(cell, tuple) else self._ident(cell)
         return self.dir / f"{hashlib.sha256(repr(ident).encode()).hexdigest()[:32]}.json"
 
     def save(self, cell: _Cell, res: dict) -> None:
@@ -690,7 +733,7 @@ class _Journal:
             out["unit_scores"] = {k: [np.asarray(v[0]).tolist(), np.asarray(v[1]).tolist(), int(v[2])]
                                   for k, v in res["unit_scores"].items()}
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self._path(cell), json.dumps(out, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+        atomic_write_text(self._path(cell), json.dumps(out, default=_json_value))
 
     def load(self, cell: _Cell) -> dict | None:
         import json
@@ -742,6 +785,13 @@ def _group_cells(g, bench) -> list[tuple]:
     if g.geometry:
         need += [("geometry", g.model, l, bench.lid_stimulus_set, bench.version) for l in g.layers]
     return need
+
+
+def _json_value(o):
+    """JSON for the journal: numpy scalars as numbers, pandas' NA (RDM rows' ``n_units``) as null."""
+    if o is pd.NA:
+        return None
+    return o.item() if hasattr(o, "item") else str(o)
 
 
 def _digest(*parts) -> str:
@@ -826,10 +876,6 @@ def score_distributed(
     # names, layers, baseline groups, geometry-once and model–model-once: the serial runner's plan
     grid = plan_grid(model, benchmarks, layers=layers, baselines=baselines, data_root=data_root,
                      allow_download=ekw.get("allow_download"))
-    rdm = [b.id for b in grid.benchmarks if b.kind == "rdms"]
-    if rdm:
-        raise InputError(f"RDM benchmarks ({', '.join(rdm)}) are scored serially (their split-half layer selection runs "
-                         "over all layers at once); run them without --scheduler / client=")
     root = None if data_root is None else str(Path(data_root).resolve())
     cache_root = str(FeatureCache().root.resolve())
     st = None
@@ -845,9 +891,12 @@ def score_distributed(
     plan: list[_Entry] = []
     for bp in grid:
         bench, sub, brain = bp.bench, bp.stimuli, bp.brain
-        splits = make_splits(brain, bench)
-        sizes = {"n_all": len(sub), "n_fit": int(splits["train"].size), "n_eval": int(splits["test"].size),
-                 "n_units": int(np.prod(brain.responses.shape[1:]))}
+        if bench.kind == "rdms":  # published RDMs: nothing is fitted
+            sizes = {"n_all": len(sub), "n_subjects": int(brain.n_subjects)}
+        else:
+            splits = make_splits(brain, bench)
+            sizes = {"n_all": len(sub), "n_fit": int(splits["train"].size), "n_eval": int(splits["test"].size),
+                     "n_units": int(np.prod(brain.responses.shape[1:]))}
         entry = _Entry(bench, ids_digest(np.asarray(sub.ids)), _digest(sub.digest), sizes, bp.groups,
                        [not all(c in done_cells for c in _group_cells(g, bench)) for g in bp.groups], bp.model_model)
         if entry.mm:
@@ -884,52 +933,67 @@ def score_distributed(
     def submit_cells(entry, g, ext):
         bench = entry.bench
         by_name = {l: (k, shp) for l, k, shp in ext["layers"]} if ext is not None else {}
-        replay: list = []
         grp = _Group(g.model, bench.id, len(g.layers))
         groups[(g.model, bench.id)] = grp
         sizes = entry.sizes
         source = "cache" if g.source == "random" else g.source  # a random twin is read from the cache as any model
+        cells, dims = [], []
         for li, layer in enumerate(g.layers):
-            if g.source == "pixels":
-                key, d = "", 32 * 32
+            key, d = ("", 32 * 32) if g.source == "pixels" else (by_name[layer][0], by_name[layer][1][1])
+            cells.append(_Cell(bench=bench.id, data_root=root, model=g.model, layer=layer, layer_index=li,
+                               source=source, key=key, row_key="" if source != "cache" else key,
+                               ids_digest=ext["ids_digest"] if ext is not None else entry.sub_digest,
+                               cache_root=cache_root, geometry=g.geometry, shuffle_seed=bench.params["seed"]))
+            dims.append(d)
+        if bench.kind == "rdms":  # split-half layer selection over every layer: one task for the whole group
+            need = estimate_rdm_group_memory(sizes["n_all"], dims, sizes["n_subjects"])
+            budget = int(MEMORY_FRACTION * memory_limit)
+            if budget and need > budget:
+                raise CellMemoryError(f"{g.model} on {bench.id}: scoring its {len(dims)} layer(s) together needs about "
+                                      f"{_fmt(need)}, more than {MEMORY_FRACTION:.0%} of the worker memory "
+                                      f"({_fmt(budget)}); score fewer layers or give the workers more --memory-per-worker")
+            tasks: list = [tuple(cells)]
+        else:
+            tasks = []
+            for cell, d in zip(cells, dims):
+                tasks += layer_tasks(grp, cell, d, sizes, bench)
+        grp.cells += tasks
+        replay: list = []
+        for c in tasks:
+            saved = journal.load(c) if journal is not None else None
+            if saved is not None:  # finished by an earlier run that stopped before committing it
+                replay.append(saved)
+                info.cells_replayed += 1
+            elif isinstance(c, tuple):
+                submit(_rdm_group_task, c, threads, kind="cell", payload=c, name="rdm-group")
+                info.cell_tasks += 1
             else:
-                key, shp = by_name[layer]
-                d = shp[1]
-            cell = _Cell(bench=bench.id, data_root=root, model=g.model, layer=layer, layer_index=li,
-                         source=source, key=key, row_key="" if source != "cache" else key,
-                         ids_digest=ext["ids_digest"] if ext is not None else entry.sub_digest,
-                         cache_root=cache_root, geometry=g.geometry, shuffle_seed=bench.params["seed"])
-            p = bench.params
-            fixed, per_unit = estimate_cell_memory(sizes["n_fit"], sizes["n_eval"], d, sizes["n_units"], pca=p["pca"],
-                                                   n_folds=p["cv"], n_alphas=len(p["alphas"]), n_all=sizes["n_all"],
-                                                   metric=bench.metric)
-            what = f"{g.model} / {layer} on {bench.id}"
-            if bench.metric == "encoding":
-                batches = plan_voxel_batches(sizes["n_units"], fixed, per_unit,
-                                             memory_limit, voxel_batch=voxel_batch, what=what)
-            else:
-                batches = [(0, sizes["n_units"])]
-                budget = int(MEMORY_FRACTION * memory_limit)
-                if budget and fixed + per_unit * sizes["n_units"] > budget:
-                    raise CellMemoryError(f"{what}: an RSA cell needs about {_fmt(fixed + per_unit * sizes['n_units'])}, "
-                                          f"more than {MEMORY_FRACTION:.0%} of the worker memory ({_fmt(budget)}); "
-                                          "give the workers more --memory-per-worker")
-            if len(batches) == 1:
-                todo = [cell]
-            else:
-                grp.batches[li] = (cell, len(batches), [])
-                todo = [replace(cell, units=ab, geometry=cell.geometry and j == 0) for j, ab in enumerate(batches)]
-            grp.cells += todo
-            for c in todo:
-                saved = journal.load(c) if journal is not None else None
-                if saved is not None:  # finished by an earlier run that stopped before committing it
-                    replay.append(saved)
-                    info.cells_replayed += 1
-                else:
-                    submit(_cell_task, c, threads, kind="cell", payload=c, name=f"cell-{layer}")
-                    info.cell_tasks += 1
+                submit(_cell_task, c, threads, kind="cell", payload=c, name=f"cell-{c.layer}")
+                info.cell_tasks += 1
         while replay:
             on_cell(replay.pop(0))
+
+    def layer_tasks(grp, cell, d, sizes, bench) -> list:
+        """One layer cell of a response benchmark: itself, or its voxel batches when it does not fit."""
+        p = bench.params
+        fixed, per_unit = estimate_cell_memory(sizes["n_fit"], sizes["n_eval"], d, sizes["n_units"], pca=p["pca"],
+                                               n_folds=p["cv"], n_alphas=len(p["alphas"]), n_all=sizes["n_all"],
+                                               metric=bench.metric)
+        what = f"{cell.model} / {cell.layer} on {bench.id}"
+        if bench.metric == "encoding":
+            batches = plan_voxel_batches(sizes["n_units"], fixed, per_unit, memory_limit, voxel_batch=voxel_batch,
+                                         what=what)
+        else:
+            batches = [(0, sizes["n_units"])]
+            budget = int(MEMORY_FRACTION * memory_limit)
+            if budget and fixed + per_unit * sizes["n_units"] > budget:
+                raise CellMemoryError(f"{what}: an RSA cell needs about {_fmt(fixed + per_unit * sizes['n_units'])}, "
+                                      f"more than {MEMORY_FRACTION:.0%} of the worker memory ({_fmt(budget)}); "
+                                      "give the workers more --memory-per-worker")
+        if len(batches) == 1:
+            return [cell]
+        grp.batches[cell.layer_index] = (cell, len(batches), [])
+        return [replace(cell, units=ab, geometry=cell.geometry and j == 0) for j, ab in enumerate(batches)]
 
     groups: dict = {}
     pixel_groups: list = []
@@ -1018,9 +1082,13 @@ def score_distributed(
 
     def on_cell(res):
         cell = res["cell"]
-        grp = groups[(cell.model, cell.bench)]
+        first = cell[0] if isinstance(cell, tuple) else cell
+        grp = groups[(first.model, first.bench)]
         grp.geometry += res.get("geometry", [])
-        if cell.units is None:
+        if isinstance(cell, tuple):  # an RDM benchmark's group task: rows of every layer
+            for r in res["rows"]:
+                grp.rows.setdefault(r["layer_index"], []).append(r)
+        elif cell.units is None:
             grp.rows[cell.layer_index] = res["rows"]
         else:
             whole, n_b, parts = grp.batches[cell.layer_index]
