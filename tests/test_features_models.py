@@ -271,12 +271,28 @@ def test_torchvision_adapter(tmp_path):
 
 
 def _offline(monkeypatch, home):
-    """Empty torch / Hugging Face caches under ``home``, HF offline, downloads not allowed."""
+    """Empty torch / Hugging Face caches under ``home``, HF offline, downloads not allowed, any connection fails the test."""
     monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("BRAINLID_ALLOW_DOWNLOAD", raising=False)
+    import socket
+
+    def no_network(*a, **k):
+        raise AssertionError(f"network access attempted: {a}")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+
+
+def _offline_error(monkeypatch, tmp_path, library, spec, match):
+    """Import ``library`` (or skip), go offline with empty caches, and check ``spec`` raises the how-to-download error."""
+    mod = _try_import(library)
+    _offline(monkeypatch, tmp_path)
+    with pytest.raises(DatasetNotFoundError, match=match):
+        load_model(spec)
+    return mod
 
 
 def _fake_hf_cache(home, repo_id, filename, state_dict):
@@ -294,10 +310,8 @@ def _fake_hf_cache(home, repo_id, filename, state_dict):
 
 
 def test_torchvision_pretrained_offline(tmp_path, monkeypatch):
-    tv = _try_import("torchvision")
-    _offline(monkeypatch, tmp_path)
-    with pytest.raises(DatasetNotFoundError, match=r"not in the local cache.*Download them once with `python -c .*get_model\('resnet18', weights='IMAGENET1K_V1'\)"):
-        load_model("torchvision:resnet18")
+    tv = _offline_error(monkeypatch, tmp_path, "torchvision", "torchvision:resnet18",
+                        r"not in the local cache.*Download them once with `python -c .*get_model\('resnet18', weights='IMAGENET1K_V1'\)")
     # once in the torch hub cache (where torchvision downloads to), the pretrained spec loads it offline
     torch.manual_seed(4)
     ref = tv.models.resnet18().eval()
@@ -375,10 +389,8 @@ def test_timm_adapter(tmp_path):
 
 
 def test_timm_pretrained_offline(tmp_path, monkeypatch):
-    timm = _try_import("timm")
-    _offline(monkeypatch, tmp_path)
-    with pytest.raises(DatasetNotFoundError, match=r"timm weights resnet18.a1_in1k are not in the local cache.*create_model\('resnet18.a1_in1k', pretrained=True\)"):
-        load_model("timm:resnet18.a1_in1k")
+    timm = _offline_error(monkeypatch, tmp_path, "timm", "timm:resnet18.a1_in1k",
+                          r"timm weights resnet18.a1_in1k are not in the local cache.*create_model\('resnet18.a1_in1k', pretrained=True\)")
     # once in the HF cache (where timm downloads to), the spec loads it with no network
     torch.manual_seed(6)
     ref = timm.create_model("resnet18").eval()
@@ -440,10 +452,8 @@ def test_open_clip_adapter(tmp_path):
 
 
 def test_open_clip_pretrained_offline(tmp_path, monkeypatch):
-    _try_import("open_clip")
-    _offline(monkeypatch, tmp_path)
-    with pytest.raises(DatasetNotFoundError, match=r"ViT-B-32@laion2b_s34b_b79k are not in the local cache.*create_model\('ViT-B-32', pretrained='laion2b_s34b_b79k'\)"):
-        load_model("open_clip:ViT-B-32@laion2b_s34b_b79k")
+    _offline_error(monkeypatch, tmp_path, "open_clip", "open_clip:ViT-B-32@laion2b_s34b_b79k",
+                   r"ViT-B-32@laion2b_s34b_b79k are not in the local cache.*create_model\('ViT-B-32', pretrained='laion2b_s34b_b79k'\)")
     assert not any((tmp_path / "hf").rglob("*.safetensors")) and not any((tmp_path / "hf").rglob("*.bin"))  # nothing downloaded
 
 
