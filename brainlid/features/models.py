@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetNotFoundError, FileFormatError, InputError, require
-from .preprocess import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .preprocess import CLIP_MEAN, CLIP_STD, Preprocess
 
 __all__ = ["ModelHandle", "load_model", "weights_digest", "load_state_dict_file", "SOURCES", "parse_spec"]
 
