@@ -91,13 +91,65 @@ def test_layer_resolution_by_name_glob_and_per_model_mapping():
     assert {m.name: m.layers for m in by_spec.models} == {MLP_RANDOM: ("embed",), CNN_RANDOM: ("blocks.0", "blocks.1")}
     by_name = P.plan_grid({"m": MLP_RANDOM, "c": CNN_RANDOM}, [_bench("s1")], layers={"m": ["hidden.1"], "c": ["embed"]})
     assert {m.name: m.layers for m in by_name.models} == {"m": ("hidden.1",), "c": ("embed",)}
-    # no layers: the top-level child modules
-    want = tuple(n for n, _ in load_model(MLP_RANDOM).module.named_children())
-    assert P.plan_grid(MLP_RANDOM, [_bench("s1")]).models[0].layers == want == ("gray", "hidden", "embed", "head")
+    # no layers: the top-level child modules, a ModuleList (never called itself) replaced by its children
+    assert P.plan_grid(MLP_RANDOM, [_bench("s1")]).models[0].layers == ("gray", "hidden.0", "hidden.1", "embed", "head")
     with pytest.raises(InputError, match="no entry for model 'c'"):
         P.plan_grid({"m": MLP_RANDOM, "c": CNN_RANDOM}, [_bench("s1")], layers={"m": ["embed"]})
     with pytest.raises(InputError, match="nope"):
         P.plan_grid(MLP_RANDOM, [_bench("s1")], layers=["nope"])
+
+
+def test_default_layers_are_all_extractable():
+    """The default layers are modules the forward pass calls, whatever the model's nesting."""
+    from torch import nn
+
+    from brainlid.features import extract
+
+    class Wrapped(nn.Module):  # one wrapper child: described by the wrapper's children
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+
+        def forward(self, x):
+            return self.net(x)
+
+    class Looped(nn.Module):  # blocks in a ModuleDict of ModuleLists, looped over in forward
+        def __init__(self):
+            super().__init__()
+            self.stages = nn.ModuleDict({"a": nn.ModuleList([nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1)]),
+                                         "b": nn.ModuleList([nn.Conv2d(3, 2, 1)])})
+            self.pool = nn.AdaptiveAvgPool2d(1)
+
+        def forward(self, x):
+            for stage in self.stages.values():
+                for block in stage:
+                    x = block(x)
+            return self.pool(x)
+
+    assert P.default_layers(Wrapped()) == ["net.0", "net.1", "net.2"]
+    assert P.default_layers(Looped()) == ["stages.a.0", "stages.a.1", "stages.b.0", "pool"]
+    imgs = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    for spec in (MLP_RANDOM, CNN_RANDOM):
+        f = extract(spec, imgs, P.default_layers(spec), cache=False, progress=False)  # raised for "hidden"/"blocks"
+        assert all(f[layer].shape[0] == 3 for layer in P.default_layers(spec))
+    f = extract(Looped(), imgs, P.default_layers(Looped()), cache=False, progress=False)
+    assert f["stages.b.0"].shape == (3, 2)
+
+
+def test_one_layer_selection_shared_by_several_models():
+    """Each model takes the selectors that match it; a selector matching no model is an error."""
+    both = {"m": MLP_RANDOM, "c": CNN_RANDOM}
+    grid = P.plan_grid(both, [_bench("s1")], layers="hidden.*,blocks.*,embed")
+    assert {m.name: m.layers for m in grid.models} == {"m": MLP_LAYERS, "c": ("blocks.0", "blocks.1", "embed")}
+    with pytest.raises(InputError, match=r"'hiden\.\*' matches no module.*nor in any of the other models"):
+        P.plan_grid(both, [_bench("s1")], layers="hiden.*,embed")
+    with pytest.raises(InputError, match=r"model 'c' has none of the layers hidden\.\*.*brainlid layers entrypoint"):
+        P.plan_grid(both, [_bench("s1")], layers="hidden.*")
+    with pytest.raises(InputError, match="did you mean embed"):
+        P.plan_grid(both, [_bench("s1")], layers=["embedd"])
+    # one model: every selector must match (a typo is not silently dropped)
+    with pytest.raises(InputError, match="blocks"):
+        P.plan_grid(MLP_RANDOM, [_bench("s1")], layers="hidden.*,blocks.*")
 
 
 # ----------------------------------------------------------------------------- groups

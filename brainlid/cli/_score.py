@@ -30,7 +30,8 @@ def register(cli: click.Group) -> None:
                        "with several, model–model alignment is scored too).")
     @click.option("--benchmark", "benchmarks", multiple=True, required=True, metavar="ID",
                   help="Benchmark id(s), e.g. nsd.subj01.EBA.encoding (repeat, or separate with spaces/commas).")
-    @click.option("--layers", default=None, help="Comma-separated layer names/globs (default: the model's top-level modules).")
+    @click.option("--layers", default=None, help="Comma-separated layer names/globs, e.g. 'layer*,avgpool' (default: the model's top-level "
+                       "modules). With several models each takes the ones that match it.")
     @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Dataset root (default from $BRAINLID_DATA).")
     @click.option("--out", type=click.Path(path_type=Path), default=None, help="Folder for scores/geometry .parquet and .csv.")
     @click.option("--store", type=click.Path(path_type=Path), default=None, help="Results store (default $BRAINLID_HOME/results.sqlite).")

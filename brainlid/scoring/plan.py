@@ -83,10 +83,40 @@ def model_name(key: str, handle_or_spec, explicit_names: bool) -> str:
 
 
 def default_layers(model) -> list[str]:
-    """The model's top-level child modules (what is extracted when no layers are given)."""
+    """The layers extracted when none are given: the model's top-level child modules.
+
+    Two refinements make the rule work on common architectures: a container that is never called
+    itself (``nn.ModuleList`` / ``nn.ModuleDict``, e.g. a list of blocks the forward pass loops
+    over) is replaced by its children, recursively; and a model whose only child is a wrapper
+    (``self.net = nn.Sequential(...)``) is described by that wrapper's children.
+
+    Returns
+    -------
+    list of str
+        Dotted module names in module order (``["conv1", ..., "layer4", "avgpool", "fc"]`` for a
+        torchvision ResNet; ``["gray", "hidden.0", "hidden.1", "embed", "head"]`` for the demo MLP).
+    """
+    from torch import nn
+
     from ..features.models import load_model
 
-    names = [n for n, _ in load_model(model).module.named_children()]
+    def expand(prefix: str, module) -> list[str]:
+        out = []
+        for n, child in module.named_children():
+            name = f"{prefix}{n}"
+            if isinstance(child, (nn.ModuleList, nn.ModuleDict)):
+                out += expand(name + ".", child)
+            else:
+                out.append(name)
+        return out
+
+    root, prefix = load_model(model).module, ""
+    while True:
+        children = list(root.named_children())
+        if len(children) != 1 or not list(children[0][1].children()):
+            break
+        prefix, root = f"{prefix}{children[0][0]}.", children[0][1]
+    names = expand(prefix, root)
     if not names:
         raise InputError(f"model {getattr(model, 'model_id', model)!r} has no sub-modules; pass layers explicitly")
     return names
@@ -121,6 +151,37 @@ def resolve_model_layers(key: str, model, layers) -> list[str]:
     else:
         sel = layers if layers else default_layers(handle)
     return resolve_layers(handle.module, sel)
+
+
+def _selectors(layers) -> list[str]:
+    if isinstance(layers, str):
+        return [t.strip() for t in layers.split(",") if t.strip()]
+    return [str(t) for t in layers]
+
+
+def _resolve_shared(key: str, handle, selectors: list[str], matched: set) -> list[str]:
+    """One selection shared by several models: each model takes the selectors that match it.
+
+    A selector may match nothing in some of the models (``"hidden.*,blocks.*"`` for an MLP and a
+    CNN); :func:`plan_grid` raises when one matches no model at all. ``matched`` collects the
+    selectors that matched here.
+    """
+    from ..features.extract import resolve_layers
+
+    mine, first_error = [], None
+    for sel in selectors:
+        try:
+            resolve_layers(handle.module, [sel])
+        except InputError as exc:
+            first_error = first_error or exc
+            continue
+        mine.append(sel)
+        matched.add(sel)
+    if not mine:
+        raise InputError(f"model {key!r} has none of the layers {', '.join(selectors)} ({first_error}); run "
+                         f"`brainlid layers {getattr(handle, 'model_id', key)}` to list its layers, or give "
+                         "per-model layers as a mapping")
+    return resolve_layers(handle.module, mine)
 
 
 @dataclass(frozen=True)
@@ -309,7 +370,9 @@ def plan_grid(
     benchmarks : id, Benchmark or a sequence of them
         Unknown ids fail here, before any data are read.
     layers : None, str, sequence of str, or mapping model key → sequence
-        See :func:`resolve_model_layers`.
+        See :func:`resolve_model_layers`. One selection given for several models is shared:
+        each model takes the selectors that match its modules (``"hidden.*,blocks.*,embed"``
+        for an MLP and a CNN), and a selector that matches no model at all is an error.
     baselines : bool or sequence of {"pixels", "random", "shuffled"}
     data_root : path or None
         Where the benchmarks' data are loaded from when the plan is iterated.
@@ -338,6 +401,8 @@ def plan_grid(
     want = bl.parse_baselines(baselines)
     plans: list[ModelPlan] = []
     owner: dict[str, str] = {}
+    shared = _selectors(layers) if layers and not isinstance(layers, Mapping) and len(named) > 1 else None
+    matched: set = set()
     for key, spec in named.items():
         handle = load_model(spec, allow_download=allow_download)
         name = model_name(key, handle, explicit)
@@ -345,9 +410,20 @@ def plan_grid(
             raise InputError(f"models {owner[name]!r} and {key!r} would both be named {name!r} in the tables; "
                              "give the models as a mapping name → spec")
         owner[name] = key
-        lay = tuple(resolve_model_layers(key, handle, layers))
+        if shared is not None:
+            lay = tuple(_resolve_shared(key, handle, shared, matched))
+        else:
+            lay = tuple(resolve_model_layers(key, handle, layers))
         del handle
         rspec = bl.random_weights_spec(spec) if "random" in want else None
         rname = None if rspec is None else (f"{name}@random" if explicit else rspec)
         plans.append(ModelPlan(key, name, spec, lay, rspec, rname))
+    if shared is not None and len(matched) < len(shared):
+        from ..features.extract import resolve_layers
+
+        bad = next(s for s in shared if s not in matched)
+        try:  # the single-model message names close matches
+            resolve_layers(load_model(next(iter(named.values())), allow_download=allow_download).module, [bad])
+        except InputError as exc:
+            raise InputError(f"{exc} (nor in any of the other models)") from None
     return GridPlan(plans, benches, want, explicit, data_root)

@@ -591,8 +591,10 @@ def score(
         scored too.
     benchmarks : id, Benchmark or a sequence of them
     layers : sequence of str, mapping name → sequence, or None
-        Layers to extract: names, globs or ``re:`` regexes, resolved in depth order (default: the
-        model's top-level child modules); a mapping is keyed like ``model`` (its keys, spec
+        Layers to extract: names, globs or ``re:`` regexes, resolved in depth order (default:
+        :func:`~brainlid.scoring.plan.default_layers`, the model's top-level child modules with
+        module lists expanded); one selection given for several models is shared, each model
+        taking the selectors that match it; a mapping is keyed like ``model`` (its keys, spec
         strings or class names).
     data_root : path or None
         Dataset root (default from the dataset card / ``$BRAINLID_DATA``).
