@@ -142,6 +142,23 @@ def test_module_spec_end_to_end_extract_uses_declared_preprocess(netfile, tmp_pa
     assert f.provenance["preprocess"]["crop"] == 8 and f.provenance["preprocess_source"] == "declared"
 
 
+def test_module_declares_its_input_size(tmp_path):
+    """INPUT_SIZE sets the dummy input of list_layers; a malformed declaration is a clear error."""
+    src = NET_SRC.replace("PREPROCESS = Preprocess(resize=8, crop=8)", "INPUT_SIZE = (3, 5, 7)")
+    (tmp_path / "sized.py").write_text(src)
+    h = load_model(f"module:{tmp_path / 'sized.py'}:Net@random")
+    assert h.input_size == (3, 5, 7) and h.preprocess is None
+    assert {i.name: i.output_shape for i in list_layers(h)}["conv"] == (1, 4, 5, 7)
+    # the demo zoo declares its 16×16 input: its MLPs cannot take the 224×224 fallback
+    zoo = load_model("entrypoint:brainlid.demo.zoo:mlp_w64_d3@random")
+    assert zoo.input_size == (3, 16, 16) and {i.name: i.output_shape for i in list_layers(zoo)}["gray"] == (1, 1, 8, 8)
+    for bad, what in (("INPUT_SIZE = (16, 16)", "INPUT_SIZE"), ("INPUT_SIZE = 'big'", "INPUT_SIZE"),
+                      ("PREPROCESS = lambda im: im", "PREPROCESS")):
+        (tmp_path / "bad.py").write_text(NET_SRC.replace("PREPROCESS = Preprocess(resize=8, crop=8)", bad))
+        with pytest.raises(InputError, match=what):
+            load_model(f"module:{tmp_path / 'bad.py'}:Net@random")
+
+
 def test_hf_adapter_tiny_vit_offline(tmp_path):
     tr = _try_import("transformers")
     cfg = tr.ViTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, image_size=16, patch_size=8)

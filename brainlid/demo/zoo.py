@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ZOO", "ZooEntry", "build", "layers_of", "train_model", "n_params"]
+__all__ = ["ZOO", "ZooEntry", "INPUT_SIZE", "build", "layers_of", "train_model", "n_params"]
+
+INPUT_SIZE = (3, 16, 16)  # what every zoo model reads (declared for `brainlid layers`' dummy input)
 
 
 @dataclass(frozen=True)

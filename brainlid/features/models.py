@@ -6,7 +6,11 @@ Spec grammar (``SOURCE:NAME[@WEIGHTS]``)
                                              Python file; weights a ``state_dict`` file (``.pt``/
                                              ``.pth``/``.bin`` read with ``torch.load(weights_only=True)``,
                                              or ``.safetensors``), or ``@random`` (seeded init)
-    ``entrypoint:pkg.module:factory[@w.pt]`` an importable factory (``pkg.module.factory()``)
+    ``entrypoint:pkg.module:factory[@w.pt]`` an importable factory (``pkg.module.factory()``);
+                                             for ``module:`` and ``entrypoint:``, the Python module
+                                             may declare ``PREPROCESS`` (a :class:`Preprocess`) and
+                                             ``INPUT_SIZE`` ``(C, H, W)``, the input the model takes
+                                             (used by ``brainlid layers`` for its dummy input)
     ``torchvision:resnet18[@WEIGHTS]``       ``torchvision.models.get_model``; WEIGHTS ``DEFAULT``
                                              (default), an enum name such as ``IMAGENET1K_V1``,
                                              ``random`` or a local state_dict path
@@ -240,6 +244,22 @@ def _with_weights(module, weights, spec):
     return module
 
 
+def _declared(mod, spec: str) -> tuple:
+    """A user module's declared ``PREPROCESS`` and ``INPUT_SIZE`` (each None when absent), checked."""
+    pre = getattr(mod, "PREPROCESS", None)
+    if pre is not None and not isinstance(pre, Preprocess):
+        raise InputError(f"PREPROCESS in {spec!r} must be a brainlid.features.Preprocess, got {type(pre).__name__}")
+    size = getattr(mod, "INPUT_SIZE", None)
+    if size is not None:
+        try:
+            size = tuple(int(v) for v in size)
+        except (TypeError, ValueError):
+            size = ()
+        if len(size) != 3 or min(size) < 1:
+            raise InputError(f"INPUT_SIZE in {spec!r} must be (channels, height, width), got {getattr(mod, 'INPUT_SIZE')!r}")
+    return pre, size
+
+
 def _load_module_file(name: str, weights: str | None, spec: str) -> ModelHandle:
     if ":" not in name:
         raise InputError(f"module spec must be module:path/to/file.py:Name[@weights], got {spec!r}")
@@ -262,7 +282,8 @@ def _load_module_file(name: str, weights: str | None, spec: str) -> ModelHandle:
         module = _call_factory(getattr(mod, attr), f"{attr} in {path}")
     file_digest = hashlib.sha256(path.read_bytes()).hexdigest()
     module = _with_weights(module, weights, spec)
-    return _finish(module, _model_id(spec, weights), getattr(mod, "PREPROCESS", None), info={"code_digest": code_digest(module, file_digest.encode())})
+    pre, size = _declared(mod, spec)
+    return _finish(module, _model_id(spec, weights), pre, size, info={"code_digest": code_digest(module, file_digest.encode())})
 
 
 def _load_entrypoint(name: str, weights: str | None, spec: str) -> ModelHandle:
@@ -277,7 +298,7 @@ def _load_entrypoint(name: str, weights: str | None, spec: str) -> ModelHandle:
         raise InputError(f"module {modname!r} has no {attr!r}")
     with _seeded(_random_seed(weights) if weights else None):
         module = _call_factory(getattr(mod, attr), f"{modname}:{attr}")
-    return _finish(_with_weights(module, weights, spec), _model_id(spec, weights), getattr(mod, "PREPROCESS", None))
+    return _finish(_with_weights(module, weights, spec), _model_id(spec, weights), *_declared(mod, spec))
 
 
 def _model_id(spec: str, weights: str | None) -> str:
