@@ -127,8 +127,7 @@ def read_npy_dict(path, root, required=()) -> dict:
     if not path.resolve().is_relative_to(root.resolve()):
         raise InputError(f"refusing to unpickle {path}: it is not inside the dataset root {root}")
     try:
-        # trusted: a THINGS-EEG2 file as published (np.save of a dict), read from inside the dataset root the user chose
-        obj = np.load(path, allow_pickle=True)
+        obj = np.load(path, allow_pickle=True)  # trusted: THINGS-EEG2's documented np.save'd dict, inside the dataset root
     except (OSError, ValueError, EOFError) as exc:
         raise FileFormatError(f"cannot read {path} as a .npy file: {exc}") from exc
     if not (isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ()):

@@ -147,7 +147,7 @@ def _read_labels(ds, path: Path) -> np.ndarray | None:
         buf = bytes(np.asarray(raw[0], dtype=np.uint8)) if raw.dtype == object else None
         if buf is None:
             return None
-        labels = _LabelUnpickler(io.BytesIO(buf)).load()
+        labels = _LabelUnpickler(io.BytesIO(buf)).load()  # trusted: the store's own pickled column labels; the unpickler admits only numpy's ndarray globals
         return np.asarray(labels, dtype=object).ravel()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, AttributeError, ImportError):
         return None
