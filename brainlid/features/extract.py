@@ -227,6 +227,13 @@ def _module_names(module) -> list[str]:
     return [n for n, _ in module.named_modules() if n]
 
 
+def layer_selectors(layers) -> list[str]:
+    """Layer selectors as a list: a string is split at commas (blanks dropped); None gives ``[]``."""
+    if isinstance(layers, str):
+        return [t for t in (t.strip() for t in layers.split(",")) if t]
+    return [str(t) for t in (layers or [])]
+
+
 def resolve_layers(module, layers) -> list[str]:
     """Resolve layer selectors to module names, in the model's module order.
 
@@ -238,9 +245,7 @@ def resolve_layers(module, layers) -> list[str]:
     names = _module_names(module)
     if not names:
         raise InputError("the model has no sub-modules to hook")
-    if isinstance(layers, str):
-        layers = [s for s in (t.strip() for t in layers.split(",")) if s]
-    layers = list(layers or [])
+    layers = layer_selectors(layers)
     if not layers:
         raise InputError("no layers requested; run list_layers(model) / `brainlid layers MODEL` to see them")
     chosen: set[str] = set()
@@ -688,8 +693,6 @@ def _estimate(targets, n, batch_size, raw_shapes, x_shape, module, storage_dtype
 
 
 def _compute_targets(handle, stim, pre, targets, batch_size, device, dtype, storage_dtype, num_workers, progress, max_disk, store, base, verify, channels_last=True, commit_every=None):
-    import torch
-
     module = handle.module
     dev = _resolve_device(device)
     n = len(stim)

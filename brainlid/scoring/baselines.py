@@ -11,14 +11,14 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from ..errors import InputError
 
 __all__ = ["BASELINES", "parse_baselines", "random_weights_spec", "shuffle_features", "pixel_features",
-           "baseline_features", "PIXELS_MODEL"]
+           "PIXELS_MODEL"]
 
 BASELINES = ("pixels", "random", "shuffled")
 PIXELS_MODEL = "baseline:pixels"
@@ -97,27 +97,3 @@ def pixel_features(stimuli, size: int = 32) -> np.ndarray:
             pil = Image.fromarray(a).convert("L")
             out[start + j] = np.asarray(pil.resize((size, size), Image.BILINEAR), dtype=np.float32).ravel() / 255.0
     return out
-
-
-def baseline_features(
-    model, name: str, stimuli, arrays: Mapping[str, np.ndarray], ids: np.ndarray, want: Sequence[str],
-    *, extract_fn=None, seed: int = 0, random_name: str | None = None, **extract_kwargs,
-) -> Iterator[tuple[str, dict, np.ndarray, str, dict]]:
-    """Yield ``(kind, layer arrays, ids, model name, cache keys)`` for the model's baselines.
-
-    ``pixels`` is model-independent and scored once per benchmark by the runner. The random
-    twin is named ``random_name`` (default: its spec, ``SOURCE:NAME@random``). ``extract_fn`` defaults to :func:`brainlid.features.extract`.
-    """
-    if "random" in want:
-        spec = random_weights_spec(model)
-        if spec is not None:
-            if extract_fn is None:
-                from ..features import extract as extract_fn
-            from .runner import _features_as_layers
-
-            feats = extract_fn(spec, stimuli, **extract_kwargs)
-            a, i, keys = _features_as_layers(feats)
-            yield "random", a, i, random_name or spec, keys
-    if "shuffled" in want:
-        last = list(arrays)[-1]
-        yield "shuffled", shuffle_features({last: arrays[last]}, seed=seed), ids, f"{name}#shuffled", {}

@@ -153,12 +153,6 @@ def resolve_model_layers(key: str, model, layers) -> list[str]:
     return resolve_layers(handle.module, sel)
 
 
-def _selectors(layers) -> list[str]:
-    if isinstance(layers, str):
-        return [t.strip() for t in layers.split(",") if t.strip()]
-    return [str(t) for t in layers]
-
-
 def _resolve_shared(key: str, handle, selectors: list[str], matched: set) -> list[str]:
     """One selection shared by several models: each model takes the selectors that match it.
 
@@ -390,6 +384,7 @@ def plan_grid(
         No model or no benchmark, an unknown baseline, a layers mapping missing a model, an
         unknown layer, or two models that would get the same table name.
     """
+    from ..features.extract import layer_selectors
     from ..features.models import load_model
     from . import baselines as bl
 
@@ -401,7 +396,7 @@ def plan_grid(
     want = bl.parse_baselines(baselines)
     plans: list[ModelPlan] = []
     owner: dict[str, str] = {}
-    shared = _selectors(layers) if layers and not isinstance(layers, Mapping) and len(named) > 1 else None
+    shared = layer_selectors(layers) if layers and not isinstance(layers, Mapping) and len(named) > 1 else None
     matched: set = set()
     for key, spec in named.items():
         handle = load_model(spec, allow_download=allow_download)
