@@ -196,14 +196,9 @@ def test_rsa_noise_ceiling_matches_rsatoolbox(method):
 def test_rsa_noise_ceiling_default_compare_and_errors():
     rng = np.random.default_rng(0)
     rdms = rng.random((4, 15))
-    try:
-        from brainlid.alignment.rsa import compare_rdms  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        lo, hi = rsa_noise_ceiling(rdms, method="spearman")
-        ref = rsa_noise_ceiling(rdms, method="spearman", compare=_compare_fn("spearman"))
-        assert (lo, hi) == pytest.approx(ref, abs=1e-6)
+    lo, hi = rsa_noise_ceiling(rdms, method="spearman")  # the default compare: brainlid.alignment.rsa
+    ref = rsa_noise_ceiling(rdms, method="spearman", compare=_compare_fn("spearman"))
+    assert (lo, hi) == pytest.approx(ref, abs=1e-6)
     with pytest.raises(InputError, match="2 subjects"):
         rsa_noise_ceiling(rdms[:1], compare=_compare_fn("spearman"))
     bad = rdms.copy()

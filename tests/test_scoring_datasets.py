@@ -104,7 +104,7 @@ def test_time_resolved_rsa_rows_in_seconds_with_intervals():
     from brainlid.scoring.benchmarks import benchmark_from_braindata, unregister_benchmark
 
     rng = np.random.default_rng(0)
-    n, d, T = 40, 6, 4
+    n, d = 40, 6
     F = rng.standard_normal((n, d)).astype(np.float32)
     times = np.array([-0.1, 0.0, 0.1, 0.2])
     Y = np.stack([F @ rng.standard_normal((d, 12)) * (t > 0) + rng.standard_normal((n, 12)) for t in times], axis=-1)

@@ -16,7 +16,7 @@ from brainlid.alignment.uncertainty import bootstrap_counts
 from brainlid.data.rdms import BrainRDMs
 from brainlid.errors import InputError
 from brainlid.scoring import rdm_benchmarks as rb
-from brainlid.scoring.benchmarks import Benchmark, get_benchmark, list_benchmarks, load_benchmark_data
+from brainlid.scoring.benchmarks import Benchmark, list_benchmarks, load_benchmark_data
 
 REALDATA = Path(os.environ.get("BRAINLID_REALDATA", Path(__file__).resolve().parents[1].parent / "shared" / "realdata"))
 RESNET20 = REALDATA / "cifar_resnets" / "resnet20-12fca82f.th"
