@@ -363,3 +363,18 @@ def test_cli_scheduler_joins_a_cluster(env, cluster, tmp_path, capsys):
     res = subprocess.run([sys.executable, "-m", "brainlid", "score", "--model", MODELS["mlp"], "--benchmark", BENCHES[0],
                           "--workers", "2"], capture_output=True, text=True, env={**os.environ, "BRAINLID_HOME": str(home)})
     assert res.returncode == 1 and res.stderr.strip().startswith("brainlid: error:") and "--scheduler" in res.stderr
+
+
+def test_tasks_wait_for_the_worker_warm_up(monkeypatch):
+    """A task arriving while the warm-up imports (in another thread) waits instead of importing at once."""
+    import threading
+
+    monkeypatch.setattr(D, "_warm", False)
+    monkeypatch.setattr(D, "set_threads", lambda n: None)
+    done = threading.Event()
+    with D._WARM_LOCK:  # the warm-up is importing
+        t = threading.Thread(target=lambda: (D._worker_threads(1), done.set()), daemon=True)
+        t.start()
+        assert not done.wait(0.3)
+    assert done.wait(60) and D._warm
+    t.join()

@@ -81,6 +81,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -290,15 +291,32 @@ async def _prewarm_async() -> None:
     await asyncio.get_running_loop().run_in_executor(None, _prewarm)
 
 
+_WARM_LOCK = threading.Lock()
+_warm = False
+
+
 def _prewarm() -> None:
-    """Import what every task needs (torch and himalaya take seconds to import in a fresh process)."""
-    import torch  # noqa: F401
+    """Import what every task needs (torch and himalaya take seconds to import in a fresh process).
 
-    from ..backend import get_backend
-    from . import runner  # noqa: F401
-    from .. import features, geometry  # noqa: F401
+    :func:`connect` starts it on every worker in a thread of its own, and every task calls it first
+    (:func:`_worker_threads`): a task that arrives during the warm-up waits for it instead of
+    importing the same packages from a second thread at once, which can fail half-way (SciPy's
+    lazy submodules: "Module 'scipy' has no attribute '_lib'"). Once done it is a flag check.
+    """
+    global _warm
+    if _warm:
+        return
+    with _WARM_LOCK:
+        if _warm:
+            return
+        import torch  # noqa: F401
 
-    get_backend("auto")
+        from ..backend import get_backend
+        from . import runner  # noqa: F401
+        from .. import features, geometry  # noqa: F401
+
+        get_backend("auto")
+        _warm = True
 
 
 def slurm_cluster(config: Mapping | None = None, *, memory_per_worker: int | None = None):
@@ -459,8 +477,10 @@ def _worker_threads(n: int) -> None:
 
     Called at the start of every task (about 5 ms): OpenMP thread counts are per calling thread,
     threadpoolctl only reaches the libraries loaded so far, and other code may have changed the
-    limits since the last task, so a once-per-process setting is not enough.
+    limits since the last task, so a once-per-process setting is not enough. The imports every
+    task needs are done (or awaited) first: :func:`_prewarm`.
     """
+    _prewarm()
     set_threads(n)
 
 
