@@ -42,7 +42,7 @@ from ..errors import BrainlidError, InputError, require
 
 __all__ = ["Database", "SCHEMA_VERSION", "MIGRATIONS", "default_db_url", "DatabaseError"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class DatabaseError(BrainlidError):
@@ -81,6 +81,17 @@ MIGRATIONS: dict[int, list[str]] = {
     1: [
         "CREATE TABLE benchmarks (benchmark TEXT PRIMARY KEY, test_private INTEGER NOT NULL DEFAULT 0, note TEXT NOT NULL DEFAULT '')",
         "UPDATE meta SET value = '2' WHERE key = 'schema_version'",
+    ],
+    # score-table columns of issue 14 (provenance of the data and of the CI/ceiling methods) and re-scoring
+    2: [
+        "ALTER TABLE scores ADD COLUMN ceiling_lower {real}",
+        "ALTER TABLE scores ADD COLUMN normalised_unit_mean {real}",
+        "ALTER TABLE scores ADD COLUMN alpha_edge_fraction {real}",
+        "ALTER TABLE scores ADD COLUMN ci_method TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE scores ADD COLUMN ceiling_method TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE scores ADD COLUMN data_source TEXT NOT NULL DEFAULT 'unknown'",
+        "ALTER TABLE submissions ADD COLUMN rescore_of TEXT",
+        "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
     ],
 }
 
