@@ -17,15 +17,32 @@ metric                 ``encoding_r2``, ``encoding_r``, ``rsa_spearman``, ``mutu
 split                  ``test`` (the reported score) or ``val`` (used only to pick the best layer)
 time                   seconds for time-resolved data, NaN otherwise
 value                  the raw score (ROI mean over units for encoding)
-ci_low, ci_high        95 % bootstrap interval of ``value`` (over units for encoding, over
-                       stimuli for RSA; NaN when not computed)
+ci_low, ci_high        95 % bootstrap interval of ``value`` (how the interval was made:
+                       ``ci_method``; NaN when not computed)
+ci_method              how ``ci_low``/``ci_high`` were computed: ``stimulus-bootstrap`` (encoding:
+                       percentile interval of the ROI-mean score over resamples of the evaluated
+                       stimuli, the model refitted once); ``""`` when unknown (tables written before
+                       the column existed)
 ceiling                noise ceiling in the same units as ``value`` (NaN if none): encoding, the
-                       ROI-mean NC (√NC for r); single-subject RSA, the split-half reliability
+                       mean NC over the kept units (mean √NC for r); single-subject RSA, the split-half reliability
                        of the subject's RDM (Spearman–Brown; NaN when the data have no
                        repetitions); RDM benchmarks, the leave-one-subject-out upper bound
 ceiling_lower          lower noise-ceiling bound: the leave-one-subject-out lower bound of the
                        RDM benchmarks; NaN elsewhere
-normalised             ceiling-normalised value (METHODS §6; NaN if no ceiling)
+normalised             ceiling-normalised value (METHODS §6; NaN if no ceiling). Encoding: a ratio
+                       of ROI means over the units kept by the ceiling floor (NC > floor, ``n_units``
+                       of them): mean R² ÷ mean NC (``encoding_r2``), mean r ÷ mean √NC
+                       (``encoding_r``), so the true model scores 1; it equals ``value / ceiling``
+                       when no unit falls below the floor (``value`` averages all units)
+normalised_unit_mean   encoding: the mean over kept units of the per-unit ratios R²/NC (r/√NC), the
+                       pre-issue-14 ``normalised`` (less stable: units near the floor dominate); NaN
+                       elsewhere
+alpha_edge_fraction    encoding: fraction of units (of this row's time point) whose ridge α, chosen
+                       by inner CV, sits at either end of the α grid (a large value means the grid
+                       does not bracket the optimum; a RuntimeWarning is raised above 0.5); NaN
+                       elsewhere
+ceiling_method         kind of ``ceiling``: the benchmark's ceiling kind for encoding (``ncsnr``,
+                       ``split-half``, ``data``, ``none``); ``""`` when unknown
 n_units                units averaged (after the ceiling floor for ``normalised``)
 n_stimuli              test stimuli scored
 selected               True on the rows of the layer chosen on the validation split
@@ -80,6 +97,10 @@ SCORE_COLUMNS: dict[str, str] = {
     "ceiling": "float64",
     "ceiling_lower": "float64",
     "normalised": "float64",
+    "normalised_unit_mean": "float64",
+    "alpha_edge_fraction": "float64",
+    "ci_method": "string",
+    "ceiling_method": "string",
     "n_units": "Int64",
     "n_stimuli": "Int64",
     "selected": "boolean",
