@@ -18,7 +18,8 @@ Schema (version :data:`SCHEMA_VERSION`)
   their SHA-256 (a fast hash is enough for high-entropy secrets; nothing reversible is kept);
 * ``submissions`` — one row per upload: id, team, benchmarks, model name, metadata JSON, the
   bundle's path and hash, ``status`` (queued / scoring / scored / rejected), ``reason``,
-  ``attempts``, the lease (``lease_owner``, ``lease_expires``), ``kind`` (``entry`` or
+  ``attempts`` (failures the scoring raised), ``lease_expiries`` (leases that ran out: a worker
+  died or the server restarted), the lease (``lease_owner``, ``lease_expires``), ``kind`` (``entry`` or
   ``baseline``) and timestamps;
 * ``scores`` / ``geometry`` — the tidy rows (:mod:`brainlid.scoring.tables`) of each
   scored submission;
@@ -42,7 +43,7 @@ from ..errors import BrainlidError, InputError, require
 
 __all__ = ["Database", "SCHEMA_VERSION", "MIGRATIONS", "default_db_url", "DatabaseError"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class DatabaseError(BrainlidError):
@@ -92,6 +93,12 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE scores ADD COLUMN data_source TEXT NOT NULL DEFAULT 'unknown'",
         "ALTER TABLE submissions ADD COLUMN rescore_of TEXT",
         "UPDATE meta SET value = '3' WHERE key = 'schema_version'",
+    ],
+    # faults (issue 15): lease expiries counted apart from scoring failures; duplicate-upload lookup by hash
+    3: [
+        "ALTER TABLE submissions ADD COLUMN lease_expiries INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX submissions_team_sha ON submissions (team_id, bundle_sha256)",
+        "UPDATE meta SET value = '4' WHERE key = 'schema_version'",
     ],
 }
 
