@@ -196,7 +196,7 @@ def test_unknown_benchmark_and_upload_limit(tmp_path, ids, data):
     ok = _valid(tmp_path, ids)
     _reject(ok, data, "over the upload limit", limits=Limits(max_upload=100))
     _reject(_rewrite(ok, tmp_path / "md.zip", manifest=lambda m: {**m, "metadata": {"model_name": "x", "url": "javascript:alert(1)"}}),
-            data, "url must start with http")
+            data, "metadata.url must be an http:// or https:// URL")
     notzip = tmp_path / "nz.zip"
     notzip.write_bytes(b"hello")
     _reject(notzip, data, "not a zip file")
@@ -266,7 +266,9 @@ def test_check_falls_back_to_fixture(tmp_path, monkeypatch):
     p = write_bundle(tmp_path / "f.zip", _feats(fids.size), fids, [BENCH], {"model_name": "n"})
     rep = check_bundle(p, data=d)
     assert rep.status == "scored" and rep.fixture == [BENCH]
-    from brainlid.errors import DatasetNotFoundError
-
-    with pytest.raises(DatasetNotFoundError):
-        check_bundle(p, data=BenchmarkData(None))
+    # the service (no fixture fallback): a benchmark whose data are absent is rejected at validation, never scored,
+    # and the reason does not show where the server looked for the data
+    for score in (False, True):
+        rep = check_bundle(p, data=BenchmarkData(None), score=score)
+        assert rep.status == "rejected" and "not installed on this server" in rep.reason and rep.scores.empty
+        assert str(tmp_path) not in rep.reason and "nodata" not in rep.reason

@@ -46,7 +46,7 @@ import re
 import struct
 import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -54,6 +54,8 @@ import numpy as np
 from .._atomic import atomic_path
 from .._version import __version__
 from ..errors import InputError
+from .schema import (MAX_NAME, METADATA_FIELDS, SchemaError, check_ids_kind, check_metadata, check_stimulus_ids,
+                     check_text, loads_json, visible)
 
 __all__ = [
     "BundleError",
@@ -72,8 +74,6 @@ FORMAT = "brainlid-submission"
 FORMAT_VERSION = 1
 ALLOWED_DTYPES = ("float32", "float16")
 #: Metadata a submitter may give (all optional except ``model_name``); free text is length-limited.
-METADATA_FIELDS = ("model_name", "team", "parameters", "training_data", "url", "description", "layers_note")
-_MAX_TEXT = 2000
 _PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".npz")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_\-./]+$")
 
@@ -149,30 +149,11 @@ def _npy_bytes(a: np.ndarray) -> bytes:
 
 
 def _clean_metadata(metadata: Mapping | None) -> dict:
-    md = dict(metadata or {})
-    unknown = sorted(set(md) - set(METADATA_FIELDS))
-    if unknown:
-        raise BundleError(f"unknown metadata field(s) {unknown}; known: {', '.join(METADATA_FIELDS)}")
-    if not str(md.get("model_name", "")).strip():
-        raise BundleError("metadata.model_name is required (the name shown on the board)")
-    for k, v in md.items():
-        if k == "parameters":
-            if v is None or v == "":
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < 0:
-                raise BundleError(f"metadata.parameters must be a non-negative integer (number of weights), got {v!r}")
-            md[k] = int(v)
-        else:
-            if not isinstance(v, str):
-                raise BundleError(f"metadata.{k} must be a string, got {type(v).__name__}")
-            if len(v) > _MAX_TEXT:
-                raise BundleError(f"metadata.{k} is longer than {_MAX_TEXT} characters")
-            if "\x00" in v:
-                raise BundleError(f"metadata.{k} contains a NUL character")
-    url = md.get("url", "")
-    if url and not re.match(r"^https?://", url):
-        raise BundleError(f"metadata.url must start with http:// or https://, got {url!r}")
-    return md
+    """Metadata checked by the one schema (:func:`brainlid.leaderboard.schema.check_metadata`)."""
+    try:
+        return check_metadata(metadata)
+    except SchemaError as exc:
+        raise BundleError(str(exc)) from None
 
 
 def _ids_json(ids) -> list:
@@ -220,6 +201,10 @@ def write_bundle(
     layers = []
     members: dict[str, bytes] = {}
     for i, (name, X) in enumerate(features.items()):
+        try:
+            check_text(str(name), f"layer name {visible(str(name))!r}", max_len=MAX_NAME)
+        except SchemaError as exc:
+            raise BundleError(str(exc)) from None
         X = np.ascontiguousarray(np.asarray(X), dtype=dtype)
         if X.ndim != 2 or X.shape[0] != len(ids):
             raise InputError(f"layer {name!r}: features must be (n_stimuli={len(ids)}, n_features), got {X.shape}")
@@ -250,7 +235,7 @@ def write_bundle(
 def _check_member_name(name: str) -> None:
     if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or "\\" in name:
         raise BundleError(f"archive member {name!r} has an absolute or non-portable path")
-    parts = PurePosixPath(name).parts
+    parts = name.split("/")  # PurePosixPath would drop '.' components before they are seen
     if any(p in ("..", ".") for p in parts) or "//" in name:
         raise BundleError(f"archive member {name!r} has a '..' (or '.') path component")
     if not _SAFE_NAME.match(name):
@@ -343,9 +328,9 @@ def _load_manifest_bytes(zf: zipfile.ZipFile, infos: dict, budget, limits: Limit
         raise BundleError(f"manifest.json is larger than {limits.max_manifest} bytes")
     raw = _read_member(zf, info, budget, limits)
     try:
-        man = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BundleError(f"manifest.json is not valid UTF-8 JSON ({exc})") from None
+        man = loads_json(raw, what="manifest.json")
+    except SchemaError as exc:
+        raise BundleError(str(exc)) from None
     if not isinstance(man, dict):
         raise BundleError("manifest.json must hold a JSON object")
     if man.get("format") != FORMAT:
@@ -357,6 +342,16 @@ def _load_manifest_bytes(zf: zipfile.ZipFile, infos: dict, budget, limits: Limit
             raise BundleError(f"manifest.json: {key!r} must be a JSON {typ.__name__}")
     if not man["benchmarks"] or not all(isinstance(b, str) for b in man["benchmarks"]):
         raise BundleError("manifest.json: 'benchmarks' must be a non-empty list of benchmark ids")
+    if len(man["benchmarks"]) > limits.max_layers:
+        raise BundleError(f"manifest.json: too many benchmarks ({len(man['benchmarks'])} > {limits.max_layers})")
+    try:
+        for i, b in enumerate(man["benchmarks"]):
+            check_text(b, f"benchmarks[{i}]", max_len=MAX_NAME)
+        for i, lay in enumerate(man["layers"]):
+            if isinstance(lay, dict):
+                check_text(lay.get("name"), f"layers[{i}].name", max_len=MAX_NAME)
+    except SchemaError as exc:
+        raise BundleError(f"manifest.json: {exc}") from None
     if not man["layers"]:
         raise BundleError("manifest.json: 'layers' is empty")
     if len(man["layers"]) > limits.max_layers:
@@ -444,12 +439,10 @@ def validate_bundle(
                 raise BundleError(str(exc)) from None
         if len(set(man["benchmarks"])) != len(man["benchmarks"]):
             raise BundleError("manifest.json: a benchmark is listed twice")
-        from ..data.ids import as_ids
-
         try:
-            ids = as_ids(np.asarray(man["stimulus_ids"], dtype=object), name="manifest stimulus_ids")
-        except InputError as exc:
-            raise BundleError(str(exc)) from None
+            ids = check_stimulus_ids(man["stimulus_ids"])
+        except SchemaError as exc:
+            raise BundleError(f"manifest.json: {exc}") from None
         listed = {"manifest.json"}
         features: dict[str, np.ndarray] = {}
         for i, lay in enumerate(man["layers"]):
@@ -497,6 +490,7 @@ def validate_bundle(
             if not np.all(np.isfinite(X)):
                 bad = int(np.size(X) - np.count_nonzero(np.isfinite(X)))
                 raise BundleError(f"layer {name!r}: {bad} NaN/inf value(s)")
+            _check_varies(X, name)
             features[name] = X
         extra = sorted(set(infos) - listed)
         if extra:
@@ -511,7 +505,38 @@ def validate_bundle(
                   metadata=md, sha256=h.hexdigest())
 
 
+def _rows_vary(X: np.ndarray, ref: np.ndarray) -> bool:
+    """Whether some row of ``X`` (a layer or a chunk of its rows) differs from the row ``ref``; compared in blocks."""
+    ref = np.asarray(ref).reshape(1, -1)
+    for i in range(0, X.shape[0], 4096):
+        block = X[i:i + 4096]
+        if not np.array_equal(block, np.broadcast_to(ref, block.shape)):
+            return True
+    return False
+
+
+def _constant_layer_error(name: str, n_rows: int, first_row: np.ndarray) -> BundleError:
+    what = "all values are 0" if not np.any(first_row) else f"first value {float(np.asarray(first_row).flat[0]):g}"
+    return BundleError(f"layer {visible(name)!r} is constant: all {n_rows} rows are the same vector ({what}); such "
+                       "features carry no information about the stimuli (their encoding r and LID are undefined)")
+
+
+def _check_varies(X: np.ndarray, name: str) -> None:
+    """Reject a layer whose rows are all equal (e.g. all zeros): it says nothing about the stimuli.
+
+    Scoring it would only fail later with a message about "identical points". Streaming
+    readers call :func:`_rows_vary` per chunk against the first row and raise
+    :func:`_constant_layer_error` when no chunk varied.
+    """
+    if X.shape[0] > 1 and not _rows_vary(X, X[0]):
+        raise _constant_layer_error(name, X.shape[0], X[0])
+
+
 def _check_ids(got: np.ndarray, want: np.ndarray, bench: str) -> None:
+    try:
+        check_ids_kind(got, want, bench)
+    except SchemaError as exc:
+        raise BundleError(str(exc)) from None
     g = got.astype(str)
     w = want.astype(str)
     if g.size != w.size or set(g.tolist()) != set(w.tolist()):

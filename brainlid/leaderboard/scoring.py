@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..errors import BrainlidError, DatasetNotFoundError, InputError
 from .bundle import Bundle, BundleError, Limits, validate_bundle, write_bundle
+from .schema import public_reason
 
 __all__ = ["published_stimulus_ids", "check_bundle", "CheckReport", "prepare_bundle", "fixture_root", "BenchmarkData"]
 
@@ -130,13 +131,22 @@ class CheckReport:
                 for r in s[cols].to_dict(orient="records")]
 
 
-def _validate(path, data: BenchmarkData, limits: Limits | None) -> Bundle:
+def _validate(path, data: BenchmarkData, limits: Limits | None, require_data: bool = True) -> Bundle:
+    """The one validation of a bundle (upload handler, worker, ``submit check``).
+
+    With ``require_data`` a benchmark whose data are not on this machine is a rejection (the
+    server cannot check the stimulus ids or score it), never a scoring attempt; without it
+    the ids are not checked against that benchmark.
+    """
     from ..scoring.benchmarks import get_benchmark
 
     def ids(b):
         try:
             return data.ids(b)
         except DatasetNotFoundError:
+            if require_data:
+                raise BundleError(f"benchmark {b} cannot be checked or scored here: its dataset is not installed "
+                                  "on this server (ask the board's operator)") from None
             return None
 
     return validate_bundle(path, limits=limits, known_benchmark=get_benchmark, published_ids=ids)
@@ -160,23 +170,26 @@ def check_bundle(
         Benchmark data loader (built from ``root`` when None).
     limits : :class:`~brainlid.leaderboard.bundle.Limits`
     score : bool
-        False: validate only (the upload handler's quick check).
+        False: validate only (the upload handler's check; the worker runs the same validation
+        again before scoring).
     require_data : bool
-        When scoring, a missing dataset is an error (the service); ``submit check`` passes a
-        ``data`` with ``fixture_fallback=True`` instead.
+        A benchmark whose dataset is missing here is a rejection (the service: never a scoring
+        attempt); ``submit check`` passes a ``data`` with ``fixture_fallback=True`` instead.
+        False: validate without the dataset (ids unchecked; scoring then raises).
 
     Returns
     -------
-    CheckReport — never raises on a bad bundle (the reason is in the report); raises on
-    server-side problems (missing dataset when ``require_data``).
+    CheckReport — never raises on a bad bundle (the reason is in the report, with server
+    paths removed by :func:`~brainlid.leaderboard.schema.public_reason`); raises on
+    server-side problems met while scoring.
     """
     from ..scoring.runner import score_features
 
     data = data or BenchmarkData(root)
     try:
-        bundle = _validate(path, data, limits)
+        bundle = _validate(path, data, limits, require_data)
     except BundleError as exc:
-        return CheckReport("rejected", str(exc))
+        return CheckReport("rejected", public_reason(exc))
     if not score:
         return CheckReport("valid", bundle=bundle, fixture=sorted(data.used_fixture))
     all_s, all_g = [], []
@@ -188,7 +201,8 @@ def check_bundle(
             s, g = score_features(feats, bundle.stimulus_ids, b, brain, model=model,
                                   feature_cache_key={k: bundle.manifest["layers"][i]["sha256"] for i, k in enumerate(feats)})
         except InputError as exc:
-            return CheckReport("rejected", f"benchmark {b}: {exc}", bundle=bundle, fixture=sorted(data.used_fixture))
+            return CheckReport("rejected", public_reason(f"benchmark {b}: {exc}"), bundle=bundle,
+                               fixture=sorted(data.used_fixture))
         all_s.append(s)
         all_g.append(g)
     return CheckReport("scored", scores=pd.concat(all_s, ignore_index=True), geometry=pd.concat(all_g, ignore_index=True),
