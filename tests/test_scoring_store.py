@@ -50,7 +50,10 @@ def test_store_roundtrip_and_duplicates(tmp_path):
     assert len(st.scores()) == 5
     # another version of the same benchmark is a different cell
     st.add_cell("scores", _rows(version=2))
-    assert len(st.scores()) == 10
+    assert st.has_cell("scores", "m", "l1", "nsd.subj01.EBA.encoding", 1)
+    assert st.has_cell("scores", "m", "l1", "nsd.subj01.EBA.encoding", 2)
+    assert not st.has_cell("scores", "m", "l1", "nsd.subj01.EBA.encoding", 3)
+    assert len(st.scores(versions="all")) == 10
     # replace swaps the rows in one transaction
     new = _rows(n=2)
     st.add_cell("scores", new, replace=True)
@@ -58,6 +61,7 @@ def test_store_roundtrip_and_duplicates(tmp_path):
     assert len(got) == 2 and got["value"].tolist() == [0.0, 0.1]
     counts = st.add_frames(tables.score_frame(_rows() + _rows(layer="l2")), if_exists="skip")
     assert counts == {"written": 1, "skipped": 1, "rows": 5}
+    assert len(st.scores(versions="all")) == 2 + 5 + 5
     with pytest.raises(Exception, match="one cell per call"):
         st.add_cell("scores", _rows() + _rows(layer="l3"))
 
@@ -117,6 +121,9 @@ def test_migration_from_v1_keeps_rows(tmp_path):
         st.add_cell("scores", _rows(model="old", layer="fc"))
     st.add_cell("scores", _rows(model="new"))
     assert len(st.scores()) == 6
+    # a row written before the data_source column existed reads as "unknown"; the new ones keep theirs
+    df = st.scores(versions="all")
+    assert df.set_index("model")["data_source"].to_dict() == {"old": "unknown", "new": "unknown"}
 
 
 def test_migration_from_v2_adds_ceiling_lower(tmp_path):
@@ -134,7 +141,7 @@ def test_migration_from_v2_adds_ceiling_lower(tmp_path):
     con.commit()
     con.close()
     st = ResultsStore(path)
-    assert st.schema_version == SCHEMA_VERSION == 3
+    assert st.schema_version == SCHEMA_VERSION
     df = st.scores()
     assert df["value"].tolist() == [0.3] and df["ceiling"].tolist() == [0.6] and df["ceiling_lower"].isna().all()
     st.add_cell("scores", [{**r, "ceiling_lower": 0.4} for r in _rows(model="new")])
@@ -174,3 +181,115 @@ def test_geometry_cells(tmp_path):
     g = st.geometry(estimator="mle")
     assert g["K"].tolist() == [5, 10, 20]
     assert np.isnan(st.geometry(estimator="participation_ratio")["K"].iloc[0])
+
+
+def _v3_store(path, with_geometry: bool = True):
+    """A store as brainlid wrote it before schema 4 (no data_source, ci_method, ... columns)."""
+    from brainlid.scoring.store import MIGRATIONS
+
+    con = sqlite3.connect(path)
+    con.executescript(SCHEMA_V1)
+    con.executescript(MIGRATIONS[1])
+    con.executescript(MIGRATIONS[2])
+    con.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    con.execute("INSERT INTO cells (kind, model, layer, benchmark, benchmark_version, created, brainlid_version) "
+                "VALUES ('scores', 'old', 'fc', 'nsd.subj01.EBA.encoding', 1, 'then', '0.0.3')")
+    con.execute("INSERT INTO scores (cell_id, model, layer, benchmark, metric, value, ceiling, normalised, split, "
+                "benchmark_version) VALUES (1, 'old', 'fc', 'nsd.subj01.EBA.encoding', 'encoding_r2', 0.2, 0.5, 0.4, "
+                "'test', 1)")
+    if with_geometry:
+        con.execute("INSERT INTO cells (kind, model, layer, benchmark, benchmark_version, created, brainlid_version) "
+                    "VALUES ('geometry', 'old', 'fc', 'nsd.subj01.test', 1, 'then', '0.0.3')")
+        con.execute("INSERT INTO geometry (cell_id, model, layer, stimulus_set, estimator, K, value, benchmark_version) "
+                    "VALUES (2, 'old', 'fc', 'nsd.subj01.test', 'mle', 20, 7.5, 1)")
+    con.commit()
+    con.close()
+
+
+def test_migration_from_v3_adds_the_issue14_columns(tmp_path):
+    """Schema 3 → 4 adds data_source and the four encoding/RSA provenance columns; old rows read as
+    data_source 'unknown', NaN / '' for the others — not refused, not changed."""
+    path = tmp_path / "v3.sqlite"
+    _v3_store(path)
+    st = ResultsStore(path)
+    assert st.schema_version == SCHEMA_VERSION == 4
+    con = sqlite3.connect(path)
+    cols = {r[1] for r in con.execute("PRAGMA table_info(scores)")}
+    gcols = {r[1] for r in con.execute("PRAGMA table_info(geometry)")}
+    con.close()
+    assert {"normalised_unit_mean", "alpha_edge_fraction", "ci_method", "ceiling_method", "data_source"} <= cols
+    assert "data_source" in gcols
+    # every column of the schema (A1's four included, once they are in SCORE_COLUMNS) is readable
+    assert set(tables.SCORE_COLUMNS) <= cols | {"cell_id"}
+    assert set(tables.GEOMETRY_COLUMNS) <= gcols | {"cell_id"}
+    old = st.scores()
+    assert old["data_source"].tolist() == ["unknown"]
+    assert old[["value", "ceiling", "normalised"]].values.tolist() == [[0.2, 0.5, 0.4]]
+    for c, t in tables.SCORE_COLUMNS.items():
+        if c in ("normalised_unit_mean", "alpha_edge_fraction"):
+            assert old[c].isna().all()
+        if c in ("ci_method", "ceiling_method"):
+            assert old[c].tolist() == [""]
+    assert st.geometry()["data_source"].tolist() == ["unknown"]
+    # new rows keep their own source beside the old ones
+    st.add_cell("scores", [{**r, "data_source": "synthetic"} for r in _rows(model="new")])
+    got = {m: set(g) for m, g in st.scores(versions="all").groupby("model")["data_source"]}
+    assert got == {"old": {"unknown"}, "new": {"synthetic"}}
+
+
+def test_reads_keep_benchmark_versions_apart(tmp_path):
+    """Rows of an old benchmark version stay labelled with it; the default read returns only the newest version
+    of each benchmark (with a warning naming what it left out), so old and new scores are never mixed."""
+    st = ResultsStore(tmp_path / "r.sqlite")
+    st.add_cell("scores", _rows(model="a", version=1))  # scored before the bump
+    st.add_cell("scores", _rows(model="b", version=1))
+    st.add_cell("scores", _rows(model="a", version=2))  # re-scored under version 2
+    st.add_cell("scores", _rows(model="c", bench="nsd.subj02.EBA.encoding", version=1))  # never re-scored
+    with pytest.warns(UserWarning, match=r"left out 10 scores row\(s\) of older benchmark versions"):
+        latest = st.scores()
+    by_bench = {b: set(g) for b, g in latest.groupby("benchmark")["benchmark_version"]}
+    assert by_bench == {"nsd.subj01.EBA.encoding": {2}, "nsd.subj02.EBA.encoding": {1}}
+    assert set(latest.loc[latest["benchmark"] == "nsd.subj01.EBA.encoding", "model"]) == {"a"}
+    every = st.scores(versions="all")
+    assert len(every) == 20
+    assert every.groupby(["model", "benchmark_version"]).size().to_dict() == {("a", 1): 5, ("a", 2): 5, ("b", 1): 5,
+                                                                              ("c", 1): 5}
+    # an explicit version filter wins over the default
+    assert set(st.scores(benchmark_version=1)["model"]) == {"a", "b", "c"}
+    with pytest.raises(Exception, match="versions must be"):
+        st.scores(versions="newest")
+
+
+def test_synthetic_cell_is_not_silently_kept_for_real_rows(tmp_path):
+    """A store that holds a cell scored on synthetic (fixture) data refuses real rows for the same cell with a
+    clear error even under if_exists='skip' (skipping would keep synthetic numbers under a real benchmark id)."""
+    from brainlid.scoring.store import DataSourceConflictError
+
+    st = ResultsStore(tmp_path / "r.sqlite")
+    st.add_cell("scores", [{**r, "data_source": "synthetic"} for r in _rows()])
+    real = tables.score_frame([{**r, "data_source": "real"} for r in _rows()])
+    with pytest.raises(DataSourceConflictError, match="from synthetic data, and these rows come from real data"):
+        st.add_frames(real, if_exists="skip")
+    assert set(st.scores()["data_source"]) == {"synthetic"}
+    st.add_frames(real, if_exists="replace")
+    assert set(st.scores()["data_source"]) == {"real"}
+    # same source twice: the ordinary duplicate rules
+    assert st.add_frames(real, if_exists="skip") == {"written": 0, "skipped": 1, "rows": 0}
+
+
+def test_tables_data_source_defaults_and_validation(tmp_path):
+    """A CSV / Parquet table written before the data_source column reads with data_source 'unknown'."""
+    df = tables.score_frame(_rows())
+    assert set(df["data_source"]) == {"unknown"}
+    old = df.drop(columns=["data_source"])
+    old.to_csv(tmp_path / "old.csv", index=False)
+    old.to_parquet(tmp_path / "old.parquet", index=False)
+    for p in (tmp_path / "old.csv", tmp_path / "old.parquet"):
+        back = tables.read_table(p)
+        assert list(back.columns) == list(tables.SCORE_COLUMNS)
+        assert set(back["data_source"]) == {"unknown"}
+    syn = tables.score_frame([{**r, "data_source": "synthetic"} for r in _rows()])
+    tables.write_table(syn, tmp_path / "syn")
+    assert set(tables.read_table(tmp_path / "syn.csv")["data_source"]) == {"synthetic"}
+    with pytest.raises(InputError, match="data_source"):
+        tables.score_frame([{**_rows()[0], "data_source": "simulated"}])

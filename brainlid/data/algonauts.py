@@ -30,6 +30,7 @@ import pandas as pd
 from ..errors import FileFormatError, InputError, StimulusMismatchError
 from .brain import BrainData
 from .cards import Loaded, check_frame, get_card, probe
+from .provenance import detect_data_source
 from .stimuli import StimulusSet
 
 __all__ = ["load", "check", "summarize", "ROI_CLASSES", "read_mapping", "read_roi_masks", "image_list"]
@@ -190,7 +191,8 @@ def load(root=None, subject: int = 1, hemisphere: str = "both", roi: str | Seque
     if not np.all(np.isfinite(responses)):
         raise FileFormatError(f"Algonauts training fMRI of subject {subject} contains NaN/inf")
     meta = {"loader": "brainlid.data.algonauts", "hemisphere": hemisphere, "roi": names,
-            "preprocessing": "NSD b3 fsaverage betas, z-scored per session, averaged over repetitions"}
+            "preprocessing": "NSD b3 fsaverage betas, z-scored per session, averaged over repetitions",
+            "data_source": detect_data_source(root)}
     brain = BrainData(responses, ids, units=units, splits={"train": ids}, subject=f"subj{subject:02d}",
                       dataset="algonauts2023", space="fsaverage-challenge", meta=meta)
     metadata = pd.DataFrame({"file": [p.name for p in paths], "row": np.arange(ids.size)})

@@ -35,6 +35,7 @@ import pandas as pd
 
 from ..errors import FileFormatError, InputError, StimulusMismatchError
 from ._matfile import loadmat, mat_version
+from .provenance import detect_data_source
 from .rdms import BrainRDMs, RDMDataset
 from .stimuli import ArrayReader, FileReader, StimulusSet
 
@@ -212,6 +213,7 @@ def load(root: str | os.PathLike | None = None, image_set: str = "92", modality:
     mat = loadmat(path, list(variables))
     version = mat_version(path)
     rdms = {}
+    source = detect_data_source(base)
     for var, roi in variables.items():
         a = _rdm_array(mat[var], path, var)
         if a.shape[-1] != len(stimuli):
@@ -223,10 +225,10 @@ def load(root: str | os.PathLike | None = None, image_set: str = "92", modality:
             a, stimuli.ids, subjects=[f"sub-{i + 1:02d}" for i in range(a.shape[0])],
             sessions=[f"ses-{i + 1}" for i in range(a.shape[1])], roi=roi,
             dataset=f"algonauts2019-{image_set}", dissimilarity=_DISSIM, stimuli=stimuli,
-            info={"modality": modality, "source": f"{path.name}:{var}", "mat_version": version},
+            info={"modality": modality, "source": f"{path.name}:{var}", "mat_version": version, "data_source": source},
         )
     return RDMDataset(stimuli, rdms, info={"dataset": f"algonauts2019-{image_set}", "modality": modality,
-                                           "root": str(base), "citation": "cichy2019algonauts"})
+                                           "root": str(base), "citation": "cichy2019algonauts", "data_source": source})
 
 
 def check(root: str | os.PathLike | None = None, subject=None) -> pd.DataFrame:

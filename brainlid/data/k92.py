@@ -32,6 +32,7 @@ import pandas as pd
 
 from ..errors import FileFormatError, StimulusMismatchError
 from ._matfile import loadmat
+from .provenance import detect_data_source
 from .rdms import BrainRDMs, RDMDataset, check_square_rdms
 from .stimuli import ArrayReader, StimulusSet
 
@@ -187,8 +188,12 @@ def load(root: str | os.PathLike | None = None) -> RDMDataset:
     mod = _file(root, "model_rdms")
     rdms = {"human.IT": _human_it(brain, ids, stimuli)}
     rdms.update(_fig1(sup, ids))
+    source = detect_data_source(_card().root(root))
+    for r in rdms.values():
+        r.info["data_source"] = source
     return RDMDataset(stimuli, rdms, _models(mod, ids.size),
-                      info={"dataset": "k92", "root": str(sup.parent), "citation": "kriegeskorte2008matching"})
+                      info={"dataset": "k92", "root": str(sup.parent), "citation": "kriegeskorte2008matching",
+                            "data_source": source})
 
 
 def check(root: str | os.PathLike | None = None, subject=None) -> pd.DataFrame:

@@ -51,6 +51,7 @@ from ..errors import DatasetNotFoundError, FileFormatError, InputError, Stimulus
 from ._mat import index_runs, read_ctab, read_expdesign, read_mgh_vector
 from .brain import BrainData
 from .cards import Loaded, check_frame, get_card, probe
+from .provenance import detect_data_source
 from .stimuli import HDF5Reader, StimulusSet
 
 __all__ = [
@@ -619,7 +620,8 @@ def load(
         resp /= n_reps[:, None].astype(np.float32)
     meta = {"loader": "brainlid.data.nsd", "beta": beta, "sessions": wanted, "trials_per_session": int(n_trials),
             "zscore": bool(zscore), "split": split, "roi": names, "fmt": fmt, "constant_units": int(n_constant),
-            "dropped_nan_units": int(bad.sum()), "labels_without_ctab": used_fallback}
+            "dropped_nan_units": int(bad.sum()), "labels_without_ctab": used_fallback,
+            "data_source": detect_data_source(root)}
     if n_constant:
         warnings.warn(f"NSD subject {subject} {space}: {n_constant} unit-session(s) are constant (voxels outside the "
                       "brain mask are stored as 0) and were set to 0 by the z-scoring", stacklevel=2)

@@ -46,6 +46,7 @@ import pandas as pd
 from ..config import data_root
 from ..errors import DatasetNotFoundError, FileFormatError, InputError, StimulusMismatchError
 from ._subjects import bids_subject
+from .provenance import detect_data_source
 from .brain import BrainData
 from .stimuli import FileReader, StimulusSet
 from .things_images import count_concept_folders, image_ids
@@ -505,6 +506,7 @@ def load_brain(
         has_reps=not average_reps,
         meta={
             "source": "preprocessed",
+            "data_source": detect_data_source(r),
             "files": [str(p[6].relative_to(r)) for p in parts],
             "split": split,
             "times_unit_in_file": time_unit,
@@ -780,6 +782,7 @@ def load_raw(
         has_reps=not average_reps,
         meta={
             "source": "raw",
+            "data_source": detect_data_source(r),
             "split": split,
             "mvnn": bool(mvnn),
             "mvnn_dim": mvnn_dim if mvnn else None,

@@ -45,6 +45,7 @@ import pandas as pd
 
 from ..errors import FileFormatError, InputError, StimulusMismatchError
 from ._subjects import bids_subject
+from .provenance import detect_data_source
 from .brain import BrainData
 from .stimuli import FileReader, StimulusSet
 from .things_images import image_id, image_ids
@@ -97,6 +98,7 @@ def _paths(root, sub: str) -> dict[str, Path]:
     r = card.root(root)
     n = int(sub[4:])
     return {
+        "root": r,
         "table": card.file(r, "response_table", subject=n),
         "stimuli": card.file(r, "stimulus_metadata", subject=n),
         "voxels": card.file(r, "voxel_metadata", subject=n),
@@ -598,7 +600,8 @@ def _load_table(p, sub, roi, average_reps, split, which_nc, chunk_bytes) -> Brai
     finally:
         t.close()
     nc, nc_col = _noise_ceiling(units, which_nc, average_reps, split, vox_path)
-    meta = {"source": "table", "file": table_path.name, "roi": roi, "split": split}
+    meta = {"source": "table", "file": table_path.name, "roi": roi, "split": split,
+            "data_source": detect_data_source(p["root"])}
     return _finish(resp, plan, units, nc, nc_col, sub, meta, average_reps)
 
 
@@ -666,7 +669,8 @@ def _load_betas_vol(p, sub, roi, average_reps, split, which_nc) -> BrainData:
     plan = _trial_plan(ids, types, split)
     resp = _assemble([(np.arange(rows.size), block)], rows.size, plan, average_reps)
     nc, nc_col = _noise_ceiling(units, which_nc, average_reps, split, vox_path) if vox_path.exists() else (None, None)
-    meta = {"source": "betas_vol", "n_runs": len(run_files), "roi": roi, "split": split}
+    meta = {"source": "betas_vol", "n_runs": len(run_files), "roi": roi, "split": split,
+            "data_source": detect_data_source(p["root"])}
     return _finish(resp, plan, units, nc, nc_col, sub, meta, average_reps)
 
 

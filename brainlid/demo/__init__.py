@@ -223,7 +223,7 @@ def _register_benchmarks(root: Path):
             loader = _nsd_loader(subj, "func1pt8mm", "nsdgeneral")
             b = Benchmark(
                 id=bid, dataset=DEMO_DATASET, subject=subj, space="func1pt8mm", roi="nsdgeneral", metric=metric,
-                split="test", ceiling="ncsnr" if metric == "encoding" else "none", version=1,
+                split="test", ceiling="ncsnr" if metric == "encoding" else "none", version=2,
                 description=f"SYNTHETIC NSD-format subject {s} (brainlid demo); {metric}",
                 params={"n_boot": 300, "cv": 3, "lid_ks": (5, 10, 20, 50, 100)},
                 loader=lambda root_=None, _l=loader, _r=root: _l(_r),

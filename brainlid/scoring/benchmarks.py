@@ -16,35 +16,46 @@ Id scheme
 * ``metric`` — ``encoding`` (voxelwise ridge, held-out R² and r, ceiling-normalised) or ``rsa``
   (correlation-distance RDMs compared by Spearman's rho).
 
-Built-in THINGS-EEG2 benchmarks (version 1): ``things_eeg2.sub-01 … sub-10`` × ``posterior`` /
+Built-in THINGS-EEG2 benchmarks (version 2): ``things_eeg2.sub-01 … sub-10`` × ``posterior`` /
 ``occipital`` channels × ``encoding``/``rsa``, time-resolved (one score per time point); train =
 the training images, test = the 200 test images, ceiling = the loader's split-half reliability
 of the test data; 100 PCs.
 
-Built-in NSD benchmarks (version 1): test split = the shared images (``sharedix``; the loader's
+Built-in NSD benchmarks (version 2): test split = the shared images (``sharedix``; the loader's
 ``"test"`` split), train = the rest; features reduced to ``pca=300`` components fitted on the
 fit part of the train split; α per voxel by 5-fold inner CV over ``logspace(-2, 6, 9)``; the
 best layer is chosen on a validation split of 20 % of the train stimuli (seeded, never the test
 split); ceiling from ncsnr (METHODS §6) with floor 0.1; LID measured on the test split.
 
-Built-in THINGS-fMRI benchmarks (version 1): ``things_fmri.sub-01 … sub-03`` × ROI columns of
+Built-in THINGS-fMRI benchmarks (version 2): ``things_fmri.sub-01 … sub-03`` × ROI columns of
 ``VoxelMetadata.csv`` (``V1``, ``V2``, ``V3``, ``hV4``, ``IT``, ``l/rFFA``, ``l/rPPA``, ``l/rEBA``,
 ``l/rOFA``, ``l/rLOC``, ``l/rRSC``) × ``encoding``/``rsa``; train = the 8,640 train images (one
 presentation), test = the 100 test images (12 presentations averaged), ceiling = ``nc_testset``
 (fraction); best layer on a validation split of the train images; LID on the 100 test images.
 
-Built-in Algonauts 2023 benchmarks (version 1): ``algonauts2023.subj01 … subj08`` × ``all`` (both
+Built-in Algonauts 2023 benchmarks (version 2): ``algonauts2023.subj01 … subj08`` × ``all`` (both
 hemispheres), ``lh``, ``rh`` or an ROI label of the release (``V1v`` … ``hV4``, ``EBA``, ``FFA-1``,
 ``PPA``, streams ``early``/``ventral``/``lateral``/``parietal`` ...) × ``encoding``. The challenge's
 test responses are not public, so test = the training images whose NSD id falls in the held-out
 20 % by :func:`hash_split` (a hash of the id: stable across machines and subsets of the data);
 train = the rest; no noise ceiling; LID on the test split.
 
-Built-in RDM benchmarks (``kind="rdms"``, version 1): ``k92.human.IT.rsa``, ``k92.monkey.IT.rsa``,
+Built-in RDM benchmarks (``kind="rdms"``, version 2): ``k92.human.IT.rsa``, ``k92.monkey.IT.rsa``,
 ``algonauts2019.{92,118}.{EVC,IT,MEG_early,MEG_late}.rsa`` — published brain RDMs scored by
 :mod:`brainlid.scoring.rdm_benchmarks` (every layer on all images; best layer chosen on one seeded
 half of the images and reported on the other half; LOSO ceiling; LID on all images, stimulus set
 ``k92`` / ``algonauts2019.<set>``).
+
+Versions
+--------
+Version 2 (every built-in benchmark; issue 14) changed what the scores mean, so its rows are never
+mixed with version-1 rows (the store keys cells on the version and reads the newest version by
+default): encoding fits are invariant to the scale of features and responses (α grid relative to
+the training features' spectrum) and encoding ``normalised`` is the ratio of the ROI means of value
+and ceiling; encoding intervals resample test stimuli (they were over units); single-subject RSA
+``normalised`` is disattenuated at the half level and Spearman–Brown steps up by the repetitions
+actually scored; RDM benchmarks' group-mean rows get a ceiling of their own. Version 1 is the
+definition before those changes. ``CHANGELOG.md`` lists the changes and why.
 
 User benchmarks
 ---------------
@@ -251,6 +262,7 @@ def _things_eeg2_loader(subject: int, roi: str, keep_reps: bool = False):
 
     def load(root=None):
         from ..data import BrainData, StimulusSet, things_eeg2
+        from ..data.provenance import data_source_of
         from ..data.stimuli import FileReader
 
         try:
@@ -269,6 +281,7 @@ def _things_eeg2_loader(subject: int, roi: str, keep_reps: bool = False):
             units=b_te.units, times=b_te.times, noise_ceiling=b_te.noise_ceiling,  # the ceiling of the scored (test) data
             splits={"train": b_tr.stimulus_ids, "test": b_te.stimulus_ids}, subject=b_te.subject,
             dataset=b_te.dataset, space=b_te.space, meta={"train": b_tr.meta, "test": b_te.meta,
+                                                          "data_source": data_source_of(b_te),
                                                           **({REPS_META_KEY: te_reps} if te_reps is not None else {})},
         )
         stimuli = None
@@ -383,7 +396,7 @@ def _load_builtins() -> None:
                     bid,
                     Benchmark(
                         id=bid, dataset="nsd", subject=subj, space="func1pt8mm", roi=roi, metric=metric,
-                        split="test", ceiling="ncsnr" if metric == "encoding" else "rdm-split-half", version=1,
+                        split="test", ceiling="ncsnr" if metric == "encoding" else "rdm-split-half", version=2,
                         description=(
                             f"NSD {subj} {roi} ({'voxelwise ridge encoding, R² and r' if metric == 'encoding' else 'RSA, correlation RDMs, Spearman'}); "
                             "test = shared images"
@@ -400,7 +413,7 @@ def _load_builtins() -> None:
                     bid,
                     Benchmark(
                         id=bid, dataset="things_eeg2", subject=subj, space="eeg", roi=roi, metric=metric, split="test",
-                        ceiling="split-half" if metric == "encoding" else "rdm-split-half", version=1,
+                        ceiling="split-half" if metric == "encoding" else "rdm-split-half", version=2,
                         description=(f"THINGS-EEG2 {subj} {roi} channels, time-resolved "
                                      f"{'encoding (ridge per channel and time)' if metric == 'encoding' else 'RSA'}; "
                                      "train = training images, test = the 200 test images"),
@@ -416,7 +429,7 @@ def _load_builtins() -> None:
                     bid,
                     Benchmark(
                         id=bid, dataset="things_fmri", subject=subj, space="T1w", roi=roi, metric=metric, split="test",
-                        ceiling="data" if metric == "encoding" else "rdm-split-half", version=1,
+                        ceiling="data" if metric == "encoding" else "rdm-split-half", version=2,
                         description=(f"THINGS-fMRI {subj} {roi} "
                                      f"({'voxelwise ridge encoding, ceiling nc_testset' if metric == 'encoding' else 'RSA'}); "
                                      "train = the 8,640 train images, test = the 100 test images (12 presentations averaged)"),
@@ -432,7 +445,7 @@ def _load_builtins() -> None:
                 bid,
                 Benchmark(
                     id=bid, dataset="algonauts2023", subject=subj, space="fsaverage-challenge", roi=roi,
-                    metric="encoding", split="test", ceiling="none", version=1,
+                    metric="encoding", split="test", ceiling="none", version=2,
                     description=(f"Algonauts 2023 {subj} {what}, vertexwise ridge encoding (no public ceiling); "
                                  f"test = {ALGONAUTS2023_TEST_FRACTION:.0%} of the training images chosen by a hash "
                                  "of the NSD id (the challenge's test responses are not public)"),
@@ -449,7 +462,7 @@ def _load_builtins() -> None:
             bid,
             Benchmark(
                 id=bid, dataset=dataset, subject=subject, space="rdm", roi=roi, metric="rsa", split="test",
-                ceiling="loso", version=1, lid_split="all", kind="rdms", stimulus_set=stim_set,
+                ceiling="loso", version=2, lid_split="all", kind="rdms", stimulus_set=stim_set,
                 params={"rsa_n_boot": 1000},
                 description=(f"published brain RDMs ({dataset} {subject} {roi}, {n} images); RSA of correlation-"
                              "distance model RDMs, Spearman; every layer on all images (split 'all'), best layer "

@@ -92,6 +92,7 @@ import numpy as np
 import pandas as pd
 
 from ..backend import available_cores, set_threads
+from ..data.provenance import data_source_of
 from ..errors import BrainlidError, InputError, require
 
 __all__ = [
@@ -594,7 +595,7 @@ def _cell_task(cell: _Cell, threads: int) -> dict:
         out["geometry"] = runner.geometry_rows(
             np.asarray(X, dtype=np.float32)[pos], model=cell.model, layer=cell.layer, layer_index=cell.layer_index,
             stimulus_set=bench.lid_stimulus_set, ks=bench.params["lid_ks"], estimators=bench.params["lid_estimators"],
-            benchmark_version=bench.version, feature_cache_key=cell.row_key)
+            benchmark_version=bench.version, feature_cache_key=cell.row_key, data_source=data_source_of(brain))
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -627,7 +628,7 @@ def _join_unit_batches(cell: _Cell, parts: list[dict]) -> list[dict]:
     base = {
         "model": cell.model, "layer": cell.layer, "layer_index": cell.layer_index, "benchmark": bench.id,
         "dataset": bench.dataset, "subject": bench.subject, "roi": bench.roi, "brainlid_version": __version__,
-        "benchmark_version": bench.version, "feature_cache_key": cell.row_key,
+        "benchmark_version": bench.version, "feature_cache_key": cell.row_key, "data_source": data_source_of(brain),
     }
     rows: list[dict] = []
     for split in ("val", "test"):
@@ -675,7 +676,7 @@ def _model_model_task(bench_id: str, data_root, keys: dict, ids_digests: dict, c
     pos = runner._positions(ids, lid_ids(bench, brain), "LID")
     feats = {name: np.asarray(_read_features(cache_root, key), dtype=np.float32)[pos] for name, (layer, key) in keys.items()}
     return runner.model_model_rows(feats, stimulus_set=bench.lid_stimulus_set, metrics=tuple(metrics),
-                                   layers={n: layer for n, (layer, _) in keys.items()})
+                                   layers={n: layer for n, (layer, _) in keys.items()}, data_source=data_source_of(brain))
 
 
 # --------------------------------------------------------------------------- the client

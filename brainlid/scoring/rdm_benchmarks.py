@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
+from ..data.provenance import data_source_of
 from ..errors import InputError
 from .benchmarks import Benchmark, get_benchmark
 
@@ -280,7 +281,7 @@ def rdm_score_rows(features: Mapping[str, np.ndarray], feature_ids, bench: Bench
                 "ceiling": float(rec.ceiling_upper), "ceiling_lower": float(rec.ceiling_lower),
                 "normalised": float(rec.normalised), "n_units": pd.NA,
                 "n_stimuli": int(rec.n_stimuli), "brainlid_version": __version__, "benchmark_version": bench.version,
-                "feature_cache_key": keys.get(rec.layer, ""),
+                "feature_cache_key": keys.get(rec.layer, ""), "data_source": data_source_of(brain_rdms),
             })
     return rows
 
@@ -310,5 +311,5 @@ def score_rdm_features(features: Mapping[str, np.ndarray], feature_ids, bench: B
             grows += geometry_rows(np.asarray(X, dtype=np.float32)[pos], model=model, layer=layer, layer_index=li,
                                    stimulus_set=bench.lid_stimulus_set, ks=bench.params["lid_ks"],
                                    estimators=bench.params["lid_estimators"], benchmark_version=bench.version,
-                                   feature_cache_key=keys.get(layer, ""))
+                                   feature_cache_key=keys.get(layer, ""), data_source=data_source_of(brain_rdms))
     return scores, geometry_frame(grows)

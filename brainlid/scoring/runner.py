@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
+from ..data.provenance import data_source_of
 from ..errors import InputError
 from .benchmarks import Benchmark, get_benchmark, load_benchmark_data
 from .plan import default_layers  # noqa: F401  (re-exported: brainlid.leaderboard.scoring imports it from here)
@@ -215,7 +216,7 @@ def score_layer(
     base = {
         "model": model, "layer": layer, "layer_index": layer_index, "benchmark": bench.id, "dataset": bench.dataset,
         "subject": bench.subject, "roi": bench.roi, "brainlid_version": __version__,
-        "benchmark_version": bench.version, "feature_cache_key": feature_cache_key,
+        "benchmark_version": bench.version, "feature_cache_key": feature_cache_key, "data_source": data_source_of(brain),
     }
     rows: list[dict] = []
     for split in which:
@@ -405,12 +406,13 @@ def select_best_layer(rows: pd.DataFrame | list[dict], metric: str | None = None
 # --------------------------------------------------------------------------- geometry
 def geometry_rows(
     X, *, model: str, layer: str, layer_index: int = 0, stimulus_set: str, ks=None, estimators=("mle",),
-    global_measures: bool = True, benchmark_version: int = 0, feature_cache_key: str = "",
+    global_measures: bool = True, benchmark_version: int = 0, feature_cache_key: str = "", data_source: str = "unknown",
 ) -> list[dict]:
     """LID K-sweep (:func:`brainlid.geometry.lid_sweep`) and global measures
     (:func:`brainlid.geometry.global_dimension`) of one layer's features ``X (n, d)``.
 
-    Ks larger than ``n − 1`` are dropped. Global measures get ``K = NaN``.
+    Ks larger than ``n − 1`` are dropped. Global measures get ``K = NaN``. ``data_source`` is the
+    stimuli's (the benchmark data copy's, :func:`brainlid.data.provenance.data_source_of`).
     """
     from .. import geometry
 
@@ -419,7 +421,7 @@ def geometry_rows(
     ks = [k for k in (ks or (5, 10, 20, 50, 100, 200, 500, 1000)) if 2 <= k <= n - 1]
     base = {"model": model, "layer": layer, "layer_index": layer_index, "stimulus_set": stimulus_set, "n": n,
             "brainlid_version": __version__, "benchmark_version": benchmark_version,
-            "feature_cache_key": feature_cache_key}
+            "feature_cache_key": feature_cache_key, "data_source": data_source}
     rows = []
     g = None
     if ks:
@@ -443,6 +445,7 @@ def geometry_rows(
 def model_model_rows(
     features: Mapping[str, np.ndarray], *, stimulus_set: str, metrics=("mutual_knn", "ridge_r2"), k: int = 10,
     layers: Mapping[str, str] | None = None, n_components: int | None = 300, seed: int = 0,
+    data_source: str = "unknown",
 ) -> list[dict]:
     """Model–model alignment of every pair of models on one stimulus set.
 
@@ -450,8 +453,8 @@ def model_model_rows(
     Each unordered pair is scored once and written twice (A's row with ``roi = B`` and B's row
     with ``roi = A``) so per-model means are plain group-bys. Metrics: ``mutual_knn``
     (Huh et al. 2024, k neighbours), ``ridge_r2`` (Yu et al. 2026: CV ridge R² averaged over
-    both directions, PCA ``n_components``), ``cka`` (linear). Rows have ``dataset = "models"`` and
-    ``benchmark = "models.<stimulus_set>.<metric>"``.
+    both directions, PCA ``n_components``), ``cka`` (linear). Rows have ``dataset = "models"``,
+    ``benchmark = "models.<stimulus_set>.<metric>"`` and the stimuli's ``data_source``.
     """
     from ..alignment import similarity as sim
 
@@ -479,6 +482,7 @@ def model_model_rows(
                         "model": x, "layer": (layers or {}).get(x, ""), "benchmark": mm_benchmark_id(stimulus_set, m),
                         "dataset": "models", "subject": "", "roi": y, "metric": m, "split": "test", "time": np.nan,
                         "value": v, "n_stimuli": int(A.shape[0]), "brainlid_version": __version__, "benchmark_version": 1,
+                        "data_source": data_source,
                     })
     return rows
 
@@ -535,7 +539,8 @@ def score_features(
             pos = _positions(fids, lid_ids, "LID")
             grows += geometry_rows(X[pos], model=model, layer=layer, layer_index=li, stimulus_set=bench.lid_stimulus_set,
                                    ks=bench.params["lid_ks"], estimators=bench.params["lid_estimators"],
-                                   benchmark_version=bench.version, feature_cache_key=keys.get(layer, ""))
+                                   benchmark_version=bench.version, feature_cache_key=keys.get(layer, ""),
+                                   data_source=data_source_of(brain))
     scores = select_best_layer(score_frame(rows))
     return scores, geometry_frame(grows)
 
@@ -661,7 +666,8 @@ def score(
             all_geom.append(gm)
         if bp.model_model:
             all_scores.append(score_frame(model_model_rows(lid_feats, stimulus_set=bench.lid_stimulus_set,
-                                                           layers=bp.mm_layers, metrics=mm_metrics)))
+                                                           layers=bp.mm_layers, metrics=mm_metrics,
+                                                           data_source=data_source_of(brain))))
     scores = pd.concat(all_scores, ignore_index=True) if all_scores else score_frame([])
     geom = pd.concat(all_geom, ignore_index=True) if all_geom else geometry_frame([])
     geom = geom.drop_duplicates(subset=["model", "layer", "stimulus_set", "estimator", "K"]).reset_index(drop=True)

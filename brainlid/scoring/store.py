@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable
@@ -36,13 +37,25 @@ from ..config import results_store_path
 from ..errors import BrainlidError, FileFormatError
 from .tables import GEOMETRY_COLUMNS, SCORE_COLUMNS, geometry_frame, score_frame
 
-__all__ = ["ResultsStore", "DuplicateCellError", "SCHEMA_VERSION", "MIGRATIONS", "SCHEMA_V1"]
+__all__ = ["ResultsStore", "DuplicateCellError", "DataSourceConflictError", "SCHEMA_VERSION", "MIGRATIONS",
+           "SCHEMA_V1", "READ_VERSIONS"]
 
-SCHEMA_VERSION = 3
+#: ``versions=`` of the store's reads: the newest benchmark version of each benchmark, or every row.
+READ_VERSIONS = ("latest", "all")
+
+SCHEMA_VERSION = 4
 
 
 class DuplicateCellError(BrainlidError):
     """The store already holds rows for this (kind, model, layer, benchmark, benchmark version)."""
+
+
+class DataSourceConflictError(BrainlidError):
+    """The store holds this cell from another data source (e.g. synthetic rows where real rows arrive).
+
+    Not a :class:`DuplicateCellError`: ``if_exists="skip"`` must not keep synthetic scores in
+    place of real ones silently.
+    """
 
 
 _SQL_TYPES = {"string": "TEXT", "float64": "REAL", "Int64": "INTEGER", "boolean": "INTEGER"}
@@ -85,6 +98,16 @@ CREATE INDEX IF NOT EXISTS geometry_cell ON geometry(cell_id);
     # 2 → 3: the lower noise-ceiling bound of the RDM benchmarks (existing rows: NULL → NaN)
     2: """
 ALTER TABLE scores ADD COLUMN ceiling_lower REAL;
+""",
+    # 3 → 4 (issue 14): where the data came from, and how normalised / intervals / ceilings were made.
+    # Rows written before read as data_source 'unknown', NaN / "" for the others (never refused).
+    3: """
+ALTER TABLE scores ADD COLUMN normalised_unit_mean REAL;
+ALTER TABLE scores ADD COLUMN alpha_edge_fraction REAL;
+ALTER TABLE scores ADD COLUMN ci_method TEXT DEFAULT '';
+ALTER TABLE scores ADD COLUMN ceiling_method TEXT DEFAULT '';
+ALTER TABLE scores ADD COLUMN data_source TEXT DEFAULT 'unknown';
+ALTER TABLE geometry ADD COLUMN data_source TEXT DEFAULT 'unknown';
 """,
 }
 
@@ -229,6 +252,16 @@ class ResultsStore:
                 (kind, model, layer, bench, bv),
             ).fetchone()
             if existing is not None:
+                old_src = {r[0] or "unknown" for r in
+                           con.execute(f"SELECT DISTINCT data_source FROM {kind} WHERE cell_id = ?", (existing[0],))}
+                new_src = set(df["data_source"].astype(str))
+                if not replace and old_src and old_src != new_src:
+                    raise DataSourceConflictError(
+                        f"the store already has {kind} for model {model!r}, layer {layer!r}, {bench_col} {bench!r} "
+                        f"version {bv} from {'/'.join(sorted(old_src))} data, and these rows come from "
+                        f"{'/'.join(sorted(new_src))} data ({self.path}); keep them apart in another store, or pass "
+                        "replace=True (CLI: --replace) to overwrite"
+                    )
                 if not replace:
                     raise DuplicateCellError(
                         f"the store already has {kind} for model {model!r}, layer {layer!r}, {bench_col} {bench!r} "
@@ -275,7 +308,9 @@ class ResultsStore:
         return counts
 
     # reading -----------------------------------------------------------------------------------
-    def _read(self, kind: str, where: dict) -> pd.DataFrame:
+    def _read(self, kind: str, where: dict, versions: str = "latest") -> pd.DataFrame:
+        if versions not in READ_VERSIONS:
+            raise BrainlidError(f"versions must be one of {READ_VERSIONS}, got {versions!r}")
         columns, frame = _KINDS[kind]
         cols = list(columns)
         clauses, params = [], []
@@ -290,17 +325,45 @@ class ResultsStore:
         sql = f"SELECT {', '.join(cols)} FROM {kind}" + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
         with self._connect() as con:
             df = pd.read_sql_query(sql, con, params=params)
+            if versions == "latest" and where.get("benchmark_version") is None:
+                newest = dict(con.execute(
+                    "SELECT benchmark, MAX(benchmark_version) FROM cells WHERE kind = ? GROUP BY benchmark", (kind,)))
         if "selected" in df.columns:
             df["selected"] = df["selected"].fillna(0).astype(bool)
-        return frame(df)
+        df = frame(df)
+        if versions == "latest" and where.get("benchmark_version") is None and len(df):
+            bench_col = "benchmark" if kind == "scores" else "stimulus_set"
+            want = df[bench_col].map(newest).astype("Int64")
+            keep = (df["benchmark_version"].fillna(0) == want.fillna(0)).to_numpy(dtype=bool)
+            if not keep.all():
+                old = df.loc[~keep, [bench_col, "benchmark_version"]].drop_duplicates()
+                warnings.warn(
+                    f"results store {self.path}: left out {int((~keep).sum())} {kind} row(s) of older benchmark "
+                    f"versions ({', '.join(f'{b} v{v}' for b, v in old.itertuples(index=False))}); they are not "
+                    f"comparable with the newest version's rows (read them with versions='all')", UserWarning,
+                    stacklevel=3)
+                df = df[keep].reset_index(drop=True)
+        return df
 
-    def scores(self, **where) -> pd.DataFrame:
-        """All score rows, optionally filtered, e.g. ``scores(model="m", benchmark=[...])``."""
-        return self._read("scores", where)
+    def scores(self, *, versions: str = "latest", **where) -> pd.DataFrame:
+        """Score rows, optionally filtered, e.g. ``scores(model="m", benchmark=[...])``.
 
-    def geometry(self, **where) -> pd.DataFrame:
-        """All geometry rows, optionally filtered."""
-        return self._read("geometry", where)
+        Parameters
+        ----------
+        versions : {"latest", "all"}
+            ``"latest"`` (default): of each benchmark, only the rows of the newest
+            ``benchmark_version`` the store holds (rows of older versions mean something else
+            and are left out, with a warning saying how many); ``"all"``: every version, each row
+            labelled by its ``benchmark_version``. An explicit ``benchmark_version=`` filter
+            overrides ``versions``.
+        **where
+            Column → value or list of values.
+        """
+        return self._read("scores", where, versions)
+
+    def geometry(self, *, versions: str = "latest", **where) -> pd.DataFrame:
+        """Geometry rows, optionally filtered (``versions`` as in :meth:`scores`, per stimulus set)."""
+        return self._read("geometry", where, versions)
 
     def cells(self) -> pd.DataFrame:
         """The cell index: kind, model, layer, benchmark, benchmark_version, created, brainlid_version."""

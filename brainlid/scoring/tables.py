@@ -2,7 +2,14 @@
 
 Two long tables, one row per measurement (DESIGN.md, "Conventions"):
 
-**scores** — one row per (model, layer, benchmark, subject, roi, metric, split[, time]):
+**scores** — one row per (model, layer, benchmark, subject, roi, metric, split[, time]).
+
+The definitions below are the reference (``docs/score_columns.md`` repeats them with the
+formulas; a test keeps both in step with :data:`SCORE_COLUMNS`). Notation: for an ROI with
+units u = 1 … U, v_u is a unit's held-out score (Pearson r or R² between predicted and measured
+responses over the test stimuli), NC_u its noise ceiling as a fraction of explainable variance
+(METHODS §6), c_u the ceiling in the units of v (NC_u for R², √NC_u for r), K the units with
+NC_u above the floor (default 0.1).
 
 =====================  ======================================================================
 column                 meaning
@@ -12,47 +19,60 @@ model                  model spec or name (baselines: ``baseline:pixels``, ``<sp
 layer                  layer name as extracted
 layer_index            position of the layer in the requested order (0 = first)
 benchmark              benchmark id, e.g. ``nsd.subj01.EBA.encoding``
-dataset, subject, roi  from the benchmark (model–model rows: ``models``, ``""``, the other model)
-metric                 ``encoding_r2``, ``encoding_r``, ``rsa_spearman``, ``mutual_knn``, ``ridge_r2``, ...
-split                  ``test`` (the reported score) or ``val`` (used only to pick the best layer)
+dataset                dataset of the benchmark (model–model rows: ``models``)
+subject                subject of the row: one subject id, ``mean`` for the group-mean RDM
+                       rows of RDM benchmarks (``""`` on model–model rows)
+roi                    region (model–model rows: the other model)
+metric                 ``encoding_r2``, ``encoding_r``, ``rsa_spearman``, ``mutual_knn``,
+                       ``ridge_r2``, ...
+split                  which stimuli were scored: ``test`` (held out; the reported score),
+                       ``val`` (part of train, used only to pick the best layer) or ``all``
+                       (RDM benchmarks: every image, not held out)
 time                   seconds for time-resolved data, NaN otherwise
-value                  the raw score (ROI mean over units for encoding)
-ci_low, ci_high        95 % bootstrap interval of ``value`` (how the interval was made:
-                       ``ci_method``; NaN when not computed)
-ci_method              how ``ci_low``/``ci_high`` were computed: ``stimulus-bootstrap`` (encoding:
-                       percentile interval of the ROI-mean score over resamples of the evaluated
-                       stimuli, the model refitted once); ``""`` when unknown (tables written before
-                       the column existed)
-ceiling                noise ceiling in the same units as ``value`` (NaN if none): encoding, the
-                       mean NC over the kept units (mean √NC for r); single-subject RSA, the split-half reliability
-                       of the subject's RDM (Spearman–Brown; NaN when the data have no
-                       repetitions); RDM benchmarks, the leave-one-subject-out upper bound
-ceiling_lower          lower noise-ceiling bound: the leave-one-subject-out lower bound of the
-                       RDM benchmarks; NaN elsewhere
-normalised             ceiling-normalised value (METHODS §6; NaN if no ceiling). Encoding: a ratio
-                       of ROI means over the units kept by the ceiling floor (NC > floor, ``n_units``
-                       of them): mean R² ÷ mean NC (``encoding_r2``), mean r ÷ mean √NC
-                       (``encoding_r``), so the true model scores 1; it equals ``value / ceiling``
-                       when no unit falls below the floor (``value`` averages all units)
-normalised_unit_mean   encoding: the mean over kept units of the per-unit ratios R²/NC (r/√NC), the
-                       pre-issue-14 ``normalised`` (less stable: units near the floor dominate); NaN
-                       elsewhere
-alpha_edge_fraction    encoding: fraction of units (of this row's time point) whose ridge α, chosen
-                       by inner CV, sits at either end of the α grid (a large value means the grid
-                       does not bracket the optimum; a RuntimeWarning is raised above 0.5); NaN
-                       elsewhere
-ceiling_method         kind of ``ceiling``: the benchmark's ceiling kind for encoding (``ncsnr``,
-                       ``split-half``, ``data``, ``none``); ``""`` when unknown
-n_units                units averaged (after the ceiling floor for ``normalised``)
-n_stimuli              test stimuli scored
+value                  the raw score. Encoding: the ROI mean (1/U) Σ_u v_u over all units;
+                       RSA: the correlation (Spearman by default) between the model RDM and
+                       the brain RDM of the scored stimuli; model–model: the metric itself
+ci_low, ci_high        95 % interval of ``value`` from a bootstrap over **stimuli** (the
+                       unit that generalises); how, in ``ci_method``; NaN when not computed
+ci_method              how ``ci_low``/``ci_high`` were computed, e.g. ``stimulus-bootstrap``
+                       (encoding: test stimuli resampled, the fitted model fixed) or
+                       ``stimulus-bootstrap-corrected`` (RSA: Schütt et al. 2023 corrected
+                       variance); ``""`` when there is no interval or the row predates it
+ceiling                noise ceiling in the units of ``value`` (NaN if none). Encoding: the
+                       ROI-mean ceiling over the kept units (1/|K|) Σ_{u∈K} c_u; single-subject
+                       RSA: √ of the split-half reliability of the subject's RDM (Spearman–
+                       Brown stepped up to the repetitions scored); RDM benchmarks, per-subject
+                       rows: the ceiling ``normalised`` divides by (see ``ceiling_method``);
+                       group-mean rows: the split-half-over-subjects ceiling of the group RDM
+ceiling_lower          lower bound of the noise ceiling where one exists: the leave-one-
+                       subject-out lower bound of the RDM benchmarks; NaN elsewhere
+ceiling_method         how ``ceiling`` was obtained, e.g. ``ncsnr``, ``data``, ``split-half``,
+                       ``rdm-split-half``, ``loso``, ``group-split-half``; ``""`` when none
+normalised             ``value`` expressed as a fraction of what the data allow (METHODS §6):
+                       a model equal to the true signal scores ≈ 1, pure noise ≈ 0. Encoding:
+                       the ratio of means (1/|K|) Σ_{u∈K} v_u ÷ (1/|K|) Σ_{u∈K} c_u over the
+                       kept units K; single-subject RSA: disattenuated at the half level
+                       (mean over splits of r(model, half RDM) ÷ √r(half A, half B)); RDM
+                       benchmarks: ``value ÷ ceiling``; NaN without a ceiling
+normalised_unit_mean   encoding only: the mean of per-unit ratios (1/|K|) Σ_{u∈K} v_u / c_u (a
+                       noisier estimate, kept for comparison with older tables); NaN elsewhere
+alpha_edge_fraction    encoding only: fraction of units whose ridge α was chosen at either end
+                       of the α grid (large values: the grid does not fit the data); NaN elsewhere
+n_units                units averaged in ``value`` (encoding, RSA responses); NA for RDM rows
+n_stimuli              stimuli scored on this row's split (test rows: the held-out stimuli)
 selected               True on the rows of the layer chosen on the validation split
+data_source            where the brain data came from: ``real`` (a dataset loader read a real
+                       dataset copy), ``synthetic`` (the copy carries brainlid's fixture marker:
+                       generated data, not brain measurements) or ``unknown`` (user-built data,
+                       or a table written before this column existed)
 brainlid_version       package version that produced the row
-benchmark_version      version of the benchmark definition
+benchmark_version      version of the benchmark definition; rows of different versions are
+                       not comparable (the store reads the newest version by default)
 feature_cache_key      content key of the features in the feature cache ("" if not cached)
 =====================  ======================================================================
 
 **geometry** — one row per (model, layer, stimulus_set, estimator, K): ``model, layer,
-layer_index, stimulus_set, n, estimator, K, value`` plus the provenance columns. Local
+layer_index, stimulus_set, n, estimator, K, value, data_source`` plus the provenance columns. Local
 estimators (``mle``, ``mom``, ...) have a K; global measures (``participation_ratio``,
 ``pca90``, ``pca95``, ``pca99``, ``twonn``) have ``K = NaN``.
 """
@@ -66,6 +86,7 @@ import numpy as np
 import pandas as pd
 
 from .._atomic import atomic_path
+from ..data.provenance import DATA_SOURCES
 from ..errors import InputError
 
 __all__ = [
@@ -104,6 +125,7 @@ SCORE_COLUMNS: dict[str, str] = {
     "n_units": "Int64",
     "n_stimuli": "Int64",
     "selected": "boolean",
+    "data_source": "string",
     **PROVENANCE_COLUMNS,
 }
 
@@ -116,10 +138,13 @@ GEOMETRY_COLUMNS: dict[str, str] = {
     "estimator": "string",
     "K": "float64",
     "value": "float64",
+    "data_source": "string",
     **PROVENANCE_COLUMNS,
 }
 
 _DEFAULTS = {"string": "", "float64": np.nan, "Int64": pd.NA, "boolean": False}
+#: defaults of single columns that differ from their type's (tables written before the column existed)
+_COLUMN_DEFAULTS = {"data_source": "unknown"}
 _REQUIRED = {
     "scores": ("model", "layer", "benchmark", "metric", "value"),
     "geometry": ("model", "layer", "stimulus_set", "estimator", "value"),
@@ -138,7 +163,7 @@ def _frame(rows, columns: dict[str, str], kind: str) -> pd.DataFrame:
         raise InputError(f"{kind} rows have unknown column(s) {extra}; known: {list(columns)}")
     for c, t in columns.items():
         if c not in df.columns:
-            df[c] = _DEFAULTS[t]
+            df[c] = _COLUMN_DEFAULTS.get(c, _DEFAULTS[t])
     df = df[list(columns)]
     for c, t in columns.items():
         if t == "boolean":
@@ -146,6 +171,12 @@ def _frame(rows, columns: dict[str, str], kind: str) -> pd.DataFrame:
         df[c] = df[c].astype(t)
         if t == "string":  # CSV reads "" back as missing
             df[c] = df[c].fillna("")
+    if "data_source" in columns:
+        src = df["data_source"].where(df["data_source"] != "", "unknown")
+        bad = sorted(set(src) - set(DATA_SOURCES))
+        if bad:
+            raise InputError(f"{kind} rows have data_source {bad}; allowed: {', '.join(DATA_SOURCES)}")
+        df["data_source"] = src.astype("string")
     return df.reset_index(drop=True)
 
 
@@ -153,7 +184,9 @@ def score_frame(rows) -> pd.DataFrame:
     """Rows (dicts or a DataFrame) → a scores table with every column, in order, typed.
 
     Unknown columns are an error (so a typo never silently creates a new column); missing
-    optional columns get their default (NaN, ``""``, ``<NA>``, False).
+    optional columns get their default (NaN, ``""``, ``<NA>``, False; ``data_source``:
+    ``"unknown"``, also for empty values), so tables written before a column existed still read.
+    A ``data_source`` outside ``real``/``synthetic``/``unknown`` is an error.
     """
     return _frame(rows, SCORE_COLUMNS, "scores")
 
