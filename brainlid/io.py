@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import FileFormatError
 
-__all__ = ["read_features", "FEATURE_SUFFIXES", "ID_KEYS"]
+__all__ = ["read_features", "load_npy", "torch_load_tensors", "FEATURE_SUFFIXES", "ID_KEYS"]
 
 FEATURE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".parquet", ".csv", ".pt", ".pth", ".safetensors")
 ID_KEYS = ("stimulus_ids", "ids", "stimulus_id")
@@ -89,24 +89,80 @@ def _finish(path: Path, X, ids):
     return X, ids
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members; an empty zip
+
+
+def _sniff(path: Path, magics: tuple[bytes, ...], what: str, hint: str) -> None:
+    """Fail unless the file starts with one of ``magics``: say it is empty, text or other data."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except IsADirectoryError:
+        _fail(path, f"is a folder, not a {what}")
+    if not head:
+        _fail(path, f"is empty (0 bytes), not a {what}")
+    if not any(head.startswith(m) for m in magics):
+        kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "other data"
+        _fail(path, f"is not a {what} (it holds {kind}); {hint}")
+
+
+def load_npy(path: str | os.PathLike, mmap_mode: str | None = None) -> np.ndarray:
+    """Read a plain (non-object) ``.npy`` array, or raise :class:`FileFormatError` saying what the file is.
+
+    The header is checked before any data are read: an empty file, a file that is not in the
+    NumPy ``.npy`` format (e.g. text saved under that name), an array of Python objects (which
+    NumPy could only read by unpickling, i.e. running code from the file) and a truncated file
+    each get their own one-line message. Nothing is ever unpickled.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.npy`` file.
+    mmap_mode : {None, "r", "r+", "c"}
+        Passed to :func:`numpy.load` (memory-map instead of reading into memory).
+
+    Returns
+    -------
+    ndarray
+        The array, any shape and numeric/string/bool dtype.
+    """
+    path = Path(path)
+    _sniff(path, (_NPY_MAGIC,), "NumPy .npy file", "save arrays with numpy.save")
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            _shape, _fortran, dtype = reader(fh)
+    except (ValueError, EOFError) as exc:  # numpy's header parser: bad version, garbled dict, short header
+        _fail(path, f"has a damaged .npy header ({_first_line(exc)})")
+    if dtype.hasobject:
+        _fail(path, f"holds Python objects (dtype {dtype}), which brainlid never reads (it would mean running code from "
+                    "the file); save a numeric array")
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as exc:  # data shorter than the header promises
+        _fail(path, f"is truncated or damaged ({_first_line(exc)})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _read_npy(path: Path, key):
     """A plain array; stimulus ids come from a sibling ``stimulus_ids.npy`` when there is one
     (the layout ``brainlid extract --out`` writes: ``<layer>.npy`` beside ``stimulus_ids.npy``)."""
-    try:
-        X = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        _fail(path, f"not a plain numeric .npy array ({exc})")
+    X = load_npy(path)
     sibling = path.with_name("stimulus_ids.npy")
     ids = None
     if sibling.exists() and sibling.resolve() != path.resolve():
-        try:
-            ids = np.load(sibling, allow_pickle=False)
-        except ValueError as exc:
-            _fail(sibling, f"stimulus ids beside {path.name} are not a plain array ({exc})")
+        ids = load_npy(sibling)
     return X, ids
 
 
 def _read_npz(path: Path, key):
+    _sniff(path, _ZIP_MAGICS, "NumPy .npz archive", "save arrays with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {name: z[name] for name in z.files}
@@ -180,16 +236,31 @@ def _tensor_to_numpy(path: Path, t, what: str):
     _fail(path, f"{what} is a {type(t).__name__}, not a tensor")
 
 
-def _read_pt(path: Path, key):
+def torch_load_tensors(path: str | os.PathLike):
+    """``torch.load(path, weights_only=True)`` on the CPU, with one-line :class:`FileFormatError` messages.
+
+    Only tensors, containers and plain Python values are read (never arbitrary pickled objects).
+    A file that is empty, text, or holds other objects gets a message saying so; torch's own text
+    for the last case, which advises loading the file unsafely, is never shown.
+    """
     import pickle
 
+    import torch  # heavy; only for .pt/.pth files
+
+    path = Path(path)
+    _sniff(path, (*_ZIP_MAGICS, b"\x80"), "PyTorch file", "save tensors with torch.save")  # zip, or a legacy pickle
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        _fail(path, "holds Python objects other than tensors, which brainlid never unpickles; save a tensor or a dict of tensors")
+    except (RuntimeError, EOFError) as exc:
+        _fail(path, f"not a readable tensor file ({_first_line(exc)})")
+
+
+def _read_pt(path: Path, key):
     import torch
 
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        _fail(path, f"not a readable tensor file (weights_only=True) ({msg})")
+    obj = torch_load_tensors(path)
     if isinstance(obj, torch.Tensor):
         if key is not None:
             _fail(path, f"holds a single tensor, but key={key!r} was given")
@@ -267,6 +338,5 @@ def read_features(path: str | os.PathLike, key: str | None = None) -> tuple[np.n
     except MemoryError:
         raise
     except Exception as exc:  # corrupt or truncated files raise many different library errors
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FileFormatError(f"{path}: could not be read as {suffix} ({type(exc).__name__}: {msg})") from exc
+        raise FileFormatError(f"{path}: could not be read as {suffix} ({type(exc).__name__}: {_first_line(exc)})") from exc
     return _finish(path, X, ids)

@@ -131,3 +131,32 @@ def test_extract_pca_fit_ids(env, capsys):
     assert man["provenance"]["reduction"]["fit_name"] == "train.txt"
     assert main(["extract", "-m", spec, "-s", str(tmp / "stim.npy"), "-l", "conv", "--fit-ids", str(tmp / "train.txt")]) == 1
     assert "needs --reduce pca" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"", "is empty (0 bytes), not a NumPy .npy file"),
+    (b"img001.png\nimg002.png\n", "is not a NumPy .npy file (it holds text)"),
+])
+def test_extract_bad_stimulus_npy_gives_one_line(env, capsys, content, expected):
+    """An empty .npy used to end in click's bare `Aborted.` (exit 130); a text one in numpy's advice to unpickle."""
+    tmp, spec, _ = env
+    (tmp / "bad.npy").write_bytes(content)
+    code = main(["extract", "-m", spec, "-s", str(tmp / "bad.npy"), "-l", "conv", "-q", "--no-cache"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert len(err.splitlines()) == 1 and err.startswith(f"brainlid: error: {tmp / 'bad.npy'}: {expected}")
+    assert "unsafe" not in err and "Aborted" not in err
+
+
+def test_eof_anywhere_is_an_error_not_an_abort(env, capsys, monkeypatch):
+    """click turns every EOFError into Abort (exit 130, `Aborted.`); brainlid reports it as an error."""
+    import brainlid.features as features
+
+    def broken(*a, **k):
+        raise EOFError("No data left in file")
+
+    monkeypatch.setattr(features, "extract", broken)
+    tmp, spec, _ = env
+    code = main(["extract", "-m", spec, "-s", str(tmp / "stim.npy"), "-l", "conv", "-q"])
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "brainlid: error: unexpected end of input (No data left in file)"

@@ -120,8 +120,9 @@ def test_pt_refuses_pickled_objects(tmp_path):
     from fractions import Fraction
 
     torch.save({"x": torch.zeros(2, 2), "obj": Fraction(1, 3)}, tmp_path / "evil.pt")  # arbitrary class: refused
-    with pytest.raises(FileFormatError, match=r"evil\.pt: not a readable tensor file \(weights_only=True\)"):
+    with pytest.raises(FileFormatError, match=r"evil\.pt: holds Python objects other than tensors") as info:
         read_features(tmp_path / "evil.pt")
+    assert "trust" not in str(info.value)  # torch's own text suggests loading it unsafely
 
 
 def test_npy_takes_ids_from_sibling_file_written_by_extract(tmp_path):
@@ -134,3 +135,40 @@ def test_npy_takes_ids_from_sibling_file_written_by_extract(tmp_path):
     np.save(tmp_path / "other.npy", np.zeros((5, 2), np.float32))
     with pytest.raises(FileFormatError, match="4 ids for 5 feature rows"):
         read_features(tmp_path / "other.npy")
+
+
+UNSAFE_ADVICE = ("unsafe", "allow_pickle", "trust", "pickle.load", "weights_only=False")
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("empty.npy", b"", r"empty\.npy: is empty \(0 bytes\), not a NumPy \.npy file"),
+    ("text.npy", b"hello world\n1 2 3\n", r"text\.npy: is not a NumPy \.npy file \(it holds text\)"),
+    ("bin.npy", bytes(range(200, 216)), r"bin\.npy: is not a NumPy \.npy file \(it holds other data\)"),
+    ("text.npz", b"a,b\n1,2\n", r"text\.npz: is not a NumPy \.npz archive \(it holds text\)"),
+    ("empty.npz", b"", r"empty\.npz: is empty"),
+    ("text.pt", b"tensor([1, 2])", r"text\.pt: is not a PyTorch file \(it holds text\)"),
+    ("header.npy", b"\x93NUMPY\x01\x00\x10\x00{'descr': <f8", r"header\.npy: has a damaged \.npy header"),
+])
+def test_files_that_are_not_what_their_suffix_says(tmp_path, name, content, expected):
+    """Say what the file is; numpy's 'pickled (object) data ... load it unsafely' must never reach the user."""
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(FileFormatError, match=expected) as info:
+        read_features(tmp_path / name)
+    assert not any(word in str(info.value) for word in UNSAFE_ADVICE), str(info.value)
+
+
+def test_object_and_truncated_npy_are_named_as_such(tmp_path):
+    from brainlid.io import load_npy
+
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(FileFormatError, match=r"obj\.npy: holds Python objects \(dtype object\)") as info:
+        load_npy(tmp_path / "obj.npy")
+    assert not any(word in str(info.value) for word in UNSAFE_ADVICE)
+    np.save(tmp_path / "full.npy", np.arange(100.0).reshape(20, 5))
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "full.npy").read_bytes()[:300])
+    for mmap in (None, "r"):
+        with pytest.raises(FileFormatError, match=r"cut\.npy: is truncated or damaged"):
+            load_npy(tmp_path / "cut.npy", mmap_mode=mmap)
+    np.testing.assert_array_equal(load_npy(tmp_path / "full.npy", mmap_mode="r"), np.arange(100.0).reshape(20, 5))
+    with pytest.raises(FileFormatError, match="is a folder"):
+        load_npy(tmp_path)

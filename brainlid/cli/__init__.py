@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         return rv if isinstance(rv, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, EOFError) and not debug:  # click turns every EOFError into Abort
+            click.echo(f"brainlid: error: unexpected end of input ({str(exc.__cause__) or 'EOFError'})", err=True)
+            return 1
         click.echo("Aborted.", err=True)
         return 130
     except click.ClickException as exc:

@@ -37,6 +37,7 @@ import numpy as np
 from .._atomic import atomic_path, atomic_write_text
 from ..data.stimuli import StimulusSet
 from ..errors import BrainlidError, DatasetNotFoundError, FileFormatError, InputError
+from ..io import load_npy
 from .cache import (
     CacheEntry,
     CorruptEntryError,
@@ -168,11 +169,7 @@ def as_stimulus_set(source) -> StimulusSet:
         if p.suffix.lower() == ".npy":
             if not p.is_file():
                 raise DatasetNotFoundError(f"stimulus array not found: {p}")
-            try:
-                arr = np.load(p, mmap_mode="r", allow_pickle=False)
-            except ValueError as exc:
-                raise FileFormatError(f"cannot read {p} as a numeric array (pickled objects are refused): {exc}") from exc
-            return StimulusSet.from_array(arr, name=p.stem)
+            return StimulusSet.from_array(load_npy(p, mmap_mode="r"), name=p.stem)
         if not p.exists():
             raise DatasetNotFoundError(f"stimulus source not found: {p}")
         raise InputError(f"cannot read stimuli from {p}: give an image folder, FILE.h5:KEY or a .npy array")

@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatasetNotFoundError, FileFormatError, InputError, require
+from ..io import torch_load_tensors
 from .preprocess import CLIP_MEAN, CLIP_STD, Preprocess
 
 __all__ = ["ModelHandle", "load_model", "weights_digest", "load_state_dict_file", "SOURCES", "parse_spec"]
@@ -190,7 +191,9 @@ def load_state_dict_file(path) -> dict:
 
             sd = load_file(str(path), device="cpu")
         else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            sd = torch_load_tensors(path)
+    except FileFormatError as exc:  # its message starts with the path
+        raise FileFormatError(f"cannot read weights from {exc}") from exc
     except Exception as exc:
         raise FileFormatError(f"cannot read weights from {path}: {exc}".splitlines()[0]) from exc
     if isinstance(sd, dict):

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetNotFoundError, FileFormatError, InputError
+from ..io import torch_load_tensors
 
 __all__ = [
     "CIFAR_MEAN",
@@ -213,9 +214,11 @@ def load_cifar_resnet(path: str | os.PathLike, depth: int | None = None):
     if not path.is_file():
         raise DatasetNotFoundError(f"CIFAR ResNet checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:  # pickle errors, zip errors, unsafe globals
-        raise FileFormatError(f"cannot read {path} as a torch checkpoint (weights_only=True): {exc}") from exc
+        ckpt = torch_load_tensors(path)
+    except FileFormatError as exc:  # its message starts with the path
+        raise FileFormatError(f"cannot read a torch checkpoint (weights_only=True) from {exc}") from exc
+    except Exception as exc:  # zip errors and the like
+        raise FileFormatError(f"cannot read {path} as a torch checkpoint (weights_only=True): {exc}".splitlines()[0]) from exc
     if isinstance(ckpt, dict) and "state_dict" in ckpt:
         state, info = ckpt["state_dict"], {k: v for k, v in ckpt.items() if k != "state_dict"}
     elif isinstance(ckpt, dict):
