@@ -12,17 +12,24 @@ Routes
     (202). Scoring happens in a worker.
 ``GET /api/submissions/{id}``
     ``{"id", "status": queued|scoring|scored|rejected, "reason", "scores": [...]}``.
-``GET /api/leaderboard[?benchmark=ID]``
-    The board rows as JSON.
-``GET /``, ``GET /entries/{id}``, ``GET /leaderboard.csv``
-    The pages (:mod:`brainlid.leaderboard.site`).
+``GET /api/leaderboard[?benchmark=ID][&page=N][&per_page=M]``
+    One page of the board rows as a JSON list (default 100 rows a page, at most 500); the
+    ``Link`` header (``rel="first|prev|next|last"``) and ``X-Total-Count``/``X-Page``/``X-Pages``
+    say where the others are.
+``GET /[?benchmark=&q=&sort=&desc=&page=&per_page=]``, ``GET /entries/{id}``, ``GET /leaderboard.csv``
+    The pages (:mod:`brainlid.leaderboard.site`); the CSV holds every row.
+
+Every response carries a Content-Security-Policy without ``'unsafe-inline'`` (the page's one
+inline style and script are allowed by hash) and with ``frame-ancestors 'none'``. A NUL or
+other control character in the path or the query is answered 404 / 422 before any route runs.
+JSON is written as ASCII without NaN, so no stored text can make a route fail. Authentication
+is ``Authorization: Bearer <token>`` only.
 ``GET /api/health``
     Queue counts.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import uuid
@@ -38,6 +45,10 @@ from .scoring import BenchmarkData, check_bundle
 from .worker import Worker
 
 __all__ = ["create_app", "default_storage"]
+
+
+class _BadQuery(ValueError):
+    """A query parameter the read routes cannot use (answered 422)."""
 
 
 def default_storage(db: Database) -> Path:
@@ -105,7 +116,7 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             return auth[7:].strip()
-        return request.headers.get("x-brainlid-token")
+        return None  # one way to authenticate (the undocumented X-Brainlid-Token header was removed)
 
     async def post_submission(request: Request):
         team = await run_in_threadpool(q.team_for_token, db, _token(request))
@@ -166,17 +177,48 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
                                            "normalised FROM scores WHERE submission_id = ? AND split = 'test' AND selected = 1",
                                            (sid,))
             out["scores"] = rows
-        return JSONResponse(out)
+        return _json(out)
+
+    def _json(obj, status_code: int = 200, headers: dict | None = None) -> Response:
+        # ASCII JSON without NaN: any stored text encodes, nothing stored can make a route fail
+        return Response(site.json_text(obj), status_code=status_code, media_type="application/json", headers=headers)
+
+    def _page_args(request: Request) -> tuple[int, int]:
+        p = request.query_params
+        out = []
+        for key, default, hi in (("page", 1, 10**9), ("per_page", site.PER_PAGE, site.MAX_PER_PAGE)):
+            raw = p.get(key, "")
+            if raw == "":
+                out.append(default)
+                continue
+            if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw[:12]) <= hi:
+                raise _BadQuery(f"{key} must be an integer from 1 to {hi}")
+            out.append(int(raw))
+        return out[0], out[1]
 
     async def api_board(request: Request):
-        rows = await run_in_threadpool(site.board_rows, db, request.query_params.get("benchmark") or None)
-        return JSONResponse(json.loads(json.dumps(rows, default=str)))
+        try:
+            page, per_page = _page_args(request)
+        except _BadQuery as exc:
+            return _json({"error": str(exc)}, status_code=422)
+        benchmark = request.query_params.get("benchmark") or None
+        rows = await run_in_threadpool(site.board_rows, db, benchmark)
+        shown, page, pages = site.paginate(rows, page, per_page)
+        base = {"benchmark": benchmark or "", "per_page": per_page if per_page != site.PER_PAGE else ""}
+        links = [f'<{request.url.path}{site.live_href(**base, page=n)}>; rel="{rel}"'
+                 for rel, n in (("first", 1), ("prev", page - 1), ("next", page + 1), ("last", pages)) if 1 <= n <= pages]
+        return _json(shown, headers={"link": ", ".join(links), "x-total-count": str(len(rows)),
+                                     "x-page": str(page), "x-pages": str(pages)})
 
     async def index(request: Request):
         p = request.query_params
+        try:
+            page_no, per_page = _page_args(request)
+        except _BadQuery as exc:
+            return HTMLResponse(f"<!doctype html><title>bad request</title><p>{site.e(exc)}</p>", status_code=422)
         rows = await run_in_threadpool(site.board_rows, db)
         page = site.render_index(rows, title=title, live=True, benchmark=p.get("benchmark", ""), text=p.get("q", ""),
-                                 sort=p.get("sort", ""), desc=p.get("desc", "1") != "0")
+                                 sort=p.get("sort", ""), desc=p.get("desc", "1") != "0", page=page_no, per_page=per_page)
         return HTMLResponse(page)
 
     async def entry(request: Request):
@@ -191,7 +233,7 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
                                  headers={"content-disposition": "attachment; filename=leaderboard.csv"})
 
     async def health(request: Request):
-        return JSONResponse({"ok": True, "queue": await run_in_threadpool(q.status_counts, db)})
+        return _json({"ok": True, "queue": await run_in_threadpool(q.status_counts, db)})
 
     routes = [
         Route("/api/submissions", post_submission, methods=["POST"]),
@@ -204,10 +246,18 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
     ]
 
     async def security_headers(request, call_next):
-        resp: Response = await call_next(request)
+        # a NUL or control character in the path or the query is never a valid id or filter (and PostgreSQL
+        # cannot even compare with it): answer 404 / 422 before any route runs
+        if any(ord(c) < 32 or ord(c) == 127 for c in request.scope.get("path", "")):
+            resp = Response("not found", status_code=404, media_type="text/plain")
+        elif any(ord(c) < 32 or ord(c) == 127 for kv in request.query_params.multi_items() for part in kv for c in part):
+            resp = _json({"error": "a query parameter holds a control character"}, status_code=422)
+        else:
+            resp = await call_next(request)
         resp.headers.setdefault("x-content-type-options", "nosniff")
-        resp.headers.setdefault("content-security-policy",
-                                "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' data:")
+        resp.headers.setdefault("content-security-policy", site.CSP_HEADER)
+        resp.headers.setdefault("x-frame-options", "DENY")
+        resp.headers.setdefault("referrer-policy", "no-referrer")
         return resp
 
     from starlette.middleware import Middleware

@@ -10,49 +10,62 @@
 * :func:`board_csv`, :func:`build_site` — the CSV download and the static site.
 
 Every string that comes from a submission is passed through :func:`html.escape` (quotes
-included) before it reaches the page; URLs are shown as links only with an http(s) scheme.
+included) and :func:`~brainlid.leaderboard.schema.visible` (control, bidi and lone-surrogate
+characters shown as ``\\uXXXX``) before it reaches a page; URLs are shown as links only with an
+http(s) scheme; numbers that cannot be shown are shown as "–". CSV cells that a spreadsheet
+would run as a formula (text starting with ``= + - @``, tab or CR) are prefixed with ``'``
+(OWASP); numbers stay numbers. The pages' only inline style and script are allowed by their
+SHA-256 in the Content-Security-Policy (:data:`CSP`), never by ``'unsafe-inline'``.
+
+The board table is paginated (:data:`PER_PAGE` rows a page, at most :data:`MAX_PER_PAGE`), and
+:func:`board_rows` is computed once per state of the database (cached until a submission or a
+benchmark setting changes), so a page costs about the same at 100 and at 5,000 entries.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import html
 import io
 import json
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Callable, Iterable
+from urllib.parse import urlencode
 
 from .._atomic import atomic_write_text
 from .._version import __version__
 from . import queue as q
 from .db import Database
+from .schema import safe_float, visible
 
-__all__ = ["board_rows", "entry_data", "render_index", "render_entry", "board_csv", "build_site", "LID_K",
-           "BOARD_COLUMNS"]
+__all__ = ["board_rows", "entry_data", "render_index", "render_entry", "board_csv", "board_json", "json_text", "build_site",
+           "paginate", "csv_cell", "LID_K", "BOARD_COLUMNS", "PER_PAGE", "MAX_PER_PAGE", "CSP",
+           "CSP_HEADER"]
 
 #: The K at which the table's LID column reports the MLE (falls back to the nearest K measured).
 LID_K = 20.0
 PRIMARY_METRIC = {"encoding": "encoding_r", "rsa": "rsa_spearman"}
 BOARD_COLUMNS = ["entry_id", "kind", "model", "team", "benchmark", "dataset", "subject", "roi", "test_set", "layer",
                  "metric", "value", "ci_low", "ci_high", "ceiling", "normalised", "r2", "lid", "lid_k", "parameters",
-                 "training_data", "submitted"]
+                 "training_data", "submitted", "data_source", "benchmark_version", "current_version"]
+#: Rows a board page shows by default, and at most (``?per_page=``).
+PER_PAGE = 100
+MAX_PER_PAGE = 500
 
 
 def e(x) -> str:
-    """HTML-escape anything (quotes too)."""
-    return html.escape("" if x is None else str(x), quote=True)
+    """HTML-escape anything (quotes too), with invisible and direction-changing characters made visible."""
+    return html.escape("" if x is None else visible(str(x)), quote=True)
 
 
 def _num(v) -> float | None:
-    if v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
+    """A finite float, or None (missing, NaN, inf, text, or an integer too large for a float)."""
+    return safe_float(v)
 
 
 def _fmt(v, nd: int = 3) -> str:
@@ -71,15 +84,56 @@ def _fmt_params(v) -> str:
 
 
 # --------------------------------------------------------------------------- data
+_CACHE: dict[str, tuple] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _board_state(db: Database) -> tuple:
+    """A cheap fingerprint of everything the board rows depend on (changes whenever a row could)."""
+    sub = db.query("SELECT COUNT(*) AS n, MAX(updated) AS u FROM submissions")[0]
+    bench = db.query("SELECT benchmark, test_private FROM benchmarks ORDER BY benchmark")
+    return (sub["n"], sub["u"], tuple((b["benchmark"], b["test_private"]) for b in bench))
+
+
 def board_rows(db: Database, benchmark: str | None = None) -> list[dict]:
-    """One dict per (scored entry or baseline, benchmark) with :data:`BOARD_COLUMNS`."""
+    """One dict per (scored entry or baseline, benchmark) with :data:`BOARD_COLUMNS`.
+
+    Computed once per database state (see :func:`_board_state`) and then served from memory.
+    """
+    state = _board_state(db)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(db.url)
+    if hit is None or hit[0] != state:
+        rows = _board_rows(db)
+        with _CACHE_LOCK:
+            _CACHE[db.url] = (state, rows)
+    else:
+        rows = hit[1]
+    rows = [dict(r) for r in rows]  # callers may change their copy
+    return [r for r in rows if r["benchmark"] == benchmark] if benchmark else rows
+
+
+def _current_version(bench: str) -> int | None:
+    from ..scoring.benchmarks import get_benchmark
+
+    try:
+        return int(get_benchmark(bench).version)
+    except Exception:  # noqa: BLE001 - a benchmark this brainlid no longer defines
+        return None
+
+
+def _data_source(rows: list[dict]) -> str:
+    src = {str(r.get("data_source") or "unknown") for r in rows}
+    return "synthetic" if "synthetic" in src else "real" if src == {"real"} else "unknown"
+
+
+def _board_rows(db: Database) -> list[dict]:
     subs = {s["id"]: s for s in q.list_submissions(db, "scored")}
     if not subs:
         return []
     privacy = q.benchmark_settings(db)
-    where = "WHERE sc.split = 'test' AND sc.selected = 1" + (" AND sc.benchmark = ?" if benchmark else "")
-    srows = db.query(f"SELECT sc.* FROM scores sc {where} ORDER BY sc.submission_id, sc.benchmark, sc.metric",
-                     (benchmark,) if benchmark else ())
+    srows = db.query("SELECT sc.* FROM scores sc WHERE sc.split = 'test' AND sc.selected = 1 "
+                     "ORDER BY sc.submission_id, sc.benchmark, sc.metric")
     grows = db.query("SELECT submission_id, layer, stimulus_set, estimator, K AS kk, value FROM geometry WHERE estimator = 'mle'")
     lid: dict[tuple, dict[float, float]] = {}
     for g in grows:
@@ -94,6 +148,7 @@ def board_rows(db: Database, benchmark: str | None = None) -> list[dict]:
         rec = by.setdefault(key, {"rows": []})
         rec["rows"].append(r)
     out = []
+    versions: dict[str, int | None] = {}
     for (sid, bench), rec in by.items():
         s = subs[sid]
         rows = rec["rows"]
@@ -119,9 +174,12 @@ def board_rows(db: Database, benchmark: str | None = None) -> list[dict]:
             "ci_high": mean(prim, "ci_high"), "ceiling": mean(prim, "ceiling"), "normalised": mean(prim, "normalised"),
             "r2": mean(r2, "value") if r2 else None, "lid": sweep.get(k) if k is not None else None, "lid_k": k,
             "parameters": md.get("parameters"), "training_data": md.get("training_data", ""),
-            "submitted": (s.get("scored_at") or s["created"])[:10],
+            "submitted": (s.get("scored_at") or s["created"])[:10], "data_source": _data_source(prim),
+            "benchmark_version": prim[0].get("benchmark_version"),
+            "current_version": versions.setdefault(bench, _current_version(bench)),
         })
-    out.sort(key=lambda r: (r["benchmark"], r["kind"] != "entry", -(r["value"] if r["value"] is not None else -1e9)))
+    out.sort(key=lambda r: (r["benchmark"], r["kind"] != "entry", -(r["value"] if r["value"] is not None else -1e9),
+                            r["entry_id"]))
     return out
 
 
@@ -140,13 +198,57 @@ def entry_data(db: Database, entry_id: str) -> dict | None:
     return {"submission": sub, "scores": scores, "geometry": geom, "privacy": q.benchmark_settings(db)}
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(v):
+    """A CSV cell a spreadsheet shows as text: numbers stay numbers; text that a spreadsheet would run as a
+    formula (starting with ``= + - @``, tab or CR) gets a leading ``'`` (OWASP CSV-injection rule)."""
+    if v is None:
+        return ""
+    if isinstance(v, (bool, int, float)):
+        return v
+    text = visible(str(v))
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def board_csv(rows: list[dict]) -> str:
+    """The board rows as CSV text (:data:`BOARD_COLUMNS`), cells neutralised by :func:`csv_cell`."""
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=BOARD_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in BOARD_COLUMNS})
+        w.writerow({k: csv_cell(r.get(k)) for k in BOARD_COLUMNS})
     return buf.getvalue()
+
+
+def _json_safe(v):
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v if isinstance(v, (str, int, bool, type(None))) else str(v)
+
+
+def json_text(obj, indent: int | None = None) -> str:
+    """JSON text of anything the board serves: ASCII only (any stored text encodes, lone surrogates
+    included) and no NaN/inf (invalid JSON) — null instead."""
+    return json.dumps(_json_safe(obj), indent=indent, ensure_ascii=True, allow_nan=False)
+
+
+def board_json(rows: list[dict]) -> str:
+    """The board rows as JSON text (:func:`json_text`)."""
+    return json_text(rows, indent=1)
+
+
+def paginate(rows: list, page: int = 1, per_page: int = PER_PAGE) -> tuple[list, int, int]:
+    """``(rows of the page, page, number of pages)``; ``page`` is clamped to the existing pages (1-based)."""
+    per_page = max(1, min(int(per_page), MAX_PER_PAGE))
+    pages = max(1, math.ceil(len(rows) / per_page))
+    page = max(1, min(int(page), pages))
+    return rows[(page - 1) * per_page: page * per_page], page, pages
 
 
 # --------------------------------------------------------------------------- SVG
@@ -264,7 +366,8 @@ table{border-collapse:collapse;width:100%;font-size:.88rem} th,td{padding:.3rem 
 th{background:#f4f4f4;position:sticky;top:0} th a{color:inherit;text-decoration:none} th button{all:unset;cursor:pointer}
 td.num{text-align:right;font-variant-numeric:tabular-nums} tr.baseline td{color:#666;background:#fafafa;font-style:italic}
 .tag{display:inline-block;font-size:.72rem;padding:0 .35rem;border-radius:.6rem;background:#eee;font-style:normal}
-.tag.private{background:#fde2c8} .tag.public{background:#dbeafe}
+.tag.private{background:#fde2c8} .tag.public{background:#dbeafe} .tag.synthetic{background:#fbd5d5;font-weight:600}
+.tag.old{background:#fff3bf} nav.pages{margin:.6rem 0;display:flex;gap:.8rem;align-items:center}
 form.filters{display:flex;gap:.6rem;flex-wrap:wrap;align-items:end;margin:.8rem 0} label{font-size:.85rem}
 .note{color:#666;font-size:.85rem} dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem} dt{font-weight:600}
 svg.plot{max-width:100%;height:auto;border:0} .cols{display:flex;gap:2rem;flex-wrap:wrap}
@@ -304,9 +407,22 @@ _SORT_KEYS = {"model": "model", "team": "team", "benchmark": "benchmark", "datas
               "params": "parameters", "date": "submitted"}
 
 
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+#: The pages' Content-Security-Policy: nothing but the page's own inline style and script (by hash), images
+#: from the page itself, forms to the board; the live service adds ``frame-ancestors 'none'`` (a header-only
+#: directive) — see :data:`CSP_HEADER`.
+CSP = (f"default-src 'none'; style-src {_csp_hash(_CSS)}; script-src {_csp_hash(_JS)}; img-src 'self' data:; "
+       "form-action 'self'; base-uri 'none'")
+CSP_HEADER = CSP + "; frame-ancestors 'none'"
+
+
 def _page(title: str, body: str) -> str:
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
-            f'content="width=device-width, initial-scale=1"><title>{e(title)}</title><style>{_CSS}</style></head>'
+            f'content="width=device-width, initial-scale=1"><meta http-equiv="Content-Security-Policy" '
+            f'content="{e(CSP)}"><title>{e(title)}</title><style>{_CSS}</style></head>'
             f'<body>{body}<footer class="note"><p>brainlid {e(__version__)} — scores are computed by the server from '
             f'submitted features; no submitted code runs and no score is self-reported.</p></footer></body></html>')
 
@@ -328,12 +444,50 @@ def filter_rows(rows: list[dict], *, benchmark: str = "", text: str = "", sort: 
     return rows
 
 
+def _synthetic_tag(source) -> str:
+    """The label of rows scored on synthetic data ("" otherwise)."""
+    return (' <span class="tag synthetic" title="scored on synthetic (fixture) data, not the real benchmark data">'
+            'synthetic</span>') if source == "synthetic" else ""
+
+
+def _version_tag(version, current) -> str:
+    """The benchmark version a row was scored under, marked "old" when the benchmark has a newer version."""
+    if _num(version) is None:
+        return ""
+    old = _num(current) is not None and int(version) < int(current)
+    tip = (f"scored under benchmark version {int(version)}; the benchmark is now version {int(current)}" if old
+           else f"benchmark version {int(version)}")
+    return f' <span class="tag{" old" if old else ""}" title="{e(tip)}">v{int(version)}{" (old)" if old else ""}</span>'
+
+
+def live_href(**params) -> str:
+    """A relative link to the live board with the given query parameters (empty ones left out)."""
+    return "?" + urlencode({k: v for k, v in params.items() if v not in ("", None)})
+
+
 def render_index(rows: list[dict], *, title: str = "brainlid leaderboard", live: bool = True,
                  link: Callable[[str], str] = lambda i: f"/entries/{i}", benchmarks: Iterable[str] | None = None,
-                 benchmark: str = "", text: str = "", sort: str = "", desc: bool = True, csv_href: str = "/leaderboard.csv") -> str:
-    """The leaderboard page (table, filters, scatter). ``live``: sort/filter links go to the server."""
+                 benchmark: str = "", text: str = "", sort: str = "", desc: bool = True, csv_href: str = "/leaderboard.csv",
+                 page: int = 1, per_page: int = PER_PAGE, page_href: Callable[[int], str] | None = None) -> str:
+    """The leaderboard page (table, filters, scatter). ``live``: sort/filter/page links go to the server.
+
+    Shows page ``page`` (1-based) of ``per_page`` rows of the filtered, sorted rows, with links
+    to the other pages (``page_href(n)``; live default: the same query with ``page=n``). The
+    scatter plots the rows of this page.
+    """
     all_benches = sorted(set(benchmarks or []) | {r["benchmark"] for r in rows})
-    shown = filter_rows(rows, benchmark=benchmark, text=text, sort=sort, desc=desc)
+    matching = filter_rows(rows, benchmark=benchmark, text=text, sort=sort, desc=desc)
+    shown, page, pages = paginate(matching, page, per_page)
+    if page_href is None:
+        def page_href(n):
+            return live_href(sort=sort, desc=("" if desc else "0") if sort else "", benchmark=benchmark, q=text,
+                              page=n if n > 1 else "", per_page=per_page if per_page != PER_PAGE else "")
+    nav = ""
+    if pages > 1:
+        prev = f'<a rel="prev" href="{e(page_href(page - 1))}">← previous</a>' if page > 1 else "<span>← previous</span>"
+        nxt = f'<a rel="next" href="{e(page_href(page + 1))}">next →</a>' if page < pages else "<span>next →</span>"
+        nav = (f'<nav class="pages" aria-label="pages">{prev}<span>page {page} of {pages}</span>{nxt}'
+               f'<a href="{e(page_href(1))}">first</a><a href="{e(page_href(pages))}">last</a></nav>')
     opts = "".join(f'<option value="{e(b)}"{" selected" if b == benchmark else ""}>{e(b)}</option>' for b in all_benches)
     form = (f'<form class="filters" method="get" action="{"/" if live else "index.html"}">'
             f'<label>Benchmark<br><select id="benchmark" name="benchmark"><option value="">all</option>{opts}</select></label>'
@@ -348,19 +502,20 @@ def render_index(rows: list[dict], *, title: str = "brainlid leaderboard", live:
             ths.append(f"<th>{label}</th>")
             continue
         nd = "0" if (sort == key and desc) else "1"
-        href = f"?sort={key}&amp;desc={nd}" + (f"&amp;benchmark={e(benchmark)}" if benchmark else "") + (f"&amp;q={e(text)}" if text else "")
+        href = e(live_href(sort=key, desc=nd, benchmark=benchmark, q=text, per_page=per_page if per_page != PER_PAGE else ""))
         aria = f' aria-sort="{"descending" if desc else "ascending"}"' if sort == key else ""
         ths.append(f'<th data-key="{key}"{aria}><a href="{href if live else "#"}">{label}</a></th>')
     trs = []
     for r in shown:
         base = r["kind"] == "baseline"
-        name = f'<a href="{e(link(r["entry_id"]))}">{e(r["model"])}</a>' + (' <span class="tag">baseline</span>' if base else "")
+        name = (f'<a href="{e(link(r["entry_id"]))}">{e(r["model"])}</a>' + (' <span class="tag">baseline</span>' if base else "")
+                + _synthetic_tag(r.get("data_source")))
         ci = f'{_fmt(r["ci_low"])} – {_fmt(r["ci_high"])}' if _num(r["ci_low"]) is not None else "–"
         tag = f'<span class="tag {e(r["test_set"])}">{e(r["test_set"])}-test</span>'
         lid_t = f' title="MLE, K={r["lid_k"]:g}"' if r.get("lid_k") is not None else ""
         trs.append(
             f'<tr class="{"baseline" if base else "entry"}" data-benchmark="{e(r["benchmark"])}">'
-            f"<td>{name}</td><td>{e(r['team'])}</td><td>{e(r['benchmark'])}</td><td>{e(r['dataset'])}</td><td>{e(r['roi'])}</td>"
+            f"<td>{name}</td><td>{e(r['team'])}</td><td>{e(r['benchmark'])}{_version_tag(r.get('benchmark_version'), r.get('current_version'))}</td><td>{e(r['dataset'])}</td><td>{e(r['roi'])}</td>"
             f"<td>{tag}</td><td>{e(r['layer'])}</td>"
             f'<td class="num" data-v="{_fmt(r["value"], 6)}" title="{e(r["metric"])}">{_fmt(r["value"])}</td>'
             f'<td class="num">{ci}</td><td class="num" data-v="{_fmt(r["normalised"], 6)}">{_fmt(r["normalised"])}</td>'
@@ -381,16 +536,21 @@ def render_index(rows: list[dict], *, title: str = "brainlid leaderboard", live:
             f"on the test split; layer chosen on a validation split. "
             f"<span class='tag public'>public-test</span> benchmarks have published test responses (a score could have been "
             f"fitted to them); <span class='tag private'>private-test</span> responses are held only by this server.</p>"
-            f"{form}<table id='board'><thead><tr>{''.join(ths)}</tr></thead><tbody>{''.join(trs)}</tbody></table>"
-            f"<p class='note'>{len(shown)} row(s). Grey rows are baselines (raw pixels, random weights, shuffled features). "
+            f"{form}{nav}<table id='board'><thead><tr>{''.join(ths)}</tr></thead><tbody>{''.join(trs)}</tbody></table>{nav}"
+            f"<p class='note'>{len(matching)} row(s)" + (f", {len(shown)} on this page" if pages > 1 else "") + ". "
+            "<span class='tag synthetic'>synthetic</span>: scored on synthetic (fixture) data, not the real benchmark; "
+            "<span class='tag old'>v1 (old)</span>: scored under an older benchmark version (not comparable with the "
+            "current version's rows). Grey rows are baselines (raw pixels, random weights, shuffled features). "
             f"<a href=\"{e(csv_href)}\">Download CSV</a>."
             + (f" Private-test benchmarks: {', '.join(e(b) for b in privs)}." if privs else "") + "</p>"
             f"<h2>LID against score</h2>{scatter}<script>{_JS}</script>")
     return _page(title, body)
 
 
-def render_entry(data: dict, *, title: str = "brainlid leaderboard", home: str = "/") -> str:
-    """One entry's page: metadata, all score rows per benchmark, LID K-sweeps and plots."""
+def render_entry(data: dict, *, title: str = "brainlid leaderboard", home: str = "/",
+                 link: Callable[[str], str] = lambda i: f"/entries/{i}") -> str:
+    """One entry's page: metadata, all score rows per benchmark (with their benchmark version and data
+    source), LID K-sweeps and plots. ``link``: the address of another entry (a re-scored one)."""
     sub = data["submission"]
     md = sub["metadata"]
     url = md.get("url", "")
@@ -401,6 +561,9 @@ def render_entry(data: dict, *, title: str = "brainlid leaderboard", home: str =
              ("Training data", e(md.get("training_data", ""))), ("Paper / URL", url_html),
              ("Description", e(md.get("description", ""))), ("Submitted", e(sub["created"])),
              ("Bundle SHA-256", f"<code>{e(sub.get('bundle_sha256') or '')}</code>")]
+    if sub.get("rescore_of"):
+        items.append(("Re-scored from", f'<a href="{e(link(sub["rescore_of"]))}">{e(sub["rescore_of"])}</a> '
+                                        "(the same bundle under the current benchmark versions)"))
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items)
     secs = []
     scores = data["scores"]
@@ -421,7 +584,10 @@ def render_entry(data: dict, *, title: str = "brainlid leaderboard", home: str =
             if pts:
                 series[split] = sorted(pts)
         plot = svg_lines(series, x_label="layer index", y_label=metric) if series else ""
-        secs.append(f"<h2>{e(bench)} <span class='tag {'private' if priv else 'public'}'>{'private' if priv else 'public'}-test</span></h2>"
+        tags = _version_tag(rows[0].get("benchmark_version"), _current_version(bench)) + _synthetic_tag(
+            "synthetic" if any(r.get("data_source") == "synthetic" for r in rows) else "")
+        secs.append(f"<h2>{e(bench)} <span class='tag {'private' if priv else 'public'}'>{'private' if priv else 'public'}-test</span>"
+                    f"{tags}</h2>"
                     f"<div class='cols'><div>{plot}</div></div>"
                     f"<table><thead><tr><th>Layer (✓ chosen on val)</th><th>Split</th><th>Metric</th><th>Time</th><th>Value</th>"
                     f"<th>95% CI</th><th>Ceiling</th><th>Normalised</th><th>Units</th></tr></thead><tbody>{trs}</tbody></table>")
@@ -431,7 +597,8 @@ def render_entry(data: dict, *, title: str = "brainlid leaderboard", home: str =
         glob_rows = []
         for g in geom:
             if _num(g["K"]) is not None and g["estimator"] == "mle":
-                sweep.setdefault(str(g["layer"]), []).append((float(g["K"]), float(g["value"])))
+                if _num(g["value"]) is not None:
+                    sweep.setdefault(str(g["layer"]), []).append((float(g["K"]), float(g["value"])))
             elif _num(g["K"]) is None:
                 glob_rows.append(g)
         plot = svg_lines({k: sorted(v) for k, v in sweep.items()}, x_label="K (neighbours)", y_label="LID (MLE)", log_x=True)
@@ -449,19 +616,28 @@ def render_entry(data: dict, *, title: str = "brainlid leaderboard", home: str =
     return _page(f"{sub['model_name']} — {title}", body)
 
 
-def build_site(db: Database, out: str | os.PathLike, *, title: str = "brainlid leaderboard") -> list[Path]:
-    """Render the board as a static site: ``index.html``, ``entries/<id>.html``, ``leaderboard.csv/.json``."""
+def build_site(db: Database, out: str | os.PathLike, *, title: str = "brainlid leaderboard",
+               per_page: int = PER_PAGE) -> list[Path]:
+    """Render the board as a static site: ``index.html`` (then ``index-2.html``, … per :data:`PER_PAGE` rows),
+    ``entries/<id>.html``, ``leaderboard.csv/.json`` (all rows)."""
     out = Path(out)
     rows = board_rows(db)
     written = []
-    pages = {"index.html": render_index(rows, title=title, live=False, link=lambda i: f"entries/{i}.html",
-                                        csv_href="leaderboard.csv"),
-             "leaderboard.csv": board_csv(rows),
-             "leaderboard.json": json.dumps(rows, indent=1, default=str)}
+
+    def page_name(n: int) -> str:
+        return "index.html" if n == 1 else f"index-{n}.html"
+
+    n_pages = paginate(rows, 1, per_page)[2]
+    pages = {page_name(n): render_index(rows, title=title, live=False, link=lambda i: f"entries/{i}.html",
+                                        csv_href="leaderboard.csv", page=n, per_page=per_page, page_href=page_name)
+             for n in range(1, n_pages + 1)}
+    pages["leaderboard.csv"] = board_csv(rows)
+    pages["leaderboard.json"] = board_json(rows)
     for sub in q.list_submissions(db):
         if sub["status"] in ("scored",):
             data = entry_data(db, sub["id"])
-            pages[f"entries/{sub['id']}.html"] = render_entry(data, title=title, home="../index.html")
+            pages[f"entries/{sub['id']}.html"] = render_entry(data, title=title, home="../index.html",
+                                                             link=lambda i: f"{i}.html")
     for name, text in pages.items():
         atomic_write_text(out / name, text)
         written.append(out / name)
