@@ -21,7 +21,7 @@ import pandas as pd
 from ._atomic import atomic_write_text
 from ._version import __version__
 
-__all__ = ["html_table", "embed_png", "render_report", "analysis_report"]
+__all__ = ["html_table", "embed_png", "render_report", "analysis_report", "data_source_banners"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.45}
@@ -31,6 +31,7 @@ th{background:#f4f6f8}td.s{text-align:left}figure{display:inline-block;margin:.5
 figure img{max-width:520px;border:1px solid #eee}figcaption{font-size:.8em;color:#555;max-width:520px}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em;margin:1em 0}
 .meta{color:#666;font-size:.85em}
+.banner{background:#fdecea;border:2px solid #c62828;color:#7f1d1d;font-weight:600;padding:.6em 1em;margin:1em 0}
 """
 
 
@@ -72,9 +73,51 @@ def embed_png(path: str | os.PathLike, caption: str = "") -> str:
     return f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"><figcaption>{cap}</figcaption></figure>'
 
 
-def render_report(title: str, sections: list[tuple[str, str]], notes: Iterable[str] = (), meta: str = "") -> str:
-    """The HTML document. ``sections`` are ``(heading, html_body)``; headings, title and notes are escaped
-    here, bodies must already be safe (built with :func:`html_table` / :func:`embed_png` / escaped text)."""
+def data_source_banners(scores: pd.DataFrame | None = None, sources: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings about where the brain data came from, one per kind of non-real source.
+
+    Parameters
+    ----------
+    scores : DataFrame or None
+        Score rows (:data:`brainlid.scoring.tables.SCORE_COLUMNS`); a table without the
+        ``data_source`` column counts as ``"unknown"``. Model–model rows (``dataset == "models"``)
+        are left out (they carry the source of their stimuli, not of brain data).
+    sources : mapping benchmark → data source, optional
+        Used when ``scores`` is not given.
+
+    Returns
+    -------
+    list of str
+        ``"SYNTHETIC DATA: …"`` naming the benchmarks scored on generated (fixture) data and
+        ``"DATA SOURCE UNKNOWN: …"`` for benchmarks whose data carry no provenance; empty when every
+        benchmark was scored on real data.
+    """
+    if scores is not None and len(scores):
+        df = scores[scores["dataset"] != "models"] if "dataset" in scores.columns else scores
+        src = df["data_source"].astype(str) if "data_source" in df.columns else pd.Series("unknown", index=df.index)
+        pairs = pd.DataFrame({"benchmark": df["benchmark"].astype(str), "source": src.replace("", "unknown")})
+    else:
+        pairs = pd.DataFrame({"benchmark": list((sources or {}).keys()), "source": list((sources or {}).values())})
+    out = []
+    texts = {
+        "synthetic": "SYNTHETIC DATA — these benchmarks were scored on generated data (a brainlid fixture copy, "
+                     "not brain measurements); the numbers test the software, they say nothing about brains: ",
+        "unknown": "DATA SOURCE UNKNOWN — these benchmarks' data carry no provenance (user-built data, or rows "
+                   "written before brainlid recorded it); check where they came from: ",
+    }
+    for kind, text in texts.items():
+        benches = sorted(set(pairs.loc[pairs["source"] == kind, "benchmark"]))
+        if benches:
+            shown = ", ".join(benches[:12]) + (f" and {len(benches) - 12} more" if len(benches) > 12 else "")
+            out.append(text + shown + ".")
+    return out
+
+
+def render_report(title: str, sections: list[tuple[str, str]], notes: Iterable[str] = (), meta: str = "",
+                  banners: Iterable[str] = ()) -> str:
+    """The HTML document. ``sections`` are ``(heading, html_body)``; headings, title, banners and notes are
+    escaped here, bodies must already be safe (built with :func:`html_table` / :func:`embed_png` / escaped text).
+    ``banners`` (e.g. :func:`data_source_banners`) are shown first, in red."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -82,6 +125,8 @@ def render_report(title: str, sections: list[tuple[str, str]], notes: Iterable[s
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='meta'>{html.escape(meta)}</p>",
     ]
+    for b in banners:
+        parts.append(f"<div class='banner'>{html.escape(str(b))}</div>")
     for n in notes:
         parts.append(f"<div class='note'>{html.escape(str(n))}</div>")
     for heading, body in sections:
@@ -95,8 +140,14 @@ def _p(text: str) -> str:
 
 
 def analysis_report(res, path, *, figures: Mapping[str, Path] | None = None, title: str = "brainlid analysis",
-                    notes: Iterable[str] | None = None, extra_sections: list[tuple[str, str]] | None = None) -> Path:
-    """Write the report of an :class:`~brainlid.analysis.AnalysisResult` to ``path`` (atomically)."""
+                    notes: Iterable[str] | None = None, extra_sections: list[tuple[str, str]] | None = None,
+                    scores: pd.DataFrame | None = None) -> Path:
+    """Write the report of an :class:`~brainlid.analysis.AnalysisResult` to ``path`` (atomically).
+
+    The data source of every benchmark is shown as a banner when it is not real
+    (:func:`data_source_banners`, from ``scores`` or else ``res.settings["data_sources"]``, a
+    mapping benchmark → source).
+    """
     figures = dict(figures or {})
     s = res.settings
     meta = (f"brainlid {__version__} · {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · {s['n_models']} models · "
@@ -123,7 +174,8 @@ def analysis_report(res, path, *, figures: Mapping[str, Path] | None = None, tit
         sections.append(("Baselines (controls, not in the correlations)", html_table(res.baselines)))
     for heading, body in extra_sections or []:
         sections.append((heading, body))
-    doc = render_report(title, sections, notes=notes or (), meta=meta)
+    banners = data_source_banners(scores, res.settings.get("data_sources"))
+    doc = render_report(title, sections, notes=notes or (), meta=meta, banners=banners)
     path = Path(path)
     atomic_write_text(path, doc)
     return path

@@ -36,7 +36,10 @@ def test_benchmarks_list(capsys):
     ids = {r["id"] for r in rows}
     assert "nsd.subj01.EBA.encoding" in ids and len(ids) == 8 * 17 * 2
     r = next(r for r in rows if r["id"] == "nsd.subj01.EBA.encoding")
-    assert r["version"] == 1 and r["lid_stimulus_set"] == "nsd.subj01.test" and r["ceiling"] == "ncsnr"
+    assert r["version"] == 2 and r["lid_stimulus_set"] == "nsd.subj01.test" and r["ceiling"] == "ncsnr"
+    # every built-in benchmark is at version 2 (issue 14 changed what their scores mean)
+    assert main(["benchmarks", "list", "--json"]) == 0
+    assert {r["version"] for r in json.loads(capsys.readouterr().out)} == {2}
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, demo_home):
@@ -64,11 +67,26 @@ def test_score_cli(tmp_path, demo_home, monkeypatch, capsys):
     args = ["score", "--model", zoo["spec"].iloc[0], "--benchmark", "nsd.subj01.nsdgeneral.encoding", "--data-root", str(root),
             "--layers", "embed", "--out", str(tmp_path / "out"), "--store", str(store), "--json"]
     assert main(args) == 0
-    rows = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
     models = {r["model"] for r in rows}
     assert {"encoding_r2", "encoding_r"} <= {r["metric"] for r in rows}
     assert "baseline:pixels" in models and any(m.endswith("@random") for m in models) and any(m.endswith("#shuffled") for m in models)
     scores = pd.read_parquet(tmp_path / "out" / "scores.parquet")
+    # --json rows are self-describing: every score column, both splits of the selected layer, and where the data came from
+    from brainlid.scoring.tables import SCORE_COLUMNS
+
+    assert all(set(r) == set(SCORE_COLUMNS) for r in rows)
+    assert {r["split"] for r in rows} == {"val", "test"} and all(r["selected"] for r in rows)
+    assert len(rows) == int(scores["selected"].sum())
+    for r in rows:
+        assert r["subject"] == "subj01" and r["benchmark_version"] == 2 and r["n_units"] > 0
+        assert r["data_source"] == "synthetic"  # the demo's NSD copy carries the fixture marker
+    test_n = {r["n_stimuli"] for r in rows if r["split"] == "test"}
+    val_n = {r["n_stimuli"] for r in rows if r["split"] == "val"}
+    assert test_n == {150} and len(val_n) == 1 and val_n != test_n  # the held-out ceiling's stimuli are named
+    assert "SYNTHETIC DATA" in captured.err and "nsd.subj01.nsdgeneral.encoding" in captured.err
+    assert set(scores["data_source"]) == {"synthetic"}
     assert {"model", "layer", "benchmark", "time", "value", "ci_low", "ci_high", "ceiling", "normalised", "n_units",
             "n_stimuli", "brainlid_version", "benchmark_version", "feature_cache_key"} <= set(scores.columns)
     from brainlid.analysis import is_baseline

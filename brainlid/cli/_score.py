@@ -23,6 +23,24 @@ def _echo_table(df, title: str = "", max_rows: int = 60) -> None:
         click.echo(f"... {len(df) - max_rows} more rows")
 
 
+def score_json_rows(scores) -> list[dict]:
+    """The rows ``brainlid score --json`` prints: self-describing records.
+
+    Every row of the layer chosen on the validation split (each split — ``val``, ``test`` and, for
+    RDM benchmarks, ``all`` — and each subject, including the group-mean rows), plus the
+    model–model rows, with every column of the score table
+    (:data:`brainlid.scoring.tables.SCORE_COLUMNS`: ``split``, ``subject``, ``n_stimuli``,
+    ``ceiling``, ``ceiling_lower``, ``ceiling_method``, ``ci_method``, ``data_source``,
+    ``benchmark_version`` …), so no number is read without the stimuli and ceiling it refers to.
+    Missing values are ``null``.
+    """
+    from ..scoring.tables import score_frame
+
+    df = score_frame(scores)
+    keep = df["selected"].astype(bool) | (df["dataset"] == "models")
+    return json.loads(df[keep].to_json(orient="records"))
+
+
 def register(cli: click.Group) -> None:
     @cli.command("score")
     @click.option("--model", "models", multiple=True, required=True, metavar="SPEC",
@@ -40,7 +58,9 @@ def register(cli: click.Group) -> None:
     @click.option("--replace", is_flag=True, help="Replace cells already in the store (default: keep them).")
     @click.option("--pooling", default="avg", show_default=True, help="Spatial pooling of layer outputs.")
     @click.option("--batch-size", default=64, show_default=True, type=int)
-    @click.option("--json", "as_json", is_flag=True, help="Print the test scores as JSON records.")
+    @click.option("--json", "as_json", is_flag=True,
+                  help="Print JSON records: every row (val, test, all splits; every subject) of the selected layer and "
+                       "the model–model rows, with every score-table column (docs/score_columns.md).")
     @click.option("--scheduler", default=None, metavar="local|tcp://HOST:PORT|slurm",
                   help="Run the grid on Dask: a local cluster, a running scheduler, or SLURM jobs "
                        "([slurm] in $BRAINLID_HOME/config.toml). Default: serial, no Dask.")
@@ -83,11 +103,16 @@ def register(cli: click.Group) -> None:
         finally:
             if handle is not None:
                 handle.close()
-        test = res.scores[(res.scores["split"] == "test")]
-        cols = ["model", "layer", "benchmark", "metric", "time", "value", "ci_low", "ci_high", "ceiling", "normalised", "selected"]
+        from ..report import data_source_banners
+
+        for banner in data_source_banners(res.scores):
+            click.echo(f"note: {banner}", err=True)
         if as_json:
-            click.echo(json.dumps(json.loads(test[cols].to_json(orient="records")), indent=1))
+            click.echo(json.dumps(score_json_rows(res.scores), indent=1))
         else:
+            test = res.scores[(res.scores["split"] == "test")]
+            cols = ["model", "layer", "benchmark", "subject", "metric", "time", "value", "ci_low", "ci_high", "ceiling",
+                    "normalised", "n_stimuli", "data_source", "selected"]
             sel = test[test["selected"].astype(bool) | (test["dataset"] == "models")]
             _echo_table(sel[cols].drop(columns=["selected"]), title="test scores (layer chosen on the validation split)")
             for p in res.paths:
