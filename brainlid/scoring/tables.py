@@ -34,10 +34,11 @@ value                  the raw score. Encoding: the ROI mean (1/U) Σ_u v_u over
                        the brain RDM of the scored stimuli; model–model: the metric itself
 ci_low, ci_high        95 % interval of ``value`` from a bootstrap over **stimuli** (the
                        unit that generalises); how, in ``ci_method``; NaN when not computed
-ci_method              how ``ci_low``/``ci_high`` were computed, e.g. ``stimulus-bootstrap``
-                       (encoding: test stimuli resampled, the fitted model fixed) or
-                       ``stimulus-bootstrap-corrected`` (RSA: Schütt et al. 2023 corrected
-                       variance); ``""`` when there is no interval or the row predates it
+ci_method              how ``ci_low``/``ci_high`` were computed: ``stimulus-bootstrap`` (encoding:
+                       percentile interval of the ROI-mean score over resamples of the evaluated
+                       stimuli, the model fitted once on the training stimuli; RSA: see the RSA
+                       rows' value, e.g. a corrected stimulus bootstrap after Schütt et al. 2023);
+                       ``""`` when unknown (no interval, or a table written before the column)
 ceiling                noise ceiling in the units of ``value`` (NaN if none). Encoding: the
                        ROI-mean ceiling over the kept units (1/|K|) Σ_{u∈K} c_u; single-subject
                        RSA: √ of the split-half reliability of the subject's RDM (Spearman–
@@ -46,18 +47,25 @@ ceiling                noise ceiling in the units of ``value`` (NaN if none). En
                        group-mean rows: the split-half-over-subjects ceiling of the group RDM
 ceiling_lower          lower bound of the noise ceiling where one exists: the leave-one-
                        subject-out lower bound of the RDM benchmarks; NaN elsewhere
-ceiling_method         how ``ceiling`` was obtained, e.g. ``ncsnr``, ``data``, ``split-half``,
-                       ``rdm-split-half``, ``loso``, ``group-split-half``; ``""`` when none
+ceiling_method         kind of ``ceiling``: for encoding the benchmark's ceiling kind (``ncsnr``,
+                       ``split-half``, ``data``, ``none``); for RSA and RDM rows the recipe named
+                       by the RSA scorer; ``""`` when unknown (tables written before the column)
 normalised             ``value`` expressed as a fraction of what the data allow (METHODS §6):
                        a model equal to the true signal scores ≈ 1, pure noise ≈ 0. Encoding:
                        the ratio of means (1/|K|) Σ_{u∈K} v_u ÷ (1/|K|) Σ_{u∈K} c_u over the
-                       kept units K; single-subject RSA: disattenuated at the half level
+                       kept units K (``n_units`` of them): mean R² ÷ mean NC (``encoding_r2``),
+                       mean r ÷ mean √NC (``encoding_r``); it equals ``value / ceiling`` when no
+                       unit falls below the floor (``value`` averages all units);
+                       single-subject RSA: disattenuated at the half level
                        (mean over splits of r(model, half RDM) ÷ √r(half A, half B)); RDM
                        benchmarks: ``value ÷ ceiling``; NaN without a ceiling
-normalised_unit_mean   encoding only: the mean of per-unit ratios (1/|K|) Σ_{u∈K} v_u / c_u (a
-                       noisier estimate, kept for comparison with older tables); NaN elsewhere
-alpha_edge_fraction    encoding only: fraction of units whose ridge α was chosen at either end
-                       of the α grid (large values: the grid does not fit the data); NaN elsewhere
+normalised_unit_mean   encoding only: the mean over kept units of the per-unit ratios
+                       (1/|K|) Σ_{u∈K} v_u / c_u (R²/NC, r/√NC), the pre-issue-14 ``normalised``
+                       (less stable: units near the floor dominate); NaN elsewhere
+alpha_edge_fraction    encoding only: fraction of units (of this row's time point) whose ridge α,
+                       chosen by inner CV, sits at either end of the α grid (a large value means
+                       the grid does not bracket the optimum; a RuntimeWarning is raised above
+                       0.5); NaN elsewhere
 n_units                units averaged in ``value`` (encoding, RSA responses); NA for RDM rows
 n_stimuli              stimuli scored on this row's split (test rows: the held-out stimuli)
 selected               True on the rows of the layer chosen on the validation split
