@@ -10,7 +10,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from brainlid.cli import main
-from brainlid.data.fixtures import write_nsd
+from brainlid.data.fixtures import write_nsd, write_things_eeg2
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,9 @@ def test_check(copy, capsys):
     assert doc["dataset"] == "nsd" and doc["summary"][0].startswith("subject 1:")
     st = {r["item"]: r["status"] for r in doc["files"] if r["subject"] == 1 and r["space"] == "func1pt8mm"}
     assert st["betas_session01.hdf5"] == "present" and st["ncsnr.nii.gz"] == "present"
-    assert main(["datasets", "check", "nsd", "--root", str(copy / "missing")]) == 0
-    assert "root missing" in capsys.readouterr().out
+    assert main(["datasets", "check", "nsd", "--root", str(copy / "missing")]) == 3
+    out = capsys.readouterr().out
+    assert "root missing" in out and out.strip().splitlines()[-1].startswith("nsd copy: NOT usable (exit 3): root is missing")
 
 
 def test_fetch(copy, tmp_path, capsys):
@@ -64,3 +65,57 @@ def test_fetch(copy, tmp_path, capsys):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def _check(capsys, *args):
+    code = main(["datasets", "check", *args])
+    out = capsys.readouterr()
+    return code, out.out.strip().splitlines()[-1] if out.out.strip() else "", out.err
+
+
+def test_check_exit_code_says_whether_the_request_is_usable(copy, tmp_path, capsys):
+    """`check` used to exit 0 on an empty root ("0 present, 3 missing"): scripts could not gate on it."""
+    (tmp_path / "empty").mkdir()
+    code, last, _ = _check(capsys, "nsd", "--root", str(tmp_path / "empty"))
+    assert code == 3 and last.startswith("nsd copy: NOT usable (exit 3): nsd_expdesign.mat is missing")
+    code, last, _ = _check(capsys, "nsd", "--root", str(copy), "--subject", "1")
+    assert (code, last) == (0, "subject 1: usable")  # func1pt8mm is complete; the other spaces were never fetched
+    code, last, _ = _check(capsys, "nsd", "--root", str(copy), "--subject", "1", "--space", "func1pt8mm")
+    assert (code, last) == (0, "subject 1, func1pt8mm: usable")
+    code, last, _ = _check(capsys, "nsd", "--root", str(copy), "--subject", "1", "--space", "func1mm")
+    assert code == 3 and last.startswith("subject 1, func1mm: NOT usable (exit 3)")
+    code, out, err = _check(capsys, "nsd", "--root", str(copy), "--space", "func9mm")
+    assert code == 1 and "no space 'func9mm'; spaces: fsaverage, func1mm, func1pt8mm, nativesurface" in err
+    assert main(["datasets", "check", "nsd", "--root", str(copy), "--space", "func1mm", "--json"]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["usable"] is False and doc["problems"]
+
+
+def test_check_damaged_and_optional_files(copy, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "nsd"
+    shutil.copytree(copy, root)
+    (root / "nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5").unlink()  # optional (fetch --with-optional)
+    code, last, _ = _check(capsys, "nsd", "--root", str(root), "--space", "func1pt8mm")
+    assert (code, last) == (0, "func1pt8mm: usable")
+    session = next((root / "nsddata_betas").rglob("betas_session02.hdf5"))
+    session.write_bytes(session.read_bytes()[:100])  # truncated: unreadable
+    code, last, _ = _check(capsys, "nsd", "--root", str(root), "--space", "func1pt8mm")
+    assert code == 3 and "1 file(s) missing or unreadable (betas_session02.hdf5)" in last
+    (root / "nsddata/experiments/nsd/nsd_expdesign.mat").unlink()  # shared and required
+    code, last, _ = _check(capsys, "nsd", "--root", str(root), "--subject", "1")
+    assert code == 3 and "nsd_expdesign.mat is missing" in last
+
+
+def test_check_subject_of_a_dataset_with_shared_files(tmp_path, capsys):
+    root = write_things_eeg2(tmp_path / "eeg")
+    assert _check(capsys, "things_eeg2", "--root", str(root), "--subject", "1")[:2] == (0, "subject 1: usable")
+    code, last, _ = _check(capsys, "things_eeg2", "--root", str(root), "--subject", "2")
+    assert code == 3 and "sub-02/preprocessed_eeg_training.npy" in last
+
+
+def test_check_help_lists_exit_codes(capsys):
+    assert main(["datasets", "check", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Exit codes:" in out and "  3  not usable" in out and "  0  usable" in out
