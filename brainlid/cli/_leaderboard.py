@@ -1,4 +1,8 @@
-"""``brainlid submit prepare|check|send`` and ``brainlid leaderboard serve|worker|build|token|baselines``."""
+"""``brainlid submit prepare|check|send`` and ``brainlid leaderboard serve|worker|build|token|baselines|private|rescore``.
+
+``serve`` and ``token`` may create a new board database; every other command opens an existing
+one only (``Database(..., create=False)``), so a mistyped ``--db`` is an error, not an empty board.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,34 @@ from pathlib import Path
 import click
 
 _DB_HELP = "Database URL: sqlite:///PATH (default $BRAINLID_HOME/leaderboard/board.sqlite) or postgresql://..."
+
+
+def _existing_db(db_url):
+    """The board database at ``db_url``; an error if there is none (read-only and maintenance commands)."""
+    from ..leaderboard.db import Database
+
+    return Database(db_url, create=False)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """One-line error for a port out of range or an address that cannot be listened on (before any URL is printed)."""
+    import socket
+
+    from ..errors import InputError
+
+    if not 1 <= port <= 65535:
+        raise InputError(f"--port must be from 1 to 65535, got {port}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InputError(f"--host {host!r} cannot be resolved ({exc.strerror})") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 def _limits(max_upload_mb: float | None):
@@ -133,6 +165,7 @@ def register(cli: click.Group) -> None:
         from ..leaderboard.app import create_app
 
         uvicorn = require("uvicorn", "leaderboard", "the leaderboard service")
+        _check_listen(host, port)
         app = create_app(db_url, storage=storage, data_root=data_root, limits=_limits(max_upload_mb), workers=workers,
                          lease_seconds=lease, private=tuple(private), title=title)
         click.echo(f"brainlid leaderboard on http://{host}:{port}/ (database {app.state.db._safe_url()})", err=True)
@@ -149,13 +182,12 @@ def register(cli: click.Group) -> None:
         import signal
         import threading
 
-        from ..leaderboard.db import Database
         from ..leaderboard.scoring import BenchmarkData
         from ..leaderboard.worker import Worker
 
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *a: stop.set())
-        w = Worker(Database(db_url), BenchmarkData(data_root), lease_seconds=lease, max_attempts=max_attempts)
+        w = Worker(_existing_db(db_url), BenchmarkData(data_root), lease_seconds=lease, max_attempts=max_attempts)
         click.echo(f"worker {w.owner} started", err=True)
         n = w.run(stop, exit_when_empty=exit_when_empty)
         click.echo(f"worker {w.owner} processed {n} submission(s)", err=True)
@@ -166,10 +198,9 @@ def register(cli: click.Group) -> None:
     @click.option("--title", default="brainlid leaderboard", show_default=True)
     def build(db_url, out, title):
         """Render the board as a static site (index.html, entries/, leaderboard.csv/json)."""
-        from ..leaderboard.db import Database
         from ..leaderboard.site import build_site
 
-        paths = build_site(Database(db_url), out, title=title)
+        paths = build_site(_existing_db(db_url), out, title=title)
         click.echo(f"wrote {len(paths)} file(s) under {out}")
 
     @board.command("token")
@@ -191,10 +222,9 @@ def register(cli: click.Group) -> None:
     @click.option("--data-root", type=click.Path(path_type=Path), default=None)
     def baselines(db_url, benchmarks, model, which, layers, data_root):
         """Score the baselines on the server's data and add them as reference rows."""
-        from ..leaderboard.db import Database
         from ..leaderboard.worker import add_baselines
 
-        ids = add_baselines(Database(db_url), model, list(benchmarks), root=data_root,
+        ids = add_baselines(_existing_db(db_url), model, list(benchmarks), root=data_root,
                             which=[w for w in which.split(",") if w.strip()],
                             layers=[s for s in layers.split(",") if s.strip()] if layers else None)
         click.echo(f"added {len(ids)} baseline entr{'y' if len(ids) == 1 else 'ies'}")
@@ -205,8 +235,21 @@ def register(cli: click.Group) -> None:
     @click.option("--public", is_flag=True, help="Mark the benchmark's test responses public again.")
     def private_cmd(db_url, benchmark, public):
         """Label a benchmark private-test (its test responses are held only by this server)."""
-        from ..leaderboard.db import Database
         from ..leaderboard.queue import set_benchmark_privacy
 
-        set_benchmark_privacy(Database(db_url), benchmark, not public)
+        set_benchmark_privacy(_existing_db(db_url), benchmark, not public)  # refuses an unknown benchmark
         click.echo(f"{benchmark}: {'public' if public else 'private'}-test")
+
+    @board.command("rescore")
+    @click.option("--db", "db_url", default=None, help=_DB_HELP)
+    @click.option("--benchmark", "benchmarks", multiple=True, metavar="ID",
+                  help="Only entries scored on this benchmark (repeat for several).")
+    @click.option("--all", "everything", is_flag=True,
+                  help="Re-queue every kept bundle, not only those scored under an older benchmark version.")
+    def rescore(db_url, benchmarks, everything):
+        """Re-queue kept bundles under the current benchmark versions (the old scores stay, labelled with their version)."""
+        from ..leaderboard.queue import requeue_for_rescore
+
+        new = requeue_for_rescore(_existing_db(db_url), benchmarks=list(benchmarks) or None, everything=everything)
+        click.echo(f"re-queued {len(new)} submission(s)" + (": " + ", ".join(f"{old} → {sid}" for old, sid in new) if new else
+                                                            " (every kept bundle is scored under the current versions)"))

@@ -115,9 +115,18 @@ class Database:
 
     Each call opens its own connection (SQLite) or uses a per-thread connection (PostgreSQL),
     so one object may be shared by the threads of the web service.
+
+    Parameters
+    ----------
+    url : database URL or SQLite file path (default :func:`default_db_url`)
+    migrate : bring the schema up to date on opening
+    create : bool
+        Whether a database that does not exist yet (no SQLite file; an empty PostgreSQL
+        database) may be created. ``False`` (read-only and maintenance commands) raises
+        :class:`DatabaseError` instead, so a typo in a URL never leaves an empty board behind.
     """
 
-    def __init__(self, url: str | os.PathLike | None = None, *, migrate: bool = True):
+    def __init__(self, url: str | os.PathLike | None = None, *, migrate: bool = True, create: bool = True):
         url = str(url) if url is not None else default_db_url()
         if "://" not in url:
             url = f"sqlite:///{Path(url).expanduser().resolve()}"
@@ -129,7 +138,11 @@ class Database:
             if not path:
                 raise InputError(f"sqlite URL {url!r} names no file")
             self.path = Path(path)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not create and not self.path.is_file():
+                raise DatabaseError(f"no leaderboard database at {self.path} (a new board is created by "
+                                    "`brainlid leaderboard serve` or `brainlid leaderboard token`)")
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
         elif parsed.scheme in ("postgresql", "postgres"):
             self.dialect = "postgresql"
             self.path = None
@@ -137,6 +150,9 @@ class Database:
         else:
             raise InputError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
         self._local = threading.local()
+        if not create and self.schema_version() == 0:
+            raise DatabaseError(f"{self._safe_url()} holds no leaderboard (a new board is created by "
+                                "`brainlid leaderboard serve` or `brainlid leaderboard token`)")
         if migrate:
             self.migrate()
 
