@@ -148,3 +148,13 @@ def test_demo_runs(capsys):
     assert abs(by["cube5_in_64d"]["MLE-MG k=20"] - 5) < 0.8
     assert abs(by["swiss_roll"]["MLE k=20"] - 2) < 0.3
     assert by["swiss_roll"]["PCA95"] == 3
+
+
+def test_json_null_comes_with_its_reason(tmp_path, capsys, X):
+    """`mle_full` is null in `lid --json`; a reason field says why and what computes it (and the value it gives is real)."""
+    np.save(tmp_path / "f.npy", X)
+    g = run_json(capsys, ["lid", str(tmp_path / "f.npy"), "--k", "10"])["global"]
+    assert g["mle_full"] is None
+    assert "not computed" in g["mle_full_reason"] and "full_mle=True" in g["mle_full_reason"]
+    assert not [k for k, v in g.items() if v is None and f"{k}_reason" not in g]  # no other unexplained null
+    assert np.isfinite(global_dimension(X, full_mle=True)["mle_full"])  # what the reason points to works

@@ -16,6 +16,18 @@ import warnings
 import click
 
 CLI_METRICS = ("mutual_knn", "cknna", "cka_linear", "cka_rbf", "ridge_r2", "rsa")
+JSON_DIGITS = 6  # features are float32 (~7 digits); digits past these are rounding noise, differing by metric
+
+
+def round_floats(obj, digits: int = JSON_DIGITS):
+    """``obj`` with every float (in nested dicts/lists) rounded to ``digits`` significant digits."""
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: round_floats(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [round_floats(v, digits) for v in obj]
+    return obj
 
 
 def register(cli: click.Group) -> None:
@@ -89,10 +101,11 @@ def load_pair(path_a: str, path_b: str, key_a=None, key_b=None):
 @click.option("--n-components", type=int, default=300, show_default=True,
               help="PCs per side for ridge_r2 (fit on training folds; 0 keeps all features).")
 @click.option("--sigma", type=float, default=None, help="RBF bandwidth (cka_rbf; default: median distance).")
-@click.option("--null", "n_null", type=int, default=0, show_default=True,
+@click.option("--null", "n_null", type=click.IntRange(min=0), default=0, show_default=True,
               help="Permutations of B's stimulus labels for a null calibration (0: none).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the permutations / CV folds.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help=f"Print the result as JSON (every number to {JSON_DIGITS} significant digits).")
 def align(a, b, metric, k, key_a, key_b, unbiased, rdm_method, compare, n_components, sigma, n_null, seed, as_json):
     """Similarity between the representations in feature files A and B (rows = stimuli).
 
@@ -137,7 +150,7 @@ def align(a, b, metric, k, key_a, key_b, unbiased, rdm_method, compare, n_compon
         out["null"] = {key: null[key] for key in ("n_permutations", "seed", "null_mean", "null_sd", "z", "p",
                                                    "calibrated")}
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        click.echo(json.dumps(round_floats(out), indent=2))
         return
     for msg in warn_msgs:
         click.echo(f"brainlid: warning: {msg}", err=True)

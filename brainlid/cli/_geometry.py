@@ -14,6 +14,10 @@ import click
 from ..errors import BrainlidError, InputError
 
 
+MLE_FULL_REASON = ("not computed by `brainlid lid`: the MLE at K = N - 1 needs all N x (N - 1) neighbour distances; "
+                   "brainlid.geometry.global_dimension(X, full_mle=True) computes it")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(lid_command)
 
@@ -97,7 +101,9 @@ def lid_command(features, key, k, estimator, aggregate, norm, sweep, memory_budg
         out = {key_: result[key_] for key_ in ("n", "n_distinct", "dim", "estimator", "aggregate", "norm", "k", "lid")}
         out["file"] = str(features)
         out["sweep"] = {str(kk): v for kk, v in result["sweep"].items()}
-        out["global"] = result["global"]
+        out["global"] = dict(result["global"])
+        if out["global"].get("mle_full") is None:
+            out["global"]["mle_full_reason"] = MLE_FULL_REASON
         click.echo(json.dumps(out))
     else:
         _render(result, features)
