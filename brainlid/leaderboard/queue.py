@@ -28,19 +28,22 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError
 from .db import Database
+from .schema import MAX_NAME, check_text, public_reason
 
 __all__ = [
     "hash_token", "create_team", "team_for_token", "enqueue", "record_rejected", "claim", "heartbeat", "complete",
     "reject", "fail", "release", "get_submission", "list_submissions", "status_counts", "set_benchmark_privacy",
-    "benchmark_settings", "STATUSES",
+    "benchmark_settings", "requeue_for_rescore", "STATUSES",
 ]
 
 STATUSES = ("queued", "scoring", "scored", "rejected")
 SCORE_DB_COLUMNS = ("model", "layer", "layer_index", "benchmark", "dataset", "subject", "roi", "metric", "split", "time",
                     "value", "ci_low", "ci_high", "ceiling", "normalised", "n_units", "n_stimuli", "selected",
-                    "brainlid_version", "benchmark_version", "feature_cache_key")
+                    "brainlid_version", "benchmark_version", "feature_cache_key", "ceiling_lower",
+                    "normalised_unit_mean", "alpha_edge_fraction", "ci_method", "ceiling_method", "data_source")
+#: Stored value of a score column the score table does not (yet) have (an older table).
+_DB_DEFAULTS = {"ci_method": "", "ceiling_method": "", "data_source": "unknown"}
 GEOMETRY_DB_COLUMNS = ("model", "layer", "layer_index", "stimulus_set", "n", "estimator", "K", "value",
                        "brainlid_version", "benchmark_version", "feature_cache_key")
 
@@ -56,9 +59,7 @@ def hash_token(token: str) -> str:
 
 def create_team(db: Database, name: str) -> str:
     """Create a team (or give an existing one a new token); return the token, shown only once."""
-    name = name.strip()
-    if not name or len(name) > 200:
-        raise InputError("a team name must have 1 to 200 characters")
+    name = check_text(name.strip(), "the team name", max_len=MAX_NAME)  # shown on every page: the submission schema
     token = "blt_" + secrets.token_urlsafe(32)
     with db.transaction() as tx:
         if tx.query("SELECT team_id FROM teams WHERE name = ?", (name,)):
@@ -77,15 +78,19 @@ def team_for_token(db: Database, token: str | None) -> dict | None:
 
 
 def enqueue(db: Database, *, submission_id: str, team_id: int | None, benchmarks: list[str], model_name: str,
-            metadata: dict, bundle_path: str, bundle_sha256: str, size_bytes: int, kind: str = "entry") -> None:
-    """Record an accepted submission as ``queued`` (one transaction)."""
+            metadata: dict, bundle_path: str, bundle_sha256: str, size_bytes: int, kind: str = "entry",
+            rescore_of: str | None = None) -> None:
+    """Record an accepted submission as ``queued`` (one transaction).
+
+    ``rescore_of``: the id of the submission whose kept bundle this one scores again.
+    """
     now = _now()
-    db.execute(
-        "INSERT INTO submissions (id, team_id, benchmarks, model_name, metadata, bundle_path, bundle_sha256, size_bytes, "
-        "status, reason, attempts, created, updated, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', '', 0, ?, ?, ?)",
-        (submission_id, team_id, json.dumps(benchmarks), model_name, json.dumps(metadata), bundle_path, bundle_sha256,
-         int(size_bytes), now, now, kind),
-    )
+    args = ("INSERT INTO submissions (id, team_id, benchmarks, model_name, metadata, bundle_path, bundle_sha256, "
+            "size_bytes, status, reason, attempts, created, updated, kind, rescore_of) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', '', 0, ?, ?, ?, ?)",
+            (submission_id, team_id, json.dumps(benchmarks), model_name, json.dumps(metadata), bundle_path, bundle_sha256,
+             int(size_bytes), now, now, kind, rescore_of))
+    db.execute(*args)
 
 
 def record_rejected(db: Database, *, submission_id: str, team_id: int | None, reason: str, size_bytes: int = 0,
@@ -96,7 +101,7 @@ def record_rejected(db: Database, *, submission_id: str, team_id: int | None, re
         "INSERT INTO submissions (id, team_id, benchmarks, model_name, metadata, bundle_path, bundle_sha256, size_bytes, "
         "status, reason, attempts, created, updated) VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, 'rejected', ?, 0, ?, ?)",
         (submission_id, team_id, json.dumps(benchmarks or []), model_name, json.dumps(metadata or {}), int(size_bytes),
-         reason[:4000], now, now),
+         public_reason(reason), now, now),
     )
 
 
@@ -152,6 +157,12 @@ def _clean(v):
 def _rows(df: pd.DataFrame, cols) -> list[tuple]:
     if df is None or df.empty:
         return []
+    df = df.copy()
+    for c in cols:  # a column the table does not have is stored as its default
+        if c not in df.columns:
+            df[c] = _DB_DEFAULTS.get(c)
+        elif _DB_DEFAULTS.get(c):  # an empty string means "not recorded"
+            df[c] = df[c].astype(object).where(df[c].astype(object).notna() & (df[c].astype(object) != ""), _DB_DEFAULTS[c])
     out = []
     for rec in df[list(cols)].itertuples(index=False):
         out.append(tuple(_clean(v) for v in rec))
@@ -188,14 +199,14 @@ def complete(db: Database, submission_id: str, owner: str, scores: pd.DataFrame,
 def reject(db: Database, submission_id: str, owner: str, reason: str) -> bool:
     """Mark ``rejected`` with a reason — only while holding the lease."""
     n = db.execute("UPDATE submissions SET status = 'rejected', reason = ?, lease_owner = NULL, updated = ? "
-                   "WHERE id = ? AND status = 'scoring' AND lease_owner = ?", (reason[:4000], _now(), submission_id, owner))
+                   "WHERE id = ? AND status = 'scoring' AND lease_owner = ?", (public_reason(reason), _now(), submission_id, owner))
     return n == 1
 
 
 def fail(db: Database, submission_id: str, owner: str, reason: str) -> bool:
     """Record a server-side failure and make the job claimable at once (it counted as an attempt)."""
     n = db.execute("UPDATE submissions SET reason = ?, lease_owner = NULL, lease_expires = 0 "
-                   "WHERE id = ? AND status = 'scoring' AND lease_owner = ?", (reason[:4000], submission_id, owner))
+                   "WHERE id = ? AND status = 'scoring' AND lease_owner = ?", (public_reason(reason), submission_id, owner))
     return n == 1
 
 
@@ -235,7 +246,13 @@ def status_counts(db: Database) -> dict[str, int]:
 
 
 def set_benchmark_privacy(db: Database, benchmark: str, private: bool, note: str = "") -> None:
-    """Declare a benchmark's test responses private (held only by the server) or public."""
+    """Declare a benchmark's test responses private (held only by the server) or public.
+
+    Raises :class:`~brainlid.errors.InputError` for a benchmark this brainlid does not define.
+    """
+    from ..scoring.benchmarks import get_benchmark
+
+    get_benchmark(benchmark)
     with db.transaction() as tx:
         tx.execute("DELETE FROM benchmarks WHERE benchmark = ?", (benchmark,))
         tx.execute("INSERT INTO benchmarks (benchmark, test_private, note) VALUES (?, ?, ?)", (benchmark, int(private), note))
@@ -244,3 +261,74 @@ def set_benchmark_privacy(db: Database, benchmark: str, private: bool, note: str
 def benchmark_settings(db: Database) -> dict[str, dict]:
     return {r["benchmark"]: {"test_private": bool(r["test_private"]), "note": r["note"]}
             for r in db.query("SELECT benchmark, test_private, note FROM benchmarks")}
+
+
+def requeue_for_rescore(db: Database, *, benchmarks: list[str] | None = None, everything: bool = False,
+                        ) -> list[tuple[str, str]]:
+    """Queue kept bundles again, to be scored under the current benchmark versions.
+
+    A scored entry (not a baseline) whose bundle is still stored is re-queued as a new
+    submission (``rescore_of`` = the old id; same team, metadata and bundle) when one of its
+    benchmarks was scored under an older version than this brainlid defines, or always with
+    ``everything``. ``benchmarks`` limits it to entries scored on those benchmarks. The old
+    submission and its scores stay (the board labels them with their version). An entry with a
+    queued, running or scored re-score is skipped (from then on its re-score is the entry to
+    consider), so running this twice queues nothing new. Returns ``[(old id, new id), ...]``.
+    """
+    import os
+    import uuid
+
+    from ..scoring.benchmarks import get_benchmark
+
+    for b in benchmarks or ():
+        get_benchmark(b)  # an unknown id is an error, not "nothing to do"
+    current: dict[str, int] = {}
+
+    def version(b):
+        if b not in current:
+            try:
+                current[b] = int(get_benchmark(b).version)
+            except Exception:  # noqa: BLE001 - a benchmark this brainlid no longer defines: cannot be re-scored
+                current[b] = -1
+        return current[b]
+
+    scored: dict[str, dict] = {}
+    for r in db.query("SELECT submission_id, benchmark, MIN(benchmark_version) AS v FROM scores "
+                      "GROUP BY submission_id, benchmark"):
+        scored.setdefault(r["submission_id"], {})[r["benchmark"]] = r["v"]
+    later: dict[str, list[dict]] = {}
+    for s in list_submissions(db):
+        if s.get("rescore_of"):
+            later.setdefault(s["rescore_of"], []).append(s)
+    out = []
+    for s in list_submissions(db, "scored"):
+        if s["kind"] != "entry" or not s.get("bundle_path") or not os.path.exists(s["bundle_path"]):
+            continue
+        got = scored.get(s["id"], {})
+        if benchmarks and not set(benchmarks) & set(got):
+            continue
+        if any(version(b) < 0 for b in got):
+            continue
+        stale = any(v is None or int(v) < version(b) for b, v in got.items())
+        if not (stale or everything):
+            continue
+        if any(t["status"] != "rejected" for t in later.get(s["id"], [])):
+            continue  # a re-score is pending, or done (then the re-score is the entry to consider)
+        sid = uuid.uuid4().hex
+        enqueue(db, submission_id=sid, team_id=s["team_id"], benchmarks=s["benchmarks"], model_name=s["model_name"],
+                metadata=s["metadata"], bundle_path=s["bundle_path"], bundle_sha256=s["bundle_sha256"] or "",
+                size_bytes=s["size_bytes"] or 0, rescore_of=s["id"])
+        out.append((s["id"], sid))
+    return out
+
+
+def find_duplicate(db: Database, team_id: int | None, bundle_sha256: str) -> dict | None:
+    """The team's newest entry with this bundle hash that is queued, being scored or scored; None if there is none.
+
+    The same bytes carry the same manifest, hence the same benchmarks: such an upload is the
+    same submission (a rejected one may be sent again).
+    """
+    rows = db.query("SELECT id, status FROM submissions WHERE team_id = ? AND bundle_sha256 = ? AND kind = 'entry' "
+                    "AND status IN ('queued', 'scoring', 'scored') ORDER BY created DESC, id LIMIT 1",
+                    (team_id, bundle_sha256))
+    return rows[0] if rows else None
