@@ -293,3 +293,37 @@ def test_tables_data_source_defaults_and_validation(tmp_path):
     assert set(tables.read_table(tmp_path / "syn.csv")["data_source"]) == {"synthetic"}
     with pytest.raises(InputError, match="data_source"):
         tables.score_frame([{**_rows()[0], "data_source": "simulated"}])
+
+
+def _documented_in_docstring(doc: str, section: str) -> set[str]:
+    """Column names in the first field of the rst table that follows ``section`` in the tables docstring."""
+    import re
+
+    block = doc[doc.index(section):]
+    rules = [m.start() for m in re.finditer(r"^=+ +=+$", block, flags=re.M)]
+    table = block[rules[1]:rules[2]]
+    names = set()
+    for line in table.splitlines()[1:]:
+        first = line[:23].strip()
+        if first:
+            names |= {x.strip() for x in first.split(",")}
+    return names
+
+
+def test_every_score_column_is_documented_in_both_places():
+    """Column definitions live in the schema docstring and docs/score_columns.md; neither may drift from
+    SCORE_COLUMNS (a column added without a definition fails here)."""
+    import re
+    from pathlib import Path
+
+    md = (Path(__file__).resolve().parents[1] / "docs" / "score_columns.md").read_text(encoding="utf-8")
+    headed = {n for line in md.splitlines() if line.startswith("### ") for n in re.findall(r"`([^`]+)`", line)}
+    in_doc = _documented_in_docstring(tables.__doc__, "**scores**")
+    for col in tables.SCORE_COLUMNS:
+        assert col in in_doc, f"{col} is not defined in the brainlid.scoring.tables docstring"
+        assert col in headed, f"{col} has no '### `{col}`' definition in docs/score_columns.md"
+    assert in_doc <= set(tables.SCORE_COLUMNS) and headed <= set(tables.SCORE_COLUMNS), "a documented column is gone"
+    for col in tables.GEOMETRY_COLUMNS:  # the geometry table is described in one paragraph of each
+        geo_doc, geo_md = tables.__doc__.split("**geometry**")[1], md.split("## The geometry table")[1]
+        assert re.search(rf"\b{col}\b", geo_doc) or col in tables.PROVENANCE_COLUMNS, col
+        assert re.search(rf"\b{col}\b", geo_md), col
