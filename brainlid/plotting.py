@@ -2,6 +2,8 @@
 
 * :func:`scatter_fit` — a measure against an alignment target across models, with the OLS fit
   and its 95 % bootstrap band (models resampled);
+* :func:`family_scatter` — the same scatter coloured by model family, with one least-squares line
+  per family (the within-family relation) and the pooled line (the within/between decomposition);
 * :func:`r_vs_k` — r of LID with a target as a function of K (local → global), with the
   max-over-K corrected p-values, and the global measures as horizontal reference lines;
 * :func:`layer_profiles` — LID and brain score across the layers of each model;
@@ -22,7 +24,7 @@ import pandas as pd
 
 from .errors import InputError
 
-__all__ = ["scatter_fit", "r_vs_k", "layer_profiles", "score_vs_time", "brain_map", "analysis_figures", "save_figure"]
+__all__ = ["scatter_fit", "family_scatter", "r_vs_k", "layer_profiles", "score_vs_time", "brain_map", "analysis_figures", "save_figure"]
 
 _DPI = 110
 
@@ -95,6 +97,57 @@ def scatter_fit(x, y, labels=None, *, xlabel: str = "LID", ylabel: str = "alignm
     if annotate:
         ax.text(0.02, 0.02, annotate, transform=ax.transAxes, fontsize=7.5, va="bottom", ha="left",
                 bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+    ax.grid(alpha=0.3)
+    if stem is not None:
+        save_figure(fig, stem)
+    return fig
+
+
+def family_scatter(x, y, families, labels=None, *, xlabel: str = "LID", ylabel: str = "alignment", title: str = "",
+                   stem=None, annotate: str | None = None):
+    """Scatter of ``y`` against ``x`` coloured by family: per-family OLS lines, family means and the pooled line.
+
+    Each family with two or more models (and x not constant) gets its own least-squares line over
+    its x range (the within-family relation); a hollow square marks each family's mean (the
+    between-family relation); the black dashed line is the pooled fit over all models. When the
+    family lines slope one way and the pooled line the other, the pooled correlation is carried
+    by differences between families (Simpson's paradox).
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    fam = np.asarray(families, dtype=object).astype(str)
+    if x.shape != y.shape or fam.shape != x.shape or x.size < 2:
+        raise InputError("family_scatter needs x, y and families of the same length (>= 2)")
+    from matplotlib import colormaps
+
+    names = list(dict.fromkeys(fam))
+    cm = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    fig = _figure(5.6, 4.2)
+    ax = fig.add_subplot()
+    for i, f in enumerate(names):
+        sel = fam == f
+        c = cm(i % cm.N)
+        ax.scatter(x[sel], y[sel], s=26, color=c, zorder=3, label=f"{_short(f, 18)} (n={int(sel.sum())})")
+        if sel.sum() >= 2 and np.ptp(x[sel]) > 0:
+            b, a = np.polyfit(x[sel], y[sel], 1)
+            g = np.linspace(x[sel].min(), x[sel].max(), 20)
+            ax.plot(g, a + b * g, color=c, lw=1.3)
+        if len(names) > 1:
+            ax.plot([x[sel].mean()], [y[sel].mean()], "s", ms=8, mfc="none", mec=c, mew=1.5, zorder=4)
+    if labels is not None:
+        for xi, yi, lab in zip(x, y, labels):
+            ax.annotate(_short(lab), (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points", color="#444")
+    if x.size >= 3 and np.ptp(x) > 0:
+        b, a = np.polyfit(x, y, 1)
+        g = np.linspace(x.min(), x.max(), 50)
+        ax.plot(g, a + b * g, color="k", lw=1.2, ls="--", label="pooled fit")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or "coloured by family: lines within families, □ family means, -- pooled", fontsize=8.5)
+    if annotate:
+        ax.text(0.02, 0.02, annotate, transform=ax.transAxes, fontsize=7, va="bottom", ha="left",
+                bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+    ax.legend(fontsize=6.5, loc="best")
     ax.grid(alpha=0.3)
     if stem is not None:
         save_figure(fig, stem)
@@ -289,8 +342,10 @@ def analysis_figures(res, folder, *, scores=None, geometry=None) -> dict[str, Pa
     models = res.models
     k = res.settings["k"]
     corr = res.correlations
+    scoped = "scope" in corr
+    pooled = corr[corr["scope"] == "pooled"] if scoped and len(corr) else corr
     for i, target in enumerate(res.settings["targets"]):
-        row = corr[(corr["target"] == target) & corr["headline"]]
+        row = pooled[(pooled["target"] == target) & pooled["headline"]]
         if row.empty:
             continue
         r = row.iloc[0]
@@ -301,10 +356,20 @@ def analysis_figures(res, folder, *, scores=None, geometry=None) -> dict[str, Pa
         fig = scatter_fit(m["lid"], m[target], m["model"], xlabel=f"LID ({res.settings['estimator']}, K={k})",
                           ylabel=target, title=f"LID vs {target}", annotate=ann, stem=folder / f"scatter_{slug}")
         figs[f"scatter:{target}"] = folder / f"scatter_{slug}.png"
+        if "family" in models and models["family"].nunique() < len(models):
+            dec = corr[(corr["target"] == target) & corr["headline"]].set_index("scope")["pearson_r"] if scoped else {}
+            ann = "; ".join(f"{sc} r={dec[sc]:+.2f}" for sc in ("pooled", "within", "between")
+                            if sc in dec and np.isfinite(dec[sc]))
+            mf = models[["model", "family", "lid", target]].dropna()
+            family_scatter(mf["lid"], mf[target], mf["family"], mf["model"], xlabel=f"LID ({res.settings['estimator']}, K={k})",
+                           ylabel=target, annotate=ann, stem=folder / f"families_{slug}")
+            figs[f"families:{target}"] = folder / f"families_{slug}.png"
         kc = res.k_curve[res.k_curve["target"] == target]
+        if scoped and "scope" in kc:
+            kc = kc[kc["scope"] == "pooled"]
         if len(kc):
-            glob = {g: float(corr[(corr["target"] == target) & (corr["measure"] == g)]["pearson_r"].iloc[0])
-                    for g in corr[(corr["target"] == target) & (corr["kind"] == "global")]["measure"]}
+            glob = {g: float(pooled[(pooled["target"] == target) & (pooled["measure"] == g)]["pearson_r"].iloc[0])
+                    for g in pooled[(pooled["target"] == target) & (pooled["kind"] == "global")]["measure"]}
             r_vs_k(kc, glob, target=target, stem=folder / f"r_vs_k_{slug}", k_headline=k)
             figs[f"r_vs_k:{target}"] = folder / f"r_vs_k_{slug}.png"
         del fig

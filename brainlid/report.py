@@ -139,6 +139,39 @@ def _p(text: str) -> str:
     return f"<p>{html.escape(text)}</p>"
 
 
+def _families_section(res, figures: Mapping[str, Path]) -> tuple[str, str]:
+    """The within/between decomposition: families, warnings in words, the table and family scatters."""
+    s = res.settings
+    models = res.models
+    corr = res.correlations
+    intro = _p(
+        "A model zoo is not a sample of independent models: widths and depths of one architecture share a "
+        "training recipe. Each correlation is therefore also reported within families (every value centred on "
+        "its family's mean: does a model with a higher dimension than its siblings align better?) and between "
+        "families (the correlation of family means). The two can have opposite signs; then the pooled r "
+        "describes neither (Simpson's paradox). Intervals resample whole families (cluster bootstrap; from "
+        "5 families) and p-values permute within families (within), family means (between) or both (pooled).")
+    if "family" not in models:
+        return ("Model families: pooled, within and between", intro + _p("(no family information)"))
+    fam = models.groupby("family", sort=False)["model"].agg(["count", lambda m: ", ".join(map(str, m))])
+    fam.columns = ["n_models", "models"]
+    src = {"file": "the families file", "generalization": "the generalization table's family column",
+           "rule": "the rule on model ids (architecture prefix)"}.get(s.get("family_source"), "")
+    body = intro + _p(f"{len(fam)} famil{'y' if len(fam) == 1 else 'ies'} of {len(models)} models"
+                      + (f", from {src}" if src else "") + ".")
+    body += html_table(fam.reset_index())
+    warns = res.warnings(headline_only=True) if hasattr(res, "warnings") else []
+    body += "".join(f"<div class='note'>{html.escape(w)}</div>" for w in warns) or _p("No warnings.")
+    if "scope" in corr:
+        dec = res.headline(scope=None)
+        body += html_table(dec, columns=["target", "scope", "n_models", "n_families", "df", "pearson_r", "pearson_ci_low",
+                                         "pearson_ci_high", "pearson_p", "spearman_r", "spearman_p", "p_method",
+                                         "ci_method", "warning"])
+    body += "".join(embed_png(p, name) for name, p in figures.items()
+                    if str(name).startswith("families:") and Path(p).exists())
+    return ("Model families: pooled, within and between", body)
+
+
 def analysis_report(res, path, *, figures: Mapping[str, Path] | None = None, title: str = "brainlid analysis",
                     notes: Iterable[str] | None = None, extra_sections: list[tuple[str, str]] | None = None,
                     scores: pd.DataFrame | None = None) -> Path:
@@ -155,19 +188,33 @@ def analysis_report(res, path, *, figures: Mapping[str, Path] | None = None, tit
             f"layer: {s['layer']} · brain metric: {s.get('metric')} ({s['value']})")
     sections = []
     head = res.headline()
-    cols = ["target", "measure", "n_models", "pearson_r", "pearson_ci_low", "pearson_ci_high", "pearson_p",
-            "spearman_r", "spearman_p", "partial_pearson_r", "partial_pearson_p"]
+    cols = ["target", "measure", "scope", "n_models", "n_families", "pearson_r", "pearson_ci_low", "pearson_ci_high",
+            "pearson_p", "spearman_r", "spearman_p", "partial_pearson_r", "partial_pearson_p", "p_method", "ci_method"]
     sections.append(("Headline: LID at the pre-registered K against each target",
-                     _p("Pearson and Spearman correlations across models, 95% bootstrap CIs over models, and the "
-                        "partial correlation controlling for log(parameters) where parameter counts are known. "
-                        "Whatever the sign, this is what the data show; nothing was tuned.")
+                     _p("Pearson and Spearman correlations pooled over all models, 95% bootstrap CIs and p-values "
+                        "that respect the model families (see the next section), and the partial correlation "
+                        "controlling for log(parameters) where parameter counts are known. Whatever the sign, this "
+                        "is what the data show; nothing was tuned.")
                      + html_table(head, columns=cols)))
-    glob = res.correlations[res.correlations["kind"] == "global"] if len(res.correlations) else res.correlations
-    sections.append(("Global dimension measures (the contrast)", html_table(glob, columns=cols)))
+    sections.append(_families_section(res, figures))
+    corr = res.correlations
+    glob = corr[corr["kind"] == "global"] if len(corr) else corr
+    sections.append(("Global dimension measures (the contrast)", html_table(glob, columns=cols + ["warning"])))
+    pair = corr[corr["kind"] == "pairwise"] if len(corr) else corr
+    if len(pair):
+        sections.append(("Pairwise: |difference in dimension| against model–model alignment",
+                         _p("One value per pair of models. Pairs share models, so a t-test over pairs would inflate "
+                            "false positives; p-values come from a Mantel permutation of model labels (within "
+                            "families when there are families).")
+                         + html_table(pair, columns=["target", "measure", "scope", "n_models", "n_pairs", "pearson_r",
+                                                     "pearson_p", "spearman_r", "spearman_p", "p_method", "warning"])))
     sections.append(("r against K (exploratory)",
-                     _p("p_corrected: max-|r| permutation test over models, corrected for the number of K tried.")
+                     _p("p_corrected: max-|r| permutation test, corrected for the number of K tried; each scope "
+                        "permutes as its test does (pooled: family means and within families; within: within "
+                        "families; between: family means).")
                      + html_table(res.k_curve)))
-    figs = "".join(embed_png(p, name) for name, p in figures.items() if Path(p).exists())
+    figs = "".join(embed_png(p, name) for name, p in figures.items()
+                   if Path(p).exists() and not str(name).startswith("families:"))
     sections.append(("Figures", figs or _p("(no figures)")))
     sections.append(("Models", html_table(res.models)))
     if len(res.baselines):

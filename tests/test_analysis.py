@@ -73,7 +73,7 @@ def test_headline_matches_scipy_and_excludes_baselines(tmp_path):
     glob = res.correlations[res.correlations.kind == "global"]
     assert {"participation_ratio", "pca90"} <= set(glob["measure"])
     # r vs K with corrected p
-    kc = res.k_curve[res.k_curve.target == "generalization"]
+    kc = res.k_curve[(res.k_curve.target == "generalization") & (res.k_curve.scope == "pooled")]
     assert kc["K"].tolist() == list(KS) and (kc["p_corrected"] >= kc["p"] - 0.01).all()
     # files: tables, figures (PNG + SVG), report
     for name in ("models", "correlations", "k_curve", "report"):

@@ -150,10 +150,21 @@ def register(cli: click.Group) -> None:
     @click.option("--reference", default=None, help="Reference model for model–model alignment.")
     @click.option("--value", type=click.Choice(["value", "normalised"]), default="value", show_default=True)
     @click.option("--benchmark", "benchmark_filter", multiple=True, help="Only these benchmarks' scores.")
+    @click.option("--families", type=click.Path(path_type=Path), default=None,
+                  help="CSV with columns model,family (default: a 'family' column of the generalization CSV, else --family-rule).")
+    @click.option("--family-rule", default=None, metavar="REGEX|model",
+                  help="Family from each model id by this regular expression on the architecture name (default: its "
+                       "architecture prefix, e.g. convnext_atto -> convnext); 'model': every model its own family.")
+    @click.option("--allow-mixed-sources", is_flag=True, help="Analyse real and synthetic score rows together (refused by default).")
     @click.option("--out", type=click.Path(path_type=Path), default=Path("brainlid-analysis"), show_default=True)
     @click.option("--seed", default=0, show_default=True, type=int)
-    def analyze_cmd(store, tables, generalization, img_size, k, estimator, layer, reference, value, benchmark_filter, out, seed):
-        """Correlate LID with brain alignment, model–model alignment and generalization across models."""
+    def analyze_cmd(store, tables, generalization, img_size, k, estimator, layer, reference, value, benchmark_filter,
+                    families, family_rule, allow_mixed_sources, out, seed):
+        """Correlate LID with brain alignment, model–model alignment and generalization across models.
+
+        Every correlation is reported pooled, within model families and between family means, with
+        family-aware intervals and p-values and warnings in words (correlations.csv, report.html).
+        """
         import pandas as pd
 
         from ..analysis import analyze, read_generalization
@@ -182,9 +193,17 @@ def register(cli: click.Group) -> None:
             keep = scores["benchmark"].isin(benchmark_filter) | (scores["dataset"] == "models")
             scores = scores[keep]
         gen = read_generalization(generalization, img_size=img_size) if generalization else None
-        res = analyze(scores, geom, gen, k=k, estimator=estimator, layer=layer, reference=reference, value=value,
-                      seed=seed, out=out)
-        head = res.headline()[["target", "n_models", "pearson_r", "pearson_p", "pearson_ci_low", "pearson_ci_high",
-                               "spearman_r", "spearman_p", "partial_pearson_r"]]
-        _echo_table(head, title=f"LID ({estimator}, K={k}) vs alignment, across models")
+        import warnings
+
+        with warnings.catch_warnings():  # the analysis' warnings are printed below, once, in words
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = analyze(scores, geom, gen, k=k, estimator=estimator, layer=layer, reference=reference, value=value,
+                          families=families, family_rule=family_rule, allow_mixed_sources=allow_mixed_sources,
+                          seed=seed, out=out)
+        head = res.headline(scope=None)[["target", "scope", "n_models", "n_families", "pearson_r", "pearson_p",
+                                         "pearson_ci_low", "pearson_ci_high", "spearman_r", "spearman_p", "partial_pearson_r"]]
+        _echo_table(head, title=f"LID ({estimator}, K={k}) vs alignment, across models: pooled, within and between "
+                                f"{res.settings['n_families']} families")
+        for w in res.warnings(headline_only=True):
+            click.echo(f"warning: {w}", err=True)
         click.echo(f"report: {res.files['report']}")
