@@ -46,7 +46,7 @@ def test_worker_scores_what_check_reports(tmp_path, data):
     rng = np.random.default_rng(1)
     good = write_bundle(tmp_path / "g.zip", {"a": rng.standard_normal((ids.size, 9)).astype(np.float32)}, ids, [BENCH],
                         {"model_name": "good"})
-    bad = write_bundle(tmp_path / "x.zip", {"a": np.ones((ids.size, 3), np.float32)}, ids[::-1], [BENCH], {"model_name": "bad"})
+    bad = write_bundle(tmp_path / "x.zip", {"a": rng.standard_normal((ids.size, 3)).astype(np.float32)}, ids[::-1], [BENCH], {"model_name": "bad"})
     for sid, path in (("g", good), ("x", bad), ("m", tmp_path / "missing.zip")):
         q.enqueue(db, submission_id=sid, team_id=None, benchmarks=[BENCH], model_name=sid, metadata={}, bundle_path=str(path),
                   bundle_sha256="", size_bytes=1)

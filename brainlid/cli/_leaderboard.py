@@ -50,6 +50,15 @@ def _limits(max_upload_mb: float | None):
     return Limits(max_upload=int(max_upload_mb * (1 << 20)))
 
 
+def _memory(text: str | None) -> int | None:
+    """``--memory-budget``: None (the default), or bytes (``0`` disables the check)."""
+    if text is None:
+        return None
+    from ..scoring.distributed import parse_memory
+
+    return parse_memory(text)
+
+
 def _print_report(report, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"status": report.status, "reason": report.reason, "fixture": report.fixture,
@@ -159,15 +168,42 @@ def register(cli: click.Group) -> None:
     @click.option("--max-upload-mb", type=float, default=None, help="Upload limit in MiB (default 2048).")
     @click.option("--private", multiple=True, metavar="ID", help="Benchmark whose test responses are private (repeat).")
     @click.option("--title", default="brainlid leaderboard", show_default=True)
-    def serve(db_url, host, port, data_root, storage, workers, lease, max_upload_mb, private, title):
+    @click.option("--rate-limit", default=30, show_default=True, type=click.IntRange(min=0),
+                  help="Uploads per team per minute (429 past it; 0: unlimited, for tests and trusted labs).")
+    @click.option("--team-inflight", default=2, show_default=True, type=click.IntRange(min=0),
+                  help="Uploads of one team in progress at once (429 past it; 0: unlimited).")
+    @click.option("--max-pending-uploads", default=64, show_default=True, type=click.IntRange(min=1),
+                  help="Uploads in progress at once, all teams (503 with Retry-After past it).")
+    @click.option("--validation-slots", default=2, show_default=True, type=click.IntRange(min=1),
+                  help="Uploads validated at once (a thread each, a few MiB of memory each).")
+    @click.option("--body-timeout", default=60.0, show_default=True, type=click.FloatRange(min=1),
+                  help="Seconds an upload may take beyond 1 s per --min-upload-kib (408 past it).")
+    @click.option("--min-upload-kib", default=64.0, show_default=True, type=click.FloatRange(min=0.001),
+                  help="KiB per second an upload must sustain on average.")
+    @click.option("--memory-budget", default=None, metavar="SIZE",
+                  help="Memory a bundle's scoring may need, e.g. 8GiB (checked at upload and by the in-process "
+                       "workers; default: half this machine's memory; 0: no check).")
+    @click.option("--max-attempts", default=3, show_default=True, type=click.IntRange(min=1),
+                  help="Failures the scoring raises before a submission is rejected.")
+    @click.option("--max-lease-expiries", default=5, show_default=True, type=click.IntRange(min=1),
+                  help="Times a job's worker may die (or the server restart) mid-job before it is rejected.")
+    def serve(db_url, host, port, data_root, storage, workers, lease, max_upload_mb, private, title, rate_limit,
+              team_inflight, max_pending_uploads, validation_slots, body_timeout, min_upload_kib, memory_budget,
+              max_attempts, max_lease_expiries):
         """Serve the board and its submission API (uvicorn)."""
         from ..errors import require
         from ..leaderboard.app import create_app
+        from ..leaderboard.uploads import UploadPolicy
 
         uvicorn = require("uvicorn", "leaderboard", "the leaderboard service")
         _check_listen(host, port)
+        policy = UploadPolicy(body_timeout=body_timeout, min_upload_rate=min_upload_kib * 1024,
+                              max_pending=max_pending_uploads, rate_limit=rate_limit, team_inflight=team_inflight,
+                              validation_slots=validation_slots)
         app = create_app(db_url, storage=storage, data_root=data_root, limits=_limits(max_upload_mb), workers=workers,
-                         lease_seconds=lease, private=tuple(private), title=title)
+                         lease_seconds=lease, private=tuple(private), title=title, uploads=policy,
+                         max_attempts=max_attempts, max_lease_expiries=max_lease_expiries,
+                         memory_budget=_memory(memory_budget))
         click.echo(f"brainlid leaderboard on http://{host}:{port}/ (database {app.state.db._safe_url()})", err=True)
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
 
@@ -175,9 +211,16 @@ def register(cli: click.Group) -> None:
     @click.option("--db", "db_url", default=None, help=_DB_HELP)
     @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="The benchmarks' data root.")
     @click.option("--lease", default=60.0, show_default=True, type=float, help="Job lease in seconds.")
-    @click.option("--max-attempts", default=3, show_default=True, type=int)
+    @click.option("--max-attempts", default=3, show_default=True, type=click.IntRange(min=1),
+                  help="Failures the scoring raises before a submission is rejected.")
+    @click.option("--max-lease-expiries", default=5, show_default=True, type=click.IntRange(min=1),
+                  help="Times a job's worker may die mid-job before it is rejected.")
+    @click.option("--memory-budget", default=None, metavar="SIZE",
+                  help="Memory a job may need, e.g. 8GiB (default: half this machine's memory; 0: no check).")
+    @click.option("--stop-grace", default=30.0, show_default=True, type=click.FloatRange(min=0),
+                  help="On SIGTERM/Ctrl-C, seconds to let the current job finish before giving it back to the queue.")
     @click.option("--exit-when-empty", is_flag=True, help="Stop when the queue is empty (batch mode).")
-    def worker(db_url, data_root, lease, max_attempts, exit_when_empty):
+    def worker(db_url, data_root, lease, max_attempts, max_lease_expiries, memory_budget, stop_grace, exit_when_empty):
         """Score queued submissions (run several, anywhere that sees the database and bundle storage)."""
         import signal
         import threading
@@ -186,11 +229,20 @@ def register(cli: click.Group) -> None:
         from ..leaderboard.worker import Worker
 
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *a: stop.set())
-        w = Worker(_existing_db(db_url), BenchmarkData(data_root), lease_seconds=lease, max_attempts=max_attempts)
+        w = Worker(_existing_db(db_url), BenchmarkData(data_root), lease_seconds=lease, max_attempts=max_attempts,
+                   max_lease_expiries=max_lease_expiries, memory_budget=_memory(memory_budget))
+        done: list[int] = []
+        loop = threading.Thread(target=lambda: done.append(w.run(stop, exit_when_empty=exit_when_empty)), daemon=True)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *a: stop.set())
         click.echo(f"worker {w.owner} started", err=True)
-        n = w.run(stop, exit_when_empty=exit_when_empty)
-        click.echo(f"worker {w.owner} processed {n} submission(s)", err=True)
+        loop.start()
+        while loop.is_alive() and not stop.wait(0.5):
+            pass
+        loop.join(stop_grace)
+        if loop.is_alive() and w.release_current():
+            click.echo(f"worker {w.owner} stopped mid-job; gave it back to the queue", err=True)
+        click.echo(f"worker {w.owner} processed {done[0] if done else 0} submission(s)", err=True)
 
     @board.command("build")
     @click.option("--db", "db_url", default=None, help=_DB_HELP)

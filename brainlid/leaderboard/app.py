@@ -4,12 +4,15 @@ Routes
 ------
 ``POST /api/submissions``
     Body: the bundle zip (``Content-Type: application/zip``), streamed to disk with a size
-    limit (413 past it). Auth: ``Authorization: Bearer <team token>`` (401 without a valid
-    token; tokens are stored hashed). The bundle is validated at once with the same code as
-    ``brainlid submit check`` (:func:`brainlid.leaderboard.scoring.check_bundle`,
-    ``score=False``): a bad bundle is answered 422 with the reason and recorded as
-    ``rejected`` (its file deleted); a valid one is renamed into the bundle store and queued
-    (202). Scoring happens in a worker.
+    limit (413 past it) and a deadline (408 for a body that trickles in). Auth:
+    ``Authorization: Bearer <team token>`` (401 without a valid token; tokens are stored
+    hashed). The bundle is validated at once with the same code as ``brainlid submit check``
+    (:func:`brainlid.leaderboard.scoring.check_bundle`, ``score=False``) in a bounded pool of
+    its own, never on the threads that serve pages: a bad bundle is answered 422 with the
+    reason and recorded as ``rejected`` (its file deleted); a valid one is renamed into the
+    bundle store and queued (202); the same bundle again from the same team answers 200 with
+    the existing id. Too many uploads at once: 503 (``Retry-After``); over the team's rate or
+    in-flight limit: 429. Scoring happens in a worker (:mod:`brainlid.leaderboard.uploads`).
 ``GET /api/submissions/{id}``
     ``{"id", "status": queued|scoring|scored|rejected, "reason", "scores": [...]}``.
 ``GET /api/leaderboard[?benchmark=ID][&page=N][&per_page=M]``
@@ -30,10 +33,12 @@ is ``Authorization: Bearer <token>`` only.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-import uuid
+import time
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import require
@@ -41,10 +46,13 @@ from . import queue as q
 from . import site
 from .bundle import Limits
 from .db import Database
-from .scoring import BenchmarkData, check_bundle
-from .worker import Worker
+from .scoring import BenchmarkData
+from .uploads import UploadPolicy, Uploads, cleanup_storage
+from .worker import Worker, default_memory_budget
 
 __all__ = ["create_app", "default_storage"]
+
+log = logging.getLogger("brainlid.leaderboard")
 
 
 class _BadQuery(ValueError):
@@ -62,7 +70,8 @@ def default_storage(db: Database) -> Path:
 
 def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None = None, data_root=None,
                limits: Limits | None = None, workers: int = 1, lease_seconds: float = 60.0, max_attempts: int = 3,
-               title: str = "brainlid leaderboard", private: tuple[str, ...] = ()):
+               title: str = "brainlid leaderboard", private: tuple[str, ...] = (), uploads: UploadPolicy | None = None,
+               max_lease_expiries: int = 5, memory_budget: int | None = None, stop_grace: float = 30.0):
     """Build the ASGI app.
 
     Parameters
@@ -73,6 +82,14 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
     limits : upload and bundle limits
     workers : in-process scoring threads (0: run ``brainlid leaderboard worker`` separately)
     private : benchmark ids whose test responses are private (recorded in the database)
+    uploads : :class:`~brainlid.leaderboard.uploads.UploadPolicy` (timeouts, rates, caps; default: no
+        per-team limits — ``brainlid leaderboard serve`` sets them)
+    max_attempts, max_lease_expiries, lease_seconds : the in-process workers' fault limits
+        (:class:`~brainlid.leaderboard.worker.Worker`)
+    memory_budget : bytes a bundle's scoring may need, checked at upload and by the in-process
+        workers (None: half the machine's memory; 0: no check)
+    stop_grace : seconds a graceful stop waits for a job being scored before giving it back to
+        the queue (at no cost to the submitter)
     """
     require("starlette", "leaderboard", "the leaderboard service")
     from starlette.applications import Starlette
@@ -90,80 +107,30 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
     limits = limits or Limits()
     data = BenchmarkData(data_root)
     stop = threading.Event()
-    threads: list[threading.Thread] = []
-    # validation reads a bundle's arrays into memory: bound how many uploads are validated at once
-    slots = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))
-
-    def validate(path):
-        with slots:
-            return check_bundle(path, data=data, limits=limits, score=False)
+    threads: list[tuple[Worker, threading.Thread]] = []
+    budget = default_memory_budget() if memory_budget is None else int(memory_budget)
+    policy = replace(uploads or UploadPolicy(), memory_budget=budget)
+    upload = Uploads(db, store, data, limits, policy)
 
     @asynccontextmanager
     async def lifespan(app):
+        cleanup_storage(db, store, policy.body_timeout)
         for i in range(int(workers)):
-            w = Worker(db, data, lease_seconds=lease_seconds, max_attempts=max_attempts, limits=limits)
+            w = Worker(db, data, lease_seconds=lease_seconds, max_attempts=max_attempts,
+                       max_lease_expiries=max_lease_expiries, memory_budget=budget, limits=limits)
             t = threading.Thread(target=w.run, args=(stop,), name=f"brainlid-worker-{i}", daemon=True)
             t.start()
-            threads.append(t)
+            threads.append((w, t))
         try:
             yield
         finally:
             stop.set()
-            for t in threads:
-                t.join(timeout=30)
-
-    def _token(request: Request) -> str | None:
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            return auth[7:].strip()
-        return None  # one way to authenticate (the undocumented X-Brainlid-Token header was removed)
-
-    async def post_submission(request: Request):
-        team = await run_in_threadpool(q.team_for_token, db, _token(request))
-        if team is None:
-            return JSONResponse({"status": "rejected", "reason": "missing or invalid token"}, status_code=401)
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limits.max_upload:
-            return JSONResponse({"status": "rejected", "reason": f"upload of {declared} bytes exceeds the limit of "
-                                 f"{limits.max_upload} bytes"}, status_code=413)
-        sid = uuid.uuid4().hex
-        part = store / "incoming" / f"{sid}.zip.part"
-        n = 0
-        too_big = False
-        try:
-            with open(part, "wb") as fh:
-                async for chunk in request.stream():
-                    n += len(chunk)
-                    if n > limits.max_upload:
-                        too_big = True
-                        break
-                    fh.write(chunk)
-            if too_big:
-                part.unlink(missing_ok=True)
-                return JSONResponse({"status": "rejected", "reason": f"upload exceeds the limit of {limits.max_upload} bytes"},
-                                    status_code=413)
-            if n == 0:
-                part.unlink(missing_ok=True)
-                return JSONResponse({"status": "rejected", "reason": "empty upload"}, status_code=400)
-            report = await run_in_threadpool(validate, part)
-            if report.status == "rejected":
-                await run_in_threadpool(q.record_rejected, db, submission_id=sid, team_id=team["team_id"],
-                                        reason=report.reason, size_bytes=n)
-                return JSONResponse({"id": sid, "status": "rejected", "reason": report.reason}, status_code=422)
-            b = report.bundle
-            final = store / "bundles" / f"{sid}.zip"
-            with open(part, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(part, final)
-            md = dict(b.metadata)
-            md.setdefault("team", team["name"])
-            await run_in_threadpool(q.enqueue, db, submission_id=sid, team_id=team["team_id"], benchmarks=b.benchmarks,
-                                    model_name=b.model_name, metadata=md, bundle_path=str(final),
-                                    bundle_sha256=b.sha256, size_bytes=n)
-            return JSONResponse({"id": sid, "status": "queued", "url": f"/api/submissions/{sid}",
-                                 "fixture": report.fixture}, status_code=202)
-        finally:
-            part.unlink(missing_ok=True)
+            end = time.monotonic() + stop_grace
+            for w, t in threads:
+                t.join(timeout=max(0.0, end - time.monotonic()))
+                if t.is_alive() and w.release_current():  # the job goes back to the queue at no cost
+                    log.warning("stopped while scoring: gave the job back to the queue")
+            upload.close()
 
     async def get_submission(request: Request):
         sid = request.path_params["id"]
@@ -236,7 +203,7 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
         return _json({"ok": True, "queue": await run_in_threadpool(q.status_counts, db)})
 
     routes = [
-        Route("/api/submissions", post_submission, methods=["POST"]),
+        Route("/api/submissions", upload.handle, methods=["POST"]),
         Route("/api/submissions/{id}", get_submission, methods=["GET"]),
         Route("/api/leaderboard", api_board, methods=["GET"]),
         Route("/api/health", health, methods=["GET"]),

@@ -120,9 +120,11 @@ class Bundle:
     benchmarks : list of str
     stimulus_ids : ndarray (n_stimuli,) int64 or str
     features : dict layer → ndarray (n_stimuli, n_features) float32/float16, in manifest order
+        (empty when validated with ``load=False``)
     metadata : dict
     sha256 : str
         Hash of the whole zip file.
+    layers : dict layer → ((n_stimuli, n_features), dtype name), in manifest order
     """
 
     manifest: dict
@@ -131,6 +133,7 @@ class Bundle:
     features: dict[str, np.ndarray] = field(repr=False)
     metadata: dict
     sha256: str = ""
+    layers: dict[str, tuple[tuple[int, int], str]] = field(default_factory=dict)
 
     @property
     def model_name(self) -> str:
@@ -244,30 +247,72 @@ def _check_member_name(name: str) -> None:
         raise BundleError(f"archive member {name!r} looks like a pickle/checkpoint; bundles hold .npy or .safetensors arrays only")
 
 
+class _MemberStream:
+    """One archive member as a read-only stream that never holds more than the caller asks for.
+
+    Every read counts the actual bytes against the member's declared size and the bundle's
+    unpacked budget (a lying header cannot inflate anything), feeds the member's SHA-256, and
+    refuses pickle magic at the member's start. Errors of the zip layer become :class:`BundleError`.
+    """
+
+    def __init__(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int], limits: Limits):
+        self.info, self.budget, self.limits = info, budget, limits
+        self.n = 0
+        self.sha = hashlib.sha256()
+        self._head = b""
+        try:
+            self.fh = zf.open(info)
+        except (zipfile.BadZipFile, _zlib_error(), EOFError, NotImplementedError, RuntimeError, OSError) as exc:
+            raise BundleError(f"archive member {info.filename!r} is corrupt or unsupported: {exc}") from None
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:  # never unbounded: at most what the header declares, plus one byte to catch a liar
+            size = max(self.info.file_size - self.n, 0) + 1
+        try:
+            chunk = self.fh.read(size)
+        except (zipfile.BadZipFile, _zlib_error(), EOFError, NotImplementedError, RuntimeError, OSError) as exc:
+            raise BundleError(f"archive member {self.info.filename!r} is corrupt or unsupported: {exc}") from None
+        self.n += len(chunk)
+        self.budget[0] += len(chunk)
+        if self.n > self.info.file_size:
+            raise BundleError(f"archive member {self.info.filename!r} inflates beyond its declared size (zip bomb?)")
+        if self.budget[0] > self.limits.max_unpacked:
+            raise BundleError(f"bundle unpacks to more than the limit of {self.limits.max_unpacked} bytes (zip bomb?)")
+        if len(self._head) < 2 and chunk:
+            self._head = (self._head + chunk)[:2]
+            if len(self._head) == 2 and self._head[0] == 0x80 and 2 <= self._head[1] <= 5:
+                raise BundleError(f"archive member {self.info.filename!r} is a pickle (pickle magic bytes); "
+                                  "pickles are never accepted")
+        self.sha.update(chunk)
+        return chunk
+
+    def finish(self) -> str:
+        """Check that the member ended where its header says; return its SHA-256."""
+        if self.n == self.info.file_size and self.read(1):
+            pass  # read() raised already ("inflates beyond")
+        if self.n != self.info.file_size:
+            raise BundleError(f"archive member {self.info.filename!r} is {self.n} bytes, its header says {self.info.file_size}")
+        return self.sha.hexdigest()
+
+    def close(self) -> None:
+        self.fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
 def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int], limits: Limits) -> bytes:
-    """Stream one member, counting actual bytes against its declared size and the total budget."""
-    chunks, n = [], 0
-    try:
-        with zf.open(info) as fh:
-            while True:
-                chunk = fh.read(1 << 20)
-                if not chunk:
-                    break
-                n += len(chunk)
-                budget[0] += len(chunk)
-                if n > info.file_size:
-                    raise BundleError(f"archive member {info.filename!r} inflates beyond its declared size (zip bomb?)")
-                if budget[0] > limits.max_unpacked:
-                    raise BundleError(f"bundle unpacks to more than the limit of {limits.max_unpacked} bytes (zip bomb?)")
-                chunks.append(chunk)
-    except (zipfile.BadZipFile, _zlib_error(), EOFError, NotImplementedError, RuntimeError) as exc:
-        raise BundleError(f"archive member {info.filename!r} is corrupt or unsupported: {exc}") from None
-    if n != info.file_size:
-        raise BundleError(f"archive member {info.filename!r} is {n} bytes, its header says {info.file_size}")
-    data = b"".join(chunks)
-    if len(data) >= 2 and data[0] == 0x80 and 2 <= data[1] <= 5:
-        raise BundleError(f"archive member {info.filename!r} is a pickle (pickle magic bytes); pickles are never accepted")
-    return data
+    """A small member's whole content (the manifest), read through :class:`_MemberStream`."""
+    with _MemberStream(zf, info, budget, limits) as s:
+        chunks = []
+        while chunk := s.read(_CHUNK):
+            chunks.append(chunk)
+        s.finish()
+    return b"".join(chunks)
 
 
 def _zlib_error():
@@ -276,14 +321,21 @@ def _zlib_error():
     return zlib.error
 
 
-def _parse_npy(data: bytes, name: str) -> np.ndarray:
-    buf = io.BytesIO(data)
+#: Bytes read from an archive member at a time: the validation's working memory per member.
+_CHUNK = 1 << 20
+#: safetensors dtype codes → NumPy dtype names (anything else is reported by its code).
+_SAFETENSORS_DTYPES = {"F16": "float16", "F32": "float32", "F64": "float64", "BF16": "bfloat16", "I8": "int8",
+                       "I16": "int16", "I32": "int32", "I64": "int64", "U8": "uint8", "BOOL": "bool"}
+
+
+def _parse_npy(stream: _MemberStream, name: str) -> tuple[tuple, bool, str]:
+    """Read a ``.npy`` header from the stream: ``(shape, fortran_order, dtype name)``; the data follow."""
     try:
-        version = np.lib.format.read_magic(buf)
+        version = np.lib.format.read_magic(stream)
         if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
         elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
         else:
             raise BundleError(f"{name}: unsupported .npy version {version}")
     except BundleError:
@@ -292,32 +344,149 @@ def _parse_npy(data: bytes, name: str) -> np.ndarray:
         raise BundleError(f"{name}: not a valid .npy file ({exc})") from None
     if dtype.hasobject:
         raise BundleError(f"{name}: object arrays hold pickles and are never accepted")
-    buf.seek(0)
-    try:
-        return np.load(buf, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001
-        raise BundleError(f"{name}: cannot read the array ({exc})") from None
+    return tuple(shape), bool(fortran), (dtype.name if dtype.isnative or dtype.itemsize == 1 else dtype.str)
 
 
-def _parse_safetensors(data: bytes, name: str) -> np.ndarray:
-    if len(data) < 8:
+def _parse_safetensors(stream: _MemberStream, name: str) -> tuple[tuple, bool, str]:
+    """Read a safetensors header from the stream: ``(shape, False, dtype name)``; the data follow.
+
+    One tensor named ``features`` whose data span the whole rest of the file.
+    """
+    head = stream.read(8)
+    if len(head) < 8:
         raise BundleError(f"{name}: truncated safetensors file")
-    (hlen,) = struct.unpack("<Q", data[:8])
-    if hlen > len(data) - 8 or hlen > (16 << 20):
+    (hlen,) = struct.unpack("<Q", head)
+    if hlen > stream.info.file_size - 8 or hlen > (16 << 20):
         raise BundleError(f"{name}: safetensors header length {hlen} is invalid")
+    raw = b""
+    while len(raw) < hlen and (chunk := stream.read(hlen - len(raw))):
+        raw += chunk
     try:
-        header = json.loads(data[8 : 8 + hlen])
-    except ValueError as exc:
+        header = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
         raise BundleError(f"{name}: safetensors header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise BundleError(f"{name}: safetensors header is not a JSON object")
     tensors = [k for k in header if k != "__metadata__"]
     if tensors != ["features"]:
-        raise BundleError(f"{name}: a safetensors layer file must hold exactly one tensor named 'features', has {tensors}")
-    try:
-        from safetensors.numpy import load
+        raise BundleError(f"{name}: a safetensors layer file must hold exactly one tensor named 'features', has {tensors[:5]}")
+    t = header["features"]
+    shape, offsets, code = (t.get("shape"), t.get("data_offsets"), t.get("dtype")) if isinstance(t, dict) else (None,) * 3
+    if not (isinstance(shape, list) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+            and isinstance(offsets, list) and len(offsets) == 2 and isinstance(code, str)):
+        raise BundleError(f"{name}: cannot read the safetensors file (malformed tensor entry)")
+    dtype = _SAFETENSORS_DTYPES.get(code, code[:20])
+    nbytes = int(np.prod(shape, dtype=object)) * (np.dtype(dtype).itemsize if dtype in ALLOWED_DTYPES else 1)
+    if dtype in ALLOWED_DTYPES and offsets != [0, nbytes]:
+        raise BundleError(f"{name}: cannot read the safetensors file (data offsets {offsets[:2]} do not match "
+                          f"{shape} {dtype})")
+    return tuple(shape), False, dtype
 
-        return load(data)["features"]
-    except Exception as exc:  # noqa: BLE001
-        raise BundleError(f"{name}: cannot read the safetensors file ({exc})") from None
+
+class _Values:
+    """Checks of a layer's data fed in byte chunks, in bounded memory: NaN/inf count and constancy.
+
+    With ``out`` (a flat array of the layer's size) the values are also copied into it (the
+    worker's load); without, nothing of the data is kept. Constancy — every row the same
+    vector — is decided without holding a row: in C order each row's bytes are hashed and
+    compared with the first row's hash; in Fortran order each column must be one repeated value.
+    """
+
+    def __init__(self, shape: tuple[int, int], dtype: str, fortran: bool, out: np.ndarray | None = None):
+        self.n_rows, self.n_cols = shape
+        self.dtype = np.dtype(dtype)
+        self.fortran, self.out = fortran, out
+        self.k = 0  # values seen
+        self.bad = 0
+        self.carry = b""
+        self.varies = self.n_rows <= 1
+        self.row_bytes = self.n_cols * self.dtype.itemsize
+        self._h, self._pos, self._first = hashlib.blake2b(digest_size=16), 0, None
+        self._last = None
+        self.first_value, self.row0_any = 0.0, False
+
+    def feed(self, chunk: bytes) -> None:
+        data = self.carry + chunk if self.carry else chunk
+        usable = len(data) - len(data) % self.dtype.itemsize
+        self.carry = data[usable:]
+        if not usable:
+            return
+        v = np.frombuffer(data, self.dtype, count=usable // self.dtype.itemsize)
+        if self.out is not None:
+            self.out[self.k:self.k + v.size] = v
+        self.bad += v.size - int(np.count_nonzero(np.isfinite(v)))
+        if self.k == 0:
+            self.first_value = float(v[0])
+        row0 = v[(-self.k) % self.n_rows::self.n_rows] if self.fortran else v[:max(self.n_cols - self.k, 0)]
+        self.row0_any = self.row0_any or bool(np.any(row0))
+        if not self.varies:
+            self._vary_f(v) if self.fortran else self._vary_c(memoryview(data)[:usable])
+        self.k += v.size
+
+    def _vary_c(self, mv: memoryview) -> None:
+        off = 0
+        while off < len(mv) and not self.varies:
+            take = min(self.row_bytes - self._pos, len(mv) - off)
+            self._h.update(mv[off:off + take])
+            off += take
+            self._pos += take
+            if self._pos == self.row_bytes:
+                d = self._h.digest()
+                self._h, self._pos = hashlib.blake2b(digest_size=16), 0
+                if self._first is None:
+                    self._first = d
+                elif d != self._first:
+                    self.varies = True
+
+    def _vary_f(self, v: np.ndarray) -> None:
+        # each column is n_rows consecutive values: constant rows <=> every column repeats one value
+        starts = (self.k + np.arange(1, v.size)) % self.n_rows == 0
+        if np.any((v[1:] != v[:-1]) & ~starts) or (self._last is not None and self.k % self.n_rows and v[0] != self._last):
+            self.varies = True
+        self._last = v[-1]
+
+    def check(self, name: str) -> None:
+        if self.bad:
+            raise BundleError(f"layer {name!r}: {self.bad} NaN/inf value(s)")
+        if not self.varies:
+            raise _constant_layer_error(name, self.n_rows, np.array([self.first_value, float(self.row0_any)]))
+
+
+def _read_layer(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int], limits: Limits, *, name: str,
+                shape: list[int], dtype: str, sha256, load: bool) -> np.ndarray | None:
+    """Stream one layer member: header, then its data in chunks (hash, size, dtype, shape, finiteness, constancy).
+
+    Returns the array when ``load`` (allocated once at its final size), else None; peak extra
+    memory without ``load`` is a few chunks, whatever the layer's size.
+    """
+    fname = info.filename
+    if fname.endswith(".npy"):
+        parse = _parse_npy
+    elif fname.endswith(".safetensors"):
+        parse = _parse_safetensors
+    else:
+        raise BundleError(f"layer {name!r}: file {fname!r} must be .npy or .safetensors")
+    with _MemberStream(zf, info, budget, limits) as s:
+        got_shape, fortran, got_dtype = parse(s, fname)
+        if got_dtype != dtype:
+            raise BundleError(f"layer {name!r}: array is {got_dtype} but the manifest declares {dtype}")
+        if list(got_shape) != list(shape):
+            raise BundleError(f"layer {name!r}: array shape {list(got_shape)} differs from the declared {list(shape)}")
+        nbytes = shape[0] * shape[1] * np.dtype(dtype).itemsize
+        if info.file_size - s.n != nbytes:
+            raise BundleError(f"{fname}: cannot read the array: it holds {info.file_size - s.n} data bytes, "
+                              f"{shape} {dtype} needs {nbytes}")
+        out = np.empty(shape[0] * shape[1], dtype) if load else None
+        values = _Values((shape[0], shape[1]), dtype, fortran, out)
+        while chunk := s.read(_CHUNK):
+            values.feed(chunk)
+        digest = s.finish()
+    if sha256 != digest:
+        raise BundleError(f"layer {name!r}: sha256 of {fname!r} does not match the manifest (corrupt upload?)")
+    values.check(name)
+    if out is None:
+        return None
+    return out.reshape(shape, order="F" if fortran else "C")
 
 
 def _load_manifest_bytes(zf: zipfile.ZipFile, infos: dict, budget, limits: Limits) -> dict:
@@ -407,8 +576,14 @@ def validate_bundle(
     limits: Limits | None = None,
     known_benchmark: Callable[[str], object] | None = None,
     published_ids: Callable[[str], np.ndarray | None] | None = None,
+    load: bool = True,
 ) -> Bundle:
     """Validate a bundle file and return its arrays; raise :class:`BundleError` with the reason.
+
+    Each array member is streamed in chunks of :data:`_CHUNK` bytes straight from the zip
+    (header, then data: SHA-256, size, dtype, shape, NaN/inf, constancy), so validating without
+    ``load`` takes a few MiB whatever the bundle's size; with ``load`` each layer is allocated
+    once at its final size and filled from the stream.
 
     Parameters
     ----------
@@ -419,6 +594,10 @@ def validate_bundle(
     published_ids : callable id → ndarray or None
         The benchmark's published stimulus ids in the required order (None: not checked, e.g.
         the dataset is absent). The bundle's ids must equal them element by element.
+    load : bool
+        Return the arrays in ``Bundle.features`` (the worker, ``submit check``); False checks
+        them without keeping them (the upload handler): ``features`` is then empty and
+        ``Bundle.layers`` still gives each layer's shape and dtype.
     """
     limits = limits or Limits()
     if known_benchmark is None:
@@ -445,13 +624,14 @@ def validate_bundle(
             raise BundleError(f"manifest.json: {exc}") from None
         listed = {"manifest.json"}
         features: dict[str, np.ndarray] = {}
+        layers: dict[str, tuple[tuple[int, int], str]] = {}
         for i, lay in enumerate(man["layers"]):
             if not isinstance(lay, dict):
                 raise BundleError(f"manifest.json: layers[{i}] must be an object")
             name, fname = lay.get("name"), lay.get("file")
             if not isinstance(name, str) or not name or len(name) > 200:
                 raise BundleError(f"manifest.json: layers[{i}].name must be a non-empty string (≤ 200 characters)")
-            if name in features:
+            if name in layers:
                 raise BundleError(f"manifest.json: layer {name!r} is listed twice")
             if not isinstance(fname, str):
                 raise BundleError(f"manifest.json: layers[{i}].file must be a string")
@@ -473,25 +653,11 @@ def validate_bundle(
                 raise BundleError(f"layer {name!r}: {shape} {dtype} is larger than the per-layer limit of {limits.max_layer_bytes} bytes")
             if infos[fname].file_size > limits.max_layer_bytes + 4096:
                 raise BundleError(f"layer {name!r}: file {fname!r} is larger than the per-layer limit")
-            data = _read_member(zf, infos[fname], budget, limits)
-            if lay.get("sha256") != _sha256(data):
-                raise BundleError(f"layer {name!r}: sha256 of {fname!r} does not match the manifest (corrupt upload?)")
-            if fname.endswith(".npy"):
-                X = _parse_npy(data, fname)
-            elif fname.endswith(".safetensors"):
-                X = _parse_safetensors(data, fname)
-            else:
-                raise BundleError(f"layer {name!r}: file {fname!r} must be .npy or .safetensors")
-            del data
-            if X.dtype != np.dtype(dtype):
-                raise BundleError(f"layer {name!r}: array is {X.dtype} but the manifest declares {dtype}")
-            if list(X.shape) != shape:
-                raise BundleError(f"layer {name!r}: array shape {list(X.shape)} differs from the declared {shape}")
-            if not np.all(np.isfinite(X)):
-                bad = int(np.size(X) - np.count_nonzero(np.isfinite(X)))
-                raise BundleError(f"layer {name!r}: {bad} NaN/inf value(s)")
-            _check_varies(X, name)
-            features[name] = X
+            X = _read_layer(zf, infos[fname], budget, limits, name=name, shape=shape, dtype=dtype,
+                            sha256=lay.get("sha256"), load=load)
+            layers[name] = (tuple(shape), dtype)
+            if load:
+                features[name] = X
         extra = sorted(set(infos) - listed)
         if extra:
             raise BundleError(f"archive has member(s) not listed in the manifest: {extra[:5]}")
@@ -502,7 +668,7 @@ def validate_bundle(
                 continue
             _check_ids(ids, np.asarray(want), b)
     return Bundle(manifest=man, benchmarks=list(man["benchmarks"]), stimulus_ids=ids, features=features,
-                  metadata=md, sha256=h.hexdigest())
+                  metadata=md, sha256=h.hexdigest(), layers=layers)
 
 
 def _rows_vary(X: np.ndarray, ref: np.ndarray) -> bool:

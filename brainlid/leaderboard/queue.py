@@ -12,8 +12,12 @@ Queue protocol (works the same on SQLite and PostgreSQL):
 * :func:`complete` writes the score rows and ``status = 'scored'`` in one transaction **only if
   the worker still holds the lease** — a worker that lost its lease (paused past expiry while
   another took over) writes nothing, so no submission is scored twice; :func:`reject` likewise;
-* a row claimed more than ``max_attempts`` times (its worker keeps dying on it) is rejected
-  with a reason instead of looping forever.
+* ``attempts`` counts only failures the scoring itself raised (:func:`fail`); after
+  ``max_attempts`` of them the row is rejected with the last reason;
+* a lease that ran out (the worker was killed, or the whole server restarted) costs no attempt:
+  the row is retaken, and ``lease_expiries`` counts it — after ``max_lease_expiries`` (a bundle
+  whose worker keeps dying, e.g. out of memory) the row is rejected instead of looping forever;
+* a worker that stops gracefully gives its row back (:func:`release`) at no cost.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from .schema import MAX_NAME, check_text, public_reason
 __all__ = [
     "hash_token", "create_team", "team_for_token", "enqueue", "record_rejected", "claim", "heartbeat", "complete",
     "reject", "fail", "release", "get_submission", "list_submissions", "status_counts", "set_benchmark_privacy",
-    "benchmark_settings", "requeue_for_rescore", "STATUSES",
+    "benchmark_settings", "requeue_for_rescore", "find_duplicate", "STATUSES",
 ]
 
 STATUSES = ("queued", "scoring", "scored", "rejected")
@@ -105,33 +109,41 @@ def record_rejected(db: Database, *, submission_id: str, team_id: int | None, re
     )
 
 
-def claim(db: Database, owner: str, lease_seconds: float = 60.0, max_attempts: int = 3) -> dict | None:
-    """Take the oldest claimable submission under a lease; None when the queue is empty."""
+def claim(db: Database, owner: str, lease_seconds: float = 60.0, max_lease_expiries: int = 5) -> dict | None:
+    """Take the oldest claimable submission under a lease; None when the queue is empty.
+
+    A ``queued`` row is taken as it is. A ``scoring`` row whose lease ran out (its worker died,
+    or the server restarted) is retaken without consuming an attempt; its ``lease_expiries``
+    grows by one, and the ``max_lease_expiries``-th expiry rejects it (a bundle that kills its
+    worker every time, e.g. out of memory, cannot loop forever).
+    """
     for _ in range(20):
         now = time.time()
         cands = db.query(
-            "SELECT id, status, lease_expires, attempts, reason FROM submissions WHERE status = 'queued' "
+            "SELECT id, status, lease_expiries FROM submissions WHERE status = 'queued' "
             "OR (status = 'scoring' AND lease_expires < ?) ORDER BY created, id LIMIT 8", (now,))
         if not cands:
             return None
         for c in cands:
             with db.transaction() as tx:
-                if c["attempts"] >= max_attempts:
-                    n = tx.execute(
-                        "UPDATE submissions SET status = 'rejected', reason = ?, lease_owner = NULL, updated = ? "
-                        "WHERE id = ? AND status = 'scoring' AND lease_expires < ?",
-                        (f"scoring failed {c['attempts']} times; not retried"
-                         + (f" (last: {c['reason']})" if c["reason"] else " (the worker stopped each time)"), _now(),
-                         c["id"], now))
+                if c["status"] == "queued":
+                    n = tx.execute("UPDATE submissions SET status = 'scoring', lease_owner = ?, lease_expires = ?, "
+                                   "updated = ? WHERE id = ? AND status = 'queued'",
+                                   (owner, now + lease_seconds, _now(), c["id"]))
+                elif int(c["lease_expiries"] or 0) + 1 >= max_lease_expiries:
+                    tx.execute(
+                        "UPDATE submissions SET status = 'rejected', reason = ?, lease_owner = NULL, "
+                        "lease_expiries = lease_expiries + 1, updated = ? WHERE id = ? AND status = 'scoring' "
+                        "AND lease_expires < ?",
+                        (f"scoring stopped {int(c['lease_expiries'] or 0) + 1} times without finishing (the worker "
+                         "died each time, e.g. out of memory); not retried", _now(), c["id"], now))
                     continue
-                n = tx.execute(
-                    "UPDATE submissions SET status = 'scoring', lease_owner = ?, lease_expires = ?, "
-                    "attempts = attempts + 1, updated = ? WHERE id = ? AND (status = 'queued' OR "
-                    "(status = 'scoring' AND lease_expires < ?))",
-                    (owner, now + lease_seconds, _now(), c["id"], now))
+                else:
+                    n = tx.execute("UPDATE submissions SET lease_owner = ?, lease_expires = ?, "
+                                   "lease_expiries = lease_expiries + 1, updated = ? WHERE id = ? AND status = 'scoring' "
+                                   "AND lease_expires < ?", (owner, now + lease_seconds, _now(), c["id"], now))
                 if n == 1:
-                    row = tx.query("SELECT * FROM submissions WHERE id = ?", (c["id"],))[0]
-                    return row
+                    return tx.query("SELECT * FROM submissions WHERE id = ?", (c["id"],))[0]
     return None
 
 
@@ -199,22 +211,37 @@ def complete(db: Database, submission_id: str, owner: str, scores: pd.DataFrame,
 def reject(db: Database, submission_id: str, owner: str, reason: str) -> bool:
     """Mark ``rejected`` with a reason — only while holding the lease."""
     n = db.execute("UPDATE submissions SET status = 'rejected', reason = ?, lease_owner = NULL, updated = ? "
-                   "WHERE id = ? AND status = 'scoring' AND lease_owner = ?", (public_reason(reason), _now(), submission_id, owner))
+                   "WHERE id = ? AND status = 'scoring' AND lease_owner = ?",
+                   (public_reason(reason), _now(), submission_id, owner))
     return n == 1
 
 
-def fail(db: Database, submission_id: str, owner: str, reason: str) -> bool:
-    """Record a server-side failure and make the job claimable at once (it counted as an attempt)."""
-    n = db.execute("UPDATE submissions SET reason = ?, lease_owner = NULL, lease_expires = 0 "
-                   "WHERE id = ? AND status = 'scoring' AND lease_owner = ?", (public_reason(reason), submission_id, owner))
-    return n == 1
+def fail(db: Database, submission_id: str, owner: str, reason: str, max_attempts: int = 3) -> bool:
+    """Record a failure the scoring raised: one attempt used; queued again, or rejected at ``max_attempts``.
+
+    Only while holding the lease; returns False when the lease was lost.
+    """
+    with db.transaction() as tx:
+        lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+        held = tx.query(f"SELECT attempts FROM submissions WHERE id = ? AND status = 'scoring' AND lease_owner = ?{lock}",
+                        (submission_id, owner))
+        if not held:
+            return False
+        used = int(held[0]["attempts"] or 0) + 1
+        if used >= max_attempts:
+            tx.execute("UPDATE submissions SET status = 'rejected', reason = ?, attempts = ?, lease_owner = NULL, "
+                       "lease_expires = NULL, updated = ? WHERE id = ?",
+                       (public_reason(f"scoring failed {used} times; not retried (last: {reason})"), used, _now(), submission_id))
+        else:
+            tx.execute("UPDATE submissions SET status = 'queued', reason = ?, attempts = ?, lease_owner = NULL, "
+                       "lease_expires = NULL, updated = ? WHERE id = ?", (public_reason(reason), used, _now(), submission_id))
+    return True
 
 
 def release(db: Database, submission_id: str, owner: str) -> bool:
-    """Give a claimed submission back to the queue (graceful worker shutdown)."""
+    """Give a claimed submission back to the queue at no cost (graceful worker shutdown)."""
     n = db.execute("UPDATE submissions SET status = 'queued', lease_owner = NULL, lease_expires = NULL, "
-                   "attempts = attempts - 1, updated = ? WHERE id = ? AND status = 'scoring' AND lease_owner = ?",
-                   (_now(), submission_id, owner))
+                   "updated = ? WHERE id = ? AND status = 'scoring' AND lease_owner = ?", (_now(), submission_id, owner))
     return n == 1
 
 

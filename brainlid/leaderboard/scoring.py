@@ -131,7 +131,7 @@ class CheckReport:
                 for r in s[cols].to_dict(orient="records")]
 
 
-def _validate(path, data: BenchmarkData, limits: Limits | None, require_data: bool = True) -> Bundle:
+def _validate(path, data: BenchmarkData, limits: Limits | None, require_data: bool = True, load: bool = True) -> Bundle:
     """The one validation of a bundle (upload handler, worker, ``submit check``).
 
     With ``require_data`` a benchmark whose data are not on this machine is a rejection (the
@@ -149,7 +149,7 @@ def _validate(path, data: BenchmarkData, limits: Limits | None, require_data: bo
                                   "on this server (ask the board's operator)") from None
             return None
 
-    return validate_bundle(path, limits=limits, known_benchmark=get_benchmark, published_ids=ids)
+    return validate_bundle(path, limits=limits, known_benchmark=get_benchmark, published_ids=ids, load=load)
 
 
 def check_bundle(
@@ -187,7 +187,7 @@ def check_bundle(
 
     data = data or BenchmarkData(root)
     try:
-        bundle = _validate(path, data, limits, require_data)
+        bundle = _validate(path, data, limits, require_data, load=score)  # the upload check keeps no arrays
     except BundleError as exc:
         return CheckReport("rejected", public_reason(exc))
     if not score:

@@ -6,6 +6,11 @@ check`` runs — on each claimed bundle and stores the result under its lease
 any machine that sees the database and the bundle storage) or in-process
 (``brainlid leaderboard serve --workers 1``, the default single-machine deployment).
 
+Before a job is scored its peak memory is estimated from the manifest's layer shapes and the
+benchmark's sizes (:func:`estimate_scoring_memory`); a job over the worker's ``memory_budget``
+is rejected with the estimate in the reason instead of being tried (and killing the worker).
+A worker that stops gracefully gives its job back (:meth:`Worker.release_current`).
+
 Reference rows (:func:`add_baselines`, :func:`add_reference_entry`) are the baselines the
 board shows beside the entries: raw pixels, random weights, stimulus-shuffled features.
 """
@@ -21,17 +26,95 @@ import uuid
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
-from ..errors import InputError
+from ..errors import BrainlidError, InputError
 from . import queue as q
-from .bundle import Limits
+from .bundle import Limits, read_manifest
 from .db import Database
 from .scoring import BenchmarkData, check_bundle
 
-__all__ = ["Worker", "add_baselines", "add_reference_entry"]
+__all__ = ["Worker", "add_baselines", "add_reference_entry", "estimate_scoring_memory", "default_memory_budget"]
 
 log = logging.getLogger("brainlid.leaderboard")
+
+
+def default_memory_budget() -> int:
+    """Half of the machine's physical memory, in bytes (the default scoring budget of a worker)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return 0
+
+
+def estimate_scoring_memory(layers: Sequence[tuple[Sequence[int], str]], benchmarks: Sequence[str],
+                            data: BenchmarkData) -> int:
+    """Estimated peak bytes of scoring a bundle (what :func:`~brainlid.leaderboard.scoring.check_bundle` holds).
+
+    Parameters
+    ----------
+    layers : sequence of ``((n_stimuli, n_features), dtype)``
+        The manifest's layers.
+    benchmarks : benchmark ids
+    data : the server's :class:`BenchmarkData` (its sizes: splits, units, subjects)
+
+    Model: the loaded layers ``Σ itemsize·n·d`` plus their float32 copies when stored as float16
+    (``4·n·d``), held for the whole job; on top, the largest cell of one benchmark, from the
+    memory model the distributed runner uses
+    (:func:`brainlid.scoring.distributed.estimate_cell_memory`: the layer's aligned copy, its
+    PCA projection, the ridge decompositions, per-unit predictions; ×1.5) with the benchmark's
+    fit/test sizes and number of units (×time points), or
+    :func:`~brainlid.scoring.distributed.estimate_rdm_group_memory` for published-RDM benchmarks.
+    Benchmarks whose data this server lacks add nothing (the job is refused elsewhere).
+    """
+    from ..scoring.benchmarks import get_benchmark
+    from ..scoring.distributed import estimate_cell_memory, estimate_rdm_group_memory
+    from ..scoring.runner import make_splits
+
+    dims = [(int(shape[0]), int(shape[1]), np.dtype(dt).itemsize) for shape, dt in layers]
+    resident = sum(n * d * (size + (4 if size < 4 else 0)) for n, d, size in dims)
+    peak = 0
+    for b in benchmarks:
+        bench = get_benchmark(b)
+        try:
+            _, brain = data.load(b)
+        except BrainlidError:
+            continue
+        if bench.kind == "rdms":
+            need = estimate_rdm_group_memory(max(n for n, _, _ in dims), [d for _, d, _ in dims], int(brain.n_subjects))
+        else:
+            splits = make_splits(brain, bench)
+            n_fit, n_eval = int(splits["train"].size), int(splits["test"].size)
+            n_units = int(np.prod(brain.responses.shape[1:]))
+            p = bench.params
+            need = 0
+            for n, d, _ in dims:
+                fixed, per_unit = estimate_cell_memory(n_fit, n_eval, d, n_units, pca=p.get("pca"), n_folds=p.get("cv", 5),
+                                                       n_alphas=len(p.get("alphas", ())), n_all=n, metric=bench.metric)
+                need = max(need, fixed + per_unit * n_units)
+        peak = max(peak, need)
+    return int(resident + peak)
+
+
+def _manifest_memory(path, data: BenchmarkData, limits: Limits | None) -> int | None:
+    """:func:`estimate_scoring_memory` of a bundle file from its manifest; None when the manifest is unusable."""
+    try:
+        man = read_manifest(path, limits)
+        layers = [(lay["shape"], lay["dtype"]) for lay in man["layers"]]
+        return estimate_scoring_memory(layers, man["benchmarks"], data)
+    except (BrainlidError, KeyError, TypeError, ValueError, IndexError):  # the validation gives the reason
+        return None
+
+
+def memory_refusal(need: int | None, budget: int) -> str:
+    """The rejection reason of a job estimated at ``need`` bytes over ``budget`` ("" when it fits)."""
+    from ..features.cache import fmt_size
+
+    if not budget or need is None or need <= budget:
+        return ""
+    return (f"scoring this bundle needs an estimated {fmt_size(need)} of memory, over this board's scoring budget of "
+            f"{fmt_size(budget)}; submit fewer or smaller layers (fewer features per layer, float16 halves the arrays)")
 
 
 class Worker:
@@ -46,31 +129,51 @@ class Worker:
         Lease length; renewed every ``lease_seconds / 3`` while scoring. A killed worker's job
         is reclaimed by another worker after at most this long.
     max_attempts : int
-        Claims of one job before it is rejected (a bundle that kills its worker every time).
+        Failures the scoring raises before the job is rejected.
+    max_lease_expiries : int
+        Leases of one job that may run out (its worker died, the server restarted) before it is
+        rejected (a bundle that kills its worker every time, e.g. out of memory).
+    memory_budget : int or None
+        Bytes a job may need (:func:`estimate_scoring_memory`); a job over it is rejected with
+        the estimate. None: :func:`default_memory_budget`; 0: unlimited.
     """
 
     def __init__(self, db: Database, data: BenchmarkData | None = None, *, lease_seconds: float = 60.0,
-                 max_attempts: int = 3, limits: Limits | None = None, owner: str | None = None):
+                 max_attempts: int = 3, max_lease_expiries: int = 5, memory_budget: int | None = None,
+                 limits: Limits | None = None, owner: str | None = None):
         self.db = db
         self.data = data or BenchmarkData()
         self.lease_seconds = float(lease_seconds)
         self.max_attempts = int(max_attempts)
+        self.max_lease_expiries = int(max_lease_expiries)
+        self.memory_budget = default_memory_budget() if memory_budget is None else int(memory_budget)
         self.limits = limits
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.current: str | None = None
 
     def run_once(self) -> dict | None:
         """Claim and process one job; returns ``{"id", "status"}`` or None when the queue is empty."""
-        job = q.claim(self.db, self.owner, self.lease_seconds, self.max_attempts)
+        job = q.claim(self.db, self.owner, self.lease_seconds, self.max_lease_expiries)
         if job is None:
             return None
+        self.current = job["id"]
         stop = threading.Event()
         beat = threading.Thread(target=self._beat, args=(job["id"], stop), daemon=True)
         beat.start()
         try:
             return {"id": job["id"], "status": self._process(job)}
         finally:
+            self.current = None
             stop.set()
             beat.join()
+
+    def release_current(self) -> bool:
+        """Give the job being scored back to the queue at no cost (a graceful stop that cannot wait for it).
+
+        The scoring thread may go on, but its result is not stored (it no longer holds the lease).
+        """
+        sid = self.current
+        return bool(sid) and q.release(self.db, sid, self.owner)
 
     def _beat(self, sid: str, stop: threading.Event) -> None:
         while not stop.wait(self.lease_seconds / 3):
@@ -85,11 +188,16 @@ class Worker:
         if not path or not Path(path).exists():
             q.reject(self.db, job["id"], self.owner, "the bundle file is missing on the server")
             return "rejected"
+        refusal = memory_refusal(_manifest_memory(path, self.data, self.limits), self.memory_budget)
+        if refusal:
+            ok = q.reject(self.db, job["id"], self.owner, refusal)
+            return "rejected" if ok else "lease-lost"
         try:
             report = check_bundle(path, data=self.data, limits=self.limits)
         except Exception as exc:  # noqa: BLE001 - server-side failure: retried up to max_attempts
             log.exception("scoring %s failed", job["id"])
-            q.fail(self.db, job["id"], self.owner, f"attempt {job['attempts']} failed on the server: {exc}")
+            q.fail(self.db, job["id"], self.owner, f"attempt {int(job['attempts'] or 0) + 1} failed on the server: {exc}",
+                   self.max_attempts)
             return "failed"
         if report.status == "scored":
             ok = q.complete(self.db, job["id"], self.owner, report.scores, report.geometry)
