@@ -40,3 +40,81 @@ def test_unknown_command_exits_nonzero():
     res = subprocess.run([sys.executable, "-m", "brainlid", "no-such-command"], capture_output=True, text=True)
     assert res.returncode != 0
     assert "No such command" in res.stderr
+
+
+# ---- paths are checked before any work ------------------------------------------------------------
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+NET = "import torch.nn as nn\n\nclass Net(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(48, 2)\n\n    def forward(self, x):\n        return self.fc(x.flatten(1))\n"
+
+
+@pytest.fixture
+def no_work(tmp_path, monkeypatch):
+    """A model file and stimuli; extraction, scoring and the demo fail the test if they start."""
+    monkeypatch.setenv("BRAINLID_HOME", str(tmp_path / "home"))
+    (tmp_path / "net.py").write_text(NET)
+    np.save(tmp_path / "stim.npy", np.zeros((4, 4, 4, 3), np.uint8))
+    (tmp_path / "notes.txt").write_text("my notes, not a results store\n" * 5)
+
+    def started(*a, **k):
+        raise AssertionError("work started before the paths were checked")
+
+    import brainlid.demo
+    import brainlid.features
+    import brainlid.scoring.runner
+
+    for mod, name in ((brainlid.features, "extract"), (brainlid.scoring.runner, "score"), (brainlid.demo, "run_demo")):
+        monkeypatch.setattr(mod, name, started)
+    return tmp_path
+
+
+def _error(capsys, args):
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return code, err
+
+
+@pytest.mark.parametrize("option, make, expected", [
+    ("--store", lambda t: t / "sub", "--store {t}/sub is a folder, not a file; give a file path such as {t}/sub/results.sqlite"),
+    ("--store", lambda t: t / "notes.txt", "--store {t}/notes.txt is not an SQLite results store; choose another path"),
+    ("--store", lambda t: t / "notes.txt" / "r.sqlite", "--store {t}/notes.txt/r.sqlite: {t}/notes.txt is a file, not a folder"),
+    ("--out", lambda t: t / "notes.txt", "--out {t}/notes.txt is a file, not a folder"),
+])
+def test_score_checks_output_paths_first(no_work, capsys, option, make, expected):
+    t = no_work
+    (t / "sub").mkdir(exist_ok=True)
+    before = (t / "notes.txt").read_bytes()
+    code, err = _error(capsys, ["score", "--model", f"module:{t / 'net.py'}:Net@random", "--benchmark", "nsd.subj01.EBA.encoding",
+                                option, str(make(t))])
+    assert code == 1 and err == "brainlid: error: " + expected.format(t=t)
+    assert (t / "notes.txt").read_bytes() == before  # SQLite would have taken over the text file
+
+
+def test_extract_and_demo_check_output_paths_first(no_work, capsys):
+    t = no_work
+    code, err = _error(capsys, ["extract", "-m", f"module:{t / 'net.py'}:Net@random", "-s", str(t / "stim.npy"), "-l", "fc",
+                                "--out", str(t / "notes.txt" / "feats")])
+    assert code == 1 and err == f"brainlid: error: --out {t}/notes.txt/feats: {t}/notes.txt is a file, not a folder"
+    code, err = _error(capsys, ["demo", "--out", str(t / "notes.txt")])
+    assert code == 1 and err == f"brainlid: error: --out {t}/notes.txt is a file, not a folder"
+
+
+def test_paths_say_what_they_are(no_work, capsys):
+    """A data root that is a file is not 'a root folder that does not exist'; a model 'file' that is a folder is not 'not found'."""
+    t = no_work
+    (t / "models").mkdir()
+    code, err = _error(capsys, ["layers", f"module:{t / 'models'}:Net"])
+    assert code == 1 and f"model file {t}/models is a folder, not a Python file" in err
+    from brainlid.data.cards import get_card
+    from brainlid.errors import DatasetNotFoundError, InputError
+
+    card = get_card("nsd")
+    with pytest.raises(InputError, match=r"root .*notes\.txt is a file, not a folder \(passed as root=\)"):
+        card.root(t / "notes.txt")
+    with pytest.raises(InputError, match=r"root .*notes\.txt/nsd lies under .*notes\.txt, which is a file"):
+        card.root(t / "notes.txt" / "nsd")
+    with pytest.raises(DatasetNotFoundError, match="root folder does not exist"):
+        card.root(t / "nowhere")

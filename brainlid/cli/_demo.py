@@ -46,7 +46,9 @@ def demo(out, seed: int, geometry_only: bool, as_json: bool) -> None:
     from rich.console import Console
 
     from ..geometry.demo import demo_table
+    from ._paths import check_output_dir
 
+    check_output_dir(out, "--out")  # before minutes of work
     console = Console(width=150, stderr=as_json)
     t0 = time.perf_counter()
     geo = demo_table(seed=seed)

@@ -60,7 +60,11 @@ def register(cli: click.Group) -> None:
     def extract_cmd(model, stimuli, layers, pooling, reduce, fit_ids, batch_size, device, dtype, storage_dtype, num_workers, out, cache_dir, no_cache, max_disk, allow_download, quiet):
         """Extract pooled layer features of MODEL for a stimulus set (cached; resumable after a crash)."""
         from ..features import extract
+        from ._paths import check_output_dir
 
+        check_output_dir(out, "--out")  # before any work
+        if not no_cache:
+            check_output_dir(cache_dir, "--cache-dir")
         layer_list = [t.strip() for v in layers for t in v.split(",") if t.strip()]
         if fit_ids is not None:
             from ..errors import InputError

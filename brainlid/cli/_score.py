@@ -79,6 +79,11 @@ def register(cli: click.Group) -> None:
 
         from ..features.models import load_model
 
+        from ._paths import check_output_dir, check_output_file
+
+        check_output_dir(out, "--out")  # before any work: a wrong path used to fail after extraction
+        if not no_store:
+            check_output_file(store, "--store", "results.sqlite", b"SQLite format 3\x00", "an SQLite results store")
         ids = [b for arg in benchmarks for b in arg.replace(",", " ").split()]
         for b in ids:
             get_benchmark(b)  # unknown id → one-line error listing close ones

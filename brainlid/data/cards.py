@@ -116,6 +116,10 @@ class DatasetCard:
         path = data_root(self.folder, root)
         if must_exist and not path.is_dir():
             how = "passed as root=" if root is not None else "resolved from $BRAINLID_DATA / ~/brainlid_data"
+            blocker = next((p for p in (path, *path.parents) if p.exists()), None)
+            if blocker is not None and not blocker.is_dir():
+                what = "is a file" if blocker == path else f"lies under {blocker}, which is a file"
+                raise InputError(f"{self.title} root {path} {what}, not a folder ({how}); give the dataset's folder")
             raise DatasetNotFoundError(
                 f"{self.title} root folder does not exist: {path} ({how}). {self.how_to_get()}"
             )

@@ -268,6 +268,8 @@ def _load_module_file(name: str, weights: str | None, spec: str) -> ModelHandle:
         raise InputError(f"module spec must be module:path/to/file.py:Name[@weights], got {spec!r}")
     file, attr = name.rsplit(":", 1)
     path = Path(file).expanduser().resolve()
+    if path.is_dir():
+        raise InputError(f"model file {path} is a folder, not a Python file (from spec {spec!r}; module:path/to/file.py:Name)")
     if not path.is_file():
         raise DatasetNotFoundError(f"model file not found: {path} (from spec {spec!r})")
     mod_name = "brainlid_user_model_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
