@@ -118,3 +118,20 @@ def test_paths_say_what_they_are(no_work, capsys):
         card.root(t / "notes.txt" / "nsd")
     with pytest.raises(DatasetNotFoundError, match="root folder does not exist"):
         card.root(t / "nowhere")
+
+
+def test_licence_metadata_is_an_spdx_string():
+    """A TOML-table licence and a licence classifier made every build print ~9 setuptools warning blocks
+    (`pip wheel --no-deps .`: 135 lines before, 15 after); the SPDX form needs setuptools >= 77."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(brainlid.__file__).resolve().parent.parent
+    meta = tomllib.loads((root / "pyproject.toml").read_text())
+    project = meta["project"]
+    assert project["license"] == "BSD-3-Clause"
+    assert all((root / f).is_file() for f in project["license-files"])
+    assert not [c for c in project.get("classifiers", []) if c.startswith("License ::")]
+    setuptools_req = next(r for r in meta["build-system"]["requires"] if r.startswith("setuptools"))
+    assert int(re.search(r">=\s*(\d+)", setuptools_req).group(1)) >= 77
