@@ -8,26 +8,44 @@ Array backend
     ``numpy`` otherwise.
 
 Threads
-    :func:`set_threads` limits BLAS (through threadpoolctl) and torch intra-op
-    threads in this process, so that parallel workers (Dask, DataLoader workers)
-    each use their share of the cores and never oversubscribe the machine.
-    :func:`thread_limits` is the same as a context manager.
+    :func:`set_threads` limits BLAS (through threadpoolctl), torch intra-op threads and
+    brainlid's own compiled kernels (:func:`compute_threads`) in this process, so that
+    parallel workers (Dask, DataLoader workers) each use their share of the cores and
+    never oversubscribe the machine. :func:`thread_limits` is the same as a context manager.
+
+Imports
+    This module imports neither torch nor himalaya at load time: torch alone takes ~3 s to
+    import, and commands that never touch it (``brainlid lid``, ``brainlid align``) should
+    not pay for it. Torch threads are limited only when torch is already loaded (call
+    :func:`set_threads` again after importing torch if that matters); ``"auto"`` imports
+    torch to look for a GPU only when the machine has a GPU device node.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Iterator
 
 from .errors import InputError
 
-__all__ = ["BACKENDS", "get_backend", "use_backend", "resolve_backend_name", "set_threads", "thread_limits", "available_cores"]
+__all__ = ["BACKENDS", "get_backend", "use_backend", "resolve_backend_name", "set_threads", "thread_limits",
+           "available_cores", "compute_threads"]
 
 BACKENDS = ("numpy", "torch", "torch_cuda")
 
 
+def _gpu_device_present() -> bool:
+    """A GPU device node exists (NVIDIA or ROCm); checked before paying ~3 s for importing torch."""
+    import glob
+
+    return bool(glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd"))
+
+
 def _cuda_available() -> bool:
+    if _loaded_torch() is None and not _gpu_device_present():
+        return False
     try:
         import torch
 
@@ -84,24 +102,45 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+_THREADS: int | None = None  # set by set_threads / thread_limits; None: not limited
+
+
+def _loaded_torch():
+    """The torch module if it is already imported, else None (never imports it: ~3 s)."""
+    return sys.modules.get("torch")
+
+
+def compute_threads() -> int:
+    """Threads brainlid's compiled kernels (kNN selection and re-ranking) may use.
+
+    The limit of :func:`set_threads` / :func:`thread_limits` if one is active, else torch's
+    intra-op threads if torch is loaded, else every available core.
+    """
+    if _THREADS is not None:
+        return _THREADS
+    torch = _loaded_torch()
+    if torch is not None:
+        return max(1, int(torch.get_num_threads()))
+    return available_cores()
+
+
 def set_threads(n: int | None = None) -> int:
-    """Limit BLAS and torch threads in this process to ``n`` (default: all available cores).
+    """Limit BLAS, torch and brainlid's kernel threads in this process to ``n`` (default: all available cores).
 
     Returns the number set. Call it once at worker start-up; see :func:`thread_limits`
     for a temporary limit.
     """
+    global _THREADS
     n = available_cores() if n is None else int(n)
     if n < 1:
         raise InputError(f"threads must be >= 1, got {n}")
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=n)
-    try:
-        import torch
-
+    _THREADS = n
+    torch = _loaded_torch()
+    if torch is not None:
         torch.set_num_threads(n)
-    except Exception:  # pragma: no cover
-        pass
     return n
 
 
@@ -131,16 +170,22 @@ def _loaded_library_count() -> int:
 
 @contextlib.contextmanager
 def thread_limits(n: int | None) -> Iterator[int]:
-    """Context manager: BLAS and torch use at most ``n`` threads inside the block (``None``: no change)."""
+    """Context manager: BLAS, torch (if loaded) and brainlid's kernels use at most ``n`` threads inside the block
+    (``None``: no change)."""
+    global _THREADS
     if n is None:
         yield available_cores()
         return
-    import torch
-
-    before = torch.get_num_threads()
+    torch = _loaded_torch()
+    before = torch.get_num_threads() if torch is not None else None
+    before_own = _THREADS
     with _controller().limit(limits=int(n)):
-        torch.set_num_threads(int(n))
+        _THREADS = int(n)
+        if torch is not None:
+            torch.set_num_threads(int(n))
         try:
             yield int(n)
         finally:
-            torch.set_num_threads(before)
+            _THREADS = before_own
+            if torch is not None:
+                torch.set_num_threads(before)

@@ -92,7 +92,7 @@ def lid_command(features, key, k, estimator, aggregate, norm, sweep, memory_budg
         warnings.simplefilter("always")
         try:
             result = summarize(X, k=k, estimator=estimator, aggregate=aggregate, norm=norm, ks=ks,
-                               memory_budget=memory_budget)
+                               memory_budget=memory_budget, as_frame=False)  # no pandas import: fast start
         except BrainlidError as exc:
             raise InputError(f"{features}: {exc}") from exc
     for w in caught:

@@ -5,8 +5,9 @@ the same bad input gets the same clear error everywhere:
 
 * 1-D input → :class:`~brainlid.errors.InputError` suggesting ``reshape``;
 * rows with NaN/inf → InputError naming how many rows and the first few indices;
-* integer, bool and float16 input is converted to float32 (float64 is converted too:
-  brainlid computes in float32 and accumulates distances in float64);
+* integer, bool and float16 input is converted to float32; float64 input is kept as is
+  with ``dtype="exact"`` (the kNN and the dimension estimators: float32 candidate search
+  on centred, rescaled copies, distances re-computed in float64 from the caller's rows);
 * too few rows for the requested ``k`` → InputError naming the largest valid ``k``.
 """
 
@@ -22,15 +23,22 @@ from ..errors import InputError
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
+    "NEAR_DUPLICATE_RTOL",
     "DuplicatePointsWarning",
     "check_points",
     "check_k",
     "parse_memory_budget",
     "unique_rows",
     "format_indices",
+    "warn_duplicates",
+    "warn_near_duplicates",
 ]
 
 DEFAULT_MEMORY_BUDGET = 512 * 1024**2  # bytes
+# a nearest neighbour closer than this fraction of the data's RMS radius is a near-duplicate: the level
+# of float32 rounding (2⁻²⁴ ≈ 6e-8 per coordinate), far below real spacings (only huge 1-D samples,
+# whose smallest gaps shrink like 1/n², come near it)
+NEAR_DUPLICATE_RTOL = 1e-6
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
           "kib": 1024, "mib": 1024**2, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
@@ -80,8 +88,9 @@ def check_points(X, name: str = "X", min_rows: int = 1, dtype=np.float32) -> np.
         Name used in error messages.
     min_rows : int
         Minimum number of rows.
-    dtype : numpy dtype
-        Output dtype (float32 by default; float64 keeps float64 input exact).
+    dtype : numpy dtype or "exact"
+        Output dtype (float32 by default). ``"exact"``: float64 input stays float64, anything
+        else becomes float32.
 
     Returns
     -------
@@ -123,6 +132,8 @@ def check_points(X, name: str = "X", min_rows: int = 1, dtype=np.float32) -> np.
                 f"{name} has {bad.size} row(s) with NaN or inf values (rows {format_indices(bad)}); "
                 f"remove or impute them first"
             )
+    if isinstance(dtype, str) and dtype == "exact":
+        dtype = np.float64 if arr.dtype == np.float64 else np.float32
     out = np.ascontiguousarray(arr, dtype=dtype)
     if np.issubdtype(arr.dtype, np.floating) and arr.dtype.itemsize > np.dtype(dtype).itemsize:
         if not np.isfinite(out).all():
@@ -210,6 +221,17 @@ def warn_duplicates(n_dup: int, n: int, what: str, stacklevel: int = 3) -> None:
     """Issue the one :class:`DuplicatePointsWarning` text used across brainlid."""
     warnings.warn(
         f"{n_dup} of {n} points have an exact duplicate (zero distance); {what}",
+        DuplicatePointsWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def warn_near_duplicates(n_near: int, n: int, threshold: float, stacklevel: int = 3) -> None:
+    """The :class:`DuplicatePointsWarning` for points whose nearest neighbour is at float-noise distance."""
+    warnings.warn(
+        f"{n_near} of {n} points have a near-duplicate: a neighbour closer than {threshold:.3g} "
+        f"({NEAR_DUPLICATE_RTOL:g} × the data's RMS radius, at float32 rounding level); such distances "
+        f"dominate the local dimension at those points; remove the near-copies if they are not real",
         DuplicatePointsWarning,
         stacklevel=stacklevel,
     )

@@ -14,24 +14,45 @@ Duplicates: exact duplicate rows are removed before estimating (with a
 the distribution of distances to *other* points, and a zero distance would make the MLE
 infinite. Pointwise results are returned for every input row (copies share their
 original's value); aggregates are over the distinct points. All-identical (constant)
-data raise :class:`~brainlid.errors.InputError`.
+data raise :class:`~brainlid.errors.InputError`. Near-duplicates (a nearest neighbour
+closer than 1e-6 of the data's RMS radius, see :mod:`brainlid.geometry.knn`) are kept,
+with a warning: they dominate the estimate at those points.
+
+Precision: LID is invariant to translation and rescaling of the data, and so are these
+functions: float64 input is kept in float64 (distances re-computed from the caller's
+rows), and the float32 candidate search works on centred, power-of-two-rescaled copies,
+so X, X + 1e4, X·1e20 and X·1e-20 give the same dimension.
+
+Imports: neither pandas (only :func:`lid_sweep` / :func:`summarize` build a DataFrame)
+nor scikit-learn (the estimators implement its parameter protocol themselves) is imported
+at load time, so ``brainlid lid`` starts quickly.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from sklearn.base import BaseEstimator
 
 from .._docs import fill_doc
 from ..errors import InputError
 from . import global_ as _global
 from . import local as _local
-from ._validate import check_k, check_points, parse_memory_budget, unique_rows, warn_duplicates
+from ._validate import (
+    check_k,
+    check_points,
+    parse_memory_budget,
+    unique_rows,
+    warn_duplicates,
+    warn_near_duplicates,
+)
 from .knn import KNN, knn
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "lid",
@@ -54,7 +75,8 @@ class Neighbours:
 
     Attributes
     ----------
-    X : (n_distinct, d) float32 — the distinct rows (all rows if there are no duplicates).
+    X : (n_distinct, d) float32, or float64 for float64 input — the distinct rows (all rows if
+        there are no duplicates).
     dists : (n_distinct, K) float64 — sorted Euclidean distances, self excluded, all > 0.
     indices : (n_distinct, K) int32 — rows of ``X``.
     inverse : (n,) int64 or None — row i of the input is ``X[inverse[i]]``; None without duplicates.
@@ -98,7 +120,7 @@ def neighbours(X, k: int, *, memory_budget=None, strict: bool = True, clip_k: bo
         If True, a ``k`` larger than (number of distinct points − 1) is lowered to it instead
         of raising (used by sweeps, which then drop the larger K with a warning).
     """
-    Xf = check_points(X, "X", min_rows=2)
+    Xf = check_points(X, "X", min_rows=2, dtype="exact")
     n, dim = Xf.shape
     k = check_k(k, n)
     nn: KNN = knn(Xf, k, memory_budget=memory_budget, warn_on_duplicates=False)
@@ -121,6 +143,8 @@ def neighbours(X, k: int, *, memory_budget=None, strict: bool = True, clip_k: bo
         )
         Xf = Xf[first]
         nn = knn(Xf, k, memory_budget=memory_budget, warn_on_duplicates=False)
+    if nn.n_near_duplicates:
+        warn_near_duplicates(nn.n_near_duplicates, Xf.shape[0], nn.near_duplicate_threshold, stacklevel=4)
     if strict and nn.indices.shape[1] < k:
         raise InputError(
             f"k={k} does not fit in the memory budget ({parse_memory_budget(memory_budget) / 1e6:.0f} MB); "
@@ -231,11 +255,13 @@ def lid_sweep(X, ks=None, estimators=("mle",), aggregate: str = "mean", *, norm:
     """
     if isinstance(estimators, str):
         estimators = (estimators,)
+    import pandas as pd  # here, not at module level (see the module docstring)
+
     for est in estimators:
         _check_choice(est, _local.ESTIMATORS, "estimator")
     _check_choice(aggregate, _local.AGGREGATES, "aggregate")
     _check_choice(norm, _local.NORMS, "normalisation")
-    Xf = check_points(X, "X", min_rows=2)
+    Xf = check_points(X, "X", min_rows=2, dtype="exact")
     n_distinct = Xf.shape[0]
     ks_ = _resolve_ks(ks, n_distinct)
     nb = neighbours(Xf, max(max(ks_), 2), memory_budget=memory_budget, strict=False, clip_k=True)
@@ -311,7 +337,8 @@ def global_dimension(X, *, memory_budget=None, twonn_discard: float = 0.1, full_
 
 @fill_doc
 def summarize(X, k: int = 20, estimator: str = "mle", aggregate: str = "mean", *, norm: str = "k-1",
-              ks=None, sweep_estimators=None, memory_budget=None, full_mle: bool | None = False) -> dict:
+              ks=None, sweep_estimators=None, memory_budget=None, full_mle: bool | None = False,
+              as_frame: bool = True) -> dict:
     """Everything the ``brainlid lid`` command prints, from one kNN at the largest K.
 
     Parameters
@@ -325,18 +352,21 @@ def summarize(X, k: int = 20, estimator: str = "mle", aggregate: str = "mean", *
     %(memory_budget)s
     full_mle : bool or None
         See :func:`global_dimension` (default False: skip the K = N − 1 MLE).
+    as_frame : bool
+        ``sweep_table`` as a pandas DataFrame (default) or as a list of row dicts (no pandas
+        import, ~0.2–0.9 s: the ``brainlid lid`` command uses this).
 
     Returns
     -------
     dict
         ``n``, ``n_distinct``, ``dim``, ``estimator``, ``aggregate``, ``norm``, ``k``, ``lid``,
         ``sweep`` (``{K: value}`` for ``estimator``), ``sweep_table`` (DataFrame of
-        :func:`lid_sweep`'s form) and ``global`` (:func:`global_dimension`'s dict).
+        :func:`lid_sweep`'s form, or its rows) and ``global`` (:func:`global_dimension`'s dict).
     """
     _check_choice(estimator, _local.ESTIMATORS, "estimator")
     _check_choice(aggregate, _local.AGGREGATES, "aggregate")
     _check_choice(norm, _local.NORMS, "normalisation")
-    Xf = check_points(X, "X", min_rows=2)
+    Xf = check_points(X, "X", min_rows=2, dtype="exact")
     check_k(k, Xf.shape[0])
     ks_ = _resolve_ks(ks, Xf.shape[0]) if ks is not None else _local.default_ks(Xf.shape[0])
     ks_ = sorted(set(ks_) | {int(k)})
@@ -351,8 +381,14 @@ def summarize(X, k: int = 20, estimator: str = "mle", aggregate: str = "mean", *
     ks_ = [kk for kk in ks_ if kk <= nb.k_max]
     value = _local.aggregate(_pointwise(nb, estimator, k, norm), aggregate)
     ests = tuple(sweep_estimators) if sweep_estimators else (estimator,)
-    table = pd.DataFrame(_sweep_rows(nb, ks_, ests, aggregate, norm))
-    sweep = {int(r.K): float(r.value) for r in table.itertuples() if r.estimator == estimator}
+    rows = _sweep_rows(nb, ks_, ests, aggregate, norm)
+    sweep = {int(r["K"]): float(r["value"]) for r in rows if r["estimator"] == estimator}
+    if as_frame:
+        import pandas as pd  # here, not at module level (see the module docstring)
+
+        table = pd.DataFrame(rows)
+    else:
+        table = rows
     return {
         "n": nb.n,
         "n_distinct": nb.n_distinct,
@@ -371,7 +407,40 @@ def summarize(X, k: int = 20, estimator: str = "mle", aggregate: str = "mean", *
 # ----------------------------------------------------------------------------- estimators
 
 
-class _LocalEstimator(BaseEstimator):
+class _Params:
+    """scikit-learn's parameter protocol (``get_params``, ``set_params``, repr) without importing
+    scikit-learn (~1 s): ``sklearn.base.clone`` and grid searches work on these estimators.
+    Parameters are the arguments of ``__init__``, stored under their own names."""
+
+    @classmethod
+    def _param_defaults(cls) -> dict:
+        sig = inspect.signature(cls.__init__)
+        return {p.name: p.default for p in sig.parameters.values()
+                if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+    def get_params(self, deep: bool = True) -> dict:
+        """Parameter names mapped to their values (``deep`` is accepted for compatibility: no nesting)."""
+        return {name: getattr(self, name) for name in sorted(self._param_defaults())}
+
+    def set_params(self, **params):
+        """Set parameters by name; unknown names raise InputError. Returns self."""
+        valid = self._param_defaults()
+        for name, value in params.items():
+            if name not in valid:
+                raise InputError(
+                    f"invalid parameter {name!r} for {type(self).__name__}; valid parameters: {', '.join(sorted(valid))}"
+                )
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = self._param_defaults()
+        changed = [f"{name}={value!r}" for name, value in self.get_params().items()
+                   if not (isinstance(value, type(defaults[name])) and value == defaults[name])]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+
+class _LocalEstimator(_Params):
     """scikit-dimension-style local estimator: ``fit`` → ``dimension_``, ``fit_pw`` → ``dimension_pw_``."""
 
     _estimator = "mle"

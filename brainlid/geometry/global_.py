@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ._kernels import abs_max, centre_f32, power_of_two_scale
 from ._validate import check_points
 
 __all__ = [
@@ -53,23 +54,24 @@ def covariance_eigenvalues(X, chunk_rows: int = 1024) -> np.ndarray:
     InputError
         Fewer than two rows, or all rows identical (zero variance).
     """
-    Xf = check_points(X, "X", min_rows=2)
+    Xf = check_points(X, "X", min_rows=2, dtype="exact")
     n, d = Xf.shape
     mean = Xf.mean(axis=0, dtype=np.float64)
+    # centred in the input's precision and rescaled by a power of two (exact) to unit magnitude,
+    # so data at 1e20 or 1e-20 neither overflow nor underflow; λ is scaled back at the end
+    scale = power_of_two_scale(abs_max(Xf, mean))
     if n >= d:
-        # centred in float64 and rounded once to float32 (kernel), float32 GEMM per chunk of
-        # rows, accumulated in float64: relative error ~ sqrt(chunk_rows)·2⁻²⁴ per entry
-        from ._kernels import centre_f32
-
+        # rounded once to float32 (kernel), float32 GEMM per chunk of rows, accumulated in
+        # float64: relative error ~ sqrt(chunk_rows)·2⁻²⁴ per entry
         C = np.zeros((d, d), dtype=np.float64)
         for s in range(0, n, chunk_rows):
-            block, _ = centre_f32(Xf[s:s + chunk_rows], mean)
+            block, _ = centre_f32(Xf[s:s + chunk_rows], mean, scale)
             C += (block.T @ block).astype(np.float64)
     else:
-        Xc = Xf.astype(np.float64) - mean
+        Xc = (Xf.astype(np.float64) - mean) * scale
         C = Xc @ Xc.T
     C /= n - 1
-    lam = np.linalg.eigvalsh(C)[::-1]
+    lam = np.linalg.eigvalsh(C)[::-1] / (scale * scale)
     lam = np.clip(lam, 0.0, None)
     if lam.sum() <= 0:
         raise InputError("X has zero variance (all rows identical); its dimension is undefined")

@@ -8,22 +8,30 @@ Algorithm (:func:`knn`)
 1. **Candidates, float32, blocked.** Rows of X are processed in blocks of ``b`` rows
    (``b`` derived from ``memory_budget``; the full N×M matrix is never formed). For the
    Euclidean metric the data are centred (translation does not change distances and
-   centring shrinks the rounding error) and one GEMM per block (``np.matmul``, BLAS)
-   gives ``v_ij = x_i·y_j − ‖y_j‖²/2`` (largest = nearest, since
-   ‖x_i − y_j‖² = ‖x_i‖² − 2 v_ij and the row constant ‖x_i‖² does not change the ranking);
-   for ``inner_product``/``cosine`` it gives ``s_ij = x_i·y_j`` (cosine on L2-normalised
-   rows). ``torch.topk`` (multi-threaded) keeps the ``c = k + margin`` best candidates per row.
+   centring shrinks the rounding error) and multiplied by a power of two that brings the
+   largest centred coordinate to magnitude ≤ 1 (changes no digit, and data at 1e20 or
+   1e-20 neither overflow nor underflow float32); for ``inner_product`` the rows are
+   scaled the same way (no centring), for ``cosine`` L2-normalised. All of this is computed
+   from the input's own precision (float64 input stays float64 until the one rounding to
+   float32). One GEMM per block (``np.matmul``, BLAS) gives ``v_ij = x_i·y_j − ‖y_j‖²/2``
+   (Euclidean; largest = nearest, since ‖x_i − y_j‖² = ‖x_i‖² − 2 v_ij and the row constant
+   ‖x_i‖² does not change the ranking) or ``s_ij = x_i·y_j``. A compiled top-c selection
+   (:func:`._kernels.top_candidates`, a min-heap per row, threaded) keeps the
+   ``c = k + margin`` best candidates per row; with ``CANDIDATE_BACKEND = "torch"``
+   ``torch.topk`` does it instead (same candidates; kept for comparison in the benchmarks).
    For the self-kNN (Y is None) with several blocks, each pair of blocks is multiplied once
    and used for both sides (:func:`_symmetric_pass`): about half the GEMM work.
 2. **Exact re-ranking, float64.** The candidates' distances (or similarities) are
-   recomputed in float64 from the original rows (compiled loops, :mod:`._kernels`) (``Σ (x − y)²`` on the differences, so
-   duplicates give exactly 0 and exact ties stay exact) and sorted by
+   recomputed in float64 from the original (unscaled) rows (compiled loops, :mod:`._kernels`)
+   (``Σ (x − y)²`` on the differences, so duplicates give exactly 0 and exact ties stay exact) and sorted by
    (distance, index): ties are broken by the smaller index, as a stable sort of a
    float64 brute force would.
 3. **Certificate.** A float32 GEMM errs by at most
-   ``E_i = (d + 16)·u·1.05·(‖x_i‖² + max_j ‖y_j‖²)`` on ``‖x_i − y_j‖²`` (u = 2⁻²⁴;
-   the standard dot-product bound γ_d plus rounding of norms, centring and sums;
-   for inner products ``(d + 16)·u·1.05·‖x_i‖·max_j‖y_j‖``). Every point left out of
+   ``E_i = (d + 16)·u·1.05·(‖x_i‖² + max_j ‖y_j‖²)`` on ``‖x_i − y_j‖²`` (u = 2⁻²⁴, norms of
+   the centred, scaled rows; the standard dot-product bound γ_d plus rounding of norms,
+   centring and sums — the float64 centring ``x − mean`` errs relative to its result, not
+   to ``x``, and the mean is a common translation; for inner products
+   ``(d + 16)·u·1.05·‖x_i‖·max_j‖y_j‖``), converted back to the input's units. Every point left out of
    the candidate set has an approximate value at least that of the worst candidate, so
    if ``worst_candidate − E_i`` is strictly beyond the exact k-th value, no left-out point
    can belong to the k nearest (nor tie with the k-th). Rows that fail this test
@@ -39,8 +47,20 @@ first) and :attr:`KNN.n_duplicates` counts the points of X that have an exact co
 zeros: :func:`brainlid.geometry.lid` and friends remove duplicate rows first (see
 :mod:`brainlid.geometry.local`).
 
-Threads: the GEMM uses the BLAS threads, ``topk`` torch's intra-op threads; limit both with
-:func:`brainlid.backend.set_threads` / :func:`brainlid.backend.thread_limits`.
+*Near*-duplicates (Euclidean): :attr:`KNN.n_near_duplicates` counts the points of X whose
+nearest neighbour is at a positive distance below ``NEAR_DUPLICATE_RTOL`` (1e-6) times the
+RMS distance of the searched points to their centroid: differences at the level of float32
+rounding (2⁻²⁴ ≈ 6e-8 per coordinate), e.g. the same stimulus computed twice with numerical
+noise. Such distances dominate a local dimension estimate (log r_k/r_1
+explodes) although the points are not exact copies. They are warned about
+(:class:`DuplicatePointsWarning`), not removed.
+
+Threads: the GEMM uses the BLAS threads, the candidate selection and re-ranking
+:func:`brainlid.backend.compute_threads`; limit both with :func:`brainlid.backend.set_threads`
+/ :func:`brainlid.backend.thread_limits`.
+
+Imports: no torch, no scikit-learn (``brainlid lid`` starts in well under the ~3 s torch takes
+to import); torch is imported only if ``GEMM_BACKEND`` or ``CANDIDATE_BACKEND`` is set to it.
 """
 
 from __future__ import annotations
@@ -49,17 +69,26 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-import torch
 
 from .._docs import fill_doc
 from ..errors import InputError
-from ._kernels import centre_f32, pair_values
+from ._kernels import (
+    abs_max,
+    centre_f32,
+    pair_values,
+    power_of_two_scale,
+    top_candidates,
+    top_candidates_cols,
+    use_compiled,
+)
 from ._validate import (
+    NEAR_DUPLICATE_RTOL,
     check_k,
     check_points,
     parse_memory_budget,
     unique_rows,
     warn_duplicates,
+    warn_near_duplicates,
 )
 
 __all__ = ["KNN", "knn", "METRICS", "default_margin"]
@@ -88,12 +117,19 @@ class KNN(NamedTuple):
         (zero Euclidean distance / identical rows), self excluded.
     metric : str
         The metric used.
+    n_near_duplicates : int
+        Euclidean only (else 0): points of X whose nearest neighbour is at a positive distance
+        below ``near_duplicate_threshold`` (float rounding level; see the module docstring).
+    near_duplicate_threshold : float
+        That distance, in the input's units (0.0 for the other metrics).
     """
 
     distances: np.ndarray | None
     indices: np.ndarray
     n_duplicates: int
     metric: str
+    n_near_duplicates: int = 0
+    near_duplicate_threshold: float = 0.0
 
 
 def default_margin(k: int) -> int:
@@ -101,26 +137,39 @@ def default_margin(k: int) -> int:
     return max(4, k // 8)
 
 
-def _as_exact_source(A, checked: np.ndarray) -> np.ndarray:
-    """The rows distances are recomputed from: the caller's float64 array if float64, else float32."""
-    if isinstance(A, np.ndarray) and A.dtype == np.float64 and A.ndim == 2:
-        return np.ascontiguousarray(A)
-    return checked
-
-
 GEMM_BACKEND = "numpy"  # "torch" or "numpy"; see _gemm
+CANDIDATE_BACKEND = "numpy"  # "numpy" (compiled heap selection, no torch) or "torch" (torch.topk); see _top
 
 
 def _gemm(A: np.ndarray, B: np.ndarray, out: np.ndarray) -> None:
     """``out[...] = A @ B`` in float32 (out C-contiguous).
 
-    Large products go through torch (the same thread pool as ``topk``, so the two do not
-    fight over cores); small ones through numpy, which has no thread start-up cost.
+    With ``GEMM_BACKEND = "torch"`` large products go through torch; by default numpy (BLAS).
     """
     if GEMM_BACKEND == "torch" and A.shape[0] * B.shape[1] * A.shape[1] >= 2**24:
+        import torch  # only on request: importing torch takes ~3 s
+
         torch.mm(torch.from_numpy(A), torch.from_numpy(B), out=torch.from_numpy(out))
     else:
         np.matmul(A, B, out=out)
+
+
+def _top(V: np.ndarray, c: int, axis: int = 1, compiled: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``c`` largest values along ``axis`` of a float32 block and their positions, unordered.
+
+    Returns ((r, c) float32, (r, c) int64) with r the size of the other axis (for ``axis=0``,
+    row j describes column j). ``CANDIDATE_BACKEND`` picks the heap selection of
+    :mod:`._kernels` (default; compiled or ``np.argpartition`` by ``compiled``) or ``torch.topk``;
+    all give the same values.
+    """
+    if CANDIDATE_BACKEND == "torch":
+        import torch  # only on request: importing torch takes ~3 s
+
+        v, i = torch.topk(torch.from_numpy(V), c, dim=axis, largest=True, sorted=False)
+        v, i = v.numpy(), i.numpy()
+        return (v, i) if axis == 1 else (np.ascontiguousarray(v.T), np.ascontiguousarray(i.T))
+    return top_candidates(V, c, compiled) if axis == 1 else top_candidates_cols(V, c, compiled)
+
 
 
 def _rows_in_chunks(n: int, chunk: int):
@@ -143,18 +192,19 @@ class _Exact:
     Inner product: key = −Σ x·y. Cosine: key = −Σ x·y / (‖x‖‖y‖). Sums in float64.
     """
 
-    def __init__(self, Xe, Ye, metric, xnorm, ynorm):
+    def __init__(self, Xe, Ye, metric, xnorm, ynorm, compiled):
         self.X = Xe
         self.Y = Ye
         self.metric = metric
         self.xnorm = xnorm
         self.ynorm = ynorm
+        self.compiled = compiled
 
     def __call__(self, rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """rows: (b,) indices into X; cand: (b, c) indices into Y → keys (b, c) float64."""
         if self.metric == "euclidean":
-            return pair_values("sqdist", self.X, self.Y, rows, cand)
-        out = pair_values("dot", self.X, self.Y, rows, cand)
+            return pair_values("sqdist", self.X, self.Y, rows, cand, self.compiled)
+        out = pair_values("dot", self.X, self.Y, rows, cand, self.compiled)
         np.negative(out, out=out)
         if self.metric == "cosine":
             out /= self.xnorm[rows][:, None] * self.ynorm[cand]
@@ -196,7 +246,8 @@ def knn(
     return_distance : bool
         If False, ``distances`` is None.
     warn_on_duplicates : bool
-        Warn (:class:`DuplicatePointsWarning`) when points have exact copies.
+        Warn (:class:`DuplicatePointsWarning`) when points have exact copies or near-duplicates
+        (Euclidean; see :attr:`KNN.n_near_duplicates`).
     symmetric : bool
         When Y is None and X needs several blocks, compute each pair of blocks once and use
         it for both (about half the GEMM work). Same result either way.
@@ -208,25 +259,27 @@ def knn(
 
     Notes
     -----
-    Equal to a float64 brute force (``scipy.spatial.distance.cdist`` on the float32
-    rows, stable argsort) including exact ties (smaller index first), up to the
-    summation order of the float64 distances (≈1e-16 relative).
+    Equal to a float64 brute force (``scipy.spatial.distance.cdist`` on the input rows —
+    float64 input as given, other types as float32 — stable argsort) including exact ties
+    (smaller index first), up to the summation order of the float64 distances (≈1e-16
+    relative), at any offset or magnitude of the data that float64 can represent.
     Memory: one ``b × n_Y`` float32 block at a time, ``b`` chosen from the budget.
     """
     if metric not in METRICS:
         raise InputError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    Xf = check_points(X, "X")
+    # float64 input stays float64 (exact re-ranking of the caller's rows); other types → float32
+    Xe = check_points(X, "X", dtype="exact")
     self_mode = Y is None
     if self_mode:
-        Yf = Xf
-        if Xf.shape[0] < 2:
-            raise InputError(f"X has {Xf.shape[0]} point; nearest neighbours need at least 2")
+        Ye = Xe
+        if Xe.shape[0] < 2:
+            raise InputError(f"X has {Xe.shape[0]} point; nearest neighbours need at least 2")
     else:
-        Yf = check_points(Y, "Y")
-        if Yf.shape[1] != Xf.shape[1]:
-            raise InputError(f"X and Y must have the same number of features, got {Xf.shape[1]} and {Yf.shape[1]}")
-    n, d = Xf.shape
-    m = Yf.shape[0]
+        Ye = check_points(Y, "Y", dtype="exact")
+        if Ye.shape[1] != Xe.shape[1]:
+            raise InputError(f"X and Y must have the same number of features, got {Xe.shape[1]} and {Ye.shape[1]}")
+    n, d = Xe.shape
+    m = Ye.shape[0]
     k = check_k(k, m, exclude_self=self_mode, what="points" if self_mode else "points in Y")
     budget = parse_memory_budget(memory_budget)
 
@@ -248,49 +301,58 @@ def knn(
         raise InputError(f"margin must be >= 0, got {margin}")
     c = min(max_c, k + int(margin))
 
-    Xe = _as_exact_source(X, Xf)
-    Ye = Xe if self_mode else _as_exact_source(Y, Yf)
     prep_chunk = max(1, int(min(budget, 64 * 1024**2) // max(1, d * 8)))
-
+    # compiled kernels or their NumPy twins, decided once for the whole call (see _kernels.use_compiled)
+    compiled = use_compiled(n * m + n * c * d)
     xnorm = ynorm = None
     if metric == "euclidean":
-        # centre the rows distances are computed from (float64 input stays float64 until the one rounding)
+        # centre and rescale by a power of two (translation and an exact rescaling change no ranking),
+        # computed in the input's precision and rounded to float32 once
         mean = Ye.mean(axis=0, dtype=np.float64)
-        Xc, sqx = centre_f32(Xe, mean)
+        reach = abs_max(Xe, mean) if self_mode else max(abs_max(Xe, mean), abs_max(Ye, mean))
+        s = power_of_two_scale(reach)
+        Xc, sqx = centre_f32(Xe, mean, s, compiled)
         if self_mode:
             Yc, sqy = Xc, sqx
         else:
-            Yc, sqy = centre_f32(Ye, mean)
+            Yc, sqy = centre_f32(Ye, mean, s, compiled)
         scale_x = sqx
         scale_y = float(sqy.max())
         half_sqy = (sqy / 2).astype(np.float32)  # ranking value: x·y − ‖y‖²/2 (largest = nearest)
+        key_unit = 1.0 / (s * s)  # scaled squared distances → the input's units (exact: a power of two)
     else:
+        zero = np.zeros(d)
         xnorm = _row_norms64(Xe, prep_chunk)
         ynorm = xnorm if self_mode else _row_norms64(Ye, prep_chunk)
         if metric == "cosine":
             for nm, norms in (("X", xnorm), ("Y", ynorm)):
-                zero = np.flatnonzero(norms == 0)
-                if zero.size:
+                zero_rows = np.flatnonzero(norms == 0)
+                if zero_rows.size:
                     raise InputError(
-                        f"{nm} has {zero.size} all-zero row(s) (rows {', '.join(map(str, zero[:5]))}"
-                        f"{', ...' if zero.size > 5 else ''}); cosine similarity is undefined for them"
+                        f"{nm} has {zero_rows.size} all-zero row(s) (rows {', '.join(map(str, zero_rows[:5]))}"
+                        f"{', ...' if zero_rows.size > 5 else ''}); cosine similarity is undefined for them"
                     )
-            Xc = (Xf / xnorm[:, None]).astype(np.float32)
-            Yc = Xc if self_mode else (Yf / ynorm[:, None]).astype(np.float32)
+            Xc, _ = centre_f32(Xe, zero, 1.0 / xnorm, compiled)
+            Yc = Xc if self_mode else centre_f32(Ye, zero, 1.0 / ynorm, compiled)[0]
             scale_x = np.ones(n)
             scale_y = 1.0
+            key_unit = 1.0
         else:
-            Xc, Yc = Xf, Yf
-            scale_x = xnorm
-            scale_y = float(ynorm.max())
+            sx = power_of_two_scale(abs_max(Xe))
+            sy = sx if self_mode else power_of_two_scale(abs_max(Ye))
+            Xc, _ = centre_f32(Xe, zero, sx, compiled)
+            Yc = Xc if self_mode else centre_f32(Ye, zero, sy, compiled)[0]
+            scale_x = xnorm * sx
+            scale_y = float(ynorm.max()) * sy
+            key_unit = 1.0 / (sx * sy)
         half_sqy = None
-    # certified float32 error bound on each approximate key, per query row
+    # certified float32 error bound on each approximate key, per query row, in the input's units
     if metric == "euclidean":
-        err = (d + 16) * _U32 * 1.05 * (scale_x + scale_y)
+        err = (d + 16) * _U32 * 1.05 * (scale_x + scale_y) * key_unit
     else:
-        err = (d + 16) * _U32 * 1.05 * (scale_x * scale_y)
+        err = (d + 16) * _U32 * 1.05 * (scale_x * scale_y) * key_unit
 
-    exact = _Exact(Xe, Ye, metric, xnorm, ynorm)
+    exact = _Exact(Xe, Ye, metric, xnorm, ynorm, compiled)
     # rows per block: the b × m float32 block plus candidates and their exact keys
     per_row = m * 4 + c * (4 + 8 + 8 + 8) + 64
     b = int(max(1, min(n, (max(budget - out_bytes, budget // 4) * 3 // 4) // per_row)))
@@ -302,8 +364,8 @@ def knn(
     YcT = Yc.T
 
     def values_for_rows(rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Approximate values (largest = nearest) of X rows against all of Y: x·y − ‖y‖²/2
-        (Euclidean) or x·y, self set to −inf. Key = ‖x‖² − 2·value (Euclidean) or −value."""
+        """Approximate values (largest = nearest) of X rows against all of Y, in scaled units:
+        x·y − ‖y‖²/2 (Euclidean) or x·y, self set to −inf. Key = (‖x‖² − 2·value or −value)·key_unit."""
         if out is None:
             out = np.empty((rows.size, m), dtype=np.float32)
         contiguous = rows.size and rows[-1] - rows[0] == rows.size - 1
@@ -315,7 +377,8 @@ def knn(
         return out
 
     def finish(rows: np.ndarray, cand: np.ndarray, approx_keys: np.ndarray, bad_values) -> int:
-        """Exact re-ranking and certificate for ``rows``; writes the result; returns #fallback rows."""
+        """Exact re-ranking and certificate for ``rows``; writes the result; returns #fallback rows.
+        ``approx_keys`` are in the input's units."""
         keys = exact(rows, cand)
         order = np.lexsort((cand, keys), axis=1)[:, :k]
         sel_keys = np.take_along_axis(keys, order, axis=1)
@@ -329,16 +392,15 @@ def knn(
             n_bad = bad.size
             if n_bad:
                 # certificate failed: take every point whose approximate key is within the error bound
-                thr = kth[bad] + e_rows[bad]
+                thr = (kth[bad] + e_rows[bad]) / key_unit  # scaled units
                 if metric == "euclidean":  # key = ‖x‖² − 2·value <= thr  ⇔  value >= (‖x‖² − thr)/2
                     lim = (sqx[rows[bad]] - thr) / 2
                 else:
                     lim = -thr
                 lim = np.nextafter(lim.astype(np.float32), np.float32(-np.inf))
                 for s0, e0 in _rows_in_chunks(n_bad, b):
-                    sub = torch.from_numpy(bad_values(bad[s0:e0]))
-                    mask = sub >= torch.from_numpy(lim[s0:e0])[:, None]
-                    rr, cc = (t.numpy() for t in torch.nonzero(mask, as_tuple=True))
+                    sub = bad_values(bad[s0:e0])
+                    rr, cc = np.nonzero(sub >= lim[s0:e0][:, None])
                     kk = exact(rows[bad[s0:e0]][rr], cc[:, None])[:, 0]
                     order_f = np.lexsort((cc, kk, rr))
                     starts = np.searchsorted(rr[order_f], np.arange(e0 - s0))
@@ -351,40 +413,45 @@ def knn(
 
     n_fallback = 0
     if self_mode and n > b and symmetric:
-        n_fallback = _symmetric_pass(Xc, half_sqy, c, b, metric, finish, values_for_rows)
+        n_fallback = _symmetric_pass(Xc, half_sqy, c, b, metric, key_unit, compiled, finish, values_for_rows)
     else:
         buf = np.empty((b, m), dtype=np.float32)
         for start, stop in _rows_in_chunks(n, b):
             rows = np.arange(start, stop)
             block = values_for_rows(rows, buf[: stop - start])
-            vals, cand = torch.topk(torch.from_numpy(block), c, dim=1, largest=True, sorted=False)
-            vals = vals.numpy().astype(np.float64)
-            cand = cand.numpy()
-            approx = (sqx[start:stop, None] - 2.0 * vals) if metric == "euclidean" else -vals
+            vals, cand = _top(block, c, compiled=compiled)
+            vals = vals.astype(np.float64)
+            approx = ((sqx[start:stop, None] - 2.0 * vals) if metric == "euclidean" else -vals) * key_unit
             n_fallback += finish(rows, cand, approx, lambda bad, block=block: block[bad])
         del buf
 
+    n_near, near_thr = 0, 0.0
     if metric == "euclidean":
         n_dup = int(np.count_nonzero(dist[:, 0] == 0.0))
+        # near-duplicates: a positive nearest distance at float32 rounding level of the data's spread
+        near_thr = float(NEAR_DUPLICATE_RTOL * np.sqrt(sqy.mean() * key_unit))
+        n_near = int(np.count_nonzero((dist[:, 0] > 0.0) & (dist[:, 0] <= near_thr)))
     elif self_mode:
-        _, _, counts = unique_rows(Xf)
+        _, _, counts = unique_rows(Xe)
         n_dup = int(counts[counts > 1].sum())
     else:
         n_dup = 0
     if n_dup and warn_on_duplicates:
         warn_duplicates(n_dup, n, "they are ordered by index among their neighbours", stacklevel=2)
-    return KNN(dist if return_distance else None, idx_out, n_dup, metric)
+    if n_near and warn_on_duplicates:
+        warn_near_duplicates(n_near, n, near_thr, stacklevel=2)
+    return KNN(dist if return_distance else None, idx_out, n_dup, metric, n_near, near_thr)
 
 
-def _topk_merge(vals_a, idx_a, vals_b, idx_b, c):
-    """Top-c (largest) of the union of two candidate lists per row (torch tensors)."""
-    v = torch.cat((vals_a, vals_b), dim=1)
-    i = torch.cat((idx_a, idx_b), dim=1)
-    top_v, pos = torch.topk(v, min(c, v.shape[1]), dim=1, largest=True, sorted=False)
-    return top_v, torch.gather(i, 1, pos)
+def _merge_top(vals_a, idx_a, vals_b, idx_b, c, compiled):
+    """Top-c (largest) of the union of two candidate lists per row."""
+    v = np.concatenate((vals_a, vals_b), axis=1)
+    i = np.concatenate((idx_a, idx_b), axis=1)
+    top_v, pos = _top(v, min(c, v.shape[1]), compiled=compiled)
+    return top_v, np.take_along_axis(i, pos, axis=1)
 
 
-def _symmetric_pass(Xc, half_sq, c, b, metric, finish, values_for_rows) -> int:
+def _symmetric_pass(Xc, half_sq, c, b, metric, key_unit, compiled, finish, values_for_rows) -> int:
     """Self-kNN using the symmetry of the key matrix: about half the GEMM work.
 
     Row stripe I = [s, e) is multiplied only with rows [s, n) (b × (n − s) values). Its rows
@@ -395,8 +462,8 @@ def _symmetric_pass(Xc, half_sq, c, b, metric, finish, values_for_rows) -> int:
     Values are symmetric: x·y − ‖x‖²/2 − ‖y‖²/2 (= −‖x − y‖²/2) or x·y.
     """
     n = Xc.shape[0]
-    run_v = torch.full((n, c), -np.inf, dtype=torch.float32)
-    run_i = torch.full((n, c), -1, dtype=torch.int64)
+    run_v = np.full((n, c), -np.inf, dtype=np.float32)
+    run_i = np.full((n, c), -1, dtype=np.int64)
     flat = np.empty(b * n, dtype=np.float32)
     n_bad = 0
     for start, stop in _rows_in_chunks(n, b):
@@ -408,14 +475,13 @@ def _symmetric_pass(Xc, half_sq, c, b, metric, finish, values_for_rows) -> int:
             block -= half_sq[start:stop, None]
         ar = np.arange(bb)
         block[ar, ar] = -np.inf
-        T = torch.from_numpy(block)
-        v1, i1 = torch.topk(T, min(c, W), dim=1, largest=True, sorted=False)
-        v, i = _topk_merge(run_v[start:stop], run_i[start:stop], v1, i1 + start, c)
+        v1, i1 = _top(block, min(c, W), compiled=compiled)
+        v, i = _merge_top(run_v[start:stop], run_i[start:stop], v1, i1 + start, c, compiled)
         if stop < n:
-            v2, i2 = torch.topk(T[:, bb:], min(c, bb), dim=0, largest=True, sorted=False)
-            run_v[stop:], run_i[stop:] = _topk_merge(run_v[stop:], run_i[stop:], v2.T, i2.T + start, c)
+            v2, i2 = _top(block[:, bb:], min(c, bb), axis=0, compiled=compiled)
+            run_v[stop:], run_i[stop:] = _merge_top(run_v[stop:], run_i[stop:], v2, i2 + start, c, compiled)
         rows = np.arange(start, stop)
-        vals = v.numpy().astype(np.float64)
-        approx = -2.0 * vals if metric == "euclidean" else -vals
-        n_bad += finish(rows, i.numpy(), approx, lambda bad, rows=rows: values_for_rows(rows[bad]))
+        vals = v.astype(np.float64)
+        approx = (-2.0 * vals if metric == "euclidean" else -vals) * key_unit
+        n_bad += finish(rows, i, approx, lambda bad, rows=rows: values_for_rows(rows[bad]))
     return n_bad
