@@ -144,14 +144,29 @@ def test_compare_bad_input():
         compare_rdms(a, a, "nope")
 
 
-def test_rdm_bad_input_and_dropped_units(X):
-    Xb = X.copy()
+@pytest.mark.parametrize("method", ["correlation", "euclidean", "cosine"])
+def test_rdm_keeps_constant_units_like_rsatoolbox(X, method):
+    """A unit constant across stimuli (a dead ReLU channel) changes each pattern's mean and norm;
+    rsatoolbox keeps it, so must we. Only non-finite units are dropped, with the count reported."""
+    def reference(A):  # rsatoolbox; it has no cosine RDM, scipy's pdist does (and keeps every column)
+        if method == "cosine":
+            return pdist(A, "cosine")
+        return calc_rdm(rt.data.Dataset(A), method=method).dissimilarities[0]
+
+    Xc = X.copy()
+    Xc[:, 1] = 3.0
+    Xc[:, 5] = 0.0
+    want = reference(Xc)
+    np.testing.assert_allclose(rdm(Xc, method, dtype=np.float64), want, rtol=1e-9, atol=1e-12)
+    assert not np.allclose(rdm(Xc, method, dtype=np.float64), rdm(np.delete(Xc, [1, 5], 1), method, dtype=np.float64))
+    Xb = Xc.copy()
     Xb[:, 0] = np.nan
-    Xb[:, 1] = 3.0
-    with pytest.warns(UserWarning, match="dropped 2 of 40"):
-        d = rdm(Xb, "correlation", dtype=np.float64)
-    np.testing.assert_allclose(d, rdm(X[:, 2:], "correlation", dtype=np.float64), atol=1e-12)
-    assert np.isfinite(d).all()
+    with pytest.warns(UserWarning, match="dropped 1 of 40 features \\(1 with NaN/inf, 0 constant"):
+        d = rdm(Xb, method, dtype=np.float64)
+    np.testing.assert_allclose(d, reference(Xc[:, 1:]), rtol=1e-9, atol=1e-12)
+
+
+def test_rdm_bad_input_and_dropped_units(X):
     Xc = X.copy()
     Xc[4] = 1.0  # a constant pattern: correlation distance undefined
     Xc[:, 0] = np.arange(25)  # keep the column non-constant

@@ -181,15 +181,28 @@ def test_score_brain_rdms_against_brute_force():
     ranks = np.stack([rankdata(v) for v in subj])
     upper = np.mean([spearmanr(ranks.mean(0), subj[s])[0] for s in range(4)])
     lower = np.mean([spearmanr(np.delete(ranks, s, 0).mean(0), subj[s])[0] for s in range(4)])
+    # group-mean ceiling by hand: the 3 ways to split 4 subjects into pairs (each ordered pair twice), plain
+    # means, Spearman between the half-group RDMs, Spearman–Brown stepped up by k = 4/2 = 2, as a correlation
+    splits = [((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))]
+    r_half = np.mean([spearmanr(subj[list(a)].mean(0), subj[list(b)].mean(0))[0] for a, b in splits])
+    group_ceiling = np.sqrt(2 * r_half / (1 + r_half))
     for layer, X in feats.items():
         model = pdist(X, "correlation")
         rows = df[df.layer == layer].set_index("subject")
         for s in range(4):
-            assert rows.loc[f"sub-{s + 1:02d}", "value"] == pytest.approx(spearmanr(model, subj[s])[0], abs=1e-5)
-        assert rows.loc["mean", "value"] == pytest.approx(spearmanr(model, subj.mean(0))[0], abs=1e-5)
-        assert rows.loc["mean", "ceiling_lower"] == pytest.approx(lower, abs=1e-6)
-        assert rows.loc["mean", "ceiling_upper"] == pytest.approx(upper, abs=1e-6)
-        assert rows.loc["mean", "normalised"] == pytest.approx(rows.loc["mean", "value"] / upper, rel=1e-9)
+            row = rows.loc[f"sub-{s + 1:02d}"]
+            assert row["value"] == pytest.approx(spearmanr(model, subj[s])[0], abs=1e-5)
+            assert row["ceiling_lower"] == pytest.approx(lower, abs=1e-6)
+            assert row["ceiling_upper"] == pytest.approx(upper, abs=1e-6)
+            assert row["ceiling"] == pytest.approx(np.sqrt(lower * upper), abs=1e-6)
+            assert row["ceiling_method"] == "loso-geometric-mean"
+        mean = rows.loc["mean"]
+        assert mean["value"] == pytest.approx(spearmanr(model, subj.mean(0))[0], abs=1e-5)
+        assert mean["ceiling"] == pytest.approx(group_ceiling, abs=1e-6)
+        assert mean["ceiling_method"] == "group-split-half"
+        assert np.isnan(mean["ceiling_lower"]) and np.isnan(mean["ceiling_upper"])
+        # whether these ceilings calibrate (true model → 1) is tested against simulated truth in
+        # tests/test_calibration_rsa.py
     good = df[(df.layer == "good") & (df.subject == "mean")].value.item()
     bad = df[(df.layer == "bad") & (df.subject == "mean")].value.item()
     assert good > 0.5 > bad
@@ -221,6 +234,7 @@ def test_single_subject_has_no_ceiling_but_a_score():
     df = score_model_rdms({"m": pdist(F, "correlation")}, brain)
     assert np.isfinite(df.value).all()
     assert df.ceiling_upper.isna().all() and df.ceiling_note.str.contains("single subject").all()
+    assert df.ceiling.isna().all() and df.normalised.isna().all() and (df.ceiling_method == "").all()
     with pytest.raises(InputError, match="pairs"):
         score_model_rdms({"m": np.zeros(10)}, brain)
     assert isinstance(df, pd.DataFrame)

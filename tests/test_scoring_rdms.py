@@ -44,7 +44,8 @@ def test_bootstrap_replicates_equal_materialised_resamples(method):
     A = np.stack([rdm(rng.standard_normal((n, 5))) for _ in range(2)]).astype(np.float64)
     A[1, ::3] = A[1, 0]  # ties in a model RDM (average ranks must be right)
     B = np.stack([rdm(rng.standard_normal((n, 4))) for _ in range(3)]).astype(np.float64)
-    lo, hi, dist = rb.rdm_bootstrap_ci(A, B, n, compare=method, n_boot=25, seed=7, return_distribution=True)
+    lo, hi, dist = rb.rdm_bootstrap_ci(A, B, n, compare=method, n_boot=25, seed=7, return_distribution=True,
+                                       correct=False)
     counts = bootstrap_counts(n, 25, np.random.default_rng(7))
     V = np.vstack([A, B])
     for b in range(25):
@@ -80,7 +81,7 @@ def test_bootstrap_rejects_bad_input():
 def test_rdm_benchmarks_registered_with_their_stimulus_sets():
     df = list_benchmarks().set_index("id")
     for bid in RDM_BENCHMARKS:
-        assert bid in df.index and df.loc[bid, "kind"] == "rdms" and df.loc[bid, "version"] == 1
+        assert bid in df.index and df.loc[bid, "kind"] == "rdms" and df.loc[bid, "version"] == 2
     assert df.loc["k92.human.IT.rsa", "lid_stimulus_set"] == "k92" == df.loc["k92.monkey.IT.rsa", "lid_stimulus_set"]
     assert df.loc["algonauts2019.118.MEG_late.rsa", "lid_stimulus_set"] == "algonauts2019.118"
     assert df.loc["nsd.subj01.EBA.encoding", "kind"] == "responses"
@@ -125,9 +126,11 @@ def test_all_split_equals_score_brain_rdms_and_geometry_on_all_images():
     assert set(got.index) == set(ref.index) and len(got) == 3 * 4
     for key in ref.index:
         assert got.loc[key, "value"] == pytest.approx(ref.loc[key, "value"], abs=1e-6)
-        assert got.loc[key, "ceiling"] == pytest.approx(ref.loc[key, "ceiling_upper"], abs=1e-9)
-        assert got.loc[key, "ceiling_lower"] == pytest.approx(ref.loc[key, "ceiling_lower"], abs=1e-9)
+        assert got.loc[key, "ceiling"] == pytest.approx(ref.loc[key, "ceiling"], abs=1e-9)
+        assert got.loc[key, "ceiling_lower"] == pytest.approx(ref.loc[key, "ceiling_lower"], abs=1e-9, nan_ok=True)
+        assert got.loc[key, "ceiling_method"] == ref.loc[key, "ceiling_method"]
         assert got.loc[key, "normalised"] == pytest.approx(ref.loc[key, "normalised"], abs=1e-6)
+        assert got.loc[key, "ci_method"] == "stimulus-bootstrap-corrected"
         assert got.loc[key, "ci_low"] < got.loc[key, "value"] < got.loc[key, "ci_high"]
     assert (scores[scores.split != "all"].subject == "mean").all()
     assert scores[scores.split == "test"].ci_low.notna().all() and (scores.n_stimuli[scores.split == "all"] == 30).all()
@@ -196,7 +199,7 @@ def test_algonauts2019_fixture_end_to_end(alg19, tmp_path, monkeypatch):
     for layer in ("layer1", "layer3"):
         want = ref[(ref.layer == layer) & (ref.subject == "mean")].iloc[0]
         got = mine[(mine.layer == layer) & (mine.subject == "mean")].iloc[0]
-        assert got.value == pytest.approx(want.value, abs=1e-6) and got.ceiling == pytest.approx(want.ceiling_upper)
+        assert got.value == pytest.approx(want.value, abs=1e-6) and got.ceiling == pytest.approx(want.ceiling)
     assert (mine.feature_cache_key.str.len() > 0).all()
     g = res.geometry
     assert set(g.stimulus_set) == {"algonauts2019.92"} and (g.n == 24).all()
@@ -227,7 +230,8 @@ def test_cli_score_real_k92(tmp_path, monkeypatch, capsys):
     ref = ref[(ref.layer == "layer3") & (ref.subject == "mean")].iloc[0]
     assert row.value == pytest.approx(ref.value, abs=1e-6)
     assert 0.25 < row.value < 0.35  # ~0.30, as the real-data test found
-    assert row.ceiling == pytest.approx(ref.ceiling_upper) and row.ci_low < row.value < row.ci_high
+    assert row.ceiling == pytest.approx(ref.ceiling) and row.ci_low < row.value < row.ci_high
+    assert row.ceiling_method == "group-split-half" and row.normalised == pytest.approx(row.value / row.ceiling)
     assert row.n_stimuli == 92 and set(s[s.split == "all"].subject) == {"BE", "KO", "SN", "TI", "mean"}
     geom = pd.read_parquet(out / "geometry.parquet")
     assert set(geom.stimulus_set) == {"k92"} and (geom.n == 92).all()

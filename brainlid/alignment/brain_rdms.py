@@ -6,12 +6,22 @@ For each layer, the model RDM (``rdm(X, rdm_method)``, condensed float32) is com
 * each subject's RDM (the mean over that subject's sessions) → one row per subject;
 * the group RDM (plain mean of the subject RDMs, as in Kriegeskorte et al. 2008) → ``subject = "mean"``.
 
-Every row carries the leave-one-subject-out noise ceiling of the brain RDMs
-(:func:`brainlid.alignment.ceiling.rsa_noise_ceiling`, rsatoolbox conventions: the
-upper bound compares each subject with the pool of all subjects, the lower bound
-with the pool of the others) and ``normalised = score / ceiling_upper`` — the
-conservative ratio (never inflated by an optimistic denominator). With a single
-subject no LOSO ceiling exists: the ceiling and normalised columns are NaN and
+Ceilings (METHODS §6; ``normalised = value / ceiling`` on every row, how in ``ceiling_method``):
+
+* per-subject rows report the leave-one-subject-out bounds of the brain RDMs as they are
+  (:func:`brainlid.alignment.ceiling.rsa_noise_ceiling`, rsatoolbox conventions: the upper bound
+  compares each subject with the pool of all subjects, the lower bound with the pool of the
+  others) in ``ceiling_upper`` / ``ceiling_lower``, and normalise by their geometric mean,
+  ``ceiling = √(upper · lower)`` (``ceiling_method = "loso-geometric-mean"``). Neither bound
+  calibrates on its own: the true model divided by the upper bound scores 0.87 at moderate noise
+  and 0.5–0.75 at low SNR; the geometric mean gives ≈ 1 (tests/test_calibration_rsa.py).
+  A lower bound <= 0 leaves the ceiling NaN.
+* the group-mean row (``subject = "mean"``) has a ceiling of its own kind: the split-half
+  reliability over subjects of the group-mean RDM, stepped up to the whole group
+  (:func:`brainlid.alignment.ceiling.group_split_half_reliability`), as a correlation ceiling
+  ``√r_sb`` (``ceiling_method = "group-split-half"``); its ``ceiling_lower``/``ceiling_upper`` are NaN.
+
+With a single subject neither exists: the ceiling and normalised columns are NaN and
 ``ceiling_note`` says why.
 
 Benchmarks (for ``brainlid score``): :data:`RDM_BENCHMARKS` names the RDM datasets as
@@ -36,26 +46,38 @@ from .._version import __version__
 from ..data.ids import as_ids, match_ids
 from ..data.rdms import BrainRDMs, condensed_positions
 from ..errors import InputError
-from .ceiling import rsa_noise_ceiling
+from .ceiling import group_split_half_reliability, rsa_noise_ceiling
 from .rsa import compare_rdms, n_from_condensed, rdm
 
 __all__ = ["score_brain_rdms", "score_model_rdms", "SCORE_COLUMNS", "RDM_BENCHMARKS", "load_rdm_benchmark"]
 
 SCORE_COLUMNS = [
     "layer", "subject", "dataset", "roi", "metric", "rdm_method", "compare", "value", "ceiling",
-    "ceiling_lower", "ceiling_upper", "normalised", "n_stimuli", "n_subjects", "ceiling_note", "brainlid_version",
+    "ceiling_lower", "ceiling_upper", "ceiling_method", "normalised", "n_stimuli", "n_subjects", "ceiling_note",
+    "brainlid_version",
 ]
 
+#: ``ceiling_method`` of per-subject and group-mean rows
+PER_SUBJECT_CEILING = "loso-geometric-mean"
+GROUP_CEILING = "group-split-half"
 
-def _ceiling(subject_rdms: np.ndarray, compare: str) -> tuple[float, float, str]:
+
+def _ceiling(subject_rdms: np.ndarray, compare: str) -> tuple[float, float, float, str]:
+    """(LOSO lower, LOSO upper, group-mean correlation ceiling √r_sb, note)."""
     if subject_rdms.shape[0] < 2:
-        return float("nan"), float("nan"), "single subject: no leave-one-subject-out ceiling"
+        nan = float("nan")
+        return nan, nan, nan, "single subject: no leave-one-subject-out or split-half-over-subjects ceiling"
     lo, hi = rsa_noise_ceiling(subject_rdms, method=compare)
-    return float(lo), float(hi), ""
+    r_sb = group_split_half_reliability(subject_rdms, compare=compare)[0]
+    return float(lo), float(hi), float(np.sqrt(r_sb)) if r_sb > 0 else float("nan"), ""
+
+
+def _ratio(value: float, ceiling: float) -> float:
+    return float(value) / ceiling if np.isfinite(ceiling) and ceiling > 0 else float("nan")
 
 
 def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs, *, compare: str = "spearman",
-                     rdm_method: str = "given", ceiling: tuple[float, float] | None = None) -> pd.DataFrame:
+                     rdm_method: str = "given", ceiling: tuple | None = None) -> pd.DataFrame:
     """Compare ready-made model RDMs with brain RDMs (per subject and on the group mean).
 
     Parameters
@@ -67,12 +89,15 @@ def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs
         Comparison method of :func:`brainlid.alignment.rsa.compare_rdms`.
     rdm_method : str
         Recorded in the ``rdm_method`` column (how the model RDMs were made).
-    ceiling : (lower, upper) or None
-        A precomputed ceiling (default: computed from ``brain_rdms``).
+    ceiling : (lower, upper, group) or None
+        Precomputed LOSO bounds and group-mean ceiling (module docstring; default: computed
+        from ``brain_rdms``).
 
     Returns
     -------
-    DataFrame with :data:`SCORE_COLUMNS`; the model name is in ``layer``.
+    DataFrame with :data:`SCORE_COLUMNS`; the model name is in ``layer``. Per-subject rows:
+    ``ceiling = √(ceiling_upper · ceiling_lower)``; the ``"mean"`` row: the group-mean RDM's own
+    split-half ceiling; ``normalised = value / ceiling`` on both.
     """
     if not isinstance(brain_rdms, BrainRDMs):
         raise InputError(f"brain_rdms must be a BrainRDMs, got {type(brain_rdms).__name__}")
@@ -81,9 +106,10 @@ def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs
     subj = brain_rdms.subject_rdms()
     group = brain_rdms.mean_rdm()
     if ceiling is None:
-        lo, hi, note = _ceiling(subj, compare)
+        lo, hi, grp, note = _ceiling(subj, compare)
     else:
-        (lo, hi), note = (float(ceiling[0]), float(ceiling[1])), ""
+        (lo, hi, grp), note = (float(c) for c in ceiling), ""
+    per_subject_ceiling = float(np.sqrt(lo * hi)) if np.isfinite(lo) and lo > 0 and hi > 0 else float("nan")
     names = list(model_rdms)
     M = np.stack([np.asarray(model_rdms[k], dtype=np.float64).ravel() for k in names])
     if M.shape[1] != brain_rdms.n_pairs:
@@ -97,11 +123,15 @@ def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs
     for i, name in enumerate(names):
         entries = [(s, per_subject[i, j]) for j, s in enumerate(brain_rdms.subjects)] + [("mean", on_mean[i])]
         for s, score in entries:
+            group = s == "mean"
+            ceil = grp if group else per_subject_ceiling
             rows.append({
                 "layer": name, "subject": s, "dataset": brain_rdms.dataset, "roi": brain_rdms.roi,
                 "metric": f"rsa_{compare}", "rdm_method": rdm_method, "compare": compare, "value": float(score),
-                "ceiling": hi, "ceiling_lower": lo, "ceiling_upper": hi,
-                "normalised": float(score) / hi if np.isfinite(hi) and hi > 0 else float("nan"),
+                "ceiling": ceil, "ceiling_lower": float("nan") if group else lo,
+                "ceiling_upper": float("nan") if group else hi,
+                "ceiling_method": "" if not np.isfinite(ceil) else GROUP_CEILING if group else PER_SUBJECT_CEILING,
+                "normalised": _ratio(score, ceil),
                 "n_stimuli": brain_rdms.n_stimuli, "n_subjects": brain_rdms.n_subjects, "ceiling_note": note,
                 "brainlid_version": __version__,
             })
@@ -132,10 +162,11 @@ def score_brain_rdms(features: Mapping[str, np.ndarray], stimulus_ids, brain_rdm
     Returns
     -------
     DataFrame, one row per (layer, subject) plus (layer, ``"mean"``), columns :data:`SCORE_COLUMNS`:
-    ``value`` (the comparison value), ``ceiling_lower`` / ``ceiling_upper`` (LOSO noise ceiling of
-    the brain RDMs over the scored stimuli), ``ceiling`` (= ``ceiling_upper``, the denominator),
-    ``normalised`` (value / ceiling_upper), ``n_stimuli``. Column names follow the scoring
-    tables (:mod:`brainlid.scoring.tables`: ``value``, ``ceiling``, ``normalised``).
+    ``value`` (the comparison value), ``ceiling_lower`` / ``ceiling_upper`` (per-subject rows: LOSO
+    noise ceiling of the brain RDMs over the scored stimuli), ``ceiling`` (the denominator:
+    √(upper · lower) per subject, the group-mean RDM's split-half ceiling on the ``"mean"`` row),
+    ``ceiling_method``, ``normalised`` (value / ceiling), ``n_stimuli``. Column names follow the
+    scoring tables (:mod:`brainlid.scoring.tables`: ``value``, ``ceiling``, ``normalised``).
 
     Raises
     ------
@@ -169,8 +200,8 @@ def score_brain_rdms(features: Mapping[str, np.ndarray], stimulus_ids, brain_rdm
         model[str(layer)] = rdm(X[idx_feat], rdm_method)
     n_from_condensed(next(iter(model.values())).size)
     ceiling = _ceiling(sub.subject_rdms(), compare)
-    out = score_model_rdms(model, sub, compare=compare, rdm_method=rdm_method, ceiling=ceiling[:2])
-    out["ceiling_note"] = ceiling[2]
+    out = score_model_rdms(model, sub, compare=compare, rdm_method=rdm_method, ceiling=ceiling[:3])
+    out["ceiling_note"] = ceiling[3]
     return out
 
 

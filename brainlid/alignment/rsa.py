@@ -80,12 +80,15 @@ _BLOCK_BYTES = 64 * 2**20
 
 
 # --------------------------------------------------------------------------- helpers
-def check_features(X, name: str = "X", *, min_rows: int = 3, dtype=np.float32) -> np.ndarray:
+def check_features(X, name: str = "X", *, min_rows: int = 3, dtype=np.float32,
+                   drop_constant: bool = True) -> np.ndarray:
     """Validate a ``(n_stimuli, n_features)`` array and drop unusable feature columns.
 
-    Columns containing NaN/inf, and constant columns (zero variance across
-    stimuli), carry no information for similarity measures and would make some
-    of them NaN; they are dropped with a :class:`UserWarning` that reports how many.
+    Columns containing NaN/inf are dropped with a :class:`UserWarning` that reports how many.
+    Constant columns (zero variance across stimuli) are dropped too when ``drop_constant``
+    (they carry no information for kernel/neighbour measures and would make some of them NaN);
+    :func:`rdm` keeps them (``drop_constant=False``), as rsatoolbox does, because a constant
+    unit still enters each pattern's mean and norm, hence correlation and cosine distances.
 
     Returns
     -------
@@ -107,7 +110,7 @@ def check_features(X, name: str = "X", *, min_rows: int = 3, dtype=np.float32) -
         mn = X.min(axis=0)
         mx = X.max(axis=0)
     finite = np.isfinite(mn) & np.isfinite(mx)
-    const = finite & (mn == mx)
+    const = finite & (mn == mx) if drop_constant else np.zeros_like(finite)
     bad = ~finite | const
     if bad.all():
         raise InputError(
@@ -219,21 +222,15 @@ def _prepare_reps(X, dtype) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=dtype)
     finite = np.isfinite(X)
     present = finite.any(axis=2)  # a rep of all-NaN is padding
-    # units with NaN inside a present repetition, or constant over everything present, are dropped
-    bad_unit = (~finite & present[:, :, None]).any(axis=(0, 1))
+    # units with NaN inside a present repetition are dropped; constant units are kept (they add 0 to
+    # every cross-validated distance but count in p, as in rsatoolbox)
+    drop = (~finite & present[:, :, None]).any(axis=(0, 1))
     Xz = np.where(finite, X, 0).astype(dtype, copy=False)
-    cnt = present.sum()
-    with np.errstate(invalid="ignore"):
-        mean = Xz.sum(axis=(0, 1)) / max(cnt, 1)
-        var = (((Xz - mean) * present[:, :, None]) ** 2).sum(axis=(0, 1))
-    const = (var == 0) & ~bad_unit
-    drop = bad_unit | const
     if drop.all():
-        raise InputError(f"all {X.shape[2]} units are unusable (NaN inside a repetition or constant)")
+        raise InputError(f"all {X.shape[2]} units are unusable (NaN inside a present repetition)")
     if drop.any():
         warnings.warn(
-            f"dropped {int(drop.sum())} of {X.shape[2]} units ({int(bad_unit.sum())} with NaN inside a "
-            f"present repetition, {int(const.sum())} constant)",
+            f"dropped {int(drop.sum())} of {X.shape[2]} units (with NaN inside a present repetition)",
             UserWarning,
             stacklevel=4,
         )
@@ -306,8 +303,9 @@ def rdm(X, method: str = "correlation", *, noise=None, cv: str = "folds", dtype=
     X : array of shape (n_stimuli, n_units) or (n_stimuli, n_reps, n_units)
         Response patterns. With a repetition axis (NaN-padded when ragged),
         ``"crossnobis"`` uses the repetitions; the other methods average them
-        first (``nanmean``). NaN/inf or constant units are dropped with a
-        warning that reports how many.
+        first (``nanmean``). Units with NaN/inf are dropped with a warning that
+        reports how many; constant units are kept (rsatoolbox's convention: they
+        change correlation and cosine distances through each pattern's mean and norm).
     method : {"correlation", "euclidean", "cosine", "crossnobis"}
         Dissimilarity, see the module docstring (rsatoolbox's conventions;
         ``"euclidean"`` is the squared distance divided by the number of units).
@@ -363,7 +361,7 @@ def rdm(X, method: str = "correlation", *, noise=None, cv: str = "folds", dtype=
             X = np.nanmean(np.asarray(X, dtype=np.float64), axis=1)
     if X.ndim != 2:
         raise InputError(f"responses must be (stimulus, unit) or (stimulus, rep, unit); got shape {X.shape}")
-    X = check_features(X, "responses", min_rows=2, dtype=dtype)
+    X = check_features(X, "responses", min_rows=2, dtype=dtype, drop_constant=False)
     n, p = X.shape
     if method in ("correlation", "cosine"):
         Z = X - X.mean(axis=1, keepdims=True, dtype=np.float64).astype(dtype) if method == "correlation" else X.copy()
