@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass
+from itertools import combinations
+from math import comb
 from typing import Callable
 
 import numpy as np
@@ -47,12 +49,16 @@ __all__ = [
     "nc_from_ncsnr",
     "split_half_reliability",
     "spearman_brown",
+    "spearman_brown_factor",
     "NormalisedScores",
     "normalise_r2",
     "normalise_r",
     "rsa_noise_ceiling",
     "pool_rdms",
     "rdm_split_half_reliability",
+    "rdm_split_half",
+    "RDMSplitHalf",
+    "group_split_half_reliability",
 ]
 
 
@@ -107,6 +113,31 @@ def spearman_brown(r, factor: float = 2.0) -> np.ndarray:
 _spearman_brown = spearman_brown  # the parameter of split_half_reliability shadows the name
 
 
+def spearman_brown_factor(n_reps) -> float:
+    """Spearman–Brown step-up factor from split halves to the average of all repetitions.
+
+    A split gives each stimulus two halves of ``⌊n_i/2⌋`` repetitions (one left out when
+    ``n_i`` is odd); the scored data average all ``n_i``. The noise variance of a mean is
+    proportional to 1/(repetitions averaged), so the step-up is the ratio of the mean noise
+    factors, ``k = mean_i(1/⌊n_i/2⌋) / mean_i(1/n_i)`` — ``k = n/⌊n/2⌋`` with equal counts
+    (2 for even n, 3 for n = 3, 2.5 for n = 5), not 2 (which would give the reliability of
+    ``2⌊n/2⌋`` repetitions: 3 repeats, truth 0.429, k = 2 gives 0.331).
+
+    Parameters
+    ----------
+    n_reps : int or array-like of shape (n_stimuli,)
+        Repetitions per scored stimulus (each >= 2).
+
+    Returns
+    -------
+    k : float (>= 2)
+    """
+    n = np.atleast_1d(np.asarray(n_reps, dtype=np.float64))
+    if n.size == 0 or not np.all(np.isfinite(n)) or np.any(n < 2):
+        raise InputError("a Spearman–Brown step-up from split halves needs >= 2 repetitions per stimulus")
+    return float(np.mean(1.0 / np.floor(n / 2)) / np.mean(1.0 / n))
+
+
 def _pearson_over_axis0(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pearson r between columns of ``a`` and ``b`` along axis 0 (float64); also a 'constant' mask."""
     a = a - a.mean(axis=0)
@@ -134,11 +165,14 @@ def split_half_reliability(
     count one repetition is left out of that split, so both halves have the same
     noise level, as Spearman–Brown assumes); the two half-means are correlated
     across stimuli (Pearson r per unit[, time]). The split correlations are
-    averaged, then (by default) corrected with Spearman–Brown, ``r_sb = 2r/(1+r)``,
-    which estimates the reliability of the mean of all repetitions.
+    averaged, then (by default) stepped up with Spearman–Brown,
+    ``r_sb = k r / (1 + (k − 1) r)`` with ``k = mean(1/⌊n_i/2⌋) / mean(1/n_i)``
+    (:func:`spearman_brown_factor`; k = 2 for even counts, n/⌊n/2⌋ for odd ones), which
+    estimates the reliability of the mean of all ``n_i`` repetitions — the average that is
+    scored.
 
     With signal variance s² and per-trial noise variance σ², n repetitions per
-    stimulus: r_half = s²/(s² + 2σ²/n) and r_sb = s²/(s² + σ²/n).
+    stimulus: r_half = s²/(s² + σ²/⌊n/2⌋) and r_sb = s²/(s² + σ²/n).
 
     Parameters
     ----------
@@ -241,7 +275,7 @@ def split_half_reliability(
             stacklevel=2,
         )
     if spearman_brown:
-        out = _spearman_brown(out)
+        out = _spearman_brown(out, spearman_brown_factor(n_i))
     return out.reshape(rest).astype(np.float32)
 
 
@@ -472,24 +506,75 @@ def rsa_noise_ceiling(
     return float(np.mean(lower)), float(np.mean(upper))
 
 
-def rdm_split_half_reliability(
+@dataclass
+class RDMSplitHalf:
+    """Split-half statistics of one subject's RDM (:func:`rdm_split_half`).
+
+    Attributes
+    ----------
+    r_half : float or ndarray of shape (n_times,)
+        Mean over splits of ``compare(d_A, d_B)``: the agreement of two half-data RDMs.
+    ceiling_half : float or ndarray of shape (n_times,)
+        Mean over splits of ``√max(compare(d_A, d_B), 0)``: the expected score of a perfect model
+        against one half RDM (the denominator of the half-level normalisation).
+    k : float
+        Spearman–Brown step-up factor from a half to all repetitions (:func:`spearman_brown_factor`).
+    r_sb : float or ndarray of shape (n_times,)
+        ``spearman_brown(r_half, k)``: the estimated reliability of the full-data RDM.
+    model_half : ndarray of shape (n_models[, n_times]) or None
+        Mean over splits and both halves of ``compare(model RDM, half RDM)``.
+    n_splits : int
+    """
+
+    r_half: object
+    ceiling_half: object
+    k: float
+    r_sb: object
+    model_half: np.ndarray | None
+    n_splits: int
+
+    def normalised(self, floor: float = 0.0) -> np.ndarray:
+        """Half-level disattenuated model scores: ``model_half / ceiling_half`` (a ratio of
+        means over splits), NaN where ``r_sb <= floor`` or no positive half agreement."""
+        if self.model_half is None:
+            raise InputError("no model RDMs were given to rdm_split_half")
+        ch = np.asarray(self.ceiling_half, dtype=np.float64)
+        ok = (ch > 0) & (np.asarray(self.r_sb, dtype=np.float64) > floor)
+        return np.where(ok, self.model_half / np.where(ok, ch, 1.0), np.nan)
+
+
+def _split_weights(present: np.ndarray, half: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Averaging weights (stim, rep) of the two halves of one random split."""
+    keys = rng.random(present.shape)
+    keys[~present] = np.inf  # missing reps sort last
+    ranks = np.argsort(np.argsort(keys, axis=1), axis=1)
+    w_a = (ranks < half[:, None]) / half[:, None]
+    w_b = ((ranks >= half[:, None]) & (ranks < 2 * half[:, None])) / half[:, None]
+    return w_a, w_b
+
+
+def rdm_split_half(
     responses,
     rdm_method: str = "correlation",
     compare: str = "spearman",
     n_splits: int = 5,
     seed: int | None = 0,
     rep_axis: int = 1,
-) -> np.ndarray | float:
-    """Split-half reliability of one subject's RDM, Spearman–Brown corrected.
+    model_rdms=None,
+) -> RDMSplitHalf:
+    """Split-half statistics of one subject's RDM, optionally with model RDMs compared to the halves.
 
-    For each of ``n_splits`` seeded random splits, each stimulus's present repetitions
-    are shuffled and divided into two halves of ``⌊n_i/2⌋`` repetitions (one left out
-    when ``n_i`` is odd, so both halves have the same noise level); the half-means give
-    two RDMs ``d_A``, ``d_B`` (``rdm(·, rdm_method)``) that are compared,
-    ``r = compare_rdms(d_A, d_B, compare)``. The split values are averaged and corrected
-    with Spearman–Brown, ``r_sb = 2 r / (1 + r)`` (:func:`spearman_brown`): the expected
-    agreement of the full-data RDM with an independent replication, used as the ceiling
-    of single-subject RSA scores (``normalised = value / r_sb``).
+    For each of ``n_splits`` seeded random splits, each stimulus's present repetitions are
+    shuffled and divided into two halves of ``⌊n_i/2⌋`` repetitions (one left out when ``n_i`` is
+    odd, so both halves have the same noise level); the half-means give two RDMs ``d_A``, ``d_B``
+    (``rdm(·, rdm_method)``), compared with each other and with every model RDM.
+
+    Why the half level: an RDM's dissimilarities are quadratic in the noise, so the classical
+    step-up ``value / √r_sb`` over-corrects at low reliability (a perfect model scores 1.1–1.3
+    at a half-split reliability of 0.15). Comparing the model with each half RDM and dividing by
+    √r(d_A, d_B) — the perfect model's expected score against a half RDM, as the halves are
+    independent replications at the same noise level — stays within a few percent of 1
+    (tests/test_calibration_rsa.py).
 
     Parameters
     ----------
@@ -504,16 +589,21 @@ def rdm_split_half_reliability(
         Random splits averaged (>= 1).
     seed : int or None
         Seed of the splits.
+    model_rdms : array of shape (n_pairs,) or (n_models, n_pairs), or None
+        Condensed model RDMs over the same stimuli (same order) to compare with each half RDM.
 
     Returns
     -------
-    float (no time axis) or ndarray of shape (n_times,) float64 — r_sb per time point.
+    RDMSplitHalf
+        Scalars without a time axis, arrays of shape (n_times,) with one; ``model_half`` of
+        shape (n_models[, n_times]) (``(n_times,)``/scalar when ``model_rdms`` is 1-D).
 
     Raises
     ------
     InputError
-        Wrong shape, fewer than 3 stimuli with >= 2 repetitions (each stimulus of the RDM
-        needs a repetition in both halves), NaN inside a present repetition, n_splits < 1.
+        Wrong shape, a stimulus with fewer than 2 repetitions (each stimulus of the RDM needs a
+        repetition in both halves), fewer than 3 stimuli, NaN inside a present repetition,
+        n_splits < 1, model RDMs of another length.
     """
     from .rsa import compare_rdms, rdm
 
@@ -538,26 +628,114 @@ def rdm_split_half_reliability(
         )
     if x.shape[0] < 3:
         raise InputError(f"an RDM needs >= 3 stimuli; got {x.shape[0]}")
+    n = x.shape[0]
+    M = None
+    if model_rdms is not None:
+        M = np.atleast_2d(np.asarray(model_rdms, dtype=np.float64))
+        if M.ndim != 2 or M.shape[1] != n * (n - 1) // 2:
+            raise InputError(f"model RDMs have shape {np.shape(model_rdms)}; expected (n_models, {n * (n - 1) // 2})")
     half = n_i // 2
     rng = np.random.default_rng(seed)
     xz = np.nan_to_num(x, nan=0.0)
     timed = x.ndim == 4
-    acc = 0.0
-    for _ in range(n_splits):
-        keys = rng.random(present.shape)
-        keys[~present] = np.inf
-        ranks = np.argsort(np.argsort(keys, axis=1), axis=1)
-        w_a = (ranks < half[:, None]) / half[:, None]
-        w_b = ((ranks >= half[:, None]) & (ranks < 2 * half[:, None])) / half[:, None]
-        means = [np.einsum("sr,sr...->s...", w, xz) for w in (w_a, w_b)]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # constant units dropped by rdm(): expected
-            if timed:
-                d = [np.stack([rdm(m[..., t], rdm_method, dtype=np.float64) for t in range(m.shape[-1])]) for m in means]
-                r = np.array([compare_rdms(d[0][t], d[1][t], method=compare) for t in range(d[0].shape[0])])
-            else:
-                d = [rdm(m, rdm_method, dtype=np.float64) for m in means]
-                r = np.asarray(compare_rdms(d[0], d[1], method=compare), dtype=np.float64)
-        acc = acc + r
-    out = spearman_brown(acc / n_splits)
-    return out.astype(np.float64) if timed else float(out)
+    n_t = x.shape[-1] if timed else 1
+    r_ab = np.zeros((n_splits, n_t))
+    mod = np.zeros((M.shape[0], n_t)) if M is not None else None
+    for s in range(n_splits):
+        means = [np.einsum("sr,sr...->s...", w, xz) for w in _split_weights(present, half, rng)]
+        for t in range(n_t):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # non-finite units dropped by rdm(): reported by the caller
+                d = np.stack([rdm(m[..., t] if timed else m, rdm_method, dtype=np.float64) for m in means])
+            r_ab[s, t] = compare_rdms(d[0], d[1], method=compare)
+            if M is not None:
+                mod[:, t] += np.atleast_2d(compare_rdms(M, d, method=compare)).mean(axis=1)
+    r_half = r_ab.mean(axis=0)
+    ceiling_half = np.sqrt(np.clip(r_ab, 0.0, None)).mean(axis=0)
+    k = spearman_brown_factor(n_i)
+    r_sb = spearman_brown(r_half, k)
+    if mod is not None:
+        mod /= n_splits
+        if np.ndim(model_rdms) == 1:
+            mod = mod[0]
+        if not timed:
+            mod = mod[..., 0] if mod.ndim > 1 else float(mod[0])
+    out = (lambda a: np.asarray(a, dtype=np.float64)) if timed else (lambda a: float(np.asarray(a).reshape(-1)[0]))
+    return RDMSplitHalf(r_half=out(r_half), ceiling_half=out(ceiling_half), k=k, r_sb=out(r_sb),
+                        model_half=mod, n_splits=int(n_splits))
+
+
+def rdm_split_half_reliability(
+    responses,
+    rdm_method: str = "correlation",
+    compare: str = "spearman",
+    n_splits: int = 5,
+    seed: int | None = 0,
+    rep_axis: int = 1,
+) -> np.ndarray | float:
+    """Split-half reliability of one subject's RDM, Spearman–Brown stepped up to all repetitions.
+
+    The mean over ``n_splits`` seeded random splits of ``compare(d_A, d_B)`` (half RDMs of
+    ``⌊n_i/2⌋`` repetitions each, :func:`rdm_split_half`), stepped up with
+    ``k = mean(1/⌊n_i/2⌋) / mean(1/n_i)`` (:func:`spearman_brown_factor`): the expected agreement
+    of the full-data RDM with an independent replication. Its square root is the correlation
+    ceiling of single-subject RSA scores (the ``ceiling`` column); the rows' ``normalised`` is
+    disattenuated at the half level instead (:meth:`RDMSplitHalf.normalised`), which calibrates
+    where ``value / √r_sb`` does not.
+
+    Parameters and errors as :func:`rdm_split_half`.
+
+    Returns
+    -------
+    float (no time axis) or ndarray of shape (n_times,) float64 — r_sb per time point.
+    """
+    return rdm_split_half(responses, rdm_method, compare, n_splits=n_splits, seed=seed, rep_axis=rep_axis).r_sb
+
+
+def group_split_half_reliability(subject_rdms, compare: str = "spearman", n_splits: int = 50,
+                                 seed: int | None = 0) -> tuple[float, float, float]:
+    """Reliability of a group-mean RDM: split-half over subjects, stepped up to the whole group.
+
+    Every split of the subjects into two disjoint halves of ``⌊S/2⌋`` (one left out when S is
+    odd) is used when there are at most 1000 ordered pairs of halves (S <= 10), else
+    ``n_splits`` seeded random ones; each half's RDMs are averaged (the plain mean, as the group
+    RDM is) and the two half-group RDMs compared. The mean over splits ``r_half`` is stepped
+    up by ``k = S/⌊S/2⌋``. Subject RDMs add independent noise around a shared RDM, so the
+    classical step-up holds here; ``√r_sb`` is the correlation ceiling of a model compared with
+    the group-mean RDM (a row of its own kind, never the per-subject LOSO bound).
+
+    Parameters
+    ----------
+    subject_rdms : array of shape (n_subjects, n_pairs)
+        Condensed RDMs, n_subjects >= 2.
+    compare : str
+        :func:`brainlid.alignment.rsa.compare_rdms` method.
+    n_splits : int
+    seed : int or None
+
+    Returns
+    -------
+    (r_sb, r_half, k) : tuple of float
+    """
+    from .rsa import compare_rdms
+
+    v = np.asarray(subject_rdms, dtype=np.float64)
+    if v.ndim != 2 or v.shape[0] < 2:
+        raise InputError(f"a split-half over subjects needs >= 2 subject RDMs (n_subjects, n_pairs); got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise InputError(f"subject RDMs contain {int(np.sum(~np.isfinite(v)))} non-finite values")
+    if n_splits < 1:
+        raise InputError(f"n_splits must be >= 1, got {n_splits}")
+    n_sub = v.shape[0]
+    h = n_sub // 2
+    if comb(n_sub, h) * comb(n_sub - h, h) <= 1000:
+        pairs = [(a, b) for a in combinations(range(n_sub), h)
+                 for b in combinations(sorted(set(range(n_sub)) - set(a)), h)]
+    else:
+        rng = np.random.default_rng(seed)
+        perms = [rng.permutation(n_sub) for _ in range(n_splits)]
+        pairs = [(q[:h], q[h:2 * h]) for q in perms]
+    r = [compare_rdms(v[list(a)].mean(axis=0), v[list(b)].mean(axis=0), method=compare) for a, b in pairs]
+    r_half = float(np.mean(r))
+    k = n_sub / h
+    return float(spearman_brown(r_half, k)), r_half, float(k)

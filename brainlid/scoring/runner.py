@@ -21,9 +21,10 @@ stimuli only) → ridge with a per-unit α chosen by inner CV (himalaya, through
 stimuli) → held-out Pearson r and R² per unit → ROI means; ceiling-normalised with
 :mod:`brainlid.alignment.ceiling` (R²/NC and r/√NC, units with NC > floor).
 RSA: correlation-distance RDMs of features and responses on the evaluated stimuli, compared
-by Spearman's rho (:mod:`brainlid.alignment.rsa`); ceiling = the split-half reliability of the
-subject's RDM when the data keep repetitions (:func:`rsa_split_half_ceiling`), normalised =
-value / ceiling.
+by Spearman's rho (:mod:`brainlid.alignment.rsa`); when the data keep repetitions
+(:func:`rsa_split_half_ceiling`), ceiling = √ of the split-half reliability of the subject's RDM
+(Spearman–Brown stepped up to the repetitions scored) and normalised = the model's score against
+half-data RDMs ÷ √ of the halves' agreement (:func:`_rsa_rows`).
 """
 
 from __future__ import annotations
@@ -286,21 +287,22 @@ def encoding_rows(r, r2, nc, times, p, base: dict, n_stimuli: int) -> list[dict]
 
 
 def rsa_split_half_ceiling(brain, eval_ids, p, bench_id: str = "", warn: bool = True) -> np.ndarray | None:
-    """Ceiling of single-subject RSA rows: split-half reliability of the subject's RDM.
+    """Repetition-level responses behind the ceiling of single-subject RSA rows.
 
-    :func:`brainlid.alignment.ceiling.rdm_split_half_reliability` (Spearman–Brown corrected,
-    ``p["rdm_method"]`` RDMs compared by ``p["rdm_compare"]``, ``p["rsa_ceiling_splits"]`` seeded
-    splits, default 5) of the repetition-level responses that :func:`load_benchmark_data` keeps in
-    ``brain.meta[REPS_META_KEY]`` for RSA benchmarks, over the evaluated stimuli ``eval_ids``.
+    The repetition-level responses that :func:`load_benchmark_data` keeps in
+    ``brain.meta[REPS_META_KEY]`` for RSA benchmarks, restricted to the evaluated stimuli
+    ``eval_ids`` (in that order). :func:`_rsa_rows` passes them, with the model RDM, to
+    :func:`brainlid.alignment.ceiling.rdm_split_half` (``p["rdm_method"]`` RDMs compared by
+    ``p["rdm_compare"]``, ``p["rsa_ceiling_splits"]`` seeded splits, default 5).
 
-    Returns None (the rows' ``ceiling`` stays NaN) when the data carry no repetitions (a loader
-    that averages them, e.g. a user benchmark built from averaged responses, or the train-split
-    stimuli of THINGS-EEG2 whose repetitions are not kept), or when an evaluated stimulus has
-    fewer than 2 repetitions (a stimulus absent from one half has no RDM row; e.g. the once-shown
-    THINGS-fMRI train images of the ``val`` rows); with ``warn`` a RuntimeWarning says why in the
-    second case. Otherwise an array of shape (n_times,) (or (1,) without time axis).
+    Returns None (the rows' ``ceiling`` and ``normalised`` stay NaN) when the data carry no
+    repetitions (a loader that averages them, e.g. a user benchmark built from averaged responses,
+    or the train-split stimuli of THINGS-EEG2 whose repetitions are not kept), or when an
+    evaluated stimulus has fewer than 2 repetitions (a stimulus absent from one half has no RDM
+    row; e.g. the once-shown THINGS-fMRI train images of the ``val`` rows); with ``warn`` a
+    RuntimeWarning says why in the second case. Otherwise an array of shape
+    (n_eval, n_reps, n_units[, n_times]) (ragged repetitions NaN-padded).
     """
-    from ..alignment.ceiling import rdm_split_half_reliability
     from .benchmarks import REPS_META_KEY
 
     reps = (brain.meta or {}).get(REPS_META_KEY)
@@ -320,47 +322,69 @@ def rsa_split_half_ceiling(brain, eval_ids, p, bench_id: str = "", warn: bool = 
             "ceiling is left NaN", RuntimeWarning, stacklevel=3,
         )
         return None
-    r = rdm_split_half_reliability(sub.responses[pos], p["rdm_method"], p["rdm_compare"],
-                                   n_splits=int(p.get("rsa_ceiling_splits", 5)), seed=p["seed"])
-    return np.atleast_1d(np.asarray(r, dtype=np.float64))
+    return sub.responses[pos]
+
+
+#: ``ceiling_method`` of single-subject RSA rows (:func:`_rsa_rows`)
+RSA_CEILING_METHOD = "rdm-split-half-disattenuated"
 
 
 def _rsa_rows(X_eval, Y_eval, times, p, base, ceiling=None) -> list[dict]:
-    """RSA score rows (one per time point). ``ceiling``: per-time split-half RDM reliability
-    (:func:`rsa_split_half_ceiling`) or None (NaN); ``normalised = value / ceiling`` where
-    ``ceiling > p["ceiling_floor"]`` (the METHODS §6 floor), else NaN. The RDM ceiling is itself a
-    comparison value (the expected score of an independent replication of the data), so the RSA
-    score is divided by it directly, as for the LOSO ceilings of the RDM benchmarks."""
+    """RSA score rows (one per time point).
+
+    ``value`` = compare(model RDM, RDM of the evaluated responses). ``ceiling``: the
+    repetition-level responses of :func:`rsa_split_half_ceiling`, or None (ceiling and normalised
+    NaN). From them, :func:`brainlid.alignment.ceiling.rdm_split_half` gives
+
+    * ``ceiling`` = √r_sb, the split-half reliability of the subject's RDM stepped up to the
+      repetitions scored (k = mean(1/⌊n_i/2⌋)/mean(1/n_i)): the correlation ceiling of ``value``;
+    * ``normalised`` = mean over splits of compare(model RDM, half RDM) ÷ mean over splits of
+      √compare(half A, half B) — disattenuated at the half level, which calibrates (true model ≈ 1)
+      where ``value / ceiling`` is biased upward at low reliability (RDM distances are quadratic
+      in the noise). NaN where r_sb <= ``p["ceiling_floor"]``. ``ceiling_method`` records it.
+
+    ``ci_low``/``ci_high``: the variance-corrected stimulus bootstrap of ``value``
+    (:func:`brainlid.scoring.rdm_benchmarks.rdm_bootstrap_ci`).
+    """
+    from ..alignment.ceiling import rdm_split_half
     from ..alignment.rsa import compare_rdms, rdm
+    from .rdm_benchmarks import BOOTSTRAP_METHODS, CI_METHOD, rdm_bootstrap_ci
 
-    with warnings.catch_warnings():  # dead (constant) ReLU features are dropped by rdm(); expected, not news
-        warnings.filterwarnings("ignore", message=".*dropped .* constant across stimuli", category=UserWarning)
-        model_rdm = rdm(X_eval, method=p["rdm_method"])
-    from .rdm_benchmarks import BOOTSTRAP_METHODS, rdm_bootstrap_ci
-
+    model_rdm = rdm(X_eval, method=p["rdm_method"])
     Ys = [Y_eval] if times is None else [Y_eval[..., t] for t in range(Y_eval.shape[-1])]
     brain_rdms = []
-    for Y in Ys:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:  # one message, not one per time point
+        warnings.simplefilter("always", UserWarning)
+        for Y in Ys:
             brain_rdms.append(rdm(Y, method=p["rdm_method"]))
+    if caught:
+        warnings.warn(f"{base.get('benchmark', 'RSA')}: {caught[0].message}" + (
+            f" (at {len(caught)} time points)" if len(caught) > 1 else ""), UserWarning, stacklevel=3)
     brain_rdms = np.stack(brain_rdms)
     values = np.atleast_1d(compare_rdms(model_rdm, brain_rdms, method=p["rdm_compare"]))
     # 95 % CI: bootstrap over the evaluated stimuli (pairs of a stimulus with its own copy excluded)
     lo = hi = np.full(values.shape, np.nan)
+    ci_method = ""
     if p["rdm_compare"] in BOOTSTRAP_METHODS and p["rsa_n_boot"] >= 10:
         lo, hi = (a[0] for a in rdm_bootstrap_ci(model_rdm[None], brain_rdms, int(X_eval.shape[0]),
                                                   compare=p["rdm_compare"], n_boot=p["rsa_n_boot"], seed=p["seed"]))
-    ceil = np.full(values.shape, np.nan) if ceiling is None else np.broadcast_to(np.asarray(ceiling, float), values.shape)
-    ok = np.isfinite(ceil) & (ceil > p["ceiling_floor"])
-    normd = np.where(ok, values / np.where(ok, ceil, 1.0), np.nan)
+        ci_method = CI_METHOD
+    ceil = normd = np.full(values.shape, np.nan)
+    method = ""
+    if ceiling is not None:
+        sh = rdm_split_half(ceiling, p["rdm_method"], p["rdm_compare"], n_splits=int(p.get("rsa_ceiling_splits", 5)),
+                            seed=p["seed"], model_rdms=model_rdm)
+        r_sb = np.broadcast_to(np.asarray(sh.r_sb, dtype=np.float64), values.shape)
+        ceil = np.sqrt(np.clip(r_sb, 0.0, None))
+        normd = np.broadcast_to(sh.normalised(floor=p["ceiling_floor"]), values.shape)
+        method = RSA_CEILING_METHOD
     rows = []
     for t, Y in enumerate(Ys):
         rows.append({
             **base, "metric": f"rsa_{p['rdm_compare']}", "time": float(times[t]) if times is not None else np.nan,
-            "value": float(values[t]), "ci_low": float(lo[t]), "ci_high": float(hi[t]), "ceiling": float(ceil[t]),
-            "normalised": float(normd[t]), "n_units": int(Y.shape[1]), "n_stimuli": int(Y.shape[0]),
-            "ceiling_lower": np.nan,
+            "value": float(values[t]), "ci_low": float(lo[t]), "ci_high": float(hi[t]), "ci_method": ci_method,
+            "ceiling": float(ceil[t]), "ceiling_method": method, "normalised": float(normd[t]),
+            "n_units": int(Y.shape[1]), "n_stimuli": int(Y.shape[0]), "ceiling_lower": np.nan,
         })
     return rows
 
