@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["free_port", "ServiceProcess", "start_worker", "PostgresServer", "find_pg_bin", "wait_until"]
+__all__ = ["free_port", "ServiceProcess", "start_worker", "PostgresServer", "find_pg_bin", "wait_until", "uploads_and_pages"]
 
 
 def free_port() -> int:
@@ -194,3 +194,105 @@ class PostgresServer:
         except Exception:  # noqa: BLE001 - best effort on teardown
             pass
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- load generation (tests, benchmarks)
+async def _raw_upload(host: str, port: int, token: str, body: bytes, pieces: int, pause: float,
+                      declared: int | None = None) -> int:
+    """POST ``body`` in ``pieces`` with ``pause`` seconds between them; the answer's status code (0: connection lost).
+
+    The answer is read while the body is still being sent, so a server that answers early
+    (408, 413, 429, 503) is seen at once.
+    """
+    import asyncio
+
+    reader, writer = await asyncio.open_connection(host, port)
+    head = (f"POST /api/submissions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/zip\r\nContent-Length: {len(body) if declared is None else declared}\r\n"
+            "Connection: close\r\n\r\n").encode()
+
+    async def send():
+        try:
+            writer.write(head)
+            step = max(1, -(-len(body) // max(pieces, 1)))
+            for i in range(0, len(body), step):
+                await writer.drain()
+                await asyncio.sleep(pause)
+                writer.write(body[i:i + step])
+            await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+
+    sender = asyncio.create_task(send())
+    try:
+        line = await reader.readline()
+        return int(line.split()[1]) if line.startswith(b"HTTP/") else 0
+    except (ConnectionError, OSError, IndexError, ValueError):
+        return 0
+    finally:
+        sender.cancel()
+        writer.close()
+
+
+async def _raw_get(host: str, port: int, path: str) -> tuple[int, float]:
+    """GET ``path``, reading the whole answer; ``(status, seconds)``."""
+    import asyncio
+
+    t0 = time.perf_counter()
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
+    return status, time.perf_counter() - t0
+
+
+def uploads_and_pages(url: str, token: str, *, n_uploads: int = 200, body: bytes = b"x" * 20_000, pieces: int = 10,
+                      pause: float = 0.3, paths: tuple[str, ...] = ("/api/health", "/"), n_idle: int = 10,
+                      n_pages: int = 20, timeout: float = 120.0) -> dict:
+    """Pages fetched while ``n_uploads`` slow uploads are in flight, against a live service; bounded in count and time.
+
+    First ``n_idle`` requests of each path with nothing else running (idle latency), then the
+    uploads start (each sends ``body`` in ``pieces`` with ``pause`` s between them) and, once
+    they are all connected, ``n_pages`` requests of each path go out one after the other.
+    Returns ``{"idle": {path: [s]}, "busy": {path: [s]}, "busy_status": [codes], "in_flight": [n at each
+    page request], "upload_status": [codes]}``. Raises TimeoutError past ``timeout`` seconds.
+    """
+    import asyncio
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    host, port = u.hostname, u.port
+
+    async def main():
+        out = {"idle": {p: [] for p in paths}, "busy": {p: [] for p in paths}, "busy_status": [], "in_flight": []}
+        for _ in range(n_idle):
+            for p in paths:
+                out["idle"][p].append((await _raw_get(host, port, p))[1])
+        done = [0]
+
+        async def one():
+            try:
+                return await _raw_upload(host, port, token, body, pieces, pause)
+            finally:
+                done[0] += 1
+
+        tasks = [asyncio.create_task(one()) for _ in range(n_uploads)]
+        await asyncio.sleep(pause)  # every upload has connected and sent its headers
+        for _ in range(n_pages):
+            for p in paths:
+                out["in_flight"].append(n_uploads - done[0])
+                code, s = await _raw_get(host, port, p)
+                out["busy"][p].append(s)
+                out["busy_status"].append(code)
+        out["upload_status"] = list(await asyncio.gather(*tasks))
+        return out
+
+    async def bounded():
+        return await asyncio.wait_for(main(), timeout)
+
+    try:
+        return asyncio.run(bounded())
+    except asyncio.TimeoutError:
+        raise TimeoutError(f"load test did not finish within {timeout:g} s") from None

@@ -40,6 +40,12 @@ __all__ = ["Worker", "add_baselines", "add_reference_entry", "estimate_scoring_m
 log = logging.getLogger("brainlid.leaderboard")
 
 
+#: Working copies of one layer while it is scored, in units of its float32 size (measured 6.5×).
+LAYER_FACTOR = 7
+#: Fixed working space of a scoring job (bytes).
+SCORING_BASE = 64 << 20
+
+
 def default_memory_budget() -> int:
     """Half of the machine's physical memory, in bytes (the default scoring budget of a worker)."""
     try:
@@ -59,22 +65,26 @@ def estimate_scoring_memory(layers: Sequence[tuple[Sequence[int], str]], benchma
     benchmarks : benchmark ids
     data : the server's :class:`BenchmarkData` (its sizes: splits, units, subjects)
 
-    Model: the loaded layers ``Σ itemsize·n·d`` plus their float32 copies when stored as float16
-    (``4·n·d``), held for the whole job; on top, the largest cell of one benchmark, from the
+    Model: a fixed :data:`SCORING_BASE` (interpreter working space), the loaded layers
+    ``Σ itemsize·n·d`` plus their float32 copies when stored as float16 (``4·n·d``), held for
+    the whole job; on top, the largest layer's working copies, :data:`LAYER_FACTOR` ``·4·n·d``
+    (float64 copies for PCA and centring, the aligned copy, the LID subset: measured 6.5× on
+    the NSD fixture at 8,000–128,000 features), and the largest cell of one benchmark from the
     memory model the distributed runner uses
-    (:func:`brainlid.scoring.distributed.estimate_cell_memory`: the layer's aligned copy, its
-    PCA projection, the ridge decompositions, per-unit predictions; ×1.5) with the benchmark's
-    fit/test sizes and number of units (×time points), or
-    :func:`~brainlid.scoring.distributed.estimate_rdm_group_memory` for published-RDM benchmarks.
-    Benchmarks whose data this server lacks add nothing (the job is refused elsewhere).
+    (:func:`brainlid.scoring.distributed.estimate_cell_memory`: PCA projection, ridge
+    decompositions, per-unit predictions; ×1.5) with the benchmark's fit/test sizes and number
+    of units (×time points), or :func:`~brainlid.scoring.distributed.estimate_rdm_group_memory`
+    for published-RDM benchmarks. Benchmarks whose data this server lacks add nothing (the job
+    is refused elsewhere). Meant as an upper bound (tests compare it with measured peaks).
     """
     from ..scoring.benchmarks import get_benchmark
     from ..scoring.distributed import estimate_cell_memory, estimate_rdm_group_memory
     from ..scoring.runner import make_splits
 
     dims = [(int(shape[0]), int(shape[1]), np.dtype(dt).itemsize) for shape, dt in layers]
-    resident = sum(n * d * (size + (4 if size < 4 else 0)) for n, d, size in dims)
-    peak = 0
+    resident = SCORING_BASE + sum(n * d * (size + (4 if size < 4 else 0)) for n, d, size in dims)
+    work = LAYER_FACTOR * 4 * max(n * d for n, d, _ in dims)
+    peak = work
     for b in benchmarks:
         bench = get_benchmark(b)
         try:
@@ -88,11 +98,12 @@ def estimate_scoring_memory(layers: Sequence[tuple[Sequence[int], str]], benchma
             n_fit, n_eval = int(splits["train"].size), int(splits["test"].size)
             n_units = int(np.prod(brain.responses.shape[1:]))
             p = bench.params
-            need = 0
+            cell = 0
             for n, d, _ in dims:
                 fixed, per_unit = estimate_cell_memory(n_fit, n_eval, d, n_units, pca=p.get("pca"), n_folds=p.get("cv", 5),
                                                        n_alphas=len(p.get("alphas", ())), n_all=n, metric=bench.metric)
-                need = max(need, fixed + per_unit * n_units)
+                cell = max(cell, fixed + per_unit * n_units)
+            need = work + cell
         peak = max(peak, need)
     return int(resident + peak)
 
