@@ -63,9 +63,11 @@ def test_things_fmri_end_to_end(data_dir, tmp_path, monkeypatch):
     _, rb = load_benchmark_data("things_fmri.sub-01.V1.rsa")
     reps = rb.meta["responses_with_reps"].select(stimuli=np.sort(rb.splits["test"]))
     want = rdm_split_half_reliability(reps.responses, "correlation", "spearman", n_splits=5, seed=0)
-    assert np.allclose(rsa.ceiling, want, atol=1e-6)
-    ok = rsa.ceiling > 0.1  # the METHODS §6 floor
-    assert np.allclose(rsa.normalised[ok], (rsa.value / rsa.ceiling)[ok]) and rsa.normalised[~ok].isna().all()
+    assert np.allclose(rsa.ceiling, np.sqrt(max(want, 0)), atol=1e-6)  # a correlation ceiling: √r_sb
+    assert (rsa.ceiling_method == "rdm-split-half-disattenuated").all()
+    assert (rsa.ci_method == "stimulus-bootstrap-corrected").all()
+    # normalised is disattenuated at the half level; that it calibrates is tested in test_calibration_rsa.py
+    assert rsa.normalised.notna().all() == (want > 0.1)
     # the runner's numbers are those of the pure per-layer function on the same features
     feats = extract(SMALL_MODEL, stim, ["layer3"], progress=False)
     direct, _ = runner.score_features({"layer3": feats["layer3"]}, feats.stimulus_ids, "things_fmri.sub-01.V1.encoding", brain,
@@ -144,6 +146,7 @@ def test_rsa_rows_get_split_half_rdm_ceiling(bid, dataset, tmp_path, monkeypatch
     rows = pd.DataFrame(runner.score_layer(X, brain.stimulus_ids, brain, bid, model="m", layer="l", which=("test",)))
     test_ids = runner.make_splits(brain, bm.get_benchmark(bid))["test"]
     want = np.atleast_1d(rdm_split_half_reliability(reps.select(stimuli=test_ids).responses, n_splits=5, seed=0))
-    assert len(rows) == want.size and np.allclose(rows["ceiling"], want, atol=1e-6)
-    ok = want > 0.1
-    assert np.allclose(rows["normalised"][ok], (rows["value"] / rows["ceiling"])[ok]) and rows["normalised"][~ok].isna().all()
+    assert len(rows) == want.size and np.allclose(rows["ceiling"], np.sqrt(np.clip(want, 0, None)), atol=1e-6)
+    assert (rows["ceiling_method"] == "rdm-split-half-disattenuated").all()
+    ok = want > 0.1  # the METHODS §6 floor; calibration of normalised: tests/test_calibration_rsa.py
+    assert rows["normalised"][ok].notna().all() and rows["normalised"][~ok].isna().all()

@@ -119,13 +119,14 @@ def test_rsa_benchmark(data):
 
 
 def test_rsa_split_half_ceiling_from_repetitions():
-    """Rep-level data → each RSA row's ceiling is the split-half RDM reliability of the scored stimuli."""
+    """Rep-level data → RSA rows get the split-half RDM ceiling (√r_sb) and a normalised score that calibrates:
+    the noise-free signal itself scores ≈ 1, a random model ≈ 0 (more in tests/test_calibration_rsa.py)."""
     from brainlid.alignment.ceiling import rdm_split_half_reliability
 
     rng = np.random.default_rng(3)
     n, d, n_units, n_reps = 120, 6, 40, 4
     F = rng.standard_normal((n, d)).astype(np.float32)
-    S = F @ rng.standard_normal((d, n_units))
+    S = (F @ rng.standard_normal((d, n_units))).astype(np.float32)
     trials = S[:, None, :] + 1.5 * rng.standard_normal((n, n_reps, n_units))
     trials[:5, 3] = np.nan  # ragged: 5 stimuli with 3 repetitions
     ids = np.arange(n)
@@ -134,17 +135,20 @@ def test_rsa_split_half_ceiling_from_repetitions():
     try:
         _, loaded = bm.load_benchmark_data(b)
         assert not loaded.has_reps and loaded.meta[bm.REPS_META_KEY].has_reps
-        scores, _ = runner.score_features({"truth": F}, ids, b, model="m", geometry=False)
+        scores, _ = runner.score_features({"truth": S, "junk": rng.standard_normal((n, 20)).astype(np.float32)}, ids, b,
+                                          model="m", geometry=False)
     finally:
         bm.unregister_benchmark(b.id)
     test_ids = np.sort(b.loader()[1].splits["test"])
     want = rdm_split_half_reliability(trials[test_ids].astype(np.float32), "correlation", "spearman", n_splits=5,
                                       seed=b.params["seed"])
-    row = scores[scores.split == "test"].iloc[0]
+    t = scores[scores.split == "test"].set_index("layer")
     assert 0.3 < want < 1
-    assert row.ceiling == pytest.approx(want, abs=1e-6)
-    assert row.normalised == pytest.approx(row.value / want, rel=1e-6)
-    assert np.isnan(row.ceiling_lower)
+    assert t.loc["truth", "ceiling"] == pytest.approx(np.sqrt(want), abs=1e-6)
+    assert t.loc["truth", "ceiling_method"] == "rdm-split-half-disattenuated"
+    assert t.loc["truth", "normalised"] == pytest.approx(1.0, abs=0.1)
+    assert abs(t.loc["junk", "normalised"]) < 0.15
+    assert np.isnan(t.loc["truth", "ceiling_lower"])
     assert scores[scores.split == "val"]["ceiling"].notna().all()
 
 
