@@ -283,9 +283,10 @@ def eeg_noise_ceiling(responses: np.ndarray, n_splits: int | None = None, seed: 
     Returns
     -------
     nc : ndarray of shape (n_channels, n_times) float32
-        ``max(r_sb, 0)`` with ``r_sb = 2 r_half / (1 + r_half)`` computed by
-        :func:`brainlid.alignment.ceiling.split_half_reliability`, the reliability of the mean
-        of all repetitions (METHODS §6: NC = r_sb).
+        ``max(r_sb, 0)`` with ``r_sb = k r_half / (1 + (k − 1) r_half)`` computed by
+        :func:`brainlid.alignment.ceiling.split_half_reliability` (k = n/⌊n/2⌋: 2 for the even
+        repetition counts of THINGS-EEG2, 3 for a copy with 3), the reliability of the mean of all
+        repetitions — the average the loader returns and encoding scores (METHODS §6: NC = r_sb).
     """
     from ..alignment.ceiling import split_half_reliability
 
