@@ -64,7 +64,7 @@ def _ids_from(arrays: dict):
     return None
 
 
-def _finish(path: Path, X, ids):
+def _finish(path: Path, X, ids, keep_float64: bool = False):
     try:
         X = np.asarray(X)
     except Exception as exc:  # pragma: no cover - defensive
@@ -77,7 +77,7 @@ def _finish(path: Path, X, ids):
         _fail(path, f"features must be a 2-D (n_stimuli, n_features) array, got shape {X.shape}")
     if X.shape[0] == 0 or X.shape[1] == 0:
         _fail(path, f"features are empty (shape {X.shape})")
-    X = np.ascontiguousarray(X, dtype=np.float32)
+    X = np.ascontiguousarray(X, dtype=np.float64 if keep_float64 and X.dtype == np.float64 else np.float32)
     if ids is not None:
         ids = np.asarray(ids)
         if ids.dtype.kind == "S":
@@ -297,7 +297,8 @@ _READERS = {
 }
 
 
-def read_features(path: str | os.PathLike, key: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def read_features(path: str | os.PathLike, key: str | None = None, *,
+                  keep_float64: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Read a feature matrix (and stimulus ids, if the file has them).
 
     Parameters
@@ -307,10 +308,13 @@ def read_features(path: str | os.PathLike, key: str | None = None) -> tuple[np.n
         ``.safetensors`` file (see the module docstring for each layout).
     key : str or None
         Name of the array/dataset/tensor holding the features, where the file holds several.
+    keep_float64 : bool
+        Return float64 features as float64 (``brainlid lid``: dimension estimates keep float64
+        input exact); any other dtype, and float64 by default, becomes float32.
 
     Returns
     -------
-    X : ndarray of shape (n_stimuli, n_features), float32
+    X : ndarray of shape (n_stimuli, n_features), float32 (float64 with ``keep_float64`` and float64 data)
     ids : ndarray of shape (n_stimuli,) or None
 
     Raises
@@ -339,4 +343,4 @@ def read_features(path: str | os.PathLike, key: str | None = None) -> tuple[np.n
         raise
     except Exception as exc:  # corrupt or truncated files raise many different library errors
         raise FileFormatError(f"{path}: could not be read as {suffix} ({type(exc).__name__}: {_first_line(exc)})") from exc
-    return _finish(path, X, ids)
+    return _finish(path, X, ids, keep_float64)

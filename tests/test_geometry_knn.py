@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 
 import numpy as np
@@ -214,3 +215,122 @@ def test_concurrent_calls_from_threads():
         results = list(pool.map(lambda A: knn(A, 10), data))
     for A, res in zip(data, results):
         np.testing.assert_array_equal(res.indices, brute(A, 10)[1])
+
+
+# ---- the two implementations of every kernel (compiled numba / NumPy twins), and the torch selection
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def kernels(request, monkeypatch):
+    """Force the compiled kernels or their NumPy twins (auto picks by problem size)."""
+    from brainlid.geometry import _kernels
+
+    monkeypatch.setattr(_kernels, "KERNELS", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "inner_product", "cosine"])
+def test_both_kernel_paths_match_brute_force(kernels, tie_data, metric):
+    """Ties, duplicates, one block and several (symmetric and plain): exact with either implementation."""
+    X = tie_data + (1 if metric == "cosine" else 0)
+    vals, idx = brute(X, 7, metric=metric)
+    for budget, symmetric in ((None, True), (40_000, True), (40_000, False)):
+        res = _quiet(knn, X, 7, metric=metric, memory_budget=budget, symmetric=symmetric)
+        np.testing.assert_array_equal(res.indices, idx)
+        np.testing.assert_allclose(res.distances, vals, rtol=1e-12, atol=1e-12)
+    rng = np.random.default_rng(11)
+    Xr = (rng.standard_normal((500, 24)) + 2.0).astype(np.float32)
+    vals, idx = brute(Xr, 12, metric=metric)
+    res = knn(Xr, 12, metric=metric, memory_budget=150_000, margin=0)  # several blocks, certificate fallbacks
+    np.testing.assert_array_equal(res.indices, idx)
+    np.testing.assert_allclose(res.distances, vals, rtol=1e-12)
+
+
+def test_torch_candidate_selection_gives_the_same_result(monkeypatch):
+    """CANDIDATE_BACKEND="torch" (torch.topk, for benchmarking) and the default give the brute force."""
+    pytest.importorskip("torch")
+    knn_module = importlib.import_module("brainlid.geometry.knn")  # the module (the package exports the function)
+
+    X = np.random.default_rng(12).standard_normal((700, 10)).astype(np.float32)
+    vals, idx = brute(X, 9)
+    for backend in ("torch", "numpy"):
+        monkeypatch.setattr(knn_module, "CANDIDATE_BACKEND", backend)
+        for budget in (None, 200_000):
+            res = knn(X, 9, memory_budget=budget)
+            np.testing.assert_array_equal(res.indices, idx)
+            np.testing.assert_allclose(res.distances, vals, rtol=1e-12)
+
+
+def _rows_for_selection():
+    rng = np.random.default_rng(13)
+    m = 2000
+    random = rng.standard_normal((40, m))
+    increasing = np.sort(random, axis=1)  # worst order for a heap: every value beats the c-th best
+    peak = -np.abs(np.arange(m)[None, :] - rng.integers(0, m, size=(40, 1))).astype(float)  # time-ordered data
+    ties = rng.integers(0, 4, size=(40, m)).astype(float)  # many values equal to the c-th best
+    return np.vstack([random, increasing, peak, ties]).astype(np.float32)
+
+
+@pytest.mark.parametrize("c", [1, 5, 64, 2000])
+def test_top_candidates_rows_and_columns_against_numpy_partition(kernels, c):
+    from brainlid.geometry._kernels import top_candidates, top_candidates_cols
+
+    V = _rows_for_selection()
+    want = np.sort(np.partition(V, V.shape[1] - c, axis=1)[:, V.shape[1] - c:], axis=1)
+    vals, idx = top_candidates(V, c, compiled=kernels == "numba")
+    np.testing.assert_array_equal(np.sort(vals, axis=1), want)
+    np.testing.assert_array_equal(np.take_along_axis(V, idx, axis=1), vals)  # indices point at the values
+    assert all(np.unique(r).size == c for r in idx)  # no position twice
+    # columns: the same selection on the transpose (a column slice, as the symmetric pass uses it)
+    W = np.ascontiguousarray(np.hstack([V.T, V.T]))[:, 7:7 + V.shape[0]]
+    cc = min(c, W.shape[0])
+    vals_c, idx_c = top_candidates_cols(W, cc, compiled=kernels == "numba")
+    want_c = np.sort(np.partition(W, W.shape[0] - cc, axis=0)[W.shape[0] - cc:].T, axis=1)
+    np.testing.assert_array_equal(np.sort(vals_c, axis=1), want_c)
+    np.testing.assert_array_equal(np.take_along_axis(W.T, idx_c, axis=1), vals_c)
+
+
+# ---- magnitude and offset: the float32 search works on centred, power-of-two-rescaled copies
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "inner_product", "cosine"])
+@pytest.mark.parametrize("factor,offset", [(1e20, 0.0), (1e-20, 0.0), (1.0, 1e4), (1e-3, 1e8), (1e100, 0.0)])
+def test_any_magnitude_and_offset_is_exact(kernels, metric, factor, offset):
+    """float64 data at 1e20 overflowed the float32 search (every point reported as a duplicate); 1e-20
+    underflowed it. Now the result equals the float64 brute force at any scale float64 can square."""
+    rng = np.random.default_rng(14)
+    base = rng.standard_normal((400, 8)) + (3.0 if metric != "euclidean" else 0.0)
+    X = base * factor + offset
+    if metric == "cosine" and offset:
+        pytest.skip("cosine is not translation-invariant: far from the origin all rows are parallel to float64 precision")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no (near-)duplicate warning: the points are well separated
+        res = knn(X, 10, metric=metric, memory_budget=200_000)
+    vals, idx = brute(X, 10, metric=metric)
+    np.testing.assert_array_equal(res.indices, idx)
+    np.testing.assert_allclose(res.distances, vals, rtol=1e-9)
+    assert res.n_duplicates == 0 and res.n_near_duplicates == 0
+
+
+def test_magnitudes_beyond_float64_squares_are_refused():
+    X = np.random.default_rng(16).standard_normal((50, 4))
+    for factor in (1e200, 1e-200):
+        with pytest.raises(InputError, match="leave the float64 range; multiply the data by a constant"):
+            knn(X * factor, 3)
+
+
+def test_near_duplicates_are_counted_and_warned():
+    """Points at 1e-12 relative distance of another (numerical noise, not a real neighbour) are flagged."""
+    rng = np.random.default_rng(15)
+    X = rng.standard_normal((300, 16))
+    radius = np.sqrt(((X - X.mean(0)) ** 2).sum(1).mean())
+    Xn = np.vstack([X, X[:7] + 1e-12 * radius * rng.standard_normal((7, 16)) / 4])
+    with pytest.warns(DuplicatePointsWarning, match="14 of 307 points have a near-duplicate"):
+        res = knn(Xn, 5)
+    assert res.n_near_duplicates == 14 and res.n_duplicates == 0
+    assert 0 < res.distances[:7, 0].max() <= res.near_duplicate_threshold
+    assert res.near_duplicate_threshold == pytest.approx(1e-6 * radius, rel=0.02)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clean = knn(X, 5)  # ordinary data: no warning
+    assert clean.n_near_duplicates == 0

@@ -10,6 +10,7 @@ from scipy.spatial.distance import cdist
 
 from brainlid.errors import InputError
 from brainlid.geometry import (
+    DuplicatePointsWarning,
     MADA,
     MLE,
     MOM,
@@ -193,7 +194,10 @@ def test_zero_distances_are_skipped_in_pure_functions():
     got = mle_pointwise(Dd, 10)
     # row 0 skips its zero: its estimate uses the next 10 distances
     assert got[0] == pytest.approx(ref_mle(Dd[0, 1:11]), rel=1e-12)
-    assert np.isfinite(got).all()
+    # every row against the formula on its first 10 positive distances (row 60 is the copy of row 0)
+    want = [ref_mle(Dd[i][Dd[i] > 0][:10]) for i in range(61)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert got[60] == got[0]
     with pytest.raises(InputError, match="fewer than k=13 neighbours at positive distance"):
         mle_pointwise(Dd, 13)
 
@@ -223,4 +227,85 @@ def test_bad_distance_matrices():
         aggregate([1.0, 2.0], "mode")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert np.isfinite(mada_pointwise(np.array([[1.0, 2.0, 3.0, 4.0]]), 4)).all()
+        # r_4 / r_2 = 2: MADA = log 2 / log 2 = 1 exactly (a 1-D lattice), without a warning
+        assert mada_pointwise(np.array([[1.0, 2.0, 3.0, 4.0]]), 4)[0] == pytest.approx(1.0, rel=1e-15)
+
+
+# ---- precision: LID is invariant to translation and rescaling, and brainlid's is too (issue 14, defect 10)
+
+
+@pytest.fixture(scope="module")
+def sample64():
+    rng = np.random.default_rng(21)
+    return rng.random((500, 5)) @ rng.standard_normal((5, 64))  # float64, 5-dimensional
+
+
+def brute_lid(X, k):
+    """float64 brute force: cdist + sort, the Levina–Bickel mean (independent of brainlid's kNN)."""
+    D, _ = brute_knn(X, k)
+    return float(np.mean([ref_mle(D[i]) for i in range(len(D))]))
+
+
+@pytest.mark.parametrize("k", [5, 20])
+def test_lid_is_invariant_to_offset_and_scale_and_matches_float64_references(sample64, k):
+    """Before: float64 input was cast to float32 (a 1e4 offset moved LID 4.73 -> 4.84) and 1e20 overflowed.
+    Now X, X + 1e4, X·1e20 and X·1e-20 give the float64 brute force's and scikit-dimension's value."""
+    X = sample64
+    want = brute_lid(X, k)
+    assert skdim.id.MLE().fit(X, n_neighbors=k, comb="mean").dimension_ == pytest.approx(want, rel=1e-10)
+    for Z in (X, X + 1e4, X * 1e20, X * 1e-20, -3e7 * X + 1e9):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no (near-)duplicate warning for these well-separated points
+            got = lid(Z, k)
+            pw = lid_pointwise(Z, k)
+        assert got == pytest.approx(want, rel=1e-9)
+        np.testing.assert_allclose(pw, lid_pointwise(X, k), rtol=1e-8)
+    # the other estimators and the global TwoNN are invariant too
+    for est in ("mom", "mada", "twonn"):
+        ref = lid(X, k, est)
+        for Z in (X + 1e4, X * 1e20, X * 1e-20):
+            assert lid(Z, k, est) == pytest.approx(ref, rel=1e-9)
+    assert TwoNN().fit(X * 1e20).dimension_ == pytest.approx(TwoNN().fit(X).dimension_, rel=1e-9)
+
+
+def test_global_dimension_is_invariant_to_offset_and_scale(sample64):
+    from brainlid.geometry import global_dimension
+
+    X = sample64
+    lam = np.linalg.eigvalsh(np.cov(X, rowvar=False))
+    pr = lam.sum() ** 2 / (lam**2).sum()
+    for Z in (X, X + 1e4, X * 1e20, X * 1e-20):
+        g = global_dimension(Z, full_mle=False)
+        assert g["participation_ratio"] == pytest.approx(pr, rel=1e-5)  # float32 products, float64 sums
+        assert g["twonn"] == pytest.approx(global_dimension(X, full_mle=False)["twonn"], rel=1e-9)
+        assert g["n_distinct"] == 500
+
+
+def test_near_duplicates_warn_but_exact_scaling_does_not_create_duplicates(sample64):
+    """Points at 1e-12 relative distance of another (numerical noise) are reported as near-duplicates;
+    a 1e20-scaled copy no longer reports "500 of 500 points have an exact duplicate"."""
+    X = sample64
+    rng = np.random.default_rng(22)
+    radius = np.sqrt(((X - X.mean(0)) ** 2).sum(1).mean())
+    noise = rng.standard_normal((10, X.shape[1]))
+    Xn = np.vstack([X, X[:10] + 1e-12 * radius * noise / np.linalg.norm(noise, axis=1, keepdims=True)])
+    with pytest.warns(DuplicatePointsWarning, match="20 of 510 points have a near-duplicate"):
+        val = lid(Xn, 10)
+    assert val < lid(X, 10)  # the near-copies' tiny r_1 pull the estimate down: why the warning matters
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nb = neighbours(X * 1e20, 10)
+    assert nb.n_distinct == 500 and nb.inverse is None
+
+
+def test_estimators_follow_the_scikit_learn_parameter_protocol_without_importing_it(sample):
+    sklearn_base = pytest.importorskip("sklearn.base")
+    est = MLE(n_neighbors=7, aggregate="harmonic")
+    twin = sklearn_base.clone(est)
+    assert twin is not est and twin.get_params() == est.get_params()
+    assert repr(est) == "MLE(aggregate='harmonic', n_neighbors=7)"
+    assert twin.set_params(norm="k-2").norm == "k-2"
+    with pytest.raises(InputError, match="invalid parameter 'k' for MOM"):
+        MOM().set_params(k=3)
+    X = sample[0]
+    assert twin.fit(X).dimension_ == pytest.approx(lid(X, 7, norm="k-2", aggregate="harmonic"), rel=1e-12)

@@ -87,7 +87,7 @@ def lid_command(features, key, k, estimator, aggregate, norm, sweep, memory_budg
     from ..io import read_features
 
     ks = parse_ks(sweep)
-    X, _ids = read_features(features, key=key)
+    X, _ids = read_features(features, key=key, keep_float64=True)  # float64 files stay exact
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -172,6 +172,15 @@ def _top(V: np.ndarray, c: int, axis: int = 1, compiled: bool | None = None) -> 
 
 
 
+def _check_magnitude(reach: float, d: int) -> None:
+    """Refuse data whose squared distances (or products) over- or underflow float64 (|values| beyond ~1e140)."""
+    if reach > 0 and not 1e-140 < reach < 1e140 / np.sqrt(d):
+        raise InputError(
+            f"the data's values reach {reach:.1e}: squared distances and products would leave the float64 range; "
+            f"multiply the data by a constant first (nearest neighbours and dimensions do not change)"
+        )
+
+
 def _rows_in_chunks(n: int, chunk: int):
     for s in range(0, n, chunk):
         yield s, min(n, s + chunk)
@@ -310,6 +319,7 @@ def knn(
         # computed in the input's precision and rounded to float32 once
         mean = Ye.mean(axis=0, dtype=np.float64)
         reach = abs_max(Xe, mean) if self_mode else max(abs_max(Xe, mean), abs_max(Ye, mean))
+        _check_magnitude(reach, d)
         s = power_of_two_scale(reach)
         Xc, sqx = centre_f32(Xe, mean, s, compiled)
         if self_mode:
@@ -322,6 +332,7 @@ def knn(
         key_unit = 1.0 / (s * s)  # scaled squared distances → the input's units (exact: a power of two)
     else:
         zero = np.zeros(d)
+        _check_magnitude(abs_max(Xe) if self_mode else max(abs_max(Xe), abs_max(Ye)), d)
         xnorm = _row_norms64(Xe, prep_chunk)
         ynorm = xnorm if self_mode else _row_norms64(Ye, prep_chunk)
         if metric == "cosine":
