@@ -177,7 +177,7 @@ def register(cli: click.Group) -> None:
     @click.option("--validation-slots", default=2, show_default=True, type=click.IntRange(min=1),
                   help="Uploads validated at once (a thread each, a few MiB of memory each).")
     @click.option("--body-timeout", default=60.0, show_default=True, type=click.FloatRange(min=1),
-                  help="Seconds an upload may take beyond 1 s per --min-upload-kib (408 past it).")
+                  help="Seconds an upload may take beyond its size divided by --min-upload-kib (408 past it).")
     @click.option("--min-upload-kib", default=64.0, show_default=True, type=click.FloatRange(min=0.001),
                   help="KiB per second an upload must sustain on average.")
     @click.option("--memory-budget", default=None, metavar="SIZE",
@@ -187,9 +187,11 @@ def register(cli: click.Group) -> None:
                   help="Failures the scoring raises before a submission is rejected.")
     @click.option("--max-lease-expiries", default=5, show_default=True, type=click.IntRange(min=1),
                   help="Times a job's worker may die (or the server restart) mid-job before it is rejected.")
+    @click.option("--stop-grace", default=30.0, show_default=True, type=click.FloatRange(min=0),
+                  help="On stop, seconds to let a job being scored finish before giving it back to the queue.")
     def serve(db_url, host, port, data_root, storage, workers, lease, max_upload_mb, private, title, rate_limit,
               team_inflight, max_pending_uploads, validation_slots, body_timeout, min_upload_kib, memory_budget,
-              max_attempts, max_lease_expiries):
+              max_attempts, max_lease_expiries, stop_grace):
         """Serve the board and its submission API (uvicorn)."""
         from ..errors import require
         from ..leaderboard.app import create_app
@@ -203,7 +205,7 @@ def register(cli: click.Group) -> None:
         app = create_app(db_url, storage=storage, data_root=data_root, limits=_limits(max_upload_mb), workers=workers,
                          lease_seconds=lease, private=tuple(private), title=title, uploads=policy,
                          max_attempts=max_attempts, max_lease_expiries=max_lease_expiries,
-                         memory_budget=_memory(memory_budget))
+                         memory_budget=_memory(memory_budget), stop_grace=stop_grace)
         click.echo(f"brainlid leaderboard on http://{host}:{port}/ (database {app.state.db._safe_url()})", err=True)
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
 
