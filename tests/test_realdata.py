@@ -103,6 +103,7 @@ def test_human_vs_monkey_vs_models_with_loso_ceiling(k92):
 
     from brainlid.alignment.brain_rdms import score_model_rdms
     from brainlid.alignment.ceiling import rsa_noise_ceiling
+    from brainlid.data.rdms import BrainRDMs
 
     hit = k92["human.IT"]
     subj = hit.subject_rdms()
@@ -114,10 +115,22 @@ def test_human_vs_monkey_vs_models_with_loso_ceiling(k92):
     candidates = dict(k92.models)
     candidates["monkey IT (674 neurons)"] = k92["monkey.IT"].mean_rdm()
     df = score_model_rdms(candidates, hit)
-    assert len(df) == len(candidates) * 5 and (df.ceiling_lower == lo).all() and (df.ceiling_upper == hi).all()
+    per_subject = df[df.subject != "mean"]
+    assert len(df) == len(candidates) * 5 and (per_subject.ceiling_lower == lo).all() and (per_subject.ceiling_upper == hi).all()
+    assert np.allclose(per_subject.ceiling, np.sqrt(lo * hi))
     mean = df[df.subject == "mean"].set_index("layer")
-    print("\nhuman IT (mean of 4 subjects) vs candidates, Spearman; LOSO ceiling [%.3f, %.3f]" % (lo, hi))
+    group_ceiling = mean.ceiling.iloc[0]
+    print("\nhuman IT (mean of 4 subjects) vs candidates, Spearman; LOSO ceiling [%.3f, %.3f]; group-mean ceiling %.3f"
+          % (lo, hi, group_ceiling))
     print(mean[["value", "normalised"]].sort_values("value", ascending=False).round(3).to_string())
+    # the group-mean RDM is more reliable than one subject's: its ceiling lies above the per-subject bounds
+    assert hi < group_ceiling < 1 and (mean.ceiling_method == "group-split-half").all()
+    # real-data check of the group ceiling: the mean RDM of two subjects, used as a model of the other two,
+    # scores <= 1 after normalising by the other two's own split-half ceiling
+    for a, b in (((0, 1), (2, 3)), ((0, 2), (1, 3)), ((0, 3), (1, 2))):
+        half = BrainRDMs(subj[list(b)], hit.stimulus_ids, roi="IT", dataset="k92")
+        row = score_model_rdms({"other half": subj[list(a)].mean(0)}, half).query("subject == 'mean'").iloc[0]
+        assert 0.5 < row.normalised < 1.05, (a, row.normalised)
     # the monkey IT RDM of Fig. 1 is the 'monkeyIT' model RDM
     assert mean.value["monkey IT (674 neurons)"] == pytest.approx(mean.value["monkeyIT"], abs=1e-6)
     # the categorical animacy model reaches the lower bound of the ceiling; the low-level models do not
@@ -190,15 +203,15 @@ def test_trained_vs_untrained_vs_pixels_on_human_it(k92, zoo):
     pixel = _mean_row(score_brain_rdms({"pixels": pix.reshape(92, -1).astype(np.float32)}, k92.stimuli.ids, hit), "pixels")
     table = pd.DataFrame(scores).T
     table.loc["pixels 32x32"] = pixel.value
-    print("\nSpearman of model RDMs (1 - Pearson) with the mean human IT RDM; LOSO ceiling [%.3f, %.3f]"
-          % (pixel.ceiling_lower, pixel.ceiling_upper))
+    print("\nSpearman of model RDMs (1 - Pearson) with the mean human IT RDM; group-mean ceiling %.3f" % pixel.ceiling)
     print(table.round(3).to_string())
     trained = scores["resnet20"]["layer3"]
     untrained = np.array([scores[f"resnet20-untrained-{s}"]["layer3"] for s in SEEDS])
     assert trained > untrained.max() + 0.1  # clearly above every untrained seed
     assert untrained.mean() < 0.2
     assert trained > pixel.value
-    assert 0 < pixel.value < pixel.ceiling_lower
+    lo = score_brain_rdms({"pixels": pix.reshape(92, -1).astype(np.float32)}, k92.stimuli.ids, hit).ceiling_lower.min()
+    assert 0 < pixel.value < lo
 
 
 @pytest.mark.slow  # shares the zoo fixture: 7 CNN forward passes over the 92 images
