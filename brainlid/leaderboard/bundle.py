@@ -449,7 +449,7 @@ class _Values:
         if self.bad:
             raise BundleError(f"layer {name!r}: {self.bad} NaN/inf value(s)")
         if not self.varies:
-            raise _constant_layer_error(name, self.n_rows, np.array([self.first_value, float(self.row0_any)]))
+            raise _constant_layer_error(name, self.n_rows, not self.row0_any, self.first_value)
 
 
 def _read_layer(zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: list[int], limits: Limits, *, name: str,
@@ -671,31 +671,15 @@ def validate_bundle(
                   metadata=md, sha256=h.hexdigest(), layers=layers)
 
 
-def _rows_vary(X: np.ndarray, ref: np.ndarray) -> bool:
-    """Whether some row of ``X`` (a layer or a chunk of its rows) differs from the row ``ref``; compared in blocks."""
-    ref = np.asarray(ref).reshape(1, -1)
-    for i in range(0, X.shape[0], 4096):
-        block = X[i:i + 4096]
-        if not np.array_equal(block, np.broadcast_to(ref, block.shape)):
-            return True
-    return False
+def _constant_layer_error(name: str, n_rows: int, all_zero: bool, first_value: float) -> BundleError:
+    """A layer whose rows are all the same vector (e.g. all zeros) says nothing about the stimuli.
 
-
-def _constant_layer_error(name: str, n_rows: int, first_row: np.ndarray) -> BundleError:
-    what = "all values are 0" if not np.any(first_row) else f"first value {float(np.asarray(first_row).flat[0]):g}"
+    Scoring it would only fail later with a message about "identical points"; :class:`_Values`
+    detects it while streaming.
+    """
+    what = "all values are 0" if all_zero else f"first value {first_value:g}"
     return BundleError(f"layer {visible(name)!r} is constant: all {n_rows} rows are the same vector ({what}); such "
                        "features carry no information about the stimuli (their encoding r and LID are undefined)")
-
-
-def _check_varies(X: np.ndarray, name: str) -> None:
-    """Reject a layer whose rows are all equal (e.g. all zeros): it says nothing about the stimuli.
-
-    Scoring it would only fail later with a message about "identical points". Streaming
-    readers call :func:`_rows_vary` per chunk against the first row and raise
-    :func:`_constant_layer_error` when no chunk varied.
-    """
-    if X.shape[0] > 1 and not _rows_vary(X, X[0]):
-        raise _constant_layer_error(name, X.shape[0], X[0])
 
 
 def _check_ids(got: np.ndarray, want: np.ndarray, bench: str) -> None:
