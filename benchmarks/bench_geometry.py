@@ -21,9 +21,10 @@ import numpy as np
 from benchmarks._common import fmt_bytes, peak_extra_memory, print_table, timeit_interleaved
 from brainlid.geometry import _kernels, knn, lid
 
-# load torch, numba and the compiled kernels at import, so that the memory child's baseline
+# load numba and the compiled kernels at import, so that the memory child's baseline
 # (taken after unpickling this module's function) excludes library code
-_kernels.pair_values("sqdist", np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32), np.arange(1), np.zeros((1, 1), int))
+_kernels.pair_values("sqdist", np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32), np.arange(1), np.zeros((1, 1), int),
+                     compiled=True)
 
 K = 20
 
