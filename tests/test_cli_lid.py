@@ -79,6 +79,19 @@ def test_options_reach_the_estimator(tmp_path, capsys, X):
     assert out["lid"] == pytest.approx(lid(X, 8, aggregate="harmonic", norm="k-2"), rel=1e-9)
 
 
+def test_float64_files_keep_their_precision(tmp_path, capsys):
+    """A float64 file far from the origin gives the value of the centred data (it was read as float32 before)."""
+    rng = np.random.default_rng(5)
+    X64 = rng.random((300, 4)) @ rng.standard_normal((4, 16))
+    np.save(tmp_path / "far.npy", X64 + 1e4)
+    np.save(tmp_path / "big.npy", X64 * 1e20)
+    want = lid(X64, 10)
+    for name in ("far.npy", "big.npy"):
+        out = run_json(capsys, ["lid", str(tmp_path / name), "--k", "10", "--sweep", "5,20"])
+        assert out["lid"] == pytest.approx(want, rel=1e-9)
+        assert out["n_distinct"] == 300 and out["sweep"]["20"] == pytest.approx(lid(X64, 20), rel=1e-9)
+
+
 def test_human_readable_table(tmp_path, capsys, X):
     np.save(tmp_path / "f.npy", X)
     assert main(["lid", str(tmp_path / "f.npy"), "--k", "10"]) == 0
