@@ -65,7 +65,7 @@ GLOBAL_MEASURES = ("participation_ratio", "pca90", "pca95", "pca99", "twonn", "m
 #: The default family rule: the leading letters of the architecture name, with a ``v<digits>``
 #: version kept (``convnext_atto`` → ``convnext``, ``resnet50`` → ``resnet``, ``convnextv2_tiny`` →
 #: ``convnextv2``, ``vit_base_patch16`` → ``vit``, ``mlp_w64_d1`` → ``mlp``).
-DEFAULT_FAMILY_RULE = r"^[A-Za-z]+(?:v\d+)?"
+DEFAULT_FAMILY_RULE = r"^(?:[A-Za-z]+?v\d+|[A-Za-z]+)"
 
 
 def is_baseline(model: str) -> bool:

@@ -453,22 +453,40 @@ def _bootstrap_weights(codes: np.ndarray, G: int, n_boot: int, rng, cluster: boo
     return W, None
 
 
-def _scope_bootstrap(x, y, codes, G, scope, method, n_boot, level, rng, cluster):
-    """Percentile interval of the scope's r; ``cluster``: over families, else models within families."""
+def _bootstrap_r(x, y, codes, G, scope, method, W, C, cluster) -> np.ndarray:
+    """The scope's r in each bootstrap sample: ``W (B, n)`` copies of each model, ``C (B, G)`` of each
+    family (cluster bootstrap; each copy of a family is its own cluster)."""
+    if scope == "between":
+        M = _indicator(codes, G)
+        return _weighted_r((x @ M) / M.sum(axis=0), (y @ M) / M.sum(axis=0), C, None, method)
+    if scope == "within":
+        if cluster and method == "spearman":  # a copy of a family is ranked on its own: its ranks do not change
+            x, y, method = _group_ranks(x, codes), _group_ranks(y, codes), "pearson"
+        return _weighted_r(x, y, W, codes, method)
+    return _weighted_r(x, y, W, None, method)
+
+
+def _scope_bootstrap(x, y, codes, G, scope, method, n_boot, level, rng, cluster, r_obs):
+    """Bootstrap interval of the scope's r (observed ``r_obs``); ``cluster``: over families, else
+    models within families."""
     if scope == "within":  # only the families with two or more models carry within-family information
         keep, items = _scope_items(codes, G, scope)
         x, y, codes = x[keep], y[keep], items
         G = int(items.max()) + 1
     W, C = _bootstrap_weights(codes, G, n_boot, rng, cluster)
-    if scope == "between":
-        M = _indicator(codes, G)
-        r = _weighted_r((x @ M) / M.sum(axis=0), (y @ M) / M.sum(axis=0), C, None, method)
-    else:
-        r = _weighted_r(x, y, W, codes if scope == "within" else None, method)
+    r = _bootstrap_r(x, y, codes, G, scope, method, W, C, cluster)
     r = r[np.isfinite(r)]
-    if r.size < n_boot // 2:
+    if r.size < n_boot // 2 or not np.isfinite(r_obs):
         return np.nan, np.nan
-    lo, hi = np.quantile(r, [(1 - level) / 2, (1 + level) / 2])
+    # percentile intervals from few resampling units are too narrow (the bootstrap variance is
+    # (u − 1)/u of the truth, and r is skewed): take the quantiles on Fisher's z scale around
+    # their median, widen them by √(u/(u − 1)), and centre them on the observed r (u = families
+    # for the cluster bootstrap, models otherwise). In simulation (8 families × 5 models) this
+    # raised the coverage of the between-family interval from 0.89 to 0.93 at a nominal 0.95.
+    u = G if cluster else codes.size
+    z = np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))
+    q = np.quantile(z, [(1 - level) / 2, (1 + level) / 2]) - np.median(z)
+    lo, hi = np.tanh(np.arctanh(np.clip(r_obs, -1 + 1e-12, 1 - 1e-12)) + np.sqrt(u / (u - 1)) * q)
     return float(lo), float(hi)
 
 
@@ -589,7 +607,9 @@ def family_correlation(
     r needs ≥ 3 families, its p-value and every cluster-bootstrap interval ≥ 5; with fewer
     families, pooled and within intervals come from a bootstrap of models within their families
     (conditional on these families, said in ``ci_method``); the within scope needs
-    Σ_f (n_f − 1) ≥ 3 over families with two or more models.
+    Σ_f (n_f − 1) ≥ 3 over families with two or more models. Intervals: bootstrap quantiles of
+    Fisher's z around their median, widened by √(u/(u − 1)) for u resampled units and centred on
+    the observed r (a plain percentile interval over 8 families covered 0.89 at a nominal 0.95).
     """
     method = _check_method(method)
     if scope not in SCOPES:
@@ -658,7 +678,7 @@ def family_correlation(
                            "two_level": "permutation of family means and within families",
                            "free": "permutation over models"}[scheme] + (" (exact)" if exact else "")
         if n_boot:
-            out["ci_low"], out["ci_high"] = _scope_bootstrap(x, y, codes, G, scope, method, n_boot, level, rng, cluster)
+            out["ci_low"], out["ci_high"] = _scope_bootstrap(x, y, codes, G, scope, method, n_boot, level, rng, cluster, r)
         out["ci_method"] = "" if not n_boot else ("cluster bootstrap over families" if cluster and _structure(codes, G)
                             else "bootstrap over models" if cluster
                             else f"bootstrap of models within families (conditional on these {G_s} families)")
