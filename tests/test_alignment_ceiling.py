@@ -131,12 +131,18 @@ def test_normalise_r2_and_r():
     np.testing.assert_allclose(out.normalised, raw / nc, rtol=1e-6)
     np.testing.assert_array_equal(out.kept, [False, True, True, True])
     assert out.n_kept == 3 and out.n_units == 4
-    assert out.roi_normalised == pytest.approx(np.mean((raw / nc)[1:]), rel=1e-6)
+    # the ROI score is a ratio of means over kept units (0.49 / 1.5); the mean of ratios is separate
+    assert out.roi_normalised == pytest.approx(0.49 / 1.5, rel=1e-6)
+    assert out.roi_ceiling == pytest.approx(0.5, rel=1e-6)
+    assert out.roi_normalised_unit_mean == pytest.approx(np.mean([0.5, 0.5, -0.02]), rel=1e-6)
     assert out.roi_raw == pytest.approx(np.mean(raw[1:]), rel=1e-6)
     assert out.roi_raw_all == pytest.approx(np.mean(raw), rel=1e-6)
     assert out.summary()["floor"] == 0.1
     r = normalise_r(raw, nc, floor=0.1)
     np.testing.assert_allclose(r.normalised, raw / np.sqrt(nc), rtol=1e-6)
+    # r is divided by the mean of √NC (a true model has r ≈ √NC per unit), not by √(mean NC)
+    assert r.roi_ceiling == pytest.approx(np.mean(np.sqrt([0.4, 0.6, 0.5])), rel=1e-6)
+    assert r.roi_normalised == pytest.approx(0.49 / np.sqrt([0.4, 0.6, 0.5]).sum(), rel=1e-6)
 
 
 def test_normalise_per_time_and_zero_ceiling():
@@ -144,7 +150,7 @@ def test_normalise_per_time_and_zero_ceiling():
     nc = np.array([[0.5, 0.05], [0.6, 0.5], [0.0, 0.0]])
     out = normalise_r2(raw, nc)
     np.testing.assert_array_equal(out.n_kept, [2, 1])
-    np.testing.assert_allclose(out.roi_normalised, [np.mean([0.2, 0.5]), 0.2], rtol=1e-6)
+    np.testing.assert_allclose(out.roi_normalised, [0.4 / 1.1, 0.2], rtol=1e-6)
     assert np.isnan(out.normalised[2, 0])  # undefined, and never in the summary
 
 
@@ -158,7 +164,7 @@ def test_normalise_bad_input():
     # an unknown (NaN) ceiling: that unit is not kept and has no normalised value
     out = normalise_r2([0.1, 0.2, 0.3], [np.nan, 0.5, 0.6])
     assert out.kept.tolist() == [False, True, True] and np.isnan(out.normalised[0])
-    assert out.roi_normalised == pytest.approx(np.mean([0.2 / 0.5, 0.3 / 0.6]), rel=1e-6)
+    assert out.roi_normalised == pytest.approx(0.5 / 1.1, rel=1e-6)
     with pytest.raises(InputError, match="compatible"):
         normalise_r2([0.1, 0.2], [0.5, 0.5, 0.5])
     with pytest.warns(RuntimeWarning, match="floor"):

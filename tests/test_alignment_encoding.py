@@ -9,7 +9,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.linear_model import Ridge
 
-from brainlid.alignment._ridge import kfold_indices
+from brainlid.alignment._ridge import RELATIVE_ALPHAS, kfold_indices
 from brainlid.alignment.encoding import (
     banded_encoding_scores,
     brain_encoding_scores,
@@ -170,7 +170,8 @@ def test_pca_is_fitted_on_training_rows_only():
     tr, te = np.arange(300), np.arange(300, 400)
     s = encoding_scores(X, Y, train=tr, test=te, pca=5, dtype="float64", return_predictions=True)
     pca = PCA(5).fit(X[tr])
-    res = ridge_cv_fit_predict(pca.transform(X[tr]), Y[tr], pca.transform(X[te]), dtype="float64")
+    res = ridge_cv_fit_predict(pca.transform(X[tr]), Y[tr], pca.transform(X[te]), dtype="float64",
+                               alphas=RELATIVE_ALPHAS, alpha_scale="relative")
     np.testing.assert_allclose(s.predictions, res.predictions, rtol=1e-3, atol=1e-4)
     assert s.info["pca"] == 5
 
@@ -245,7 +246,9 @@ def test_brain_encoding_scores_joins_on_ids():
     assert df["kept"].tolist() == [True, True, False, True, True]
     summ = df.attrs["summary"]
     assert summ["n_kept"] == 4
-    assert summ["roi_normalised"] == pytest.approx(np.mean((ref.r2 / nc)[[0, 1, 3, 4]]), rel=1e-5)
+    keep = [0, 1, 3, 4]  # ROI score: ratio of means over the kept units; the mean of ratios is separate
+    assert summ["roi_normalised"] == pytest.approx(ref.r2[keep].sum() / nc[keep].sum(), rel=1e-5)
+    assert summ["roi_normalised_unit_mean"] == pytest.approx(np.mean((ref.r2 / nc)[keep]), rel=1e-5)
     assert df.attrs["split"] == "explicit"
     import json
 

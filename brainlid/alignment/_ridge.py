@@ -48,7 +48,22 @@ faster at the sizes of voxelwise encoding (see ``benchmarks/bench_encoding.py``)
 Precision: products run in ``dtype`` (float32 by default); the eigendecompositions,
 means and per-target error sums are computed in float64. X and Y
 are centred on the training split before the cross products so that the fold-
-centring corrections are small (no cancellation in float32).
+centring corrections are small (no cancellation in float32), and rescaled (in float64,
+before the cast) to unit mean square — X by one global factor, each target by its own
+standard deviation — with α rescaled to match. Ridge with per-target α is exactly
+equivariant to these scalings, so the fit is unchanged while the float32 products see
+O(1) numbers: results do not depend on the units of X or Y (features at 1e20 do not
+overflow), and X → cX, Y → cY give the same scores to float32 rounding.
+
+Scale of α
+----------
+``alpha_scale="absolute"`` (default): α is a penalty in the units of X, as in
+scikit-learn's ``Ridge`` and himalaya's ``RidgeCV``. ``alpha_scale="relative"``: α is a
+multiple of the mean eigenvalue of the (centred) training Gram matrix,
+``trace(XᵀX) / n_features`` (= n_train × the mean feature variance), so the grid moves with
+the features' scale and the chosen fits are invariant to X → cX; ``RidgeResult.alphas`` and
+``best_alphas`` report the absolute penalties used (pass them to himalaya or scikit-learn to
+reproduce the fit) and ``alpha_scale`` the factor.
 
 References
 ----------
@@ -66,9 +81,15 @@ import numpy as np
 from ..backend import get_backend
 from ..errors import InputError
 
-__all__ = ["RidgeResult", "ridge_cv_fit_predict", "DEFAULT_ALPHAS", "kfold_indices"]
+__all__ = ["RidgeResult", "ridge_cv_fit_predict", "DEFAULT_ALPHAS", "RELATIVE_ALPHAS", "kfold_indices",
+           "alpha_edge_fraction"]
 
 DEFAULT_ALPHAS = np.logspace(-2, 8, 11)
+#: Default grid of relative α (``alpha_scale="relative"``: multiples of the mean eigenvalue of
+#: the training Gram). Ridge theory puts the optimum near (n_features / n_train) / SNR, i.e.
+#: 1e-3 … 1e2 for encoding models; units whose features carry no signal go to the top (an
+#: effectively constant prediction: even the largest PC is shrunk ≥ 30× at p = 300).
+RELATIVE_ALPHAS = np.logspace(-4, 4, 9)
 _DEFAULT_BUDGET = 512_000_000
 
 
@@ -85,9 +106,13 @@ class RidgeResult:
     cv_scores : ndarray of shape (n_alphas, n_targets) float32
         Inner-CV pooled R² per α and target: ``1 − Σ_f SSE_f(α) / Σ_f SST_f``.
     alphas : ndarray of shape (n_alphas,)
-        The α grid.
+        The α grid, as absolute penalties in the units of X (with ``alpha_scale="relative"``:
+        the relative grid × ``alpha_scale``).
     solver : str
         ``"primal"`` (eigendecomposition of the p×p Gram) or ``"dual"`` (of the n×n kernel).
+    alpha_scale : float
+        Absolute α = relative α × ``alpha_scale`` (the mean eigenvalue of the training Gram);
+        1.0 with ``alpha_scale="absolute"``.
     """
 
     predictions: np.ndarray
@@ -95,6 +120,39 @@ class RidgeResult:
     cv_scores: np.ndarray
     alphas: np.ndarray
     solver: str
+    alpha_scale: float = 1.0
+
+    @property
+    def at_grid_edge(self) -> np.ndarray:
+        """(n_targets,) bool: the chosen α is the smallest or the largest of the grid."""
+        return (self.best_alphas <= self.alphas.min()) | (self.best_alphas >= self.alphas.max())
+
+    def unbracketed(self, tol: float = 1e-3) -> np.ndarray:
+        """(n_targets,) bool: α is at an end of the grid and the grid does not bracket the optimum —
+        the inner-CV score still improves towards that end by more than ``tol`` (pooled R²) over the
+        next α, or it is flat (within ``tol``) over the whole grid (every α is effectively the same,
+        e.g. all ≈ 0 or all ≈ ∞ for these features' scale). An end reached on a plateau of an
+        otherwise varying curve is not counted: the top end for units the features cannot predict
+        (the prediction is already constant there), the bottom end when ridge is already least squares."""
+        if self.alphas.size < 3:
+            return np.zeros(self.best_alphas.shape, dtype=bool)
+        order = np.argsort(self.alphas)
+        cv = np.asarray(self.cv_scores, dtype=np.float64)[order]
+        flat = cv.max(axis=0) - cv.min(axis=0) < tol
+        lo = (self.best_alphas <= self.alphas.min()) & ((cv[0] - cv[1] > tol) | flat)
+        hi = (self.best_alphas >= self.alphas.max()) & ((cv[-1] - cv[-2] > tol) | flat)
+        return lo | hi
+
+
+def alpha_edge_fraction(at_edge, n_alphas: int, axis=0):
+    """Fraction of targets whose α sits at an end of the grid (mean of ``at_edge`` over ``axis``).
+
+    NaN with fewer than 3 α values (no interior to choose from: the fraction says nothing).
+    """
+    at_edge = np.asarray(at_edge, dtype=np.float64)
+    if int(n_alphas) < 3 or at_edge.shape[axis] == 0:
+        return np.full(np.delete(np.shape(at_edge), axis), np.nan) if at_edge.ndim > 1 else np.nan
+    return at_edge.mean(axis=axis)
 
 
 def kfold_indices(n: int, n_folds: int, seed: int | None = 0, shuffle: bool = True) -> list[np.ndarray]:
@@ -173,6 +231,7 @@ def ridge_cv_fit_predict(
     dtype: str = "float32",
     solver: str = "auto",
     memory_budget: int = _DEFAULT_BUDGET,
+    alpha_scale: str = "absolute",
 ) -> RidgeResult:
     """Ridge regression with per-target α by inner K-fold CV; refit on all training rows; predict.
 
@@ -182,8 +241,9 @@ def ridge_cv_fit_predict(
     Y_train : array-like of shape (n_train, n_targets) (or (n_train,))
     X_test : array-like of shape (n_test, n_features)
     alphas : array-like of shape (n_alphas,)
-        Positive ridge penalties (absolute, as in scikit-learn's ``Ridge``).
-        Default ``np.logspace(-2, 8, 11)``.
+        Positive ridge penalties: absolute, as in scikit-learn's ``Ridge`` (default), or
+        relative to the features' spectrum (``alpha_scale="relative"``, e.g.
+        :data:`RELATIVE_ALPHAS`). Default ``np.logspace(-2, 8, 11)``.
     n_folds : int
         Inner folds for choosing α (>= 2).
     center : bool
@@ -203,6 +263,10 @@ def ridge_cv_fit_predict(
         ``"auto"``: dual (kernel) form when n_features exceeds the inner-training size.
     memory_budget : int
         Bytes for the per-batch temporaries (default 512 MB).
+    alpha_scale : {"absolute", "relative"}
+        ``"absolute"``: ``alphas`` are penalties in the units of X (scikit-learn, himalaya).
+        ``"relative"``: multiples of ``trace(XᵀX)/n_features`` of the (centred) training
+        features; the fit is then invariant to X → cX (see the module docstring).
 
     Returns
     -------
@@ -218,6 +282,8 @@ def ridge_cv_fit_predict(
     X, Y, Xt, al, n_folds = _check_inputs(X_train, Y_train, X_test, alphas, n_folds)
     if dtype not in ("float32", "float64"):
         raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if alpha_scale not in ("absolute", "relative"):
+        raise InputError(f"alpha_scale must be 'absolute' or 'relative', got {alpha_scale!r}")
     B = get_backend(backend)
     n, p = X.shape
     t_all = Y.shape[1]
@@ -234,10 +300,21 @@ def ridge_cv_fit_predict(
         raise InputError(f"solver must be 'auto', 'primal' or 'dual', got {solver!r}")
     np_dtype = np.dtype(dtype)
 
-    # global centring on the training split (float64 means) -> small fold corrections
+    # global centring on the training split (float64 means) -> small fold corrections; one global
+    # rescaling to unit mean square (float64, before the cast): the fit sees the same O(1) numbers
+    # whatever the units of X, and α is rescaled to match (ridge is equivariant to it)
     mu_x = X.mean(axis=0, dtype=np.float64) if center else np.zeros(p)
-    Xc = B.asarray(np.asarray(X[perm] - mu_x, dtype=np_dtype))
-    Xtc = B.asarray(np.asarray(Xt - mu_x, dtype=np_dtype))
+    Xc64 = X[perm] - mu_x
+    msq = float(np.einsum("ij,ij->", Xc64, Xc64)) / (n * p)
+    sx = np.sqrt(msq) if msq > 0 and np.isfinite(msq) else 1.0
+    Xc64 *= 1.0 / sx
+    Xc = B.asarray(np.asarray(Xc64, dtype=np_dtype))
+    del Xc64
+    Xtc = B.asarray(np.asarray((Xt - mu_x) * (1.0 / sx), dtype=np_dtype))
+    # α on the scaled features: absolute α / sx²; relative α × the scaled Gram's mean eigenvalue (n)
+    scale = n * sx * sx if alpha_scale == "relative" else 1.0
+    al_scaled = al * n if alpha_scale == "relative" else al / (sx * sx)
+    al_out = al * scale if alpha_scale == "relative" else al
 
     prep = _prepare_primal(B, Xc, Xtc, folds, center, dtype) if solver == "primal" else _prepare_dual(
         B, Xc, Xtc, folds, center, dtype
@@ -245,7 +322,7 @@ def ridge_cv_fit_predict(
 
     r = prep["rank_dim"]
     if n_targets_batch is None:
-        per_target = np_dtype.itemsize * ((n_folds + 6) * r + 3 * n + Xt.shape[0]) + 8 * 4 * al.size
+        per_target = np_dtype.itemsize * ((n_folds + 6) * r + 3 * n + Xt.shape[0]) + 8 * (4 * al.size + n)
         n_targets_batch = max(1, int(memory_budget // max(per_target, 1)))
     n_targets_batch = int(min(max(1, n_targets_batch), t_all))
 
@@ -254,18 +331,25 @@ def ridge_cv_fit_predict(
     cv = np.empty((al.size, t_all), dtype=np.float32)
     for b0 in range(0, t_all, n_targets_batch):
         cols = slice(b0, min(b0 + n_targets_batch, t_all))
-        Ybc = np.asarray(Y[perm, cols], dtype=np_dtype)  # one copy: permuted rows, this batch
-        mu_y = Ybc.mean(axis=0, dtype=np.float64) if center else np.zeros(Ybc.shape[1])
-        if center:
-            Ybc -= mu_y.astype(np_dtype)
+        # permuted rows of this batch, centred and scaled to unit mean square per target in float64
+        Yb64 = np.asarray(Y[perm, cols], dtype=np.float64)
+        mu_y = Yb64.mean(axis=0) if center else np.zeros(Yb64.shape[1])
+        Yb64 -= mu_y
+        sd_y = np.sqrt(np.einsum("ij,ij->j", Yb64, Yb64) / n)
+        sd_y = np.where((sd_y > 0) & np.isfinite(sd_y), sd_y, 1.0)
+        Yb64 /= sd_y
+        Ybc = np.asarray(Yb64, dtype=np_dtype)
+        del Yb64
         run = _batch_primal if solver == "primal" else _batch_dual
-        sse, sst, pred = run(B, prep, Ybc, al, center, dtype)
+        sse, sst, pred = run(B, prep, Ybc, al_scaled, center, dtype)
         k = np.argmin(sse, axis=0)
-        best[cols] = al[k]
+        best[cols] = al_out[k]
         with np.errstate(divide="ignore", invalid="ignore"):
             cv[:, cols] = np.where(sst > 0, 1.0 - sse / np.where(sst > 0, sst, 1.0), 0.0)
-        preds[:, cols] = B.to_numpy(pred(best[cols])) + mu_y.astype(np_dtype)
-    return RidgeResult(predictions=preds, best_alphas=best, cv_scores=cv, alphas=al, solver=solver)
+        p_b = B.to_numpy(pred(al_scaled[k])).astype(np.float64)
+        preds[:, cols] = p_b * sd_y + mu_y
+    return RidgeResult(predictions=preds, best_alphas=best, cv_scores=cv, alphas=al_out, solver=solver,
+                       alpha_scale=float(scale))
 
 
 # ----------------------------------------------------------------------------- primal form

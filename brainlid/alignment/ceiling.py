@@ -6,8 +6,11 @@ Conventions (METHODS.md §6)
   (NSD's percent ÷ 100; THINGS-fMRI's percent columns ÷ 100). Split-half
   reliabilities after Spearman–Brown (EEG/MEG, RDMs) are reported as ``r_sb`` and used
   as ``NC = r_sb`` where a variance fraction is needed.
-* Normalised scores: ``R² / NC`` for R², ``r / √NC`` for Pearson r, per unit, then
-  averaged over the units whose NC exceeds a floor (default 0.1). Raw, ceiling and
+* Normalised scores: ``R² / NC`` for R², ``r / √NC`` for Pearson r, per unit; for an ROI,
+  a **ratio of means** over the units whose NC exceeds a floor (default 0.1): mean R² ÷
+  mean NC, mean r ÷ mean √NC. A model equal to the true signal has E[R²_u] ≈ NC_u and
+  E[r_u] ≈ √NC_u per unit, so both ratios are ≈ 1 (the mean of per-unit ratios, also
+  reported, is noisier: units near the floor divide by a small number). Raw, ceiling and
   normalised values are always reported together (:class:`NormalisedScores`).
 
 Functions
@@ -299,9 +302,15 @@ class NormalisedScores:
         Number of units (along axis 0).
     n_kept : int or ndarray
         Units kept (per trailing index, e.g. per time point).
-    roi_raw, roi_ceiling, roi_normalised : float or ndarray
-        Means over the kept units of raw, ceiling and normalised values (per trailing
-        index). ``roi_raw_all`` is the mean raw score over all units.
+    roi_raw : float or ndarray
+        Mean raw score over the kept units (per trailing index); ``roi_raw_all`` over all units.
+    roi_ceiling : float or ndarray
+        Mean over the kept units of the ceiling in the metric's units: NC for R², √NC for r.
+    roi_normalised : float or ndarray
+        ``roi_raw / roi_ceiling`` — the ROI's normalised score (a ratio of means; NaN when no
+        unit is kept).
+    roi_normalised_unit_mean : float or ndarray
+        Mean over the kept units of the per-unit ``normalised`` values (a mean of ratios).
     """
 
     metric: str
@@ -316,6 +325,7 @@ class NormalisedScores:
     roi_raw_all: object
     roi_ceiling: object
     roi_normalised: object
+    roi_normalised_unit_mean: object = None
 
     def summary(self) -> dict:
         """The ROI summary as a plain dict (scalars when there is no trailing axis)."""
@@ -366,6 +376,9 @@ def _normalise(raw, nc, floor: float, metric: str) -> NormalisedScores:
         return m.item() if m.ndim == 0 else m.astype(np.float32)
 
     raw_all = raw.mean(axis=0)
+    roi_raw, roi_ceil = kmean(raw), kmean(np.nan_to_num(denom))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        roi_norm = np.asarray(roi_raw, dtype=np.float64) / np.asarray(roi_ceil, dtype=np.float64)
     return NormalisedScores(
         metric=metric,
         raw=raw.astype(np.float32),
@@ -375,15 +388,16 @@ def _normalise(raw, nc, floor: float, metric: str) -> NormalisedScores:
         floor=float(floor),
         n_units=int(raw.shape[0]),
         n_kept=n_kept.item() if n_kept.ndim == 0 else n_kept,
-        roi_raw=kmean(raw),
+        roi_raw=roi_raw,
         roi_raw_all=raw_all.item() if raw_all.ndim == 0 else raw_all.astype(np.float32),
-        roi_ceiling=kmean(np.nan_to_num(nc)),
-        roi_normalised=kmean(np.nan_to_num(normalised)),
+        roi_ceiling=roi_ceil,
+        roi_normalised=roi_norm.item() if roi_norm.ndim == 0 else roi_norm.astype(np.float32),
+        roi_normalised_unit_mean=kmean(np.nan_to_num(normalised)),
     )
 
 
 def normalise_r2(r2, nc, floor: float = 0.1) -> NormalisedScores:
-    """Ceiling-normalised R²: ``R² / NC`` per unit; ROI mean over units with ``NC > floor``.
+    """Ceiling-normalised R²: ``R² / NC`` per unit; for the ROI, mean R² ÷ mean NC over units with ``NC > floor``.
 
     Parameters
     ----------
@@ -398,10 +412,11 @@ def normalise_r2(r2, nc, floor: float = 0.1) -> NormalisedScores:
 
 
 def normalise_r(r, nc, floor: float = 0.1) -> NormalisedScores:
-    """Ceiling-normalised Pearson r: ``r / √NC`` per unit; ROI mean over units with ``NC > floor``.
+    """Ceiling-normalised Pearson r: ``r / √NC`` per unit; for the ROI, mean r ÷ mean √NC over units with ``NC > floor``.
 
     ``√NC`` is the highest correlation a perfect model can reach with noisy data whose
-    explainable-variance fraction is NC. Parameters as in :func:`normalise_r2`.
+    explainable-variance fraction is NC, so the true model's ROI ratio is ≈ 1 (the ratio of
+    means, not √(mean NC): mean √NC ≤ √mean NC). Parameters as in :func:`normalise_r2`.
     """
     return _normalise(r, nc, floor, "r")
 

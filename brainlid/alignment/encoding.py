@@ -8,7 +8,14 @@ Pipeline (METHODS.md §6)
    **training rows only** (Yu et al. 2026 used 300).
 3. Fit a ridge per unit with α chosen per unit by inner K-fold CV over a log grid
    and refit on all training rows (:func:`ridge_cv_fit_predict`, centring on the
-   training split = an intercept).
+   training split = an intercept). The grid is **relative** by default
+   (``alpha_scale="relative"``, :data:`RELATIVE_ALPHAS`): α = grid × trace(XᵀX)/n_features of
+   the (PCA-reduced, centred) training features, so scores do not change when the features
+   or the responses are multiplied by a constant. The fraction of units whose α is an end
+   of the grid is reported (``EncodingScores.info["alpha_edge_fraction"]``), and a
+   RuntimeWarning is raised when more than half of the units sit at an end where the
+   inner-CV score still improves (the grid does not bracket their optimum; an end reached
+   on a plateau — a constant prediction at the top, least squares at the bottom — is fine).
 4. Score the held-out predictions per unit: Pearson r and R² = 1 − SS_res/SS_tot
    (SS_tot around the mean of the held-out responses, as scikit-learn's ``r2_score``).
    With outer folds, the out-of-fold predictions of all stimuli are pooled and scored
@@ -40,13 +47,16 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ._ridge import DEFAULT_ALPHAS, RidgeResult, kfold_indices, ridge_cv_fit_predict
+from ._ridge import (DEFAULT_ALPHAS, RELATIVE_ALPHAS, RidgeResult, alpha_edge_fraction, kfold_indices,
+                     ridge_cv_fit_predict)
 from .ceiling import normalise_r, normalise_r2
 
 __all__ = [
     "ridge_cv_fit_predict",
     "RidgeResult",
     "DEFAULT_ALPHAS",
+    "RELATIVE_ALPHAS",
+    "alpha_edge_fraction",
     "EncodingScores",
     "encoding_scores",
     "brain_encoding_scores",
@@ -127,7 +137,9 @@ class EncodingScores:
     r, r2 : ndarray of shape (n_kept_units[, n_times]) float32
         Held-out Pearson r and R² per scored unit (and time).
     alpha : ndarray of shape (n_kept_units[, n_times]) float64
-        α chosen by the inner CV (with outer folds: the geometric mean over folds).
+        α chosen by the inner CV, absolute (with outer folds: the geometric mean over folds).
+    alpha_at_edge : ndarray of bool, same shape, or None
+        The unit's α is the smallest or largest of the grid (in any outer fold).
     units : ndarray of int64, shape (n_kept_units,)
         Positions (in the input's unit axis) of the scored units.
     n_units : int
@@ -154,6 +166,7 @@ class EncodingScores:
     predictions: np.ndarray | None = None
     test_index: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    alpha_at_edge: np.ndarray | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per (unit[, time]) with columns unit, time, r, r2, alpha."""
@@ -209,7 +222,7 @@ def encoding_scores(
     test=None,
     n_outer_folds: int | None = None,
     pca: int | None = None,
-    alphas=DEFAULT_ALPHAS,
+    alphas=RELATIVE_ALPHAS,
     n_folds: int = 5,
     center: bool = True,
     backend: str = "auto",
@@ -218,6 +231,7 @@ def encoding_scores(
     seed: int | None = 0,
     dtype: str = "float32",
     n_targets_batch: int | None = None,
+    alpha_scale: str = "relative",
 ) -> EncodingScores:
     """Held-out encoding scores per unit (and time): ridge with per-unit α by inner CV.
 
@@ -236,7 +250,12 @@ def encoding_scores(
     pca : int or None
         Reduce features to this many PCs fitted on the training rows only (the paper: 300).
     alphas : array-like
-        Ridge α grid (default ``np.logspace(-2, 8, 11)``).
+        Ridge α grid (default :data:`RELATIVE_ALPHAS`, ``np.logspace(-4, 4, 9)``).
+    alpha_scale : {"relative", "absolute"}
+        ``"relative"`` (default): ``alphas`` are multiples of the mean eigenvalue of the training
+        features' Gram matrix, trace(XᵀX)/n_features, after PCA and centring — scores are
+        invariant to X → cX and Y → cY. ``"absolute"``: penalties in the units of X, as in
+        scikit-learn and himalaya.
     n_folds : int
         Inner CV folds for choosing α.
     center : bool
@@ -287,9 +306,15 @@ def encoding_scores(
         raise InputError(f"features have NaN/inf in {bad.size} stimuli (first rows: {bad[:5].tolist()})")
     if outer_aggregate not in ("pooled", "mean"):
         raise InputError(f"outer_aggregate must be 'pooled' or 'mean', got {outer_aggregate!r}")
+    if alpha_scale not in ("relative", "absolute"):
+        raise InputError(f"alpha_scale must be 'relative' or 'absolute', got {alpha_scale!r}")
     n = X.shape[0]
     n_units = Y.shape[1]
     n_times = Y.shape[2] if Y.ndim == 3 else None
+    if alpha_scale == "relative":  # one global scale (float64): PCA and ridge see O(1) numbers
+        msq = float(np.mean(np.square(X - X.mean(axis=0, dtype=np.float64))))
+        if msq > 0 and np.isfinite(msq):
+            X = np.asarray(X / np.sqrt(msq), dtype=X.dtype if X.dtype.kind == "f" else np.float64)
 
     # outer split(s)
     if (train is None) != (test is None):
@@ -342,23 +367,29 @@ def encoding_scores(
             Xtr, Xte = pca_fit_transform(Xtr, Xte, pca, seed=seed)
         res = ridge_cv_fit_predict(
             Xtr, Ys[tr], Xte, alphas=alphas, n_folds=n_folds, center=center, backend=backend,
-            n_targets_batch=n_targets_batch, seed=seed, dtype=dtype,
+            n_targets_batch=n_targets_batch, seed=seed, dtype=dtype, alpha_scale=alpha_scale,
         )
-        return res.predictions, res.best_alphas, res.solver
+        return res.predictions, res.best_alphas, res.solver, res.at_grid_edge, res.unbracketed()
 
     n_t = Yk.shape[1]
     fold_preds, fold_alphas, solver = [], [], None
+    edge = np.zeros(n_t, dtype=bool)
+    unbr = np.zeros(n_t, dtype=bool)
     for tr, te in splits:
         if X.ndim == 2:
-            pred, alph, solver = fit_one(X, Yk, tr, te)
+            pred, alph, solver, e, ub = fit_one(X, Yk, tr, te)
+            edge |= e
+            unbr |= ub
         else:  # one model per time point: targets of time j are columns j, j+T, ...
             T = n_times
             pred = np.empty((te.size, n_t), dtype=np.float32)
             alph = np.empty(n_t)
             for j in range(T):
                 cols = np.arange(j, n_t, T)
-                pj, aj, solver = fit_one(X[:, :, j], Yk[:, cols], tr, te)
+                pj, aj, solver, e, ub = fit_one(X[:, :, j], Yk[:, cols], tr, te)
                 pred[:, cols], alph[cols] = pj, aj
+                edge[cols] |= e
+                unbr[cols] |= ub
         fold_preds.append(pred)
         fold_alphas.append(alph)
 
@@ -375,10 +406,19 @@ def encoding_scores(
     alpha = np.exp(np.mean(np.log(np.stack(fold_alphas)), axis=0))
 
     shape = (kept.size,) if n_times is None else (kept.size, n_times)
+    edge_fraction = alpha_edge_fraction(edge.reshape(shape), np.size(alphas))
+    worst = float(np.max(unbr.reshape(shape).mean(axis=0)))
+    if worst > 0.5:
+        warnings.warn(
+            f"for {worst:.0%} of the units the ridge α is an end of the grid and the inner CV still improves towards "
+            "it (the grid does not bracket the optimum); widen alphas",
+            RuntimeWarning, stacklevel=2,
+        )
     out = EncodingScores(
         r=r.reshape(shape).astype(np.float32),
         r2=r2.reshape(shape).astype(np.float32),
         alpha=alpha.reshape(shape),
+        alpha_at_edge=edge.reshape(shape),
         units=kept.astype(np.int64),
         n_units=int(n_units),
         n_dropped=n_dropped,
@@ -391,6 +431,8 @@ def encoding_scores(
             "solver": solver,
             "n_test": int(te_all.size),
             "seed": seed,
+            "alpha_scale": alpha_scale,
+            "alpha_edge_fraction": edge_fraction,
         },
     )
     if return_predictions:

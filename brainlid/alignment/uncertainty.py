@@ -9,10 +9,18 @@ predictions): scores generalise to new stimuli from the same distribution.
   ``w`` (how often each stimulus is drawn), and every weighted sum the scores need
   (Σw·y, Σw·ŷ, Σw·y², Σw·ŷ², Σw·yŷ) for every unit and every bootstrap is one
   matrix product ``W (n_boot × n) · [...] (n × units)``.
+* :func:`bootstrap_unit_sums` — the same resamples for ROI means over many units: the
+  per-resample scores of every unit are summed over units block by block (memory bounded
+  by ``memory_budget``, whatever the number of units), so only ``(n_boot, n_times)`` sums
+  are kept. Sums of unit blocks add up, so voxel batches scored apart (the Dask runner)
+  give the same interval as one pass when they share the counts (same ``seed``).
+* :func:`basic_interval` — the basic (reverse-percentile) interval the encoding rows use.
 * :func:`paired_bootstrap_test` — two models scored on the same stimuli; the same
   resamples are applied to both, and the p-value is that of the difference.
 
-Intervals are percentile intervals (Efron & Tibshirani 1993, ch. 13). The paired
+Intervals of :func:`bootstrap_ci`, :func:`bootstrap_scores` and :func:`paired_bootstrap_test` are
+percentile intervals (Efron & Tibshirani 1993, ch. 13); the encoding score rows use
+:func:`basic_interval`, which corrects the downward bias of held-out R². The paired
 test's two-sided p-value is ``(1 + #{b : |d*_b − d̂| ≥ |d̂|}) / (1 + B)``: the bootstrap
 distribution of the difference, centred on its estimate, approximates the null
 distribution (Hall & Wilson 1991); the +1 keeps it a valid p-value.
@@ -27,7 +35,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["BootstrapResult", "bootstrap_ci", "bootstrap_scores", "paired_bootstrap_test", "bootstrap_counts"]
+__all__ = ["BootstrapResult", "bootstrap_ci", "bootstrap_scores", "paired_bootstrap_test", "bootstrap_counts",
+           "bootstrap_unit_sums", "basic_interval", "BOOT_BLOCK_BUDGET"]
 
 
 @dataclass
@@ -66,6 +75,23 @@ def _interval(dist: np.ndarray, ci: float):
     q = (1 - ci) / 2
     lo, hi = np.quantile(dist, [q, 1 - q], axis=0)
     return lo, hi
+
+
+def basic_interval(estimate, dist, ci: float = 0.95):
+    """Basic (reverse-percentile) bootstrap interval ``(2θ̂ − q_hi, 2θ̂ − q_lo)`` over axis 0 of ``dist``.
+
+    Davison & Hinkley (1997) §5.2: it reflects the bootstrap quantiles around the estimate, so a
+    bias of the replicates relative to the estimate (which mirrors the estimate's bias relative to
+    the truth) moves the interval the right way. Held-out R² on n test stimuli is such a case: the
+    estimate is biased low by O((1 − R²)/n) and its replicates by as much again, and the percentile
+    interval of the ROI-mean R² covered the population value in 80 % of simulated replications at
+    n = 60–100 (the basic interval: 93–94 %; see tests/test_calibration_encoding.py).
+    """
+    if not 0 < ci < 1:
+        raise InputError(f"ci must be in (0, 1), got {ci}")
+    lo, hi = _interval(np.asarray(dist, dtype=np.float64), ci)
+    est = np.asarray(estimate, dtype=np.float64)
+    return 2 * est - hi, 2 * est - lo
 
 
 def _squeeze(x):
@@ -141,8 +167,11 @@ def _check_pair(y_true, y_pred, name="y_pred"):
     return y, p
 
 
-def _weighted_scores(W: np.ndarray, y: np.ndarray, p: np.ndarray, metric: str) -> np.ndarray:
-    """Scores (len(W), units) of every resample (rows of counts W) from five weighted sums."""
+def _weighted_scores(W: np.ndarray, y: np.ndarray, p: np.ndarray, metric: str | tuple = "r"):
+    """Scores (len(W), units) of every resample (rows of counts W) from five weighted sums.
+
+    ``metric`` a tuple of names → a tuple of score arrays, one per name, from the same sums.
+    """
     n = W.shape[1]
     # shift both by the mean of y (r and R² are invariant to a common shift; removes cancellation)
     m = y.mean(axis=0)
@@ -151,15 +180,75 @@ def _weighted_scores(W: np.ndarray, y: np.ndarray, p: np.ndarray, metric: str) -
     sy, sp = W @ y, W @ p
     syy, spp, syp = W @ (y * y), W @ (p * p), W @ (y * p)
     vy = syy - sy * sy / n  # n × weighted variance of y
-    if metric == "r":
-        vp = spp - sp * sp / n
-        cov = syp - sy * sp / n
-        den = np.sqrt(np.clip(vy, 0, None) * np.clip(vp, 0, None))
-        ok = den > 0
-        return np.where(ok, cov / np.where(ok, den, 1.0), 0.0)
-    sse = syy - 2 * syp + spp
-    ok = vy > 0
-    return np.where(ok, 1.0 - sse / np.where(ok, vy, 1.0), 0.0)
+    out = []
+    for name in ((metric,) if isinstance(metric, str) else metric):
+        if name == "r":
+            vp = spp - sp * sp / n
+            cov = syp - sy * sp / n
+            den = np.sqrt(np.clip(vy, 0, None) * np.clip(vp, 0, None))
+            ok = den > 0
+            out.append(np.where(ok, cov / np.where(ok, den, 1.0), 0.0))
+        else:
+            sse = syy - 2 * syp + spp
+            ok = vy > 0
+            out.append(np.where(ok, 1.0 - sse / np.where(ok, vy, 1.0), 0.0))
+    return out[0] if isinstance(metric, str) else tuple(out)
+
+
+BOOT_BLOCK_BUDGET = 128_000_000  #: bytes of temporaries per block of units in :func:`bootstrap_unit_sums`
+
+
+def bootstrap_unit_sums(
+    y_true,
+    y_pred,
+    counts,
+    *,
+    metrics: tuple[str, ...] = ("r2", "r"),
+    memory_budget: int = BOOT_BLOCK_BUDGET,
+) -> dict[str, np.ndarray]:
+    """Per-resample sums over units of held-out R² and/or Pearson r (the numerators of ROI means).
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n_stimuli, n_units[, n_times])
+        Held-out responses and predictions (rows = the evaluated stimuli).
+    counts : ndarray of shape (n_boot, n_stimuli)
+        Multinomial resampling counts (:func:`bootstrap_counts`); the same counts for every
+        unit and time point (the stimulus is the resampled unit).
+    metrics : tuple of {"r2", "r"}
+    memory_budget : int
+        Bytes for the temporaries of one block of units (about ``8·n_boot·7`` per column).
+
+    Returns
+    -------
+    dict metric → ndarray of shape (n_boot[, n_times]) float64
+        Σ over units of the metric on each resample (a unit constant on a resample scores 0).
+        Divide by ``n_units`` for the ROI mean of each resample.
+    """
+    for m in metrics:
+        _metric_fn(m)
+    y = np.asarray(y_true)
+    p = np.asarray(y_pred)
+    if y.shape != p.shape or y.ndim not in (2, 3):
+        raise InputError(f"y_true {y.shape} and y_pred {p.shape} must have the same shape (n_stimuli, n_units[, n_times])")
+    W = np.asarray(counts, dtype=np.float64)
+    if W.ndim != 2 or W.shape[1] != y.shape[0]:
+        raise InputError(f"counts must have shape (n_boot, {y.shape[0]}); got {W.shape}")
+    n, n_units = y.shape[:2]
+    rest = y.shape[2:]
+    per_unit = int(np.prod(rest, dtype=np.int64)) if rest else 1
+    per_col = 8 * (7 * W.shape[0] + 4 * n)
+    step = max(1, int(memory_budget // max(per_col * per_unit, 1)))
+    sums = {m: np.zeros((W.shape[0], *rest)) for m in metrics}
+    for u0 in range(0, n_units, step):
+        yb = np.asarray(y[:, u0:u0 + step], dtype=np.float64).reshape(n, -1)
+        pb = np.asarray(p[:, u0:u0 + step], dtype=np.float64).reshape(n, -1)
+        if not (np.isfinite(yb).all() and np.isfinite(pb).all()):
+            raise InputError("y_true and predictions must be finite")
+        scores = _weighted_scores(W, yb, pb, tuple(metrics))
+        for m, sc in zip(metrics, scores):
+            sums[m] += sc.reshape(W.shape[0], -1, *rest).sum(axis=1)
+    return sums
 
 
 def _metric_fn(metric: str):

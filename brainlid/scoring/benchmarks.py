@@ -23,7 +23,8 @@ of the test data; 100 PCs.
 
 Built-in NSD benchmarks (version 2): test split = the shared images (``sharedix``; the loader's
 ``"test"`` split), train = the rest; features reduced to ``pca=300`` components fitted on the
-fit part of the train split; α per voxel by 5-fold inner CV over ``logspace(-2, 6, 9)``; the
+fit part of the train split; α per voxel by 5-fold inner CV over ``logspace(-4, 4, 9)`` × the
+mean eigenvalue of the fit features' Gram (a relative grid: scale-invariant); the
 best layer is chosen on a validation split of 20 % of the train stimuli (seeded, never the test
 split); ceiling from ncsnr (METHODS §6) with floor 0.1; LID measured on the test split.
 
@@ -98,13 +99,14 @@ class UnknownBenchmarkError(InputError):
 DEFAULT_PARAMS: Mapping[str, Any] = MappingProxyType(
     {
         "pca": 300,  # PCA components fitted on the fit split (None: no PCA)
-        "alphas": tuple(float(a) for a in np.logspace(-2, 6, 9)),
+        # ridge α grid RELATIVE to the mean eigenvalue of the fit features' Gram (scale-invariant fits)
+        "alphas": tuple(float(a) for a in np.logspace(-4, 4, 9)),
         "cv": 5,  # inner CV folds for alpha
         "val_fraction": 0.2,  # fraction of the train split held out to choose the best layer
         "ceiling_floor": 0.1,
         "rdm_method": "correlation",
         "rdm_compare": "spearman",
-        "n_boot": 1000,  # bootstrap over units for the CI of the ROI mean
+        "n_boot": 1000,  # bootstrap over the evaluated stimuli for the CI of the encoding ROI mean
         "rsa_n_boot": 200,  # bootstrap over stimuli for the CI of RSA scores (cost ~ n_times × n_stimuli² each)
         "lid_ks": (5, 10, 20, 50, 100, 200, 500, 1000),
         "lid_estimators": ("mle",),

@@ -401,7 +401,8 @@ def _fmt(n: int) -> str:
 
 # --------------------------------------------------------------------------- memory model
 def estimate_cell_memory(n_fit: int, n_eval: int, n_features: int, n_units: int, *, pca: int | None, n_folds: int,
-                         n_alphas: int, n_all: int | None = None, metric: str = "encoding") -> tuple[int, int]:
+                         n_alphas: int, n_all: int | None = None, metric: str = "encoding",
+                         n_boot: int = 0) -> tuple[int, int]:
     """Estimated peak bytes of one cell as ``(fixed, per_unit)``: total ≈ fixed + per_unit · units.
 
     Encoding (the ridge of :func:`brainlid.alignment._ridge.ridge_cv_fit_predict` after PCA to
@@ -412,7 +413,10 @@ def estimate_cell_memory(n_fit: int, n_eval: int, n_features: int, n_units: int,
       and ``K + 1`` float64 decompositions (matrix + eigenvectors) ``16·(K+1)·m²``;
     * per unit (and time point) — Y and predictions in float32 ``4·(n_fit + 2·n_eval)``, the
       float64 copies of :func:`~brainlid.scoring.runner.unit_scores` ``32·n_eval``, the
-      per-fold projected targets ``16·K·m`` and the per-α errors ``8·n_alphas``.
+      per-fold projected targets ``16·K·m`` and the per-α errors ``8·n_alphas``;
+    * the stimulus bootstrap of the ROI mean (``n_boot`` resamples; fixed): the counts
+      ``8·n_boot·n_eval`` and one block of units, ``8·(7·n_boot + 4·n_eval)`` per unit up to the
+      block budget of :func:`~brainlid.alignment.uncertainty.bootstrap_unit_sums`.
 
     RSA: two float64 condensed RDMs and their ranks, ``4·8·n_eval²/2``, are fixed; per unit the
     responses ``4·n_eval``. A safety factor of 1.5 is applied to both parts.
@@ -425,6 +429,10 @@ def estimate_cell_memory(n_fit: int, n_eval: int, n_features: int, n_units: int,
     m = min(q, n_fit)
     fixed = 4 * n_all * n_features + 4 * (n_fit + n_eval) * q + 16 * (n_folds + 1) * m * m
     per_unit = 4 * (n_fit + 2 * n_eval) + 32 * n_eval + 16 * n_folds * m + 8 * n_alphas
+    if n_boot:
+        from ..alignment.uncertainty import BOOT_BLOCK_BUDGET
+
+        fixed += 8 * n_boot * n_eval + min(BOOT_BLOCK_BUDGET, 8 * (7 * n_boot + 4 * n_eval) * n_units)
     return int(1.5 * fixed), int(1.5 * per_unit)
 
 
@@ -601,7 +609,9 @@ def _cell_task(cell: _Cell, threads: int) -> dict:
 
 
 def _unit_scores_batch(X, ids, brain, bench, splits, units) -> dict:
-    """Per-unit (r, R²) of units ``[start, stop)`` for the val and test splits (what score_layer computes per unit)."""
+    """Per-unit (r, R², α at the grid's edge) of units ``[start, stop)`` for the val and test splits, and
+    the batch's per-resample sums of the stimulus bootstrap (what score_layer computes for the whole ROI;
+    the counts depend on the seed and the number of evaluated stimuli only, so batch sums add up)."""
     from . import runner
 
     Xa, Ya, aid = runner._aligned(np.asarray(X, dtype=np.float32), ids, brain)
@@ -612,8 +622,25 @@ def _unit_scores_batch(X, ids, brain, bench, splits, units) -> dict:
         fit_ids, eval_ids = (splits["fit"], splits["val"]) if split == "val" else (splits["train"], splits["test"])
         fi = runner._positions(aid, fit_ids, f"{split}-fit")
         ei = runner._positions(aid, eval_ids, split)
-        res[split] = runner._encode(Xa[fi], Ya[fi], Xa[ei], Ya[ei], bench.params) + (int(ei.size),)
+        fit = runner._encode(Xa[fi], Ya[fi], Xa[ei], Ya[ei], bench.params)
+        res[split] = {"r": fit.r, "r2": fit.r2, "at_edge": fit.at_edge, "unbracketed": fit.unbracketed,
+                      "n_alphas": fit.n_alphas, "boot": fit.boot, "n_eval": int(ei.size)}
     return res
+
+
+def _unit_part_json(v: dict) -> dict:
+    """One split of a voxel batch's results as plain JSON values (the journal)."""
+    return {"r": np.asarray(v["r"]).tolist(), "r2": np.asarray(v["r2"]).tolist(),
+            "at_edge": np.asarray(v["at_edge"]).tolist(), "unbracketed": np.asarray(v["unbracketed"]).tolist(),
+            "n_alphas": int(v["n_alphas"]), "n_eval": int(v["n_eval"]),
+            "boot": None if v["boot"] is None else {k: np.asarray(b).tolist() for k, b in v["boot"].items()}}
+
+
+def _unit_part_from_json(v: dict) -> dict:
+    return {"r": np.asarray(v["r"], dtype=np.float32), "r2": np.asarray(v["r2"], dtype=np.float32),
+            "at_edge": np.asarray(v["at_edge"], dtype=bool), "unbracketed": np.asarray(v["unbracketed"], dtype=bool),
+            "n_alphas": int(v["n_alphas"]), "n_eval": int(v["n_eval"]),
+            "boot": None if v["boot"] is None else {k: np.asarray(b, dtype=np.float64) for k, b in v["boot"].items()}}
 
 
 def _join_unit_batches(cell: _Cell, parts: list[dict]) -> list[dict]:
@@ -632,11 +659,17 @@ def _join_unit_batches(cell: _Cell, parts: list[dict]) -> list[dict]:
     }
     rows: list[dict] = []
     for split in ("val", "test"):
-        r = np.concatenate([p["unit_scores"][split][0] for p in parts], axis=0)
-        r2 = np.concatenate([p["unit_scores"][split][1] for p in parts], axis=0)
-        n_eval = parts[0]["unit_scores"][split][2]
-        rows += runner.encoding_rows(r, r2, brain.noise_ceiling, brain.times, bench.params, {**base, "split": split},
-                                     n_eval)
+        got = [p["unit_scores"][split] for p in parts]
+        r = np.concatenate([g["r"] for g in got], axis=0)
+        r2 = np.concatenate([g["r2"] for g in got], axis=0)
+        at_edge = np.concatenate([g["at_edge"] for g in got], axis=0)
+        boot = None if any(g["boot"] is None for g in got) else {k: sum(g["boot"][k] for g in got) for k in got[0]["boot"]}
+        rows += runner.encoding_rows(r, r2, brain.noise_ceiling, brain.times, bench.params,
+                                     {**base, "split": split, "ceiling_method": bench.ceiling}, got[0]["n_eval"],
+                                     at_edge=at_edge, n_alphas=got[0]["n_alphas"], boot=boot)
+        if split == "test":
+            runner._warn_alpha_edges(np.concatenate([g["unbracketed"] for g in got], axis=0),
+                                     f"{cell.model} {cell.layer} on {bench.id}")
     return rows
 
 
@@ -751,8 +784,7 @@ class _Journal:
         out = {"rows": res.get("rows"), "geometry": res.get("geometry", []), "seconds": res.get("seconds", 0.0),
                "pid": res.get("pid", 0)}
         if res.get("unit_scores") is not None:
-            out["unit_scores"] = {k: [np.asarray(v[0]).tolist(), np.asarray(v[1]).tolist(), int(v[2])]
-                                  for k, v in res["unit_scores"].items()}
+            out["unit_scores"] = {k: _unit_part_json(v) for k, v in res["unit_scores"].items()}
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self._path(cell), json.dumps(out, default=_json_value))
 
@@ -768,8 +800,10 @@ class _Journal:
             return None
         d["cell"] = cell
         if "unit_scores" in d:
-            d["unit_scores"] = {k: (np.asarray(v[0], dtype=np.float32), np.asarray(v[1], dtype=np.float32), int(v[2]))
-                                for k, v in d["unit_scores"].items()}
+            try:
+                d["unit_scores"] = {k: _unit_part_from_json(v) for k, v in d["unit_scores"].items()}
+            except (KeyError, TypeError, ValueError):  # an older journal format: recompute
+                return None
         return d
 
     def drop(self, cell: _Cell) -> None:
@@ -999,7 +1033,7 @@ def score_distributed(
         p = bench.params
         fixed, per_unit = estimate_cell_memory(sizes["n_fit"], sizes["n_eval"], d, sizes["n_units"], pca=p["pca"],
                                                n_folds=p["cv"], n_alphas=len(p["alphas"]), n_all=sizes["n_all"],
-                                               metric=bench.metric)
+                                               metric=bench.metric, n_boot=int(p["n_boot"]))
         what = f"{cell.model} / {cell.layer} on {bench.id}"
         if bench.metric == "encoding":
             batches = plan_voxel_batches(sizes["n_units"], fixed, per_unit, memory_limit, voxel_batch=voxel_batch,

@@ -33,7 +33,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -87,13 +87,19 @@ def make_splits(brain, bench: Benchmark) -> dict[str, np.ndarray]:
 
 # --------------------------------------------------------------------------- per-unit encoding scores
 def _pca(X_fit: np.ndarray, X_eval: np.ndarray, n_components, seed: int):
+    # one global rescaling first (the RMS of the centred fit features, in float64): the PCA and the
+    # ridge see O(1) numbers whatever the features' units (no float32 overflow at 1e20, X → cX gives
+    # the same fit to float32 rounding); encoding scores do not depend on a global scale
+    mean = X_fit.mean(axis=0, dtype=np.float64)
+    msq = float(np.mean(np.square(X_fit - mean)))
+    sx = np.sqrt(msq) if msq > 0 and np.isfinite(msq) else 1.0
     if n_components is None or n_components >= min(X_fit.shape):
-        mean = X_fit.mean(axis=0, dtype=np.float64).astype(np.float32)
-        return X_fit - mean, X_eval - mean
+        return ((X_fit - mean) / sx).astype(np.float32), ((X_eval - mean) / sx).astype(np.float32)
     from ..features.pooling import fit_pca
 
-    mean, comps = fit_pca(X_fit, int(n_components), seed=seed)
-    return (X_fit - mean) @ comps.T, (X_eval - mean) @ comps.T
+    Xs, Es = ((X_fit - mean) / sx).astype(np.float32), ((X_eval - mean) / sx).astype(np.float32)
+    m, comps = fit_pca(Xs, int(n_components), seed=seed)
+    return (Xs - m) @ comps.T, (Es - m) @ comps.T
 
 
 def unit_scores(Y_true: np.ndarray, Y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,12 +122,36 @@ def unit_scores(Y_true: np.ndarray, Y_pred: np.ndarray) -> tuple[np.ndarray, np.
     return r.astype(np.float32), r2.astype(np.float32)
 
 
-def _encode(X_fit, Y_fit, X_eval, Y_eval, params) -> tuple[np.ndarray, np.ndarray]:
-    """Fit the encoding model on (X_fit, Y_fit), score on the eval stimuli: per-unit (r, R²)."""
-    try:
-        from ..alignment.encoding import ridge_cv_fit_predict
-    except ImportError:  # the encoding module re-exports the solver; use it directly until then
-        from ..alignment._ridge import ridge_cv_fit_predict
+class EncodeResult(NamedTuple):
+    """What one encoding fit of a cell returns (:func:`_encode`).
+
+    ``r``, ``r2``: per-unit held-out scores ``(n_units[, n_times])`` float32; ``at_edge``: the
+    unit's α is an end of the grid (same shape, bool); ``unbracketed``: at an end where the inner-CV
+    score still improves (:meth:`RidgeResult.unbracketed`); ``n_alphas``: grid size; ``boot``: metric →
+    ``(n_boot[, n_times])`` sums over units of the score on each stimulus resample
+    (:func:`brainlid.alignment.uncertainty.bootstrap_unit_sums`), or None without a bootstrap.
+    """
+
+    r: np.ndarray
+    r2: np.ndarray
+    at_edge: np.ndarray
+    unbracketed: np.ndarray
+    n_alphas: int
+    boot: dict | None
+
+
+def _encode(X_fit, Y_fit, X_eval, Y_eval, params) -> EncodeResult:
+    """Fit the encoding model on (X_fit, Y_fit), score on the eval stimuli: per-unit (r, R²), the
+    α-edge mask and the stimulus-bootstrap sums of the ROI mean.
+
+    α: ``params["alphas"]`` relative to the mean eigenvalue of the (PCA-reduced, centred) fit
+    features' Gram matrix (``alpha_scale="relative"`` of :func:`ridge_cv_fit_predict`), so the fit
+    is invariant to rescaling X or Y. Bootstrap: ``params["n_boot"]`` multinomial resamples of the
+    evaluated stimuli drawn with ``params["seed"]`` (the same draws for every unit, time point and
+    voxel batch of the cell).
+    """
+    from ..alignment.encoding import ridge_cv_fit_predict
+    from ..alignment.uncertainty import bootstrap_counts, bootstrap_unit_sums
 
     Xf, Xe = _pca(X_fit, X_eval, params["pca"], params["seed"])
     shape = Y_eval.shape
@@ -130,22 +160,33 @@ def _encode(X_fit, Y_fit, X_eval, Y_eval, params) -> tuple[np.ndarray, np.ndarra
     res = ridge_cv_fit_predict(
         np.ascontiguousarray(Xf, dtype=np.float32), np.ascontiguousarray(Yf, dtype=np.float32),
         np.ascontiguousarray(Xe, dtype=np.float32), alphas=np.asarray(params["alphas"]), n_folds=n_cv, center=True,
+        alpha_scale="relative",
     )
     pred = np.asarray(res.predictions, dtype=np.float32).reshape(shape)
-    return unit_scores(Y_eval, pred)
+    r, r2 = unit_scores(Y_eval, pred)
+    n_eval, n_boot = int(shape[0]), int(params["n_boot"])
+    boot = None
+    if n_eval >= 2 and n_boot >= 10:
+        counts = bootstrap_counts(n_eval, n_boot, np.random.default_rng(params["seed"]))
+        boot = bootstrap_unit_sums(Y_eval, pred, counts, metrics=("r2", "r"))
+    return EncodeResult(r, r2, res.at_grid_edge.reshape(shape[1:]), res.unbracketed().reshape(shape[1:]),
+                        int(res.alphas.size), boot)
 
 
-def _bootstrap_mean_ci(values: np.ndarray, n_boot: int, seed: int, level: float = 0.95):
-    """Percentile bootstrap CI of the mean over axis 0 (units), per trailing index."""
-    v = np.asarray(values, dtype=np.float64)
-    if v.shape[0] < 2 or n_boot < 1:
-        nan = np.full(v.shape[1:], np.nan)
-        return nan, nan
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, v.shape[0], size=(n_boot, v.shape[0]))
-    means = v[idx].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2], axis=0)
-    return lo, hi
+ALPHA_EDGE_WARN = 0.5  #: warn when more than this fraction of a cell's units have an unbracketed α
+
+
+def _warn_alpha_edges(unbracketed: np.ndarray, what: str) -> None:
+    """One RuntimeWarning for a cell where more than :data:`ALPHA_EDGE_WARN` of the units (at any time
+    point) chose an end of the α grid while the inner-CV score was still improving towards it."""
+    u = np.asarray(unbracketed, dtype=np.float64)
+    worst = float(np.max(u.mean(axis=0))) if u.size else 0.0
+    if worst > ALPHA_EDGE_WARN:
+        warnings.warn(
+            f"{what}: for {worst:.0%} of the units the ridge α is an end of the grid and the inner CV still improves "
+            "towards it (the grid does not bracket the optimum; see alpha_edge_fraction); widen params['alphas']",
+            RuntimeWarning, stacklevel=4,
+        )
 
 
 # --------------------------------------------------------------------------- one cell
@@ -227,7 +268,8 @@ def score_layer(
         fi = _positions(ids, fit_ids, f"{split}-fit")
         ei = _positions(ids, eval_ids, split)
         if bench.metric == "encoding":
-            rows += _encoding_rows(Xa[fi], Ya[fi], Xa[ei], Ya[ei], nc, times, p, {**base, "split": split})
+            rows += _encoding_rows(Xa[fi], Ya[fi], Xa[ei], Ya[ei], nc, times, p,
+                                   {**base, "split": split, "ceiling_method": bench.ceiling})
         else:
             ceiling = rsa_split_half_ceiling(brain, ids[ei], p, bench.id, warn=split == "test")
             rows += _rsa_rows(Xa[ei], Ya[ei], times, p, {**base, "split": split}, ceiling=ceiling)
@@ -235,11 +277,15 @@ def score_layer(
 
 
 def _encoding_rows(X_fit, Y_fit, X_eval, Y_eval, nc, times, p, base) -> list[dict]:
-    r, r2 = _encode(X_fit, Y_fit, X_eval, Y_eval, p)
-    return encoding_rows(r, r2, nc, times, p, base, int(X_eval.shape[0]))
+    fit = _encode(X_fit, Y_fit, X_eval, Y_eval, p)
+    if base.get("split") == "test":  # one warning per cell: the fit whose scores are reported
+        _warn_alpha_edges(fit.unbracketed, f"{base.get('model')} {base.get('layer')} on {base.get('benchmark')}")
+    return encoding_rows(fit.r, fit.r2, nc, times, p, base, int(X_eval.shape[0]), at_edge=fit.at_edge,
+                         n_alphas=fit.n_alphas, boot=fit.boot)
 
 
-def encoding_rows(r, r2, nc, times, p, base: dict, n_stimuli: int) -> list[dict]:
+def encoding_rows(r, r2, nc, times, p, base: dict, n_stimuli: int, *, at_edge=None, n_alphas: int = 0,
+                  boot: Mapping[str, np.ndarray] | None = None) -> list[dict]:
     """Score rows (``encoding_r2`` and ``encoding_r``, per time point) from per-unit held-out scores.
 
     Parameters
@@ -247,32 +293,50 @@ def encoding_rows(r, r2, nc, times, p, base: dict, n_stimuli: int) -> list[dict]
     r, r2 : arrays of shape (n_units[, n_times])
         Per-unit Pearson r and R² (:func:`unit_scores`).
     nc : array of shape (n_units[, n_times]) or None
-        Noise ceilings (fraction); ``value`` is the mean over all units, ``normalised`` the mean of
-        R²/NC (r/√NC) over units with NC > ``p["ceiling_floor"]``, ``ceiling`` the mean NC over
-        those units (√ of it for r), ``n_units`` their number.
+        Noise ceilings (fraction). ``value`` is the mean over all units; over the units with
+        NC > ``p["ceiling_floor"]`` (``n_units`` of them), ``ceiling`` is the mean NC (mean √NC for
+        r), ``normalised`` = (mean R² over them) ÷ ``ceiling`` (mean r ÷ mean √NC) — a ratio of
+        means, 1 for the true model — and ``normalised_unit_mean`` the mean of per-unit ratios.
     p : mapping
-        Benchmark parameters (``n_boot``, ``seed``, ``ceiling_floor``).
+        Benchmark parameters (``ceiling_floor``).
     base : dict
-        Provenance columns copied into every row.
+        Provenance columns copied into every row (including ``ceiling_method``).
     n_stimuli : int
         Number of evaluated stimuli.
+    at_edge : bool array of shape (n_units[, n_times]) or None
+        Units whose α is an end of the grid → ``alpha_edge_fraction`` (NaN when None or when the grid
+        has fewer than 3 values, ``n_alphas``).
+    boot : mapping metric → (n_boot[, n_times]) or None
+        Σ over units of ``r2`` / ``r`` per stimulus resample (:class:`EncodeResult`); ``ci_low`` /
+        ``ci_high`` are the basic 95 % bootstrap interval of the ROI mean, 2·value − the 97.5 / 2.5 %
+        quantiles of the resampled ROI means (:func:`brainlid.alignment.uncertainty.basic_interval`;
+        ``ci_method = "stimulus-bootstrap"``), NaN without it.
     """
+    from ..alignment.encoding import alpha_edge_fraction
     from ..alignment.ceiling import normalise_r, normalise_r2
+    from ..alignment.uncertainty import basic_interval
 
     n_units = r.shape[0]
+    edge = (np.full(r.shape[1:], np.nan) if at_edge is None
+            else np.asarray(alpha_edge_fraction(np.asarray(at_edge).reshape(r.shape), n_alphas), dtype=np.float64))
     rows = []
-    for metric, raw, norm in (("encoding_r2", r2, normalise_r2), ("encoding_r", r, normalise_r)):
-        lo, hi = _bootstrap_mean_ci(raw, p["n_boot"], p["seed"])
-        value = raw.mean(axis=0)
+    for metric, key, raw, norm in (("encoding_r2", "r2", r2, normalise_r2), ("encoding_r", "r", r, normalise_r)):
+        nan = np.full(raw.shape[1:], np.nan)
+        lo = hi = nan
+        value = raw.mean(axis=0, dtype=np.float64)
+        if boot is not None and key in boot:
+            lo, hi = basic_interval(value, np.asarray(boot[key], dtype=np.float64) / n_units, 0.95)
         if nc is not None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                ns = norm(raw, np.nan_to_num(nc, nan=0.0) if nc.ndim == raw.ndim else np.nan_to_num(nc, nan=0.0)[:, None], floor=p["ceiling_floor"])
-            ceil = np.asarray(ns.roi_ceiling if metric == "encoding_r2" else np.sqrt(ns.roi_ceiling), dtype=np.float64)
+                ncz = np.nan_to_num(nc, nan=0.0)
+                ns = norm(raw, ncz if ncz.ndim == raw.ndim else ncz[:, None], floor=p["ceiling_floor"])
+            ceil = np.asarray(ns.roi_ceiling, dtype=np.float64)
             normd = np.asarray(ns.roi_normalised, dtype=np.float64)
+            unit_mean = np.asarray(ns.roi_normalised_unit_mean, dtype=np.float64)
             kept = np.asarray(ns.n_kept)
         else:
-            ceil = normd = np.full(np.shape(value), np.nan)
+            ceil = normd = unit_mean = nan
             kept = np.full(np.shape(value), n_units)
         value = np.atleast_1d(value)
         for t in range(value.size):
@@ -280,7 +344,9 @@ def encoding_rows(r, r2, nc, times, p, base: dict, n_stimuli: int) -> list[dict]
             rows.append({
                 **base, "metric": metric, "time": float(times[t]) if times is not None else np.nan,
                 "value": float(value[t]), "ci_low": pick(lo), "ci_high": pick(hi),
-                "ceiling": pick(ceil), "normalised": pick(normd),
+                "ci_method": "stimulus-bootstrap" if boot is not None else "",
+                "ceiling": pick(ceil), "normalised": pick(normd), "normalised_unit_mean": pick(unit_mean),
+                "alpha_edge_fraction": pick(edge),
                 "n_units": int(pick(kept)) if nc is not None else n_units, "n_stimuli": int(n_stimuli),
             })
     return rows
@@ -400,7 +466,8 @@ def unit_scores_for_layer(X, feature_ids, brain, bench: Benchmark | str, split: 
     Xa, Ya, ids = _aligned(np.asarray(X, dtype=np.float32), feature_ids, brain)
     fit_ids, eval_ids = (splits["fit"], splits["val"]) if split == "val" else (splits["train"], splits["test"])
     fi, ei = _positions(ids, fit_ids, "fit"), _positions(ids, eval_ids, split)
-    return _encode(Xa[fi], Ya[fi], Xa[ei], Ya[ei], bench.params)
+    fit = _encode(Xa[fi], Ya[fi], Xa[ei], Ya[ei], {**bench.params, "n_boot": 0})
+    return fit.r, fit.r2
 
 
 # --------------------------------------------------------------------------- layer selection

@@ -35,8 +35,8 @@ value                  the raw score. Encoding: the ROI mean (1/U) Σ_u v_u over
 ci_low, ci_high        95 % interval of ``value`` from a bootstrap over **stimuli** (the
                        unit that generalises); how, in ``ci_method``; NaN when not computed
 ci_method              how ``ci_low``/``ci_high`` were computed: ``stimulus-bootstrap`` (encoding:
-                       percentile interval of the ROI-mean score over resamples of the evaluated
-                       stimuli, the model fitted once on the training stimuli; RSA: see the RSA
+                       basic (reverse-percentile) interval of the ROI-mean score over resamples of
+                       the evaluated stimuli, the model fitted once on the training stimuli; RSA: see the RSA
                        rows' value, e.g. a corrected stimulus bootstrap after Schütt et al. 2023);
                        ``""`` when unknown (no interval, or a table written before the column)
 ceiling                noise ceiling in the units of ``value`` (NaN if none). Encoding: the
