@@ -28,7 +28,7 @@ import numpy as np
 
 KERNELS = "auto"  # "auto", "numba" or "numpy": see use_compiled
 _KERNELS: dict[str, object] = {}
-_sift_down = _heapify = None  # compiled heap helpers, set by _build
+_sift_down = _heapify = _offer = _offer_row = None  # compiled heap helpers, set by _build
 _PARALLEL_MIN_WORK = 4_000_000  # multiply-adds below which one thread does the work
 _COMPILED_MIN_WORK = 2**25  # element operations from which loading numba pays off (see use_compiled)
 _NUMPY_CHUNK_ELEMS = 2**20  # float64 temporaries of the NumPy versions: 8 MB
@@ -84,7 +84,7 @@ def _build():
 
     # The heap helpers are module globals, not closure variables: numba keys its on-disk cache on
     # the pickled closure, and a pickled dispatcher differs between runs (the cache would never hit).
-    global _sift_down, _heapify
+    global _sift_down, _heapify, _offer, _offer_row
 
     @plain
     def _sift_down(hv, hi, c, pos):  # pragma: no cover - compiled
@@ -113,6 +113,20 @@ def _build():
             _sift_down(hv, hi, c, p)
 
     @plain
+    def _offer(hv, hi, c, v, j):  # pragma: no cover - compiled
+        # value v at position j replaces the heap's smallest if larger
+        if v > hv[0]:
+            hv[0] = v
+            hi[0] = j
+            _sift_down(hv, hi, c, 0)
+
+    @plain
+    def _offer_row(V, i, c, ov, oi):  # pragma: no cover - compiled
+        # row i of V offered to every column's heap
+        for j in range(V.shape[1]):
+            _offer(ov[j], oi[j], c, V[i, j], i)
+
+    @plain
     def topk_rows(V, c, stride, ov, oi):  # pragma: no cover - compiled
         # ov[i], oi[i] = the c largest values of V[i] and their columns (unordered)
         n, m = V.shape
@@ -121,32 +135,25 @@ def _build():
             hi = oi[i]
             filled = 0
             for j in range(0, m, stride):  # pass 1: every stride-th column
-                v = V[i, j]
                 if filled < c:
-                    hv[filled] = v
+                    hv[filled] = V[i, j]
                     hi[filled] = j
                     filled += 1
                     if filled == c:
                         _heapify(hv, hi, c)
-                elif v > hv[0]:
-                    hv[0] = v
-                    hi[0] = j
-                    _sift_down(hv, hi, c, 0)
+                else:
+                    _offer(hv, hi, c, V[i, j], j)
             if stride > 1:  # pass 2: the other columns
                 for base in range(0, m, stride):
                     for j in range(base + 1, min(base + stride, m)):
-                        v = V[i, j]
-                        if v > hv[0]:
-                            hv[0] = v
-                            hi[0] = j
-                            _sift_down(hv, hi, c, 0)
+                        _offer(hv, hi, c, V[i, j], j)
 
     @plain
     def topk_cols(V, c, stride, ov, oi):  # pragma: no cover - compiled
         # ov[j], oi[j] = the c largest values of column V[:, j] and their rows (unordered); reads V by rows
         n, m = V.shape
         filled = 0
-        for i in range(0, n, stride):
+        for i in range(0, n, stride):  # pass 1: every stride-th row
             if filled < c:
                 for j in range(m):
                     ov[j, filled] = V[i, j]
@@ -156,21 +163,11 @@ def _build():
                     for j in range(m):
                         _heapify(ov[j], oi[j], c)
             else:
-                for j in range(m):
-                    v = V[i, j]
-                    if v > ov[j, 0]:
-                        ov[j, 0] = v
-                        oi[j, 0] = i
-                        _sift_down(ov[j], oi[j], c, 0)
-        if stride > 1:
+                _offer_row(V, i, c, ov, oi)
+        if stride > 1:  # pass 2: the other rows
             for base in range(0, n, stride):
                 for i in range(base + 1, min(base + stride, n)):
-                    for j in range(m):
-                        v = V[i, j]
-                        if v > ov[j, 0]:
-                            ov[j, 0] = v
-                            oi[j, 0] = i
-                            _sift_down(ov[j], oi[j], c, 0)
+                    _offer_row(V, i, c, ov, oi)
 
     _KERNELS.update(sqdist=sqdist_pairs, dot=dot_pairs, centre=centre_rows, topk_rows=topk_rows,
                     topk_cols=topk_cols)
