@@ -17,7 +17,9 @@ Supported formats (by suffix):
                               ``ids``/``stimulus_ids`` integer tensor as ids
 ============================  ===============================================================
 
-The features come back as a C-contiguous float32 array of shape (n_stimuli, n_features);
+The features come back as a C-contiguous float32 array of shape (n_stimuli, n_features)
+(float64 data stay float64 with ``keep_float64=True``; heavy readers — h5py, pandas, torch,
+safetensors — are imported only for their own formats, so reading a ``.npy`` loads none of them);
 ids as a 1-D numpy array (strings or integers) or None. A missing file raises
 :class:`FileNotFoundError`; any other problem (unknown suffix, corrupt file, missing key,
 wrong shape, non-numeric data, id count mismatch) raises :class:`~brainlid.errors.FileFormatError`
