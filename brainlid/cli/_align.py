@@ -114,7 +114,7 @@ def align(a, b, metric, k, key_a, key_b, unbiased, rdm_method, compare, n_compon
       brainlid align resnet50.npz vit_b16.npz --metric mutual_knn --k 10 --null 1000
       brainlid align a.h5 b.h5 --key-a layer4 --key-b blocks.11 --metric rsa --compare spearman --json
     """
-    from ..alignment import similarity as sim
+    from ..alignment import similarity as sim  # imported here, not at module level: fast `brainlid --help`
     from ..alignment.null import permutation_null
 
     if unbiased is None:

@@ -83,7 +83,7 @@ def lid_command(features, key, k, estimator, aggregate, norm, sweep, memory_budg
     Prints the LID at --k, a K-sweep from one exact kNN, and global measures
     (participation ratio, PCA dimensions, TwoNN).
     """
-    from ..geometry import summarize
+    from ..geometry import summarize  # imported here, not at module level: fast `brainlid --help`
     from ..io import read_features
 
     ks = parse_ks(sweep)
