@@ -160,3 +160,78 @@ def test_eof_anywhere_is_an_error_not_an_abort(env, capsys, monkeypatch):
     code = main(["extract", "-m", spec, "-s", str(tmp / "stim.npy"), "-l", "conv", "-q"])
     assert code == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == "brainlid: error: unexpected end of input (No data left in file)"
+
+
+# ---- torchvision that matches the installed torch -------------------------------------------------
+
+def test_torchvision_pairs_follow_pytorchs_rule():
+    """Every known pair has torchvision minor = torch minor + 15 (PyTorch's scheme since 2.0); the
+    pair for this project's CPU torch was read from torchvision 0.28.0's own metadata (torch==2.13.0)."""
+    from brainlid.features.models import TORCHVISION_FOR_TORCH, matching_torchvision, torch_install_command
+
+    for t, tv in TORCHVISION_FOR_TORCH.items():
+        assert int(tv.split(".")[1]) == int(t.split(".")[1]) + 15, (t, tv)
+    assert matching_torchvision("2.13.0+cpu") == "0.28.0"
+    assert matching_torchvision("2.11.0") == "0.26.*" and matching_torchvision("1.13.1") is None
+    assert torch_install_command("2.13.0+cpu") == (
+        "pip install 'torch==2.13.0' 'torchvision==0.28.0' --index-url https://download.pytorch.org/whl/cpu")
+    assert torch_install_command("2.4.1+cu121").endswith("'torchvision==0.19.1' --index-url https://download.pytorch.org/whl/cu121")
+    assert torch_install_command("2.9.1") == "pip install 'torch==2.9.1' 'torchvision==0.24.1'"  # a PyPI build: PyPI
+
+
+@pytest.fixture
+def fake_libs(tmp_path, monkeypatch):
+    """Control which of torchvision / timm import, and how they fail; torch reports 2.13.0+cpu."""
+    import sys
+
+    monkeypatch.setattr(torch, "__version__", "2.13.0+cpu")
+    for name in ("torchvision", "timm", "open_clip"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path / "libs"))
+
+    def make(name, body):
+        d = tmp_path / "libs" / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "__init__.py").write_text(body)
+
+    def absent(name):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ModuleNotFoundError
+
+    return make, absent
+
+
+def _one_line_error(capsys, args):
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1, err
+    return err
+
+
+CPU_PAIR = "pip install 'torch==2.13.0' 'torchvision==0.28.0' --index-url https://download.pytorch.org/whl/cpu"
+
+
+def test_missing_torchvision_gets_the_matching_install_command(fake_libs, capsys):
+    make, absent = fake_libs
+    absent("torchvision")
+    err = _one_line_error(capsys, ["layers", "torchvision:resnet18"])
+    assert "torchvision is not installed" in err and err.endswith(CPU_PAIR)
+    assert "brainlid[models]" not in err  # that alone resolves the newest torchvision, pinned to a newer torch
+
+
+def test_torchvision_built_for_another_torch_is_named(fake_libs, capsys):
+    make, absent = fake_libs
+    make("torchvision", "raise RuntimeError('operator torchvision::nms does not exist')\n")
+    err = _one_line_error(capsys, ["layers", "torchvision:resnet18"])
+    assert "built for another torch (RuntimeError: operator torchvision::nms does not exist)" in err
+    assert err.endswith(CPU_PAIR)
+    absent("timm")  # timm missing too: first the pair, then the extra
+    err = _one_line_error(capsys, ["layers", "timm:resnet18"])
+    assert err.startswith("brainlid: error: timm models need torchvision") and err.endswith(CPU_PAIR + ", then: pip install 'brainlid[models]'")
+
+
+def test_working_torchvision_keeps_the_usual_extra_hint(fake_libs, capsys):
+    make, absent = fake_libs
+    make("torchvision", "")
+    absent("timm")
+    err = _one_line_error(capsys, ["layers", "timm:resnet18"])
+    assert "pip install 'brainlid[models]'" in err and "download.pytorch.org" not in err

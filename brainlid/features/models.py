@@ -40,7 +40,11 @@ and handed to the library as a file; a missing weight file raises
 is the library's own evaluation transform (``weights.transforms()``, timm's ``create_transform`` for the
 model's data config, open_clip's ``preprocess``) translated to a :class:`Preprocess`. The library adapters
 (torchvision, timm, open_clip, transformers) are imported lazily; a missing library raises
-:class:`~brainlid.errors.DependencyError` naming the ``models`` extra.
+:class:`~brainlid.errors.DependencyError` naming the ``models`` extra. When torchvision (which
+torchvision, timm and open_clip need) is missing or was built for another torch (``operator
+torchvision::nms does not exist``), the error gives the command that installs the torchvision
+matching the installed torch from PyTorch's own index (:func:`torch_install_command`), because
+``pip install 'brainlid[models]'`` alone would resolve the newest torchvision, which pins a newer torch.
 
 The weights digest is a SHA-256 over the loaded ``state_dict`` (names, dtypes, shapes and bytes),
 so it identifies what actually runs, whatever the source.
@@ -58,7 +62,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DatasetNotFoundError, FileFormatError, InputError, require
+from ..errors import DatasetNotFoundError, DependencyError, FileFormatError, InputError, require
 from ..io import torch_load_tensors
 from .preprocess import CLIP_MEAN, CLIP_STD, Preprocess
 
@@ -379,8 +383,81 @@ def _library_preprocess(crop, scale_size, mean, std, interpolation, mode: str, s
     return Preprocess(resize=resize, crop=crop, mean=tuple(mean), std=tuple(std), interpolation=interp, source=source)
 
 
+# torch release → the torchvision release built against it (PyTorch's published pairs: each
+# torchvision wheel pins one exact torch; checked here: 0.28.0 requires torch==2.13.0, and `make
+# test-models` runs 2.14.1 with 0.29.1).
+TORCHVISION_FOR_TORCH = {
+    "2.0.0": "0.15.1", "2.0.1": "0.15.2", "2.1.0": "0.16.0", "2.1.1": "0.16.1", "2.1.2": "0.16.2",
+    "2.2.0": "0.17.0", "2.2.1": "0.17.1", "2.2.2": "0.17.2", "2.3.0": "0.18.0", "2.3.1": "0.18.1",
+    "2.4.0": "0.19.0", "2.4.1": "0.19.1", "2.5.0": "0.20.0", "2.5.1": "0.20.1", "2.6.0": "0.21.0",
+    "2.7.0": "0.22.0", "2.7.1": "0.22.1", "2.8.0": "0.23.0", "2.9.0": "0.24.0", "2.9.1": "0.24.1",
+    "2.13.0": "0.28.0", "2.14.1": "0.29.1",
+}
+PYTORCH_INDEX = "https://download.pytorch.org/whl"
+
+
+def matching_torchvision(torch_version: str) -> str | None:
+    """The torchvision version to install beside torch ``torch_version`` (``"2.13.0+cpu"`` → ``"0.28.0"``).
+
+    Known pairs come from :data:`TORCHVISION_FOR_TORCH`; another torch 2.x gets PyTorch's rule
+    (torchvision minor = torch minor + 15) as ``"0.M.*"``; torch 1.x gives None.
+    """
+    base = str(torch_version).split("+")[0]
+    if base in TORCHVISION_FOR_TORCH:
+        return TORCHVISION_FOR_TORCH[base]
+    parts = base.split(".")
+    if len(parts) >= 2 and parts[0] == "2" and parts[1].isdigit():
+        return f"0.{int(parts[1]) + 15}.*"
+    return None
+
+
+def torch_install_command(torch_version: str) -> str:
+    """The pip command that installs the torchvision matching ``torch_version`` (and keeps that torch).
+
+    A local build tag (``+cpu``, ``+cu121``) selects PyTorch's index of that build, e.g.
+    ``pip install torch==2.13.0 torchvision==0.28.0 --index-url https://download.pytorch.org/whl/cpu``.
+    """
+    base, _, local = str(torch_version).partition("+")
+    tv = matching_torchvision(torch_version)
+    if tv is None:
+        return f"pip install 'torch=={base}' torchvision  (see the torch/torchvision table at https://pytorch.org/get-started/previous-versions/)"
+    return f"pip install 'torch=={base}' 'torchvision=={tv}'" + (f" --index-url {PYTORCH_INDEX}/{local}" if local else "")
+
+
+def torchvision_problem() -> str | None:
+    """None when torchvision imports beside the installed torch; else what is wrong and the command that fixes it."""
+    import torch
+
+    try:
+        importlib.import_module("torchvision")
+        return None
+    except ModuleNotFoundError as exc:
+        if exc.name != "torchvision":
+            why = f"torchvision does not import ({exc})"
+        else:
+            why = "torchvision is not installed"
+    except Exception as exc:  # noqa: BLE001 - e.g. RuntimeError "operator torchvision::nms does not exist"
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        why = f"torchvision does not import beside torch {torch.__version__}, it was built for another torch ({type(exc).__name__}: {text})"
+    return f"{why}. Install the torchvision that matches your torch: {torch_install_command(torch.__version__)}"
+
+
+def _require_vision(module: str, purpose: str):
+    """Import torchvision, timm or open_clip; if torchvision is what fails, the error says how to get the matching one."""
+    try:
+        return importlib.import_module(module)
+    except Exception as exc:  # noqa: BLE001 - ImportError, or torchvision's RuntimeError for a torch mismatch
+        problem = torchvision_problem()
+        if problem is None:
+            if isinstance(exc, ImportError):
+                return require(module, "models", purpose)  # the usual "pip install 'brainlid[models]'"
+            raise
+        then = "" if module == "torchvision" else ", then: pip install 'brainlid[models]'"
+        raise DependencyError(f"{purpose} need torchvision: {problem}{then}") from exc
+
+
 def _load_torchvision(name: str, weights: str | None, spec: str, allow_download: bool) -> ModelHandle:
-    tv = require("torchvision", "models", "torchvision models")
+    tv = _require_vision("torchvision", "torchvision models")
     import torch
 
     if name not in tv.models.list_models():
@@ -450,7 +527,7 @@ def _timm_pretrained_file(timm, name: str) -> tuple[str | None, str, str]:
 
 
 def _load_timm(name: str, weights: str | None, spec: str, allow_download: bool) -> ModelHandle:
-    timm = require("timm", "models", "timm models")
+    timm = _require_vision("timm", "timm models")
     import timm.data  # noqa: F401  (a submodule `import timm` alone need not bind)
 
     if not timm.is_model(name.split(".")[0]):
@@ -507,7 +584,7 @@ _OPEN_CLIP_PREPROCESS_KEYS = ("size", "mean", "std", "interpolation", "resize_mo
 
 
 def _load_open_clip(name: str, weights: str | None, spec: str, allow_download: bool) -> ModelHandle:
-    oc = require("open_clip", "models", "open_clip models")
+    oc = _require_vision("open_clip", "open_clip models")
     import torch
 
     if name not in oc.list_models():
