@@ -96,3 +96,60 @@ def test_demo_end_to_end(demo_run):
 
     st = ResultsStore(r.out / "results.sqlite")
     assert len(st.scores()) == len(s)
+
+
+def test_scoring_progress_counts_every_cell(demo_home, monkeypatch):
+    """The demo's scoring bar: its total (benchmarks × (models + random twins)) is exactly the number of
+    extractions the runner makes, and each advance names the model scored next."""
+    import brainlid.scoring.runner as runner
+    from brainlid.demo import _register_benchmarks, counting_extract, n_extractions
+    from brainlid.scoring.tables import geometry_frame, score_frame
+
+    home, zoo, root = demo_home
+    monkeypatch.setenv("BRAINLID_HOME", str(home))
+    benches = _register_benchmarks(root)
+    models = dict(zip(zoo["model"][:2], zoo["spec"][:2]))
+
+    class Recorder:
+        def __init__(self):
+            self.steps = []
+
+        def advance(self, n=1, detail=None):
+            self.steps.append((n, detail))
+
+    rec = Recorder()
+    monkeypatch.setattr(runner, "score_features", lambda *a, **k: (score_frame([]), geometry_frame([])))  # counting, not scoring
+    monkeypatch.setattr(runner, "model_model_rows", lambda *a, **k: [])
+    runner.score(models, benches, layers={m: zoo_mod.layers_of(m)[-1:] for m in models}, store=False,
+                 extract_fn=counting_extract(rec), extract_kwargs={"progress": False})
+    assert len(rec.steps) == len(benches) * n_extractions(models.values()) == len(benches) * 4
+    assert sum(n for n, _ in rec.steps) == len(rec.steps) - 1  # the last cell ends with the stage
+    first = list(models)[0]
+    assert [d for _, d in rec.steps[:2]] == [first, f"{first} (random weights)"]
+
+
+def test_progress_only_on_a_terminal_outside_ci(monkeypatch):
+    import io
+
+    from brainlid._progress import Stage, progress_wanted
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    for var in ("CI", "BRAINLID_PROGRESS"):
+        monkeypatch.delenv(var, raising=False)
+    assert progress_wanted(Tty()) and not progress_wanted(io.StringIO())
+    monkeypatch.setenv("CI", "true")
+    assert not progress_wanted(Tty())
+    monkeypatch.setenv("BRAINLID_PROGRESS", "1")
+    assert progress_wanted(io.StringIO())
+    monkeypatch.setenv("BRAINLID_PROGRESS", "0")
+    assert not progress_wanted(Tty())
+    with Stage("work", total=3, enabled=True) as st:
+        st.advance(detail="a")
+        st.advance(2)
+        assert st._p.tasks[0].completed == 3 and st._p.tasks[0].fields["detail"] == "a"
+    with Stage("quiet", total=3, enabled=False) as st:
+        st.advance()
+        assert st._p is None

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .._atomic import atomic_write_text
+from .._progress import Stage
 from ..config import brainlid_home
 from ..errors import InputError
 
@@ -107,12 +108,13 @@ def _as_input(images: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- zoo
-def train_zoo(home: Path | None = None, seed: int = 0, log=print) -> pd.DataFrame:
+def train_zoo(home: Path | None = None, seed: int = 0, log=print, progress: bool | None = None) -> pd.DataFrame:
     """Train (or load from the cache) every zoo model; returns one row per model.
 
     Columns: ``model, spec, params, train_n, val_acc, test_acc, weights``. The cache folder is
     ``$BRAINLID_HOME/demo/zoo-v1``; a manifest records the zoo definition and data digest, and the
-    cache is rebuilt when either changes.
+    cache is rebuilt when either changes. ``progress``: a bar over the models while training
+    (None: on a terminal outside CI, :func:`brainlid._progress.progress_wanted`).
     """
     import torch
 
@@ -140,7 +142,8 @@ def train_zoo(home: Path | None = None, seed: int = 0, log=print) -> pd.DataFram
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny networks: one thread is fastest and reproducible
     try:
-        rows = _train_all(zoo, X, labels, tr, va, te, folder, seed, log)
+        with Stage("training the model zoo", total=len(zoo.ZOO), enabled=progress) as stage:
+            rows = _train_all(zoo, X, labels, tr, va, te, folder, seed, log, stage.advance)
     finally:
         torch.set_num_threads(n_threads)
     atomic_write_text(manifest, json.dumps({"identity": ident, "models": rows}, indent=1))
@@ -150,7 +153,7 @@ def train_zoo(home: Path | None = None, seed: int = 0, log=print) -> pd.DataFram
     return df
 
 
-def _train_all(zoo, X, labels, tr, va, te, folder, seed, log) -> list[dict]:
+def _train_all(zoo, X, labels, tr, va, te, folder, seed, log, done=lambda: None) -> list[dict]:
     import torch
     from safetensors.torch import save_file
 
@@ -168,6 +171,7 @@ def _train_all(zoo, X, labels, tr, va, te, folder, seed, log) -> list[dict]:
         rows.append({"model": e.name, "params": zoo.n_params(model), "train_n": int(min(e.n_train or tr.sum(), tr.sum())),
                      "val_acc": max(hist), "test_acc": test_acc})
         log(f"  trained {e.name:<18} test acc {test_acc:.3f}  ({time.perf_counter() - t0:.1f} s)")
+        done()
     return rows
 
 
@@ -235,14 +239,14 @@ def _register_benchmarks(root: Path):
 
 # --------------------------------------------------------------------------- the pipeline
 def run_demo(out: str | os.PathLike | None = None, *, home: str | os.PathLike | None = None, seed: int = 0,
-             log=print) -> DemoResult:
+             log=print, progress: bool | None = None) -> DemoResult:
     """Run the demo end to end; returns the tables, the analysis and the report path.
 
     ``out`` defaults to ``$BRAINLID_HOME/demo/output``; the demo's results go to a store of
     their own there (``results.sqlite``), never into the main results store, because they are
-    synthetic.
+    synthetic. ``progress``: a bar (or spinner) per stage on stderr; None shows it on a terminal
+    outside CI (:func:`brainlid._progress.progress_wanted`); the ``log`` lines come either way.
     """
-    from ..analysis import analyze
     from ..scoring.runner import score
     from . import zoo as zoo_mod
 
@@ -253,22 +257,65 @@ def run_demo(out: str | os.PathLike | None = None, *, home: str | os.PathLike | 
     timings = {}
     log("[1/4] model zoo (trained once, cached under $BRAINLID_HOME)")
     t = time.perf_counter()
-    zoo = train_zoo(home, seed=seed, log=log)
+    zoo = train_zoo(home, seed=seed, log=log, progress=progress)
     timings["zoo"] = time.perf_counter() - t
     log("[2/4] synthetic NSD-format subjects (SYNTHETIC data), written and loaded through the NSD loader")
     t = time.perf_counter()
-    root = write_synthetic_nsd(home / "demo" / "nsd-synthetic", seed=seed)
-    benches = _register_benchmarks(root)
+    with Stage("writing synthetic subjects", enabled=progress):
+        root = write_synthetic_nsd(home / "demo" / "nsd-synthetic", seed=seed)
+        benches = _register_benchmarks(root)
     timings["data"] = time.perf_counter() - t
     log(f"[3/4] scoring {len(zoo)} models + baselines on {len(benches)} benchmarks")
     t = time.perf_counter()
     models = dict(zip(zoo["model"], zoo["spec"]))
     layers = {m: zoo_mod.layers_of(m) for m in zoo["model"]}
-    res = score(models, benches, layers=layers, out=out, store=out / "results.sqlite", if_exists="replace",
-                batch_size=256, extract_kwargs={"progress": False}, mm_metrics=("mutual_knn", "cka"), return_result=True)
+    with Stage("scoring", total=len(benches) * n_extractions(models.values()), enabled=progress) as stage:
+        res = score(models, benches, layers=layers, out=out, store=out / "results.sqlite", if_exists="replace",
+                    batch_size=256, extract_kwargs={"progress": False}, mm_metrics=("mutual_knn", "cka"), return_result=True,
+                    extract_fn=counting_extract(stage))
     timings["score"] = time.perf_counter() - t
     log("[4/4] across-model analysis, figures, report")
     t = time.perf_counter()
+    with Stage("analysis, figures, report", enabled=progress):
+        analysis = _analyse(res, root, benches, models, zoo, out, log)
+    timings["analysis"] = time.perf_counter() - t
+    summary = summary_table(res.scores, res.geometry, zoo)
+    timings["total"] = time.perf_counter() - t_start
+    return DemoResult(summary, res.scores, res.geometry, analysis, zoo, out, analysis.files["report"], timings)
+
+
+def n_extractions(specs) -> int:
+    """Feature extractions :func:`brainlid.scoring.runner.score` runs per benchmark for these specs with
+    the default baselines: each model and, where the spec allows one, its random-weights twin."""
+    from ..scoring.baselines import random_weights_spec
+
+    return sum(1 + (random_weights_spec(s) is not None) for s in specs)
+
+
+def counting_extract(stage, extract_fn=None):
+    """``extract_fn`` (default :func:`brainlid.features.extract`) that advances ``stage`` once per
+    (model, benchmark) cell scored: when the next extraction starts the previous cell is done (the
+    last one ends with the stage). The bar's detail names the model being scored."""
+    from ..features.models import parse_spec
+
+    if extract_fn is None:
+        from ..features import extract as extract_fn
+    calls = [0]
+
+    def run(spec, stimuli, **kw):
+        _, name, weights = parse_spec(spec) if isinstance(spec, str) else ("", type(spec).__name__, None)
+        label = name.rsplit(":", 1)[-1] + (" (random weights)" if weights and weights.startswith("random") else "")
+        stage.advance(1 if calls[0] else 0, detail=label)
+        calls[0] += 1
+        return extract_fn(spec, stimuli, **kw)
+
+    return run
+
+
+def _analyse(res, root: Path, benches, models: dict, zoo: pd.DataFrame, out: Path, log):
+    """Stage 4: the brain map figure, then the across-model analysis and its report."""
+    from ..analysis import analyze
+
     extra = {}
     try:
         extra = _brain_map(res.scores, root, benches[0], models, out / "analysis" / "figures")
@@ -283,13 +330,9 @@ def run_demo(out: str | os.PathLike | None = None, *, home: str | os.PathLike | 
         "'generalization' is their held-out digit accuracy.",
         f"The headline K = {K_HEADLINE} was fixed before running; the r-vs-K curve is exploratory.",
     ]
-    analysis = analyze(res.scores, res.geometry, gen, k=K_HEADLINE, layer="last", out=out / "analysis",
-                       n_boot=1000, n_perm=2000, title="brainlid demo — digits, a 12-model zoo, SYNTHETIC NSD-format brains",
-                       notes=notes, metric="encoding_r2", extra_figures=extra)
-    timings["analysis"] = time.perf_counter() - t
-    summary = summary_table(res.scores, res.geometry, zoo)
-    timings["total"] = time.perf_counter() - t_start
-    return DemoResult(summary, res.scores, res.geometry, analysis, zoo, out, analysis.files["report"], timings)
+    return analyze(res.scores, res.geometry, gen, k=K_HEADLINE, layer="last", out=out / "analysis",
+                   n_boot=1000, n_perm=2000, title="brainlid demo — digits, a 12-model zoo, SYNTHETIC NSD-format brains",
+                   notes=notes, metric="encoding_r2", extra_figures=extra)
 
 
 def _brain_map(scores: pd.DataFrame, root: Path, bench, models: dict, folder: Path) -> dict:
