@@ -173,8 +173,10 @@ def _rows(df: pd.DataFrame, cols) -> list[tuple]:
     for c in cols:  # a column the table does not have is stored as its default
         if c not in df.columns:
             df[c] = _DB_DEFAULTS.get(c)
-        elif _DB_DEFAULTS.get(c):  # an empty string means "not recorded"
-            df[c] = df[c].astype(object).where(df[c].astype(object).notna() & (df[c].astype(object) != ""), _DB_DEFAULTS[c])
+        elif c in _DB_DEFAULTS:  # a missing value (or "" where the default is not "") means "not recorded"
+            col = df[c].astype(object)
+            keep = col.notna() & (col != "") if _DB_DEFAULTS[c] else col.notna()
+            df[c] = col.where(keep, _DB_DEFAULTS[c])
     out = []
     for rec in df[list(cols)].itertuples(index=False):
         out.append(tuple(_clean(v) for v in rec))
