@@ -327,3 +327,17 @@ def test_every_score_column_is_documented_in_both_places():
         geo_doc, geo_md = tables.__doc__.split("**geometry**")[1], md.split("## The geometry table")[1]
         assert re.search(rf"\b{col}\b", geo_doc) or col in tables.PROVENANCE_COLUMNS, col
         assert re.search(rf"\b{col}\b", geo_md), col
+
+
+def test_check_data_source_before_skipping_stored_cells(tmp_path):
+    """What the Dask runner calls before it skips stored cells (it never recomputes them, so it must not
+    hand back synthetic rows for a run on real data)."""
+    from brainlid.scoring.store import DataSourceConflictError
+
+    st = ResultsStore(tmp_path / "r.sqlite")
+    st.add_cell("scores", [{**r, "data_source": "synthetic"} for r in _rows(version=2)])
+    st.check_data_source("nsd.subj01.EBA.encoding", 2, "synthetic")
+    st.check_data_source("nsd.subj01.EBA.encoding", 1, "real")  # another version: other cells
+    st.check_data_source("nsd.subj02.EBA.encoding", 2, "real")
+    with pytest.raises(DataSourceConflictError, match="from synthetic data, and this run reads real data"):
+        st.check_data_source("nsd.subj01.EBA.encoding", 2, "real")

@@ -946,6 +946,8 @@ def score_distributed(
     plan: list[_Entry] = []
     for bp in grid:
         bench, sub, brain = bp.bench, bp.stimuli, bp.brain
+        if done_cells:  # stored cells are skipped: they must come from the same kind of data as this run's
+            st.check_data_source(bench.id, bench.version, data_source_of(brain))
         if bench.kind == "rdms":  # published RDMs: nothing is fitted
             sizes = {"n_all": len(sub), "n_subjects": int(brain.n_subjects)}
         else:

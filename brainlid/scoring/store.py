@@ -218,6 +218,22 @@ class ResultsStore:
             ).fetchone()
         return row is not None
 
+    def check_data_source(self, benchmark: str, benchmark_version: int, data_source: str) -> None:
+        """Raise :class:`DataSourceConflictError` if the store holds score rows of ``benchmark`` at
+        ``benchmark_version`` from another data source than ``data_source`` (a runner that skips
+        stored cells calls this first, so it never returns synthetic rows for a real run)."""
+        with self._connect() as con:
+            held = {r[0] or "unknown" for r in con.execute(
+                "SELECT DISTINCT s.data_source FROM scores s JOIN cells c ON s.cell_id = c.cell_id "
+                "WHERE c.kind = 'scores' AND c.benchmark = ? AND c.benchmark_version = ?",
+                (benchmark, int(benchmark_version)))}
+        if held - {data_source}:
+            raise DataSourceConflictError(
+                f"the store {self.path} holds {benchmark} version {benchmark_version} scores from "
+                f"{'/'.join(sorted(held))} data, and this run reads {data_source} data; keep them apart in another "
+                "store, or pass replace=True (CLI: --replace) to overwrite the cells"
+            )
+
     def add_cell(self, kind: str, rows, *, replace: bool = False, _fail_after: int | None = None) -> int:
         """Write one cell's rows in one transaction; return the number of rows written.
 
