@@ -70,6 +70,21 @@ def test_every_loader_reads_the_fixture_mark_and_its_absence(name, tmp_path):
     assert _load_source(name, root) == "real"
 
 
+@pytest.mark.parametrize("name, bid", [("nsd", "nsd.subj01.nsdgeneral.rsa"),
+                                       ("algonauts", "algonauts2023.subj01.lh.encoding"),
+                                       ("things_fmri", "things_fmri.sub-01.V1.rsa"),
+                                       ("things_eeg2", "things_eeg2.sub-01.posterior.encoding"),
+                                       ("things_eeg2", "things_eeg2.sub-01.posterior.rsa")])
+def test_benchmark_loaders_keep_the_source(name, bid, tmp_path):
+    """The built-in benchmarks' loaders (which re-assemble or restrict the loaded data) keep the mark."""
+    root = tmp_path / name
+    _WRITERS[name](root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, brain = load_benchmark_data(bid, root)
+    assert data_source_of(brain) == "synthetic"
+
+
 def test_old_fixture_copies_without_the_marker_file_are_still_synthetic(tmp_path):
     """Copies written before the marker existed hold only the truth folder: still synthetic."""
     root = fixtures.write_nsd(tmp_path / "nsd", spaces=("func1pt8mm",))

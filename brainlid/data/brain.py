@@ -78,7 +78,10 @@ class BrainData:
     has_reps : bool
         Whether axis 1 holds repetitions.
     meta : dict
-        Extra JSON-serialisable provenance (loader options, file versions).
+        Extra JSON-serialisable provenance (loader options, file versions). ``meta["data_source"]``
+        says where the data came from — ``"real"`` or ``"synthetic"``, set by the dataset loaders
+        from the copy they read (:mod:`brainlid.data.provenance`); data built without it (e.g.
+        :meth:`from_arrays`) count as ``"unknown"``. The scoring runners copy it into every row.
     """
 
     responses: np.ndarray
