@@ -332,7 +332,9 @@ def knn(
         key_unit = 1.0 / (s * s)  # scaled squared distances → the input's units (exact: a power of two)
     else:
         zero = np.zeros(d)
-        _check_magnitude(abs_max(Xe) if self_mode else max(abs_max(Xe), abs_max(Ye)), d)
+        reach_x = abs_max(Xe)
+        reach_y = reach_x if self_mode else abs_max(Ye)
+        _check_magnitude(max(reach_x, reach_y), d)
         xnorm = _row_norms64(Xe, prep_chunk)
         ynorm = xnorm if self_mode else _row_norms64(Ye, prep_chunk)
         if metric == "cosine":
@@ -349,8 +351,8 @@ def knn(
             scale_y = 1.0
             key_unit = 1.0
         else:
-            sx = power_of_two_scale(abs_max(Xe))
-            sy = sx if self_mode else power_of_two_scale(abs_max(Ye))
+            sx = power_of_two_scale(reach_x)
+            sy = power_of_two_scale(reach_y)
             Xc, _ = centre_f32(Xe, zero, sx, compiled)
             Yc = Xc if self_mode else centre_f32(Ye, zero, sy, compiled)[0]
             scale_x = xnorm * sx
