@@ -28,3 +28,16 @@ def test_html_table_formats_and_escapes():
 
     t = html_table(pd.DataFrame({"a&b": ["<x>"], "v": [0.123456], "n": [float("nan")]}))
     assert "a&amp;b" in t and "&lt;x&gt;" in t and "0.123" in t and "nan" not in t
+
+
+def test_family_section_escapes_names_and_shows_warnings(tmp_path):
+    """Family names come from user files: escaped; the decomposition and its warnings are in the report."""
+    scores, geom, gen, lid, models = synthetic_tables()
+    fams = {m: ("<b>evil</b>" if i % 2 else "plain&co") for i, m in enumerate(models)}
+    res = analysis.analyze(scores, geom, gen, families=fams, n_boot=200, n_perm=200, out=tmp_path)
+    text = res.files["report"].read_text()
+    assert "<b>evil</b>" not in text and "&lt;b&gt;evil&lt;/b&gt;" in text and "plain&amp;co" in text
+    assert "Model families: pooled, within and between" in text
+    # two families: the between-family r is undefined and the report says so in words
+    assert "between-family r undefined: 2 families" in text
+    assert "only 2 families" in text

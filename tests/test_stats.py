@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as st
 
@@ -98,3 +99,13 @@ def test_summary_and_errors(xy):
         stats.correlation([1, np.nan, 2, 3], [1, 2, 3, 4])
     with pytest.raises(InputError, match="unknown correlation"):
         stats.correlation(x, y, "kendall")
+
+
+def test_family_max_over_k_without_families_is_the_plain_test():
+    rng = np.random.default_rng(4)
+    V = rng.normal(size=(12, 4))
+    y = V[:, 1] + rng.normal(size=12)
+    plain = stats.max_over_k_test(V, y, ks=[5, 10, 20, 50], n_perm=300, seed=2)
+    fam = stats.family_max_over_k_test(V, y, None, "pooled", ks=[5, 10, 20, 50], n_perm=300, seed=2)
+    pd.testing.assert_frame_equal(fam[plain.columns], plain)
+    assert set(fam.scope) == {"pooled"} and (fam.n_families == 12).all()
