@@ -27,3 +27,25 @@ def demo_run(demo_home):
 
     home, _, _ = demo_home
     return run_demo(home=home, log=lambda *a: None)
+
+
+@pytest.fixture(scope="session")
+def leaderboard_nsd(tmp_path_factory):
+    """A small NSD-format dataset (one 1.8 mm space) for the leaderboard tests, written once per run."""
+    from brainlid.data.fixtures import write_nsd
+
+    return write_nsd(tmp_path_factory.mktemp("leaderboard-nsd"), spaces=("func1pt8mm",))
+
+
+@pytest.fixture(scope="session")
+def board_data(leaderboard_nsd):
+    """The leaderboard's benchmark data over :func:`leaderboard_nsd` (loaded once per run)."""
+    from brainlid.leaderboard.scoring import BenchmarkData
+
+    return BenchmarkData(leaderboard_nsd)
+
+
+@pytest.fixture(scope="session")
+def board_ids(board_data):
+    """The published stimulus ids of ``nsd.subj01.EBA.encoding`` on :func:`leaderboard_nsd`."""
+    return board_data.ids("nsd.subj01.EBA.encoding")

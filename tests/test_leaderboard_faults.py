@@ -26,29 +26,12 @@ from brainlid.leaderboard import bundle as bmod
 from brainlid.leaderboard import queue as q
 from brainlid.leaderboard.bundle import BundleError, validate_bundle, write_bundle
 from brainlid.leaderboard.db import Database
-from brainlid.leaderboard.scoring import BenchmarkData, CheckReport
+from brainlid.leaderboard.scoring import CheckReport
 from brainlid.leaderboard.uploads import RateLimiter, cleanup_storage
 
 BENCH = "nsd.subj01.EBA.encoding"
 NO_BENCH_CHECK = {"known_benchmark": lambda b: None}
 UNLIMITED = ["--rate-limit", "0", "--team-inflight", "0"]
-
-
-@pytest.fixture(scope="module")
-def nsd_root(tmp_path_factory):
-    from brainlid.data.fixtures import write_nsd
-
-    return write_nsd(tmp_path_factory.mktemp("nsd"), spaces=("func1pt8mm",))
-
-
-@pytest.fixture(scope="module")
-def data(nsd_root):
-    return BenchmarkData(nsd_root)
-
-
-@pytest.fixture(scope="module")
-def ids(data):
-    return data.ids(BENCH)
 
 
 def _bundle(path, ids, seed, name="net", n_layers=2, d=6):
@@ -229,7 +212,7 @@ def test_worker_that_keeps_dying_is_capped(tmp_path):
     assert s["status"] == "rejected" and "stopped 4 times" in s["reason"] and s["attempts"] == 0
 
 
-def test_worker_counts_raised_failures(tmp_path, monkeypatch, data):
+def test_worker_counts_raised_failures(tmp_path, monkeypatch, board_data):
     """An exception of the scoring is an attempt; after max_attempts the reason says so."""
     from brainlid.leaderboard import worker as wmod
 
@@ -238,15 +221,15 @@ def test_worker_counts_raised_failures(tmp_path, monkeypatch, data):
 
     monkeypatch.setattr(wmod, "check_bundle", boom)
     db = Database(tmp_path / "b.sqlite")
-    p = _bundle(tmp_path / "b.zip", data.ids(BENCH), 0)
+    p = _bundle(tmp_path / "b.zip", board_data.ids(BENCH), 0)
     _enqueue(db, "s", p)
-    w = wmod.Worker(db, data, lease_seconds=30, max_attempts=2, memory_budget=0)
+    w = wmod.Worker(db, board_data, lease_seconds=30, max_attempts=2, memory_budget=0)
     assert [w.run_once()["status"] for _ in range(2)] == ["failed", "failed"] and w.run_once() is None
     s = q.get_submission(db, "s")
     assert s["status"] == "rejected" and s["attempts"] == 2 and "scoring crashed" in s["reason"]
 
 
-def test_memory_estimate_bounds_the_measured_peak(tmp_path, data, ids):
+def test_memory_estimate_bounds_the_measured_peak(tmp_path, board_data, board_ids):
     """The scoring-memory estimate is above the peak the scoring allocates (tracemalloc) and not wildly above it."""
     import tracemalloc
 
@@ -254,39 +237,39 @@ def test_memory_estimate_bounds_the_measured_peak(tmp_path, data, ids):
     from brainlid.leaderboard.worker import SCORING_BASE, estimate_scoring_memory
 
     rng = np.random.default_rng(0)
-    warm = write_bundle(tmp_path / "w.zip", {"l": rng.standard_normal((ids.size, 8)).astype(np.float32)}, ids, [BENCH],
-                        {"model_name": "w"})
-    assert check_bundle(warm, data=data).status == "scored"  # imports and caches out of the measurement
-    for n_layers, d, dtype in ((1, 100_000, "float32"), (3, 20_000, "float16")):
-        p = write_bundle(tmp_path / f"b{n_layers}.zip", {f"l{i}": rng.standard_normal((ids.size, d)) for i in range(n_layers)},
-                         ids, [BENCH], {"model_name": "m"}, dtype=dtype)
+    warm = write_bundle(tmp_path / "w.zip", {"l": rng.standard_normal((board_ids.size, 8)).astype(np.float32)},
+                        board_ids, [BENCH], {"model_name": "w"})
+    assert check_bundle(warm, data=board_data).status == "scored"  # imports and caches out of the measurement
+    for n_layers, d, dtype in ((1, 40_000, "float32"), (2, 15_000, "float16")):
+        feats = {f"l{i}": rng.standard_normal((board_ids.size, d)) for i in range(n_layers)}
+        p = write_bundle(tmp_path / f"b{n_layers}.zip", feats, board_ids, [BENCH], {"model_name": "m"}, dtype=dtype)
         tracemalloc.start()
-        rep = check_bundle(p, data=data)
+        rep = check_bundle(p, data=board_data)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert rep.status == "scored", rep.reason
-        est = estimate_scoring_memory([((ids.size, d), dtype)] * n_layers, [BENCH], data)
+        est = estimate_scoring_memory([((board_ids.size, d), dtype)] * n_layers, [BENCH], board_data)
         assert peak <= est <= 3 * peak + SCORING_BASE, (n_layers, d, peak, est)
 
 
-def test_worker_refuses_a_job_over_its_memory_budget(tmp_path, monkeypatch, data, ids):
+def test_worker_refuses_a_job_over_its_memory_budget(tmp_path, monkeypatch, board_data, board_ids):
     from brainlid.features.cache import fmt_size
     from brainlid.leaderboard import worker as wmod
 
     reached = []
     monkeypatch.setattr(wmod, "check_bundle", lambda path, **k: reached.append(path) or CheckReport("rejected", "reached"))
     db = Database(tmp_path / "b.sqlite")
-    p = _bundle(tmp_path / "b.zip", ids, 0, d=50)
-    need = wmod.estimate_scoring_memory([((ids.size, 50), "float32"), ((ids.size, 51), "float32")], [BENCH], data)
+    p = _bundle(tmp_path / "b.zip", board_ids, 0, d=50)
+    need = wmod.estimate_scoring_memory([((board_ids.size, 50), "float32"), ((board_ids.size, 51), "float32")], [BENCH], board_data)
     for sid, budget in (("over", need - 1), ("fits", need)):
         _enqueue(db, sid, p)
-        assert wmod.Worker(db, data, memory_budget=budget).run_once()["status"] == "rejected"
+        assert wmod.Worker(db, board_data, memory_budget=budget).run_once()["status"] == "rejected"
     over, fits = q.get_submission(db, "over"), q.get_submission(db, "fits")
     assert f"needs an estimated {fmt_size(need)}" in over["reason"] and fmt_size(need - 1) in over["reason"]
     assert fits["reason"] == "reached" and reached == [str(p)]  # the one within budget went on to scoring
 
 
-def test_graceful_stop_releases_the_job(tmp_path, monkeypatch, nsd_root, ids):
+def test_graceful_stop_releases_the_job(tmp_path, monkeypatch, leaderboard_nsd, board_ids):
     """Stopping the service while a job is scored longer than the grace gives it back: no attempt, no expiry."""
     pytest.importorskip("starlette")
     import threading
@@ -306,8 +289,8 @@ def test_graceful_stop_releases_the_job(tmp_path, monkeypatch, nsd_root, ids):
     monkeypatch.setattr(wmod, "check_bundle", slow)
     url = f"sqlite:///{tmp_path / 'b.sqlite'}"
     db = Database(url)
-    _enqueue(db, "s", _bundle(tmp_path / "b.zip", ids, 0))
-    app = create_app(url, data_root=nsd_root, workers=1, stop_grace=0.2, memory_budget=0)
+    _enqueue(db, "s", _bundle(tmp_path / "b.zip", board_ids, 0))
+    app = create_app(url, data_root=leaderboard_nsd, workers=1, stop_grace=0.2, memory_budget=0)
     try:
         with TestClient(app):
             assert started.wait(30)
@@ -371,14 +354,14 @@ def _post(url, path, token, timeout=120):
 
 
 @pytest.fixture
-def live(tmp_path, nsd_root):
+def live(tmp_path, leaderboard_nsd):
     pytest.importorskip("uvicorn")
     from brainlid.leaderboard._testing import ServiceProcess
 
     started = []
 
     def start(*extra, workers=0):
-        svc = ServiceProcess(f"sqlite:///{tmp_path / 'board.sqlite'}", data_root=nsd_root, workers=workers,
+        svc = ServiceProcess(f"sqlite:///{tmp_path / 'board.sqlite'}", data_root=leaderboard_nsd, workers=workers,
                              home=tmp_path / "home", extra=list(extra)).start()
         started.append(svc)
         return svc
@@ -388,7 +371,7 @@ def live(tmp_path, nsd_root):
         svc.stop()
 
 
-def test_slow_bodies_rate_limits_busy_board_and_duplicates(live, tmp_path, ids):
+def test_slow_bodies_rate_limits_busy_board_and_duplicates(live, tmp_path, board_ids):
     from brainlid.leaderboard._testing import _raw_upload
 
     svc = live("--rate-limit", "2", "--team-inflight", "0", "--max-pending-uploads", "2", "--body-timeout", "2")
@@ -408,7 +391,7 @@ def test_slow_bodies_rate_limits_busy_board_and_duplicates(live, tmp_path, ids):
     third, held = asyncio.run(busy())
     assert third == 503 and held == [422, 422]  # the held ones finish (not zips)
     # the rate limit: 2 uploads of team a in a minute (the cut trickle counted), the next is 429; team b unaffected
-    p = _bundle(tmp_path / "b.zip", ids, 1)
+    p = _bundle(tmp_path / "b.zip", board_ids, 1)
     code, body, headers = _post(svc.url, p, a)
     assert code == 202
     code, body2, headers = _post(svc.url, p, a)
@@ -434,12 +417,12 @@ def test_pages_complete_while_200_slow_uploads_are_in_flight(live):
 
 
 @pytest.mark.slow  # four service starts, three lease expiries, one scoring
-def test_three_kill9_during_one_job_score_it_once(live, tmp_path, ids):
+def test_three_kill9_during_one_job_score_it_once(live, tmp_path, board_ids):
     """`kill -9` of the whole service three times while it scores one job: retaken each time at no cost, scored once."""
     svc = live("--lease", "1.5", workers=1)
     db = Database(svc.db_url)
     token = q.create_team(db, "lab")
-    code, body, _ = _post(svc.url, _bundle(tmp_path / "b.zip", ids, 7, n_layers=2), token)
+    code, body, _ = _post(svc.url, _bundle(tmp_path / "b.zip", board_ids, 7, n_layers=2), token)
     assert code == 202
     sid = body["id"]
     from brainlid.leaderboard._testing import wait_until

@@ -27,10 +27,8 @@ class Net(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def nsd_root(tmp_path_factory):
-    from brainlid.data.fixtures import write_nsd
-
-    return write_nsd(tmp_path_factory.mktemp("nsd"), spaces=("func1pt8mm",))
+def nsd_root(leaderboard_nsd):
+    return leaderboard_nsd
 
 
 @pytest.fixture(scope="module")
