@@ -139,8 +139,8 @@ def load_npy(path: str | os.PathLike, mmap_mode: str | None = None) -> np.ndarra
     except (ValueError, EOFError) as exc:  # numpy's header parser: bad version, garbled dict, short header
         _fail(path, f"has a damaged .npy header ({_first_line(exc)})")
     if dtype.hasobject:
-        _fail(path, f"holds Python objects (dtype {dtype}), which brainlid never reads (it would mean running code from "
-                    "the file); save a numeric array")
+        _fail(path, f"holds pickled Python objects (dtype {dtype}), which brainlid never reads (unpickling could run code "
+                    "from the file); save a numeric array")
     try:
         return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (ValueError, EOFError, OSError) as exc:  # data shorter than the header promises

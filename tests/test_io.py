@@ -161,7 +161,7 @@ def test_object_and_truncated_npy_are_named_as_such(tmp_path):
     from brainlid.io import load_npy
 
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(FileFormatError, match=r"obj\.npy: holds Python objects \(dtype object\)") as info:
+    with pytest.raises(FileFormatError, match=r"obj\.npy: holds pickled Python objects \(dtype object\)") as info:
         load_npy(tmp_path / "obj.npy")
     assert not any(word in str(info.value) for word in UNSAFE_ADVICE)
     np.save(tmp_path / "full.npy", np.arange(100.0).reshape(20, 5))

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FileFormatError, InputError, StimulusMismatchError
+from ..io import load_npy
 from .brain import BrainData
 from .cards import Loaded, check_frame, get_card, probe
 from .provenance import detect_data_source
@@ -82,10 +83,7 @@ def read_mapping(path: Path, root: Path) -> dict[int, str]:
 
 
 def _npy(path: Path, mmap: bool = False) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
-    except (OSError, ValueError) as exc:
-        raise FileFormatError(f"cannot read {path} (truncated or not a plain .npy array?): {exc}") from exc
+    return load_npy(path, mmap_mode="r" if mmap else None)  # one-line FileFormatError saying what the file is
 
 
 def _roi_tables(card, root, subject, hemis) -> tuple[dict[str, tuple[str, int | None]], dict]:

@@ -126,8 +126,8 @@ class Features(Mapping):
             raise DatasetNotFoundError(f"no manifest.json in {folder}; not a brainlid features folder") from exc
         except ValueError as exc:
             raise FileFormatError(f"unreadable manifest in {folder}: {exc}") from exc
-        ids = np.load(folder / man["stimulus_ids"], allow_pickle=False)
-        arrays = {k: np.load(folder / f, mmap_mode="r" if mmap else None, allow_pickle=False) for k, f in man["layers"].items()}
+        ids = load_npy(folder / man["stimulus_ids"])
+        arrays = {k: load_npy(folder / f, mmap_mode="r" if mmap else None) for k, f in man["layers"].items()}
         return cls(arrays, ids, man.get("provenance", {}))
 
 
