@@ -90,15 +90,16 @@ _CACHE_LOCK = threading.Lock()
 
 def _board_state(db: Database) -> tuple:
     """A cheap fingerprint of everything the board rows depend on (changes whenever a row could)."""
-    sub = db.query("SELECT COUNT(*) AS n, MAX(updated) AS u FROM submissions")[0]
-    bench = db.query("SELECT benchmark, test_private FROM benchmarks ORDER BY benchmark")
-    return (sub["n"], sub["u"], tuple((b["benchmark"], b["test_private"]) for b in bench))
+    rows = db.query("SELECT '' AS k, COUNT(*) AS n, MAX(updated) AS u FROM submissions UNION ALL "
+                    "SELECT benchmark, test_private, NULL FROM benchmarks")  # one round trip
+    return tuple(sorted((r["k"], r["n"], r["u"] or "") for r in rows))
 
 
 def board_rows(db: Database, benchmark: str | None = None) -> list[dict]:
     """One dict per (scored entry or baseline, benchmark) with :data:`BOARD_COLUMNS`.
 
-    Computed once per database state (see :func:`_board_state`) and then served from memory.
+    Computed once per database state (see :func:`_board_state`) and then served from memory: the
+    dicts are shared between callers, treat them as read-only.
     """
     state = _board_state(db)
     with _CACHE_LOCK:
@@ -109,8 +110,7 @@ def board_rows(db: Database, benchmark: str | None = None) -> list[dict]:
             _CACHE[db.url] = (state, rows)
     else:
         rows = hit[1]
-    rows = [dict(r) for r in rows]  # callers may change their copy
-    return [r for r in rows if r["benchmark"] == benchmark] if benchmark else rows
+    return [r for r in rows if r["benchmark"] == benchmark] if benchmark else list(rows)
 
 
 def _current_version(bench: str) -> int | None:
