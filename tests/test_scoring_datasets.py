@@ -54,7 +54,22 @@ def test_things_fmri_end_to_end(data_dir, tmp_path, monkeypatch):
                        store=False, baselines=False, return_result=True)
     s = res.scores
     enc = s[(s.metric == "encoding_r2") & (s.split == "test")]
-    assert len(enc) == 2 and (enc.n_stimuli == brain.splits["test"].size).all() and enc.ceiling.notna().all()
+    assert len(enc) == 2 and (enc.n_stimuli == brain.splits["test"].size).all()
+    # the encoding ceiling is the fixture's true NC (snr² / (snr² + 1/n_test_reps)) averaged over the V1
+    # voxels above the 0.1 floor; r rows divide by the mean of √NC
+    from brainlid.data.fixtures import read_truth
+
+    truth = read_truth(data_dir / "things_fmri", "things_fmri", 1)
+    v1 = truth[f"roi_{list(truth['roi_names']).index('V1')}"]
+    snr2 = truth["snr"][v1].astype(np.float64) ** 2
+    nc = snr2 / (snr2 + 1.0 / int(truth["n_test_reps"]))
+    kept = nc > 0.1
+    assert (enc.n_units == kept.sum()).all()
+    np.testing.assert_allclose(enc.ceiling, nc[kept].mean(), rtol=1e-4)
+    enc_r = s[(s.metric == "encoding_r") & (s.split == "test")]
+    np.testing.assert_allclose(enc_r.ceiling, np.sqrt(nc[kept]).mean(), rtol=1e-4)
+    assert (enc.ceiling_method == "data").all() and (enc.ci_method == "stimulus-bootstrap").all()
+    assert (enc.ci_low < enc.ci_high).all()
     rsa = s[(s.metric == "rsa_spearman") & (s.split == "test")]
     assert len(rsa) == 2 and (rsa.ci_low < rsa.value).all() and (rsa.value < rsa.ci_high).all()
     # the test images' repetitions give the split-half RDM ceiling
@@ -96,7 +111,11 @@ def test_algonauts2023_end_to_end(data_dir, tmp_path, monkeypatch):
                        baselines=("shuffled",), return_result=True)
     s = res.scores[res.scores.split == "test"]
     assert set(s.metric) == {"encoding_r2", "encoding_r"} and (s.n_stimuli == test.sum()).all()
-    assert s.ceiling.isna().all() and s.ci_low.notna().all()
+    assert s.ceiling.isna().all() and s.normalised.isna().all() and (s.ceiling_method == "none").all()
+    # intervals resample the test stimuli; the stimulus-shuffled baseline's r interval covers 0
+    assert (s.ci_method == "stimulus-bootstrap").all() and (s.ci_low < s.ci_high).all()
+    sh = s[s.model.str.endswith("#shuffled") & (s.metric == "encoding_r")]
+    assert len(sh) == 1 and sh.ci_low.iloc[0] <= 0 <= sh.ci_high.iloc[0]
     assert set(res.geometry.stimulus_set) == {"algonauts2023.subj01.test"}
     assert get_benchmark("algonauts2023.subj01.lh.encoding").ceiling == "none"
 

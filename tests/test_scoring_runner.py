@@ -51,11 +51,22 @@ def test_own_features_reach_the_ceiling_and_shuffled_do_not(data, bench):
     feats = {"junk": junk, "truth": F}
     scores, _ = runner.score_features(feats, ids, bench, model="planted", geometry=False)
     test = scores[(scores.split == "test") & (scores.metric == "encoding_r2")].set_index("layer")
-    # the generative model's own features explain (almost) all explainable variance
-    assert test.loc["truth", "normalised"] == pytest.approx(1.0, abs=0.12)
-    assert test.loc["truth", "value"] == pytest.approx(test.loc["truth", "ceiling"], abs=0.08)
+    # the generative model's own features explain (almost) all explainable variance: the ceiling is the
+    # simulated NC (mean over the EBA units, all above the floor) and the truth normalises to 1 within
+    # its sampling error (80 test stimuli)
+    eba = brain.units["roi:EBA"].to_numpy()
+    nc = brain.noise_ceiling[eba]
+    assert test.loc["truth", "ceiling"] == pytest.approx(nc.mean(), rel=1e-6)
+    assert test.loc["truth", "n_units"] == eba.sum()
+    half = (test.loc["truth", "ci_high"] - test.loc["truth", "ci_low"]) / 2 / test.loc["truth", "ceiling"]
+    assert abs(test.loc["truth", "normalised"] - 1) < max(0.08, 1.5 * half)
     assert test.loc["truth", "ci_low"] < test.loc["truth", "value"] < test.loc["truth", "ci_high"]
+    r_row = scores[(scores.split == "test") & (scores.metric == "encoding_r") & (scores.layer == "truth")].iloc[0]
+    assert r_row.ceiling == pytest.approx(np.sqrt(nc).mean(), rel=1e-6)  # mean √NC, not √(mean NC)
+    assert r_row.normalised == pytest.approx(1.0, abs=0.05)
     assert abs(test.loc["junk", "value"]) < 0.05
+    assert (scores.ci_method == "stimulus-bootstrap").all() and (scores.ceiling_method == "data").all()
+    assert scores.alpha_edge_fraction.between(0, 1).all()
     # best layer chosen on val
     assert scores.loc[scores.selected, "layer"].unique().tolist() == ["truth"]
     assert set(scores["split"]) == {"val", "test"}
@@ -66,6 +77,7 @@ def test_own_features_reach_the_ceiling_and_shuffled_do_not(data, bench):
     t2 = s2[(s2.split == "test")].set_index(["layer", "metric"])
     assert t2.loc[("truth", "encoding_r2"), "value"] < 0.02
     assert abs(t2.loc[("truth", "encoding_r"), "value"]) < 0.1
+    assert t2.loc[("truth", "encoding_r"), "ci_low"] <= 0 <= t2.loc[("truth", "encoding_r"), "ci_high"]
 
 
 def test_best_layer_selection_never_sees_test_data(data, bench, monkeypatch):
@@ -180,6 +192,9 @@ def test_time_resolved_rows():
     assert t["time"].tolist() == pytest.approx([-0.1, 0.0, 0.1, 0.2])
     assert abs(t["value"].iloc[0]) < 0.15 and t["value"].iloc[-1] > 0.8
     assert np.all(np.diff(t["value"].to_numpy()[1:]) > 0)
+    # per-time stimulus-bootstrap intervals: the signal-free first time point covers 0, the others exclude it
+    assert t["ci_low"].iloc[0] <= 0 <= t["ci_high"].iloc[0] and (t["ci_low"].iloc[1:] > 0).all()
+    assert (t.ci_method == "stimulus-bootstrap").all() and t.alpha_edge_fraction.notna().all()
 
 
 def test_registry_errors_and_random_spec(data):
