@@ -63,10 +63,15 @@ normalised_unit_mean   encoding only: the mean over kept units of the per-unit r
                        (1/|K|) Σ_{u∈K} v_u / c_u (R²/NC, r/√NC), the pre-issue-14 ``normalised``
                        (less stable: units near the floor dominate); NaN elsewhere
 alpha_edge_fraction    encoding only: fraction of units (of this row's time point) whose ridge α,
-                       chosen by inner CV, sits at either end of the α grid (a large value means
-                       the grid does not bracket the optimum; a RuntimeWarning is raised above
-                       0.5); NaN elsewhere
-n_units                units averaged in ``value`` (encoding, RSA responses); NA for RDM rows
+                       chosen by inner CV, sits at either end of the α grid (relative to the
+                       training features' spectrum, so scale-invariant). An end reached on a
+                       plateau is benign (top: units the features cannot predict; bottom: ridge
+                       ≈ least squares); a RuntimeWarning is raised when over half the units sit
+                       at an end where the inner CV still improves (the grid does not bracket
+                       the optimum); NaN elsewhere
+n_units                encoding: the units kept by the ceiling floor (those ``normalised``
+                       averages; all units without a ceiling); RSA: the units of the RDM; NA for
+                       RDM rows
 n_stimuli              stimuli scored on this row's split (test rows: the held-out stimuli)
 selected               True on the rows of the layer chosen on the validation split
 data_source            where the brain data came from: ``real`` (a dataset loader read a real
