@@ -212,6 +212,25 @@ def test_worker_that_keeps_dying_is_capped(tmp_path):
     assert s["status"] == "rejected" and "stopped 4 times" in s["reason"] and s["attempts"] == 0
 
 
+def test_leases_of_dead_local_workers_end_at_once(tmp_path):
+    """A restart need not wait for the dead worker's lease: this host's dead pids are expired, nothing else."""
+    import socket
+
+    db = Database(tmp_path / "b.sqlite")
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    owners = {"dead": f"{host}:{dead.pid}:aa", "alive": f"{host}:{os.getppid()}:bb", "remote": f"other-{host}:{dead.pid}:cc",
+              "odd": "not-a-worker"}
+    for sid, owner in owners.items():
+        _enqueue(db, sid)
+        assert q.claim(db, owner, lease_seconds=600)["id"] == sid
+    assert q.expire_dead_local_leases(db, f"{host}:{os.getpid()}:me") == ["dead"]
+    job = q.claim(db, "new", lease_seconds=60)
+    assert (job["id"], job["lease_expiries"], job["attempts"]) == ("dead", 1, 0)
+    assert q.claim(db, "new2", lease_seconds=60) is None  # the others keep their leases
+
+
 def test_worker_counts_raised_failures(tmp_path, monkeypatch, board_data):
     """An exception of the scoring is an attempt; after max_attempts the reason says so."""
     from brainlid.leaderboard import worker as wmod

@@ -38,7 +38,7 @@ from .schema import MAX_NAME, check_text, public_reason
 __all__ = [
     "hash_token", "create_team", "team_for_token", "enqueue", "record_rejected", "claim", "heartbeat", "complete",
     "reject", "fail", "release", "get_submission", "list_submissions", "status_counts", "set_benchmark_privacy",
-    "benchmark_settings", "requeue_for_rescore", "find_duplicate", "STATUSES",
+    "benchmark_settings", "requeue_for_rescore", "find_duplicate", "expire_dead_local_leases", "STATUSES",
 ]
 
 STATUSES = ("queued", "scoring", "scored", "rejected")
@@ -361,3 +361,39 @@ def find_duplicate(db: Database, team_id: int | None, bundle_sha256: str) -> dic
                     "AND status IN ('queued', 'scoring', 'scored') ORDER BY created DESC, id LIMIT 1",
                     (team_id, bundle_sha256))
     return rows[0] if rows else None
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's), or cannot tell: assume alive
+    return True
+
+
+def expire_dead_local_leases(db: Database, owner: str) -> list[str]:
+    """End at once the leases held by dead workers of this machine (a restart need not wait for them to run out).
+
+    Owners are ``host:pid:tag``; a lease whose host is this owner's and whose process no
+    longer exists is set to expired, so the next :func:`claim` retakes the job (counting one
+    lease expiry, as if it had run out). Returns the ids. Leases of other machines, of live
+    processes and of unknown owner formats are left to run out. Workers that share a host
+    name but not a process table (containers with the host's name) would see each other as
+    dead: give them distinct host names, or their jobs may be retaken (never scored twice).
+    """
+    host, _, rest = owner.partition(":")
+    mine = rest.split(":", 1)[0]
+    out = []
+    for r in db.query("SELECT id, lease_owner FROM submissions WHERE status = 'scoring' AND lease_owner LIKE ?",
+                      (f"{host}:%",)):  # LIKE may match more ("_"); the exact host is checked below
+        parts = (r["lease_owner"] or "").split(":")
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit() or parts[1] == mine or _pid_alive(int(parts[1])):
+            continue
+        if db.execute("UPDATE submissions SET lease_expires = 0 WHERE id = ? AND status = 'scoring' AND lease_owner = ?",
+                      (r["id"], r["lease_owner"])) == 1:
+            out.append(r["id"])
+    return out

@@ -203,6 +203,8 @@ class Uploads:
 
     async def _read_body(self, request, part: Path) -> tuple[int, str]:
         """Stream the body to ``part`` under the deadline; returns (bytes, SHA-256)."""
+        from starlette.requests import ClientDisconnect
+
         pol, limit = self.policy, self.limits.max_upload
         h = hashlib.sha256()
         n = 0
@@ -217,6 +219,8 @@ class Uploads:
                     chunk = await asyncio.wait_for(stream.__anext__(), left)
                 except StopAsyncIteration:
                     break
+                except ClientDisconnect:  # nobody to answer; nothing kept
+                    raise _Refused(400, {"status": "rejected", "reason": "the upload was interrupted"}) from None
                 except asyncio.TimeoutError:
                     raise _Refused(408, {"status": "rejected", "reason": (
                         f"upload too slow: {n} bytes in {time.monotonic() - start:.0f} s (the board needs the body within "

@@ -199,7 +199,7 @@ class Worker:
         if not path or not Path(path).exists():
             q.reject(self.db, job["id"], self.owner, "the bundle file is missing on the server")
             return "rejected"
-        refusal = memory_refusal(_manifest_memory(path, self.data, self.limits), self.memory_budget)
+        refusal = memory_refusal(_manifest_memory(path, self.data, self.limits), self.memory_budget) if self.memory_budget else ""
         if refusal:
             ok = q.reject(self.db, job["id"], self.owner, refusal)
             return "rejected" if ok else "lease-lost"
@@ -220,6 +220,10 @@ class Worker:
             max_jobs: int | None = None) -> int:
         """Process jobs until ``stop`` is set (or the queue is empty with ``exit_when_empty``); returns the count."""
         stop = stop or threading.Event()
+        try:
+            q.expire_dead_local_leases(self.db, self.owner)
+        except Exception:  # noqa: BLE001 - best effort: those leases then simply run out
+            log.exception("worker %s: could not check for leases of dead local workers", self.owner)
         n = 0
         while not stop.is_set():
             try:
