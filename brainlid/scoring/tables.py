@@ -35,30 +35,38 @@ value                  the raw score. Encoding: the ROI mean (1/U) Σ_u v_u over
 ci_low, ci_high        95 % interval of ``value`` from a bootstrap over **stimuli** (the
                        unit that generalises); how, in ``ci_method``; NaN when not computed
 ci_method              how ``ci_low``/``ci_high`` were computed: ``stimulus-bootstrap`` (encoding:
-                       basic (reverse-percentile) interval of the ROI-mean score over resamples of
-                       the evaluated stimuli, the model fitted once on the training stimuli; RSA: see the RSA
-                       rows' value, e.g. a corrected stimulus bootstrap after Schütt et al. 2023);
-                       ``""`` when unknown (no interval, or a table written before the column)
+                       basic (reverse-percentile) interval, 2·value − the 97.5/2.5 % quantiles
+                       of the ROI-mean score over resamples of the evaluated stimuli, the model
+                       fitted once on the training stimuli); ``stimulus-bootstrap-corrected``
+                       (RSA and RDM rows: percentile interval over stimulus resamples, both RDMs
+                       recomputed, shrunk about ``value`` by √(V_c/V_boot) to remove the
+                       variance the bootstrap double-counts, Schütt et al. 2023); ``""`` when
+                       there is no interval or the table predates the column
 ceiling                noise ceiling in the units of ``value`` (NaN if none). Encoding: the
                        ROI-mean ceiling over the kept units (1/|K|) Σ_{u∈K} c_u; single-subject
-                       RSA: √ of the split-half reliability of the subject's RDM (Spearman–
-                       Brown stepped up to the repetitions scored); RDM benchmarks, per-subject
-                       rows: the ceiling ``normalised`` divides by (see ``ceiling_method``);
-                       group-mean rows: the split-half-over-subjects ceiling of the group RDM
-ceiling_lower          lower bound of the noise ceiling where one exists: the leave-one-
-                       subject-out lower bound of the RDM benchmarks; NaN elsewhere
-ceiling_method         kind of ``ceiling``: for encoding the benchmark's ceiling kind (``ncsnr``,
-                       ``split-half``, ``data``, ``none``); for RSA and RDM rows the recipe named
-                       by the RSA scorer; ``""`` when unknown (tables written before the column)
+                       RSA: √r_sb, r_sb the split-half reliability of the subject's RDM over the
+                       row's stimuli, Spearman–Brown stepped up to the repetitions scored; RDM
+                       benchmarks, per-subject rows: √(upper · lower) of the leave-one-subject-
+                       out bounds; group-mean rows (``subject = mean``): √r_sb of the split-half-
+                       over-subjects reliability of the group RDM, stepped up to the whole group
+ceiling_lower          the leave-one-subject-out lower bound on per-subject rows of RDM
+                       benchmarks (the upper bound is ``ceiling² / ceiling_lower``); NaN elsewhere
+ceiling_method         how ``ceiling`` was obtained: encoding, the benchmark's ceiling kind
+                       (``ncsnr``, ``split-half``, ``data``, ``none``); single-subject RSA
+                       ``rdm-split-half-disattenuated``; RDM benchmarks ``loso-geometric-mean``
+                       (per subject) or ``group-split-half`` (group mean); ``""`` when there is
+                       no ceiling or the table predates the column
 normalised             ``value`` expressed as a fraction of what the data allow (METHODS §6):
                        a model equal to the true signal scores ≈ 1, pure noise ≈ 0. Encoding:
                        the ratio of means (1/|K|) Σ_{u∈K} v_u ÷ (1/|K|) Σ_{u∈K} c_u over the
                        kept units K (``n_units`` of them): mean R² ÷ mean NC (``encoding_r2``),
                        mean r ÷ mean √NC (``encoding_r``); it equals ``value / ceiling`` when no
                        unit falls below the floor (``value`` averages all units);
-                       single-subject RSA: disattenuated at the half level
-                       (mean over splits of r(model, half RDM) ÷ √r(half A, half B)); RDM
-                       benchmarks: ``value ÷ ceiling``; NaN without a ceiling
+                       single-subject RSA: disattenuated at the half level, the mean over
+                       random splits of the repetitions (and both halves) of r(model RDM, half
+                       RDM) ÷ the mean over splits of √max(r(half-A RDM, half-B RDM), 0), NaN
+                       where r_sb ≤ the floor; RDM benchmarks: ``value / ceiling``; NaN without
+                       a ceiling
 normalised_unit_mean   encoding only: the mean over kept units of the per-unit ratios
                        (1/|K|) Σ_{u∈K} v_u / c_u (R²/NC, r/√NC), the pre-issue-14 ``normalised``
                        (less stable: units near the floor dominate); NaN elsewhere
