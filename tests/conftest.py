@@ -49,3 +49,29 @@ def board_data(leaderboard_nsd):
 def board_ids(board_data):
     """The published stimulus ids of ``nsd.subj01.EBA.encoding`` on :func:`leaderboard_nsd`."""
     return board_data.ids("nsd.subj01.EBA.encoding")
+
+
+@pytest.fixture(scope="session")
+def leaderboard_pg():
+    """A throw-away PostgreSQL cluster for the leaderboard tests, started once per run.
+
+    Skipped without Debian's ``initdb``/``pg_ctl`` or ``psycopg``.
+    """
+    from brainlid.leaderboard._testing import PostgresServer, find_pg_bin
+
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL binaries (initdb/pg_ctl) not found; install Debian's postgresql package (see README)")
+    pytest.importorskip("psycopg")
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def board_db_url(request, tmp_path):
+    """A new, empty leaderboard database URL: a SQLite file in ``tmp_path``, or a database on :func:`leaderboard_pg`."""
+    import uuid
+
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'board.sqlite'}"
+    return request.getfixturevalue("leaderboard_pg").create_database("t" + uuid.uuid4().hex[:12])

@@ -26,7 +26,6 @@ pytest.importorskip("httpx")
 
 from brainlid.leaderboard import queue as q  # noqa: E402
 from brainlid.leaderboard import site  # noqa: E402
-from brainlid.leaderboard._testing import PostgresServer, find_pg_bin  # noqa: E402
 from brainlid.leaderboard.bundle import BundleError, validate_bundle, write_bundle  # noqa: E402
 from brainlid.leaderboard.db import Database, DatabaseError  # noqa: E402
 from brainlid.leaderboard.schema import METADATA_FIELDS, SchemaError, check_metadata, check_text, visible  # noqa: E402
@@ -37,38 +36,30 @@ FORMULA = "=HYPERLINK(\"http://evil.example/\",\"click\")"
 
 
 # --------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def nsd_root(tmp_path_factory):
-    from brainlid.data.fixtures import write_nsd
-
-    return write_nsd(tmp_path_factory.mktemp("nsd"), spaces=("func1pt8mm",))
-
-
-@pytest.fixture(scope="module")
-def data(nsd_root):
-    return BenchmarkData(nsd_root)
+# the NSD fixture, its benchmark data and ids, PostgreSQL and the database URLs come from tests/conftest.py
+@pytest.fixture
+def nsd_root(leaderboard_nsd):
+    return leaderboard_nsd
 
 
-@pytest.fixture(scope="module")
-def ids(data):
-    return data.ids(BENCH)
+@pytest.fixture
+def data(board_data):
+    return board_data
 
 
-@pytest.fixture(scope="module")
-def pg():
-    if find_pg_bin() is None:
-        pytest.skip("PostgreSQL binaries (initdb/pg_ctl) not found; install Debian's postgresql package")
-    pytest.importorskip("psycopg")
-    server = PostgresServer().start()
-    yield server
-    server.stop()
+@pytest.fixture
+def ids(board_ids):
+    return board_ids
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'board.sqlite'}"
-    return request.getfixturevalue("pg").create_database("h" + uuid.uuid4().hex[:12])
+@pytest.fixture
+def pg(leaderboard_pg):
+    return leaderboard_pg
+
+
+@pytest.fixture
+def db_url(board_db_url):
+    return board_db_url
 
 
 class Board:

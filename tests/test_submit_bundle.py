@@ -20,21 +20,19 @@ BENCH = "nsd.subj01.EBA.encoding"
 RSA = "nsd.subj01.EBA.rsa"
 
 
-@pytest.fixture(scope="module")
-def nsd_root(tmp_path_factory):
-    from brainlid.data.fixtures import write_nsd
-
-    return write_nsd(tmp_path_factory.mktemp("nsd"), spaces=("func1pt8mm",))
+@pytest.fixture
+def nsd_root(leaderboard_nsd):  # the NSD fixture, its data and ids are written once per run (tests/conftest.py)
+    return leaderboard_nsd
 
 
-@pytest.fixture(scope="module")
-def data(nsd_root):
-    return BenchmarkData(nsd_root)
+@pytest.fixture
+def data(board_data):
+    return board_data
 
 
-@pytest.fixture(scope="module")
-def ids(data):
-    return data.ids(BENCH)
+@pytest.fixture
+def ids(board_ids):
+    return board_ids
 
 
 def _feats(n, seed=0):
