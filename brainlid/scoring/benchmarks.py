@@ -44,7 +44,9 @@ train = the rest; no noise ceiling; LID on the test split.
 Built-in RDM benchmarks (``kind="rdms"``, version 2): ``k92.human.IT.rsa``, ``k92.monkey.IT.rsa``,
 ``algonauts2019.{92,118}.{EVC,IT,MEG_early,MEG_late}.rsa`` — published brain RDMs scored by
 :mod:`brainlid.scoring.rdm_benchmarks` (every layer on all images; best layer chosen on one seeded
-half of the images and reported on the other half; LOSO ceiling; LID on all images, stimulus set
+half of the images and reported on the other half; ceilings: √(upper · lower) of the leave-one-subject-out
+bounds on per-subject rows, the split-half-over-subjects reliability (√r_sb) on group-mean rows; LID on all
+images, stimulus set
 ``k92`` / ``algonauts2019.<set>``).
 
 Versions
@@ -469,7 +471,8 @@ def _load_builtins() -> None:
                 description=(f"published brain RDMs ({dataset} {subject} {roi}, {n} images); RSA of correlation-"
                              "distance model RDMs, Spearman; every layer on all images (split 'all'), best layer "
                              "chosen on the pairs within a seeded half of the images (val) and reported on the "
-                             "other half (test); ceiling = LOSO upper bound"),
+                             "other half (test); ceilings = sqrt(upper x lower) of the LOSO bounds per subject, "
+                             "split-half over subjects for the group mean"),
                 loader=_rdm_loader(bid),
             ),
         )
