@@ -16,9 +16,9 @@ Threads
 Imports
     This module imports neither torch nor himalaya at load time: torch alone takes ~3 s to
     import, and commands that never touch it (``brainlid lid``, ``brainlid align``) should
-    not pay for it. Torch threads are limited only when torch is already loaded (call
-    :func:`set_threads` again after importing torch if that matters); ``"auto"`` imports
-    torch to look for a GPU only when the machine has a GPU device node.
+    not pay for it. :func:`thread_limits` limits torch's threads only when torch is already
+    loaded; :func:`set_threads` (once per worker process) imports it to set them; ``"auto"``
+    imports torch to look for a GPU only when the machine has a GPU device node.
 """
 
 from __future__ import annotations
@@ -138,9 +138,12 @@ def set_threads(n: int | None = None) -> int:
 
     threadpool_limits(limits=n)
     _THREADS = n
-    torch = _loaded_torch()
-    if torch is not None:
+    try:  # imported even if not loaded yet: a worker that imports torch later must not start all cores
+        import torch
+
         torch.set_num_threads(n)
+    except Exception:  # pragma: no cover - torch is a core dependency
+        pass
     return n
 
 

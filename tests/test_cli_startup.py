@@ -72,7 +72,8 @@ def test_align_imports_neither_torch_nor_sklearn(files, metric):
 def test_geometry_and_backend_modules_import_nothing_heavy(files):
     code = (
         "import sys, json; import brainlid.geometry, brainlid.backend, brainlid.io, brainlid.alignment.similarity; "
-        "import brainlid.backend as b; b.set_threads(1); b.compute_threads(); "
+        "import brainlid.backend as b; b.compute_threads(); b.resolve_backend_name('numpy'); "
+        "from brainlid.geometry import knn; import numpy as np; knn(np.random.rand(50, 3), 5); "
         f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=files, timeout=600)
