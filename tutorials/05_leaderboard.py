@@ -40,6 +40,7 @@
 import atexit
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -109,7 +110,9 @@ while True:
     if service.poll() is not None:
         raise RuntimeError("the service exited:\n" + (OUT / "service.log").read_text()[-3000:])
     try:
-        print("health:", get_json("/api/health"))
+        health = get_json("/api/health")
+        print("health:", "ok" if health.get("ok") else "NOT ok", "— queue:",
+              ", ".join(f"{n} {state}" for state, n in health.get("queue", {}).items()))
         break
     except OSError:
         if time.monotonic() > deadline:
@@ -152,7 +155,8 @@ for name, path in bundles.items():
     ans = send_bundle(path, server, token)
     print(f"{name}: submission {ans.get('id')} {ans['status']}")
     results[name] = poll(server, ans["id"], timeout=600, interval=0.5)
-    print(f"  -> {results[name]['status']}", results[name].get("reason", ""))
+    reason = results[name].get("reason")
+    print(f"  -> {results[name]['status']}" + (f": {reason}" if reason else ""))
     for r in results[name].get("scores", []):
         print(f"     {r['metric']:<12} layer {r['layer']:<9} {r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
 
@@ -194,7 +198,8 @@ print(f"bad token: {ans['status']} — {ans.get('reason', '')}")
 # %%
 from brainlid.leaderboard.worker import add_baselines
 
-print("baseline entries:", add_baselines(Database(db_url), None, [BENCH], root=root, which=["pixels"]))
+added = add_baselines(Database(db_url), None, [BENCH], root=root, which=["pixels"])
+print(f"baseline entries added: {len(added)} ({', '.join(e[:8] + '…' for e in added)})")
 board = pd.DataFrame(get_json("/api/leaderboard"))
 cols = ["model", "kind", "benchmark", "layer", "metric", "value", "ci_low", "ci_high", "ceiling", "normalised", "lid",
         "parameters"]
@@ -225,4 +230,6 @@ print(f"static site: {len(pages)} files under {OUT / 'site'}")
 service.terminate()
 service.wait(timeout=60)
 log.close()
-print("service stopped, exit code", service.returncode)
+# terminate() sends SIGTERM: returncode -15 (or 0 after a graceful shutdown) is the expected stop
+expected = service.returncode in (0, -signal.SIGTERM)
+print("service stopped" + ("" if expected else f" unexpectedly (exit code {service.returncode}; see {OUT / 'service.log'})"))

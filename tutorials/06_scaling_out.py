@@ -82,7 +82,10 @@ cluster = D.connect("local", workers=2)
 t0 = time.perf_counter()
 dist = score(models, benchmarks, store=OUT / "dask.sqlite", client=cluster, return_result=True, **grid)
 print(f"dask: {time.perf_counter() - t0:.1f} s (includes starting the workers' Python, torch and numba)")
-print(dist.info)
+info = dist.info
+print(f"{info.tasks} tasks ({info.extraction_tasks} extraction, {info.cell_tasks} cell) on {len(info.worker_pids)} worker "
+      f"processes; {info.cells_written} cells written; {info.task_seconds:.1f} s of task time, "
+      f"{info.plan_seconds:.1f} s planning, {info.wall_seconds:.1f} s wall")
 
 # %% [markdown]
 # The rows are the serial rows (up to float rounding; the workers use 1 BLAS thread each):
@@ -92,9 +95,9 @@ keys = ["model", "layer", "benchmark", "split", "metric"]
 a = serial.scores.sort_values(keys).reset_index(drop=True)
 b = dist.scores.sort_values(keys).reset_index(drop=True)
 assert (a[keys].values == b[keys].values).all()
-print("max |serial − dask| over", len(a), "scores:", float(np.nanmax(np.abs(a["value"] - b["value"]))))
+print(f"max |serial − dask| over {len(a)} scores: {float(np.nanmax(np.abs(a['value'] - b['value']))):.1e}")
 test = b[(b.split == "test") & (b.metric == "encoding_r2")]
-print(test[["model", "layer", "value", "normalised", "selected"]].to_string(index=False))
+print(test[["model", "layer", "value", "normalised", "selected"]].round(3).to_string(index=False))
 
 # %% [markdown]
 # ## Resuming

@@ -7,6 +7,8 @@ folder is on ``sys.path`` when run as ``python tutorials/NN_name.py``, and a not
 * :func:`output_dir` — ``$BRAINLID_TUTORIAL_OUT`` (created) or a fresh temporary folder; printed.
 * :func:`dataset_root` — a local copy of a real dataset when ``$BRAINLID_DATA/<folder>`` exists,
   else ``None`` (the tutorial then writes fixture data); prints which one is used.
+* Warnings print as one line, ``warning (Category): message``, not Python's default with the
+  source file path and line of code.
 * :func:`demo_zoo`, :func:`synthetic_nsd` — the demo's trained model zoo and its synthetic
   NSD-format subjects under ``$BRAINLID_HOME`` (trained / written once, then reused; the test
   suite points ``BRAINLID_HOME`` at its session home so every tutorial shares one trained zoo).
@@ -15,12 +17,22 @@ folder is on ``sys.path`` when run as ``python tutorials/NN_name.py``, and a not
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # figures are saved to files; no display needed
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as one readable line beside the tutorial's output: its kind and message, no source path."""
+    print(f"warning ({category.__name__}): {message}", file=sys.stdout if file is None else file, flush=True)
+
+
+warnings.showwarning = _show_warning
 
 __all__ = ["output_dir", "dataset_root", "demo_zoo", "synthetic_nsd", "save"]
 
