@@ -70,6 +70,9 @@ def test_tutorial_runs(path, demo_home, tmp_path):
     print(f"{path.name}: {cpu:.1f} s CPU")  # shown with -s / -rA; not asserted (shared machines)
     assert proc.returncode == 0, f"{path.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     assert "Traceback" not in proc.stderr
+    # output a person reads: warnings as one line (no source path), no object reprs, no raw signal exit codes
+    assert not re.search(r"\.py:\d+: \w*Warning", proc.stdout + proc.stderr), path.name
+    assert not re.search(r"^(\w+RunInfo\(|health: \{|.*exit code -15)", proc.stdout, re.M), path.name
     text = proc.stdout
     if path.name not in FIGURES:
         return
@@ -172,3 +175,13 @@ def test_quick_start_real_data_branch(demo_home, tmp_path):
     assert "SYNTHETIC" not in proc.stdout
     assert "layers: hidden.0, embed" in proc.stdout
     assert (tmp_path / "out" / "quick_start_scores.png").is_file()
+
+
+def test_tutorial_warnings_are_one_line(tmp_path):
+    """_common prints a warning as `warning (Category): message`, not Python's `path:line: UserWarning` pair of lines."""
+    code = "import warnings, _common\nwarnings.warn('features are constant', UserWarning)\nprint('done')\n"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO / "tutorials", capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "tutorials")})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["warning (UserWarning): features are constant", "done"]
+    assert proc.stderr == ""
