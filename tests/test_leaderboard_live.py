@@ -11,7 +11,6 @@ import re
 import signal
 import urllib.error
 import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -21,7 +20,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from brainlid.leaderboard import queue as q  # noqa: E402
-from brainlid.leaderboard._testing import PostgresServer, ServiceProcess, find_pg_bin, start_worker, wait_until  # noqa: E402
+from brainlid.leaderboard._testing import ServiceProcess, start_worker, wait_until  # noqa: E402
 from brainlid.leaderboard.bundle import write_bundle  # noqa: E402
 from brainlid.leaderboard.db import Database  # noqa: E402
 from brainlid.leaderboard.scoring import BenchmarkData  # noqa: E402
@@ -41,21 +40,9 @@ def ids(nsd_root):
     return BenchmarkData(nsd_root).ids(BENCH)
 
 
-@pytest.fixture(scope="module")
-def pg():
-    if find_pg_bin() is None:
-        pytest.skip("PostgreSQL binaries (initdb/pg_ctl) not found; install Debian's postgresql package (see README)")
-    pytest.importorskip("psycopg")
-    server = PostgresServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'board.sqlite'}"
-    return request.getfixturevalue("pg").create_database("t" + uuid.uuid4().hex[:12])
+@pytest.fixture
+def db_url(board_db_url):  # SQLite, and PostgreSQL on the run's throw-away cluster (tests/conftest.py)
+    return board_db_url
 
 
 def _bundle(path, ids, seed, name="net", n_layers=2):

@@ -183,6 +183,13 @@ def _rows(df: pd.DataFrame, cols) -> list[tuple]:
     return out
 
 
+def _held(db: Database, tx, submission_id: str, owner: str) -> list[dict]:
+    """The row (``[{"id", "attempts"}]``) while ``owner`` holds its lease, locked for this transaction; else ``[]``."""
+    lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
+    return tx.query(f"SELECT id, attempts FROM submissions WHERE id = ? AND status = 'scoring' AND lease_owner = ?{lock}",
+                    (submission_id, owner))
+
+
 def complete(db: Database, submission_id: str, owner: str, scores: pd.DataFrame, geometry: pd.DataFrame) -> bool:
     """Store the score and geometry rows and mark ``scored`` — only while holding the lease.
 
@@ -193,10 +200,7 @@ def complete(db: Database, submission_id: str, owner: str, scores: pd.DataFrame,
     srows = [(submission_id, *r) for r in _rows(score_frame(scores if scores is not None else []), SCORE_DB_COLUMNS)]
     grows = [(submission_id, *r) for r in _rows(geometry_frame(geometry if geometry is not None else []), GEOMETRY_DB_COLUMNS)]
     with db.transaction() as tx:
-        lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
-        held = tx.query(f"SELECT id FROM submissions WHERE id = ? AND status = 'scoring' AND lease_owner = ?{lock}",
-                        (submission_id, owner))
-        if not held:
+        if not _held(db, tx, submission_id, owner):
             return False
         tx.execute("DELETE FROM scores WHERE submission_id = ?", (submission_id,))
         tx.execute("DELETE FROM geometry WHERE submission_id = ?", (submission_id,))
@@ -224,9 +228,7 @@ def fail(db: Database, submission_id: str, owner: str, reason: str, max_attempts
     Only while holding the lease; returns False when the lease was lost.
     """
     with db.transaction() as tx:
-        lock = " FOR UPDATE" if db.dialect == "postgresql" else ""
-        held = tx.query(f"SELECT attempts FROM submissions WHERE id = ? AND status = 'scoring' AND lease_owner = ?{lock}",
-                        (submission_id, owner))
+        held = _held(db, tx, submission_id, owner)
         if not held:
             return False
         used = int(held[0]["attempts"] or 0) + 1
