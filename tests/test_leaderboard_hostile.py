@@ -52,26 +52,16 @@ def ids(board_ids):
     return board_ids
 
 
-@pytest.fixture
-def pg(leaderboard_pg):
-    return leaderboard_pg
-
-
-@pytest.fixture
-def db_url(board_db_url):
-    return board_db_url
-
-
 class Board:
     """An in-process board (no workers) with one team token."""
 
-    def __init__(self, db_url, tmp_path, nsd_root):
+    def __init__(self, board_db_url, tmp_path, nsd_root):
         from starlette.testclient import TestClient
 
         from brainlid.leaderboard.app import create_app
 
         self.storage = tmp_path / "store"
-        self.app = create_app(db_url, storage=self.storage, data_root=nsd_root, workers=0)
+        self.app = create_app(board_db_url, storage=self.storage, data_root=nsd_root, workers=0)
         self.db = self.app.state.db
         self.token = q.create_team(self.db, "lab")
         self.client = TestClient(self.app, raise_server_exceptions=False)
@@ -83,9 +73,9 @@ class Board:
 
 
 @pytest.fixture
-def board(db_url, tmp_path, nsd_root):
+def board(board_db_url, tmp_path, nsd_root):
     """A board on SQLite and on PostgreSQL (where the database matters: what is stored and read back)."""
-    b = Board(db_url, tmp_path, nsd_root)
+    b = Board(board_db_url, tmp_path, nsd_root)
     with b.client:
         yield b
 
@@ -294,7 +284,7 @@ def test_string_ids_for_integer_benchmark_rejected_at_upload(sqlite_board, tmp_p
     assert check_bundle(p, data=data).reason == r.json()["reason"]  # worker and upload agree
 
 
-def test_missing_benchmark_data_rejected_at_upload_without_server_paths(db_url, tmp_path, ids, monkeypatch):
+def test_missing_benchmark_data_rejected_at_upload_without_server_paths(board_db_url, tmp_path, ids, monkeypatch):
     """A board without the benchmark's data says so at upload (422), never queues it, and shows no server path."""
     from starlette.testclient import TestClient
 
@@ -304,7 +294,7 @@ def test_missing_benchmark_data_rejected_at_upload_without_server_paths(db_url, 
     missing = tmp_path / "server-data-root"
     store = tmp_path / "server-storage"
     monkeypatch.setenv("BRAINLID_DATA", str(missing))
-    app = create_app(db_url, storage=store, data_root=missing, workers=0)
+    app = create_app(board_db_url, storage=store, data_root=missing, workers=0)
     token = q.create_team(app.state.db, "lab")
     p = _valid(tmp_path, ids)
     with TestClient(app, raise_server_exceptions=False) as c:
@@ -544,8 +534,8 @@ def test_cli_edges(tmp_path, capsys):
     assert q.benchmark_settings(Database(db))[BENCH]["test_private"] is True
 
 
-def test_empty_postgresql_database_refused_by_read_only_commands(pg):
-    url = pg.create_database("e" + uuid.uuid4().hex[:12])
+def test_empty_postgresql_database_refused_by_read_only_commands(leaderboard_pg):
+    url = leaderboard_pg.create_database("e" + uuid.uuid4().hex[:12])
     with pytest.raises(DatabaseError, match="holds no leaderboard"):
         Database(url, create=False)
     Database(url)  # serve/token create the schema
@@ -557,7 +547,7 @@ def _hypothesis():
     return pytest.importorskip("hypothesis")
 
 
-def test_arbitrary_metadata_stores_and_renders(db_url, tmp_path):
+def test_arbitrary_metadata_stores_and_renders(board_db_url, tmp_path):
     """Arbitrary JSON values in every metadata field and the layer name: either a SchemaError naming the
     field, or the value is stored and every page, API route, CSV and the static build render it."""
     _hypothesis()
@@ -597,8 +587,8 @@ def test_arbitrary_metadata_stores_and_renders(db_url, tmp_path):
             md[target] = draw(anything)
         return md, layer
 
-    db = Database(db_url)
-    app = create_app(db_url, storage=tmp_path / "s", workers=0)
+    db = Database(board_db_url)
+    app = create_app(board_db_url, storage=tmp_path / "s", workers=0)
     stored: list[tuple[str, dict, str]] = []
     seen_errors: set[str] = set()
 
