@@ -30,7 +30,9 @@
 #    controlling for log(number of parameters)** (bigger models might simply be better at
 #    everything);
 # 3. contrast with the global measures, and look at the **r-vs-K curve** — exploratory, so each K's
-#    p-value is corrected for the number of K tried.
+#    p-value is corrected for the number of K tried;
+# 4. split every correlation into its **within-family** and **between-family** parts: a zoo is made of
+#    families (widths and depths of one architecture), and the two parts can disagree in sign.
 #
 # **Data.** By default: the demo's zoo of 12 small networks trained on scikit-learn's handwritten
 # digits (real images; "generalization" is held-out digit accuracy) and its two **synthetic**
@@ -145,7 +147,8 @@ print(f"{target}: partial r by hand {by_hand:+.4f}, brainlid {ours:+.4f}")
 # TwoNN. If LID carries information the global measures lack, its row should stand out.
 
 # %%
-wide = an.correlations.pivot_table(index=["kind", "measure"], columns="target", values="pearson_r")
+pooled = an.correlations[an.correlations.scope == "pooled"]  # the within/between rows come in section 4
+wide = pooled.pivot_table(index=["kind", "measure"], columns="target", values="pearson_r")
 print(wide.round(2).to_string())
 
 # %% [markdown]
@@ -156,9 +159,10 @@ print(wide.round(2).to_string())
 # shuffle), so it is the probability of seeing so strong a correlation at *any* K by chance.
 
 # %%
-print(an.k_curve.round(3).to_string(index=False))
+k_pooled = an.k_curve[an.k_curve.scope == "pooled"]
+print(k_pooled.round(3).to_string(index=False))
 fig, ax = plt.subplots(figsize=(7, 4))
-for t, g in an.k_curve.groupby("target", sort=False):
+for t, g in k_pooled.groupby("target", sort=False):
     g = g.sort_values("K")
     ax.plot(g.K, g.r, marker="o", label=t.replace("brain:", ""))
 ax.axhline(0, color="k", lw=0.6)
@@ -185,21 +189,58 @@ _common.save(fig, OUT, "lid_vs_brain.png")
 print("report:", an.files.get("report"))
 
 # %% [markdown]
+# ## 4. Model families: within and between
+# The models of a zoo are not independent draws. The demo's zoo has two architecture families (MLPs
+# and CNNs); a real one has ConvNeXts of many sizes, ResNets of many depths, and so on. The sign of a
+# correlation can differ *within* a family (does a model with a higher LID than its siblings align
+# better?) and *between* families (do families with a higher mean LID align better?) — Simpson's
+# paradox — and the pooled r then describes neither. `brainlid.analyze` assigns each model a family
+# (here by the default rule, the architecture prefix of the model name; pass `families=` a CSV
+# `model,family` to choose) and reports every correlation at three scopes. Intervals resample whole
+# families and p-values permute within families, family means, or both; below 5 families the
+# between-family part cannot be tested (a permutation of 4 family means cannot reach p < 0.05), and
+# the warnings say so in words.
+
+# %%
+print(an.models.groupby("family")["model"].apply(list).to_string())
+dec = an.headline(scope=None)
+print(dec[["target", "scope", "n_models", "n_families", "pearson_r", "pearson_ci_low", "pearson_ci_high", "pearson_p",
+           "p_method"]].round(3).to_string(index=False))
+for w in an.warnings(headline_only=True):
+    print("warning:", w)
+
+# %% [markdown]
+# The scatter behind the decomposition for the same target: one colour per family, each family's own
+# least-squares line, the family means (squares) and the pooled line (dashed). Where the family lines
+# and the pooled line slope in opposite directions, the pooled correlation is carried by the gap between
+# families.
+
+# %%
+mf = an.models.dropna(subset=["lid", target])
+fig = plotting.family_scatter(mf.lid, mf[target], mf.family, mf.model, xlabel="LID (MLE, K=20), last layer",
+                              ylabel=target)
+_common.save(fig, OUT, "families.png")
+within = dec[(dec.target == target) & (dec.scope == "within")]
+if len(within) and np.isfinite(within.pearson_r.iloc[0]):
+    print(f"{target}: pooled r = {row.pearson_r:+.2f}, within families r = {within.pearson_r.iloc[0]:+.2f}")
+
+# %% [markdown]
 # ## What came out
 # The summary below is generated from the numbers above, not written in advance.
 
 # %%
 for t, r in head.set_index("target").iterrows():
     ci_excludes_zero = r.pearson_ci_low > 0 or r.pearson_ci_high < 0
+    w = dec[(dec.target == t) & (dec.scope == "within")]
     print(f"- LID(K=20) vs {t}: r = {r.pearson_r:+.2f} (95% CI [{r.pearson_ci_low:+.2f}, {r.pearson_ci_high:+.2f}]"
           f"{', excludes 0' if ci_excludes_zero else ', includes 0'}), partial r given log(params) = "
-          f"{r.partial_pearson_r:+.2f}")
-glob = an.correlations[(an.correlations.kind == "global") & (an.correlations.target == target)]
+          f"{r.partial_pearson_r:+.2f}" + (f", within families r = {w.pearson_r.iloc[0]:+.2f}" if len(w) else ""))
+glob = pooled[(pooled.kind == "global") & (pooled.target == target)]
 if len(glob):
     best = glob.loc[glob.pearson_r.abs().idxmax()]
     print(f"- strongest global measure for {target}: {best.measure}, r = {best.pearson_r:+.2f} "
           f"(LID at K=20: {row.pearson_r:+.2f})")
-kc = an.k_curve[an.k_curve.target == target]
+kc = k_pooled[k_pooled.target == target]
 if len(kc):
     top = kc.loc[kc.r.abs().idxmax()]
     print(f"- r-vs-K for {target}: largest |r| at K = {int(top.K)} (r = {top.r:+.2f}, corrected p = {top.p_corrected:.3f})")
