@@ -220,8 +220,8 @@ def test_bad_metadata_rejected_at_upload_naming_the_field(board, tmp_path, ids):
     _all_routes_ok(board.client, board.db, sids)
 
 
-def test_bad_layer_names_rejected(sqlite_board, tmp_path, ids, data):
-    board = sqlite_board
+def test_bad_layer_names_rejected(board, tmp_path, ids, data):
+    """Layer names are checked like metadata (a NUL in one was a 202, then a failed PostgreSQL write)."""
     ok = _valid(tmp_path, ids)
     for i, name in enumerate(["l\ud800", "a\x00b", "\u200b", "x\u202ey", "y" * 201]):
         def f(man):
