@@ -20,9 +20,11 @@ Schema (version :data:`SCHEMA_VERSION`)
   bundle's path and hash, ``status`` (queued / scoring / scored / rejected), ``reason``,
   ``attempts`` (failures the scoring raised), ``lease_expiries`` (leases that ran out: a worker
   died or the server restarted), the lease (``lease_owner``, ``lease_expires``), ``kind`` (``entry`` or
-  ``baseline``) and timestamps;
+  ``baseline``), ``rescore_of`` (the submission whose kept bundle this one scores again under the
+  current benchmark versions) and timestamps;
 * ``scores`` / ``geometry`` — the tidy rows (:mod:`brainlid.scoring.tables`) of each
-  scored submission;
+  scored submission; scores keep ``benchmark_version`` and ``data_source`` (``real`` /
+  ``synthetic`` / ``unknown``, the default of rows stored before it existed), which the board shows;
 * ``benchmarks(benchmark, test_private, note)`` — per-benchmark board settings.
 
 Migrations: ``MIGRATIONS[v]`` upgrades a version-``v`` database to ``v + 1``; opening a
