@@ -235,3 +235,18 @@ def test_working_torchvision_keeps_the_usual_extra_hint(fake_libs, capsys):
     absent("timm")
     err = _one_line_error(capsys, ["layers", "timm:resnet18"])
     assert "pip install 'brainlid[models]'" in err and "download.pytorch.org" not in err
+
+
+def test_extraction_bar_only_on_a_terminal(env, capsys, monkeypatch):
+    """CI logs (not a terminal, or CI=true) get the one-line estimate but no bar; BRAINLID_PROGRESS=1 forces it."""
+    tmp, spec, _ = env
+    args = ["extract", "-m", spec, "-s", str(tmp / "stim.npy"), "-l", "conv", "--no-cache"]
+    monkeypatch.delenv("BRAINLID_PROGRESS", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "on disk" in err and len(err.splitlines()) == 1  # the estimate only
+    monkeypatch.setenv("BRAINLID_PROGRESS", "1")
+    assert main(args) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and "on disk" in lines[0] and lines[1].startswith("module:")  # the estimate, then the bar

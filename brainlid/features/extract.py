@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path, atomic_write_text
+from .._progress import progress_wanted
 from ..data.stimuli import StimulusSet
 from ..errors import BrainlidError, DatasetNotFoundError, FileFormatError, InputError
 from ..io import load_npy
@@ -533,7 +534,8 @@ def extract(
     num_workers : int
         DataLoader worker processes reading and preprocessing images (0: in this process).
     progress : bool
-        Show a progress bar (images/s, ETA) and the disk/memory estimate on stderr.
+        Show the disk/memory estimate and a progress bar (images/s, ETA) on stderr; the bar only on
+        a terminal outside CI (:func:`brainlid._progress.progress_wanted`).
     max_disk : int or str or None
         Disk budget for new cache entries (``"10GB"``); default free space minus 1 GiB.
     verify : bool
@@ -791,7 +793,8 @@ def _run_batches(module, dataset, targets, dev, dtype, stop_after, batch_size, n
         pin_memory=dev.type == "cuda", persistent_workers=False, prefetch_factor=2 if num_workers else None,
     )
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if dtype == "bfloat16" else contextlib.nullcontext()
-    bar = _Progress(len(pending) and sum(min(n, (b + 1) * batch_size) - b * batch_size for b in pending), f"{model_id}", enabled=progress)
+    bar = _Progress(len(pending) and sum(min(n, (b + 1) * batch_size) - b * batch_size for b in pending), f"{model_id}",
+                    enabled=progress and progress_wanted())  # the bar only on a terminal outside CI; the estimate line always
     last_commit, commit_cost, dirty = time.perf_counter(), 0.0, False
     try:
         with bar, torch.inference_mode():
