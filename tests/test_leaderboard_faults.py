@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -320,6 +321,29 @@ def test_graceful_stop_releases_the_job(tmp_path, monkeypatch, leaderboard_nsd, 
         never.set()
     time.sleep(0.2)  # the scoring thread returns: it lost its lease, so nothing is written
     assert q.get_submission(db, "s")["status"] == "queued"
+
+
+@pytest.mark.slow  # a worker process start
+def test_worker_process_sigterm_gives_the_job_back(tmp_path, leaderboard_nsd, board_ids):
+    """`brainlid leaderboard worker` stopped with SIGTERM mid-job (grace 0) releases it: queued, nothing used."""
+    from brainlid.leaderboard._testing import start_worker, wait_until
+
+    url = f"sqlite:///{tmp_path / 'b.sqlite'}"
+    db = Database(url)
+    _enqueue(db, "s", _bundle(tmp_path / "b.zip", board_ids, 0, n_layers=6, d=2000))
+    log = tmp_path / "w.log"
+    w = start_worker(url, data_root=leaderboard_nsd, home=tmp_path / "home", log=log,
+                     extra=["--stop-grace", "0", "--memory-budget", "0"])
+    try:
+        wait_until(lambda: q.get_submission(db, "s")["status"] == "scoring", 60, 0.01, "the worker to take the job")
+        w.send_signal(signal.SIGTERM)
+        assert w.wait(timeout=60) == 0
+    finally:
+        if w.poll() is None:
+            w.kill()
+    s = q.get_submission(db, "s")
+    assert (s["status"], s["attempts"], s["lease_expiries"], s["lease_owner"]) == ("queued", 0, 0, None)
+    assert "gave it back to the queue" in log.read_text()
 
 
 def test_startup_cleanup(tmp_path):

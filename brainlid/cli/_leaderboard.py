@@ -50,6 +50,24 @@ def _limits(max_upload_mb: float | None):
     return Limits(max_upload=int(max_upload_mb * (1 << 20)))
 
 
+def _scoring_limits(f):
+    """The fault and memory options of ``leaderboard serve`` (in-process workers) and ``leaderboard worker``."""
+    for opt in reversed([
+        click.option("--memory-budget", default=None, metavar="SIZE",
+                     help="Memory a bundle's scoring may need, e.g. 8GiB (serve checks it at upload too; default: half "
+                          "this machine's memory; 0: no check)."),
+        click.option("--max-attempts", default=3, show_default=True, type=click.IntRange(min=1),
+                     help="Failures the scoring raises before a submission is rejected."),
+        click.option("--max-lease-expiries", default=5, show_default=True, type=click.IntRange(min=1),
+                     help="Times a job's worker may die (or the server restart) mid-job before it is rejected."),
+        click.option("--stop-grace", default=30.0, show_default=True, type=click.FloatRange(min=0),
+                     help="On SIGTERM/Ctrl-C, seconds to let the job being scored finish before giving it back to "
+                          "the queue."),
+    ]):
+        f = opt(f)
+    return f
+
+
 def _memory(text: str | None) -> int | None:
     """``--memory-budget``: None (the default), or bytes (``0`` disables the check)."""
     if text is None:
@@ -180,15 +198,7 @@ def register(cli: click.Group) -> None:
                   help="Seconds an upload may take beyond its size divided by --min-upload-kib (408 past it).")
     @click.option("--min-upload-kib", default=64.0, show_default=True, type=click.FloatRange(min=0.001),
                   help="KiB per second an upload must sustain on average.")
-    @click.option("--memory-budget", default=None, metavar="SIZE",
-                  help="Memory a bundle's scoring may need, e.g. 8GiB (checked at upload and by the in-process "
-                       "workers; default: half this machine's memory; 0: no check).")
-    @click.option("--max-attempts", default=3, show_default=True, type=click.IntRange(min=1),
-                  help="Failures the scoring raises before a submission is rejected.")
-    @click.option("--max-lease-expiries", default=5, show_default=True, type=click.IntRange(min=1),
-                  help="Times a job's worker may die (or the server restart) mid-job before it is rejected.")
-    @click.option("--stop-grace", default=30.0, show_default=True, type=click.FloatRange(min=0),
-                  help="On stop, seconds to let a job being scored finish before giving it back to the queue.")
+    @_scoring_limits
     def serve(db_url, host, port, data_root, storage, workers, lease, max_upload_mb, private, title, rate_limit,
               team_inflight, max_pending_uploads, validation_slots, body_timeout, min_upload_kib, memory_budget,
               max_attempts, max_lease_expiries, stop_grace):
@@ -213,14 +223,7 @@ def register(cli: click.Group) -> None:
     @click.option("--db", "db_url", default=None, help=_DB_HELP)
     @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="The benchmarks' data root.")
     @click.option("--lease", default=60.0, show_default=True, type=float, help="Job lease in seconds.")
-    @click.option("--max-attempts", default=3, show_default=True, type=click.IntRange(min=1),
-                  help="Failures the scoring raises before a submission is rejected.")
-    @click.option("--max-lease-expiries", default=5, show_default=True, type=click.IntRange(min=1),
-                  help="Times a job's worker may die mid-job before it is rejected.")
-    @click.option("--memory-budget", default=None, metavar="SIZE",
-                  help="Memory a job may need, e.g. 8GiB (default: half this machine's memory; 0: no check).")
-    @click.option("--stop-grace", default=30.0, show_default=True, type=click.FloatRange(min=0),
-                  help="On SIGTERM/Ctrl-C, seconds to let the current job finish before giving it back to the queue.")
+    @_scoring_limits
     @click.option("--exit-when-empty", is_flag=True, help="Stop when the queue is empty (batch mode).")
     def worker(db_url, data_root, lease, max_attempts, max_lease_expiries, memory_budget, stop_grace, exit_when_empty):
         """Score queued submissions (run several, anywhere that sees the database and bundle storage)."""
