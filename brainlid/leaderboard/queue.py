@@ -25,8 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import secrets
 import time
+import uuid
 from datetime import datetime, timezone
 
 import numpy as np
@@ -281,7 +283,7 @@ def set_benchmark_privacy(db: Database, benchmark: str, private: bool, note: str
 
     Raises :class:`~brainlid.errors.InputError` for a benchmark this brainlid does not define.
     """
-    from ..scoring.benchmarks import get_benchmark
+    from ..scoring.benchmarks import get_benchmark  # heavy: the scoring package imports its runner
 
     get_benchmark(benchmark)
     with db.transaction() as tx:
@@ -306,10 +308,7 @@ def requeue_for_rescore(db: Database, *, benchmarks: list[str] | None = None, ev
     queued, running or scored re-score is skipped (from then on its re-score is the entry to
     consider), so running this twice queues nothing new. Returns ``[(old id, new id), ...]``.
     """
-    import os
-    import uuid
-
-    from ..scoring.benchmarks import get_benchmark
+    from ..scoring.benchmarks import get_benchmark  # heavy: the scoring package imports its runner
 
     for b in benchmarks or ():
         get_benchmark(b)  # an unknown id is an error, not "nothing to do"

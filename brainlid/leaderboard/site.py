@@ -114,7 +114,7 @@ def board_rows(db: Database, benchmark: str | None = None) -> list[dict]:
 
 
 def _current_version(bench: str) -> int | None:
-    from ..scoring.benchmarks import get_benchmark
+    from ..scoring.benchmarks import get_benchmark  # heavy: the scoring package imports its runner
 
     try:
         return int(get_benchmark(bench).version)
