@@ -158,7 +158,7 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
             if raw == "":
                 out.append(default)
                 continue
-            if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw[:12]) <= hi:
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= 12) or not 1 <= int(raw) <= hi:
                 raise _BadQuery(f"{key} must be an integer from 1 to {hi}")
             out.append(int(raw))
         return out[0], out[1]
