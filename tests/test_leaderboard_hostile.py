@@ -462,10 +462,12 @@ def test_data_source_and_benchmark_version_shown(tmp_path):
     db = Database(tmp_path / "b.sqlite")
     _store_entry(db, "syn", model="synnet", source="synthetic", version=cur)
     _store_entry(db, "real", model="realnet", source="real", version=cur)
-    _store_entry(db, "old", model="oldnet", source="", version=cur - 1 if cur > 1 else 0)
+    _store_entry(db, "old", model="oldnet", source="", version=cur - 1, values=(0.5, 0.1))  # the best score
     stored = {r["submission_id"]: r["data_source"] for r in db.query("SELECT submission_id, data_source FROM scores")}
     assert stored == {"syn": "synthetic", "real": "real", "old": "unknown"}
-    rows = {r["entry_id"]: r for r in site.board_rows(db)}
+    ordered = site.board_rows(db)
+    assert ordered[-1]["entry_id"] == "old"  # same score, but an older version ranks after the current ones
+    rows = {r["entry_id"]: r for r in ordered}
     assert rows["syn"]["data_source"] == "synthetic" and rows["old"]["benchmark_version"] == cur - 1
     page = site.render_index(list(rows.values()))
     tr = {m.group(1): m.group(0) for m in re.finditer(r'<tr class="entry"[^>]*><td><a href="/entries/(\w+)".*?</tr>', page)}

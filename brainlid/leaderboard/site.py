@@ -178,8 +178,12 @@ def _board_rows(db: Database) -> list[dict]:
             "benchmark_version": prim[0].get("benchmark_version"),
             "current_version": versions.setdefault(bench, _current_version(bench)),
         })
-    out.sort(key=lambda r: (r["benchmark"], r["kind"] != "entry", -(r["value"] if r["value"] is not None else -1e9),
-                            r["entry_id"]))
+    def older(r):  # rows of an older benchmark version rank after the current version's (not comparable)
+        v, cur = _num(r["benchmark_version"]), _num(r["current_version"])
+        return v is not None and cur is not None and v < cur
+
+    out.sort(key=lambda r: (r["benchmark"], r["kind"] != "entry", older(r),
+                            -(r["value"] if r["value"] is not None else -1e9), r["entry_id"]))
     return out
 
 
