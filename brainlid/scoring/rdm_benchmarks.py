@@ -245,9 +245,11 @@ def rdm_bootstrap_ci(model_rdms, brain_rdms, n_stimuli: int, *, compare: str = "
         Shrink the percentile interval about the observed value by ``√(V_c / V_boot)``, where
         ``V_boot`` is the replicates' variance and ``V_c = max(V_boot − excess, V_boot/4)`` removes
         the variance the bootstrap double-counts (:func:`second_order_excess`; Schütt et al. 2023).
-        Simulation (tests/test_calibration_rsa.py): nominal 95 % intervals cover the population
-        value in ≈ 93–96 % of replications, against ≈ 99 % uncorrected. ``False``: the plain
-        percentile interval.
+        Measured on simulated RSA (Spearman; 250–400 replications per setting, the population
+        value from 1,200-stimulus samples): nominal 95 % intervals cover 91–94 % at 60–80 stimuli
+        (uncorrected: 96–100 %, up to 1.6× too wide near zero), but 89–90 % at 40 stimuli with a
+        strong model (r ≈ 0.6–0.8; uncorrected 95 %), where terms of higher order than the
+        correction's make the plain bootstrap about right. ``False``: the plain percentile interval.
 
     Returns
     -------
