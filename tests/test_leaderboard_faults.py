@@ -385,6 +385,40 @@ def test_rate_limiter_window_and_inflight():
     assert RateLimiter(0, 0).acquire("a") == ("", 0)
 
 
+def test_token_lookups_are_shared_and_expire(tmp_path, monkeypatch, board_data):
+    """A burst of uploads with one token makes one team query; a replaced token stops working after the cache time."""
+    from brainlid.leaderboard import uploads as umod
+    from brainlid.leaderboard.bundle import Limits
+
+    db = Database(tmp_path / "b.sqlite")
+    old = q.create_team(db, "lab")
+    calls = []
+    real = q.team_for_token
+
+    def counted(db_, token):
+        calls.append(token)
+        time.sleep(0.05)
+        return real(db_, token)
+
+    monkeypatch.setattr(umod.q, "team_for_token", counted)
+    up = umod.Uploads(db, tmp_path / "store", board_data, Limits(), umod.UploadPolicy())
+
+    async def burst(token, n):
+        return await asyncio.gather(*(up._team(token) for _ in range(n)))
+
+    try:
+        teams = asyncio.run(burst(old, 30))
+        assert len(calls) == 1 and {t["name"] for t in teams} == {"lab"}
+        new = q.create_team(db, "lab")  # a new token replaces the old one
+        assert asyncio.run(burst(old, 1))[0]["name"] == "lab"  # still cached
+        monkeypatch.setattr(umod, "TEAM_CACHE_SECONDS", 0.0)
+        time.sleep(0.01)
+        assert asyncio.run(burst(old, 1)) == [None] and asyncio.run(burst(new, 1))[0]["name"] == "lab"
+        assert asyncio.run(burst(None, 1)) == [None] and len(calls) == 3
+    finally:
+        up.close()
+
+
 # --------------------------------------------------------------------------- live service
 def _post(url, path, token, timeout=120):
     req = urllib.request.Request(url + "/api/submissions", data=open(path, "rb").read(), method="POST",

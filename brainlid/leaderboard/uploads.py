@@ -47,6 +47,9 @@ __all__ = ["UploadPolicy", "RateLimiter", "Uploads", "cleanup_storage"]
 
 log = logging.getLogger("brainlid.leaderboard")
 
+#: Seconds a token's team lookup is reused by the upload handler.
+TEAM_CACHE_SECONDS = 10.0
+
 
 @dataclass(frozen=True)
 class UploadPolicy:
@@ -173,6 +176,7 @@ class Uploads:
         self.limiter = RateLimiter(policy.rate_limit, policy.team_inflight)
         self.pending = 0
         self._enqueue_lock: asyncio.Lock | None = None
+        self._teams: dict[str, tuple[float, asyncio.Future]] = {}
 
     def close(self) -> None:
         self.validators.shutdown(wait=False, cancel_futures=True)
@@ -234,6 +238,24 @@ class Uploads:
                 h.update(chunk)
         return n, h.hexdigest()
 
+    async def _team(self, token: str | None) -> dict | None:
+        """The token's team, looked up once per :data:`TEAM_CACHE_SECONDS` (concurrent uploads share one query).
+
+        A burst of uploads would otherwise queue one database query each in front of the
+        upload pool; a token replaced with ``leaderboard token`` stops working within that time.
+        """
+        if not token:
+            return None
+        key, now = q.hash_token(token), time.monotonic()
+        hit = self._teams.get(key)
+        if hit is None or now - hit[0] > TEAM_CACHE_SECONDS or (hit[1].done() and hit[1].exception()):
+            if len(self._teams) > 4096:  # a flood of made-up tokens cannot grow it without bound
+                self._teams = {k: v for k, v in self._teams.items() if now - v[0] <= TEAM_CACHE_SECONDS}
+                if len(self._teams) > 4096:
+                    self._teams.clear()
+            hit = self._teams[key] = (now, asyncio.ensure_future(self._in(self.db_pool, q.team_for_token, self.db, token)))
+        return await asyncio.shield(hit[1])
+
     async def _duplicate(self, team_id, sha: str) -> dict | None:
         return await self._in(self.db_pool, q.find_duplicate, self.db, team_id, sha)
 
@@ -258,7 +280,7 @@ class Uploads:
 
         auth = request.headers.get("authorization", "")
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else None  # the one way to authenticate
-        team = await self._in(self.db_pool, q.team_for_token, self.db, token)
+        team = await self._team(token)
         if team is None:
             raise _Refused(401, {"status": "rejected", "reason": "missing or invalid token"}, {"connection": "close"})
         declared = request.headers.get("content-length")
