@@ -91,6 +91,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .._progress import Stage
 from ..backend import available_cores, set_threads
 from ..data.provenance import data_source_of
 from ..errors import BrainlidError, InputError, require
@@ -890,7 +891,7 @@ def score_distributed(
     memory_limit, blas_threads : int or None
         Override what the cluster reports (bytes per worker; BLAS threads per task).
     progress : bool
-        A rich progress bar of committed cells on stderr.
+        A rich progress bar of committed cells on stderr (only on a terminal outside CI).
     callback : callable(done, total, cell) or None
         Called on the client after each committed cell.
 
@@ -1224,24 +1225,14 @@ def score_distributed(
 
 
 class _Bar:
-    """A rich progress bar of committed cells (stderr), or nothing."""
+    """The progress bar of committed cells (:class:`brainlid._progress.Stage`: stderr, only on a terminal
+    outside CI), or nothing."""
 
     def __init__(self, total: int, show: bool):
-        self.p = None
-        if show and total:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.p = Progress(TextColumn("cells"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                              TimeRemainingColumn(), console=Console(stderr=True), transient=False)
-            self.task = self.p.add_task("cells", total=total)
-            self.p.start()
+        self._stage = Stage("cells", total=total, enabled=None if show and total else False).__enter__()
 
     def advance(self):
-        if self.p is not None:
-            self.p.advance(self.task)
+        self._stage.advance()
 
     def close(self):
-        if self.p is not None:
-            self.p.stop()
-            self.p = None
+        self._stage.__exit__(None, None, None)
