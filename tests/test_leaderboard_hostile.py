@@ -301,7 +301,7 @@ def test_missing_benchmark_data_rejected_at_upload_without_server_paths(board_db
         r = c.post("/api/submissions", content=p.read_bytes(), headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 422, r.text
         reason = r.json()["reason"]
-        assert "not installed on this server" in reason
+        assert "not installed on this machine" in reason
         assert q.status_counts(app.state.db)["queued"] == 0
         page = c.get(f"/entries/{r.json()['id']}").text + c.get(f"/api/submissions/{r.json()['id']}").text
     # a bundle queued earlier (e.g. before the data went away) is rejected by the worker's validation, not retried

@@ -268,5 +268,5 @@ def test_check_falls_back_to_fixture(tmp_path, monkeypatch):
     # and the reason does not show where the server looked for the data
     for score in (False, True):
         rep = check_bundle(p, data=BenchmarkData(None), score=score)
-        assert rep.status == "rejected" and "not installed on this server" in rep.reason and rep.scores.empty
+        assert rep.status == "rejected" and "not installed on this machine" in rep.reason and rep.scores.empty
         assert str(tmp_path) not in rep.reason and "nodata" not in rep.reason

@@ -146,7 +146,8 @@ def _validate(path, data: BenchmarkData, limits: Limits | None, require_data: bo
         except DatasetNotFoundError:
             if require_data:
                 raise BundleError(f"benchmark {b} cannot be checked or scored here: its dataset is not installed "
-                                  "on this server (ask the board's operator)") from None
+                                  "on this machine (on a board: ask its operator; with `brainlid submit check`: "
+                                  "give --data-root or allow the fixture)") from None
             return None
 
     return validate_bundle(path, limits=limits, known_benchmark=get_benchmark, published_ids=ids, load=load)
