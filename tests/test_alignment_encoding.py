@@ -109,6 +109,64 @@ def test_numpy_and_torch_agree():
     assert np.mean(a.best_alphas == b.best_alphas) > 0.95
 
 
+# ----------------------------------------------------------------------------- scale of alpha
+@pytest.mark.parametrize("shape", [(120, 10), (40, 150)], ids=["primal", "dual"])
+def test_relative_alphas_are_scale_invariant_and_reproducible_with_sklearn(shape):
+    """alpha_scale="relative": X -> cX and Y -> cY give the same fit; the absolute alphas it reports
+    reproduce it with scikit-learn's Ridge (himalaya's convention) on the original X."""
+    n, p = shape
+    X, Y, Xt, _ = _problem(n, p, 6, seed=5)
+    grid = np.logspace(-3, 3, 7)
+    ref = ridge_cv_fit_predict(X, Y, Xt, alphas=grid, alpha_scale="relative", dtype="float64")
+    Xc = X - X.mean(0)
+    assert ref.alpha_scale == pytest.approx(np.trace(Xc.T @ Xc) / p, rel=1e-10)  # mean eigenvalue of the Gram
+    np.testing.assert_allclose(ref.alphas, grid * ref.alpha_scale, rtol=1e-12)
+    sk = np.column_stack([Ridge(alpha=ref.best_alphas[j]).fit(X, Y[:, j]).predict(Xt) for j in range(6)])
+    np.testing.assert_allclose(ref.predictions, sk, rtol=1e-6, atol=1e-8 * np.abs(sk).max())
+    for cx, cy in [(1e-3, 1.0), (1e3, 1e3), (1e20, 1e-3)]:
+        got = ridge_cv_fit_predict(X * cx, Y * cy, Xt * cx, alphas=grid, alpha_scale="relative", dtype="float64")
+        np.testing.assert_allclose(got.predictions / cy, ref.predictions, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(got.best_alphas / got.alpha_scale, ref.best_alphas / ref.alpha_scale, rtol=1e-12)
+    # the absolute grid is not invariant: the same penalties mean much less for features x 1000
+    a = ridge_cv_fit_predict(X, Y, Xt, alphas=[10.0], dtype="float64")
+    b = ridge_cv_fit_predict(X * 1e3, Y, Xt * 1e3, alphas=[10.0], dtype="float64")
+    assert not np.allclose(a.predictions, b.predictions, rtol=1e-3)
+    with pytest.raises(InputError, match="alpha_scale"):
+        ridge_cv_fit_predict(X, Y, Xt, alpha_scale="percent")
+
+
+def test_unbracketed_alphas_flag_grids_that_miss_the_optimum():
+    """A grid far below the features' spectrum (every α ≈ 0) or one that still improves at its end is
+    flagged; noise units at the top of the default relative grid (a constant prediction) are not."""
+    rng = np.random.default_rng(2)
+    n, p = 200, 40
+    X = rng.normal(size=(n, p))
+    signal = X @ rng.normal(size=(p, 6)) * 0.15
+    Y = np.column_stack([signal + rng.normal(size=(n, 6)) * 2.0, rng.normal(size=(n, 6))])  # 6 weak, 6 noise
+    ok = ridge_cv_fit_predict(X, Y, X[:5], alphas=RELATIVE_ALPHAS, alpha_scale="relative", dtype="float64")
+    assert ok.at_grid_edge[6:].sum() >= 3  # most noise units choose the largest α ...
+    assert not ok.unbracketed().any()  # ... on a plateau: not a grid problem
+    low = ridge_cv_fit_predict(X, Y, X[:5], alphas=np.logspace(-12, -9, 4), alpha_scale="relative", dtype="float64")
+    assert low.unbracketed().all()  # every α is effectively 0: the grid says nothing
+    short = ridge_cv_fit_predict(X, Y, X[:5], alphas=np.logspace(-4, -1, 4), alpha_scale="relative", dtype="float64")
+    assert short.unbracketed()[6:].sum() >= 4  # noise units still improve at the top end
+
+
+def test_encoding_scores_invariant_to_scale_and_edge_fraction_reported():
+    X, Y = _planted(300, 12, 8, r2_target=0.3, seed=9)
+    tr, te = np.arange(220), np.arange(220, 300)
+    ref = encoding_scores(X, Y, train=tr, test=te, pca=6)
+    for cx, cy in [(1e-3, 1e3), (1e3, 1e-3)]:
+        got = encoding_scores(X * np.float32(cx), Y * np.float32(cy), train=tr, test=te, pca=6)
+        np.testing.assert_allclose(got.r2, ref.r2, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.r, ref.r, rtol=1e-5, atol=1e-6)
+        assert got.info["alpha_edge_fraction"] == ref.info["alpha_edge_fraction"]
+    assert ref.info["alpha_scale"] == "relative" and 0 <= ref.info["alpha_edge_fraction"] <= 1
+    assert ref.info["alpha_edge_fraction"] == pytest.approx(ref.alpha_at_edge.mean())
+    with pytest.warns(RuntimeWarning, match="does not bracket"):
+        encoding_scores(X, Y, train=tr, test=te, alphas=np.logspace(-14, -12, 3))
+
+
 # ----------------------------------------------------------------------------- encoding scores
 def _planted(n, p, u, r2_target, seed=0, n_times=None):
     """Y = XW + noise with noise variance set so the explainable fraction is r2_target."""

@@ -205,9 +205,12 @@ def _eigh(B, G, dtype: str = "float64"):
     measured 10–50× slower (threads spinning while other processes hold the cores):
     1,024×1,024 took 0.7 s on one thread and 7–38 s on two under load.
     """
+    import contextlib
+
     from ..backend import thread_limits
 
-    with thread_limits(1):
+    # small matrices: LAPACK does not thread them, and setting the limit costs more than the solve
+    with thread_limits(1) if G.shape[0] > 128 else contextlib.nullcontext():
         if B.name == "numpy":
             s, V = np.linalg.eigh(np.asarray(G, dtype=np.float64))
         else:
