@@ -629,3 +629,30 @@ def test_arbitrary_metadata_stores_and_renders(board_db_url, tmp_path):
     assert len([p for p in written if p.parent.name == "entries"]) == len(stored)
     for f in written:
         f.read_text(encoding="utf-8")
+
+
+def test_json_depth_matches_the_parsed_structure():
+    """The pre-parse depth scan agrees with the depth of the parsed value, brackets inside strings included."""
+    _hypothesis()
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from brainlid.leaderboard.schema import json_depth
+
+    def depth(v):
+        if isinstance(v, list):
+            return 1 + max((depth(x) for x in v), default=0)
+        if isinstance(v, dict):
+            return 1 + max((depth(x) for x in v.values()), default=0)
+        return 0
+
+    tricky = st.text(st.sampled_from(list('[]{}"\\,: a')), max_size=8)
+    values = st.recursive(st.one_of(st.integers(), tricky, st.none()),
+                          lambda c: st.lists(c, max_size=3) | st.dictionaries(tricky, c, max_size=3), max_leaves=12)
+
+    @settings(max_examples=150, deadline=None, derandomize=True, database=None)
+    @given(v=values, indent=st.sampled_from([None, 1]))
+    def run(v, indent):
+        assert json_depth(json.dumps(v, indent=indent, ensure_ascii=False)) == depth(v)
+
+    run()
