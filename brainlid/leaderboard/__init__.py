@@ -3,6 +3,8 @@
 A submission is a model's features for a benchmark's published stimulus set (plus metadata),
 never code and never scores; the service scores the features itself.
 
+* :mod:`.schema` — the one schema of everything a submitter writes (manifest JSON, metadata,
+  layer names, stimulus ids) and the display side (visible text, public reasons);
 * :mod:`.bundle` — write and validate bundles (zip of ``.npy``/safetensors arrays + manifest);
 * :mod:`.scoring` — :func:`check_bundle` (validate + score: the code ``submit check``, the upload
   handler and the worker share) and :func:`prepare_bundle`;
