@@ -289,6 +289,29 @@ def test_worker_refuses_a_job_over_its_memory_budget(tmp_path, monkeypatch, boar
     assert fits["reason"] == "reached" and reached == [str(p)]  # the one within budget went on to scoring
 
 
+def test_upload_refuses_a_bundle_over_the_memory_budget(tmp_path, board_data, board_ids):
+    """With a budget the upload's validation rejects at once what the worker would refuse (same estimate)."""
+    from brainlid.features.cache import fmt_size
+    from brainlid.leaderboard.bundle import Limits
+    from brainlid.leaderboard.uploads import UploadPolicy, Uploads
+    from brainlid.leaderboard.worker import estimate_scoring_memory
+
+    p = _bundle(tmp_path / "b.zip", board_ids, 0, d=30)
+    need = estimate_scoring_memory([((board_ids.size, 30), "float32"), ((board_ids.size, 31), "float32")], [BENCH],
+                                   board_data)
+    db = Database(tmp_path / "b.sqlite")
+    reasons = []
+    for budget, status in ((need - 1, "rejected"), (need, "valid"), (0, "valid")):
+        up = Uploads(db, tmp_path / "store", board_data, Limits(), UploadPolicy(memory_budget=budget))
+        try:
+            rep = up._validate(p)
+        finally:
+            up.close()
+        assert rep.status == status, (budget, rep.reason)
+        reasons.append(rep.reason)
+    assert f"needs an estimated {fmt_size(need)}" in reasons[0] and reasons[1:] == ["", ""]
+
+
 def test_graceful_stop_releases_the_job(tmp_path, monkeypatch, leaderboard_nsd, board_ids):
     """Stopping the service while a job is scored longer than the grace gives it back: no attempt, no expiry."""
     pytest.importorskip("starlette")
