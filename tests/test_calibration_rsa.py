@@ -117,6 +117,36 @@ def test_single_subject_rsa_true_model_never_above_one_beyond_sampling_error():
         assert row["normalised"] <= 1 + half_width, (seed, row["normalised"], half_width)
 
 
+def test_time_resolved_rsa_normalises_per_time_point():
+    """(stimulus, rep, unit, time) data whose signal S·a(t) is strong, weak or absent over time: the true
+    model S normalises to ≈ 1 wherever the ceiling is defined, and the ceiling tracks the signal."""
+    amp = np.array([0.0, 0.3, 0.6, 1.5])  # signal amplitude per time point (noise sd 2, 4 repetitions)
+    norm, ceil, values = [], [], []
+    for seed in SEEDS:
+        rng = np.random.default_rng(600 + seed)
+        S = _signal(rng)
+        trials = S[:, None, :, None] * amp + 2.0 * rng.standard_normal((N_STIM, 4, N_UNITS, amp.size))
+        ids = np.arange(N_STIM)
+        brain = BrainData.from_arrays(trials.astype(np.float32), ids, has_reps=True, times=np.arange(amp.size) * 0.1,
+                                      subject="s", dataset="sim")
+        b = bm.benchmark_from_braindata("calib_t", brain, metric="rsa", register=False, rsa_n_boot=0)
+        _, loaded = bm.load_benchmark_data(b)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rows = runner.score_layer(S.astype(np.float32), ids, loaded, b, model="m", layer="l", which=("test",),
+                                      splits={"fit": ids, "val": ids, "train": ids, "test": ids})
+        rows = sorted(rows, key=lambda r: r["time"])
+        assert len(rows) == amp.size
+        norm.append([r["normalised"] for r in rows])
+        ceil.append([r["ceiling"] for r in rows])
+        values.append([r["value"] for r in rows])
+    norm, ceil = np.array(norm), np.array(ceil)
+    assert np.all(np.diff(np.nanmean(ceil, axis=0)) > 0)  # the ceiling rises with the signal
+    assert np.nanmean(ceil[:, 0]) < 0.35  # no signal: only chance agreement between halves
+    assert np.all(np.abs(np.nanmean(norm[:, 1:], axis=0) - 1) <= 0.1), np.nanmean(norm, axis=0)
+    assert np.all(np.isnan(norm[:, 0]) | (np.abs(norm[:, 0]) < 1))  # no signal: NaN (ceiling below floor) or noise
+
+
 # ----------------------------------------------------------------------------- split-half reliability
 @pytest.mark.parametrize("n_rep", [2, 3, 4, 5, 6])
 def test_split_half_reliability_recovers_the_n_repeat_reliability(n_rep):
