@@ -17,14 +17,18 @@ Functions
 ---------
 :func:`nc_from_ncsnr`
     NSD / Algonauts 2023 ceiling from the noise-ceiling SNR.
-:func:`split_half_reliability`
-    Random split-half reliability of repeated presentations with Spearman–Brown correction.
+:func:`split_half_reliability`, :func:`spearman_brown_factor`
+    Random split-half reliability of repeated presentations, Spearman–Brown stepped up by
+    k = mean(1/⌊n_i/2⌋) / mean(1/n_i) to the repetitions actually averaged.
 :func:`normalise_r2`, :func:`normalise_r`
     Ceiling-normalised scores with the ROI summary.
-:func:`rdm_split_half_reliability`
-    Split-half reliability of one subject's RDM (ceiling of single-subject RSA scores).
+:func:`rdm_split_half`, :func:`rdm_split_half_reliability`
+    Split-half statistics of one subject's RDM: √r_sb is the ceiling of single-subject RSA
+    scores, and model scores against the half RDMs give the half-level normalisation.
 :func:`rsa_noise_ceiling`
     Leave-one-subject-out lower/upper bounds for RDM comparisons (rsatoolbox convention).
+:func:`group_split_half_reliability`
+    Reliability of a group-mean RDM (split-half over subjects, stepped up to the group).
 
 References
 ----------
@@ -33,7 +37,7 @@ artificial intelligence", Nat. Neurosci. (NSD noise ceiling, ncsnr).
 Gifford et al. (2023), "The Algonauts Project 2023 Challenge" (mixture of repetition counts).
 Nili et al. (2014), "A toolbox for representational similarity analysis", PLoS Comput. Biol.
 (RDM noise ceiling); rsatoolbox ``inference.boot_noise_ceiling`` / ``pool_rdm``.
-Spearman (1910), Brown (1910): r_sb = 2 r / (1 + r).
+Spearman (1910), Brown (1910): r_sb = k r / (1 + (k − 1) r), k = 2 for two equal halves.
 """
 
 from __future__ import annotations
