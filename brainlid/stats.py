@@ -2,7 +2,7 @@
 
 Every function here treats **models as the sampling unit**: ``x`` and ``y`` hold one value per
 model (e.g. a model's LID at K = 20 and its ROI-mean encoding score), and resampling or
-permutation shuffles models, never stimuli or voxels.
+permutation shuffles models (or whole model families), never stimuli or voxels.
 
 Functions
 ---------
@@ -19,14 +19,35 @@ Functions
 :func:`correlation_summary`
     All of the above for one (x, y) pair, as a flat dict (one row of an analysis table).
 
+Model families (zoos are widths and depths of a few architectures, not independent draws):
+
+:func:`family_correlation`
+    One scope — ``pooled``, ``within`` (values centred on their family mean) or ``between``
+    (family means) — with a family-aware p-value (permutation within families, of family means,
+    or both) and interval (cluster bootstrap over families).
+:func:`family_decomposition`
+    The three scopes for Pearson and Spearman (and partial r), with warnings in words
+    (Simpson's paradox; too few families or models per family).
+:func:`family_max_over_k_test`
+    The max-|r| over K correction for one scope, under that scope's permutations.
+:func:`mantel_test`
+    Pairwise (model × model) targets: a permutation of model labels (within families when given).
+
 References
 ----------
 Westfall, P. H. & Young, S. S. (1993). Resampling-Based Multiple Testing. Wiley.
 Efron, B. & Tibshirani, R. (1993). An Introduction to the Bootstrap. Chapman & Hall.
+Mantel, N. (1967). The detection of disease clustering and a generalized regression approach.
+Cancer Research 27:209–220.
+Kennedy, P. E. (1995). Randomization tests in econometrics. J. Bus. Econ. Stat. 13:85–94.
+Cameron, A. C., Gelbach, J. B. & Miller, D. L. (2008). Bootstrap-based improvements for inference
+with clustered errors. Rev. Econ. Stat. 90:414–427.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 
 import numpy as np
@@ -41,7 +62,16 @@ __all__ = [
     "partial_correlation",
     "max_over_k_test",
     "correlation_summary",
+    "family_codes",
+    "family_correlation",
+    "family_decomposition",
+    "family_max_over_k_test",
+    "mantel_test",
     "METHODS",
+    "SCOPES",
+    "MIN_FAMILIES_POINT",
+    "MIN_FAMILIES_INFERENCE",
+    "MIN_WITHIN_DF",
 ]
 
 METHODS = ("pearson", "spearman")
@@ -502,9 +532,6 @@ def _within_permutations(codes: np.ndarray, n_perm: int, rng) -> np.ndarray:
 
 def _family_permutations(G: int, n_perm: int, rng) -> tuple[np.ndarray, bool]:
     """Permutations of G family labels: all of them when there are few (exact test), else random."""
-    import itertools
-    import math
-
     if math.factorial(G) <= min(n_perm, _EXACT_PERM_LIMIT):
         return np.array(list(itertools.permutations(range(G)))), True
     return np.argsort(rng.random((n_perm, G)), axis=1), False
