@@ -873,7 +873,8 @@ def mantel_test(
     ----------
     a, b : array-like of shape (n_models, n_models)
         Pairwise values (e.g. |ΔLID| and the symmetrised model–model alignment); only the upper
-        triangle is used, NaN pairs are dropped (the same in every permutation).
+        triangle is used. A permutation needs complete matrices: models with a missing (NaN) pair
+        are left out, the most incomplete first, and ``note`` says how many.
     groups : array-like of shape (n_models,) or None
         Families: labels are then permuted within families only (a restricted Mantel test: the
         family block structure is kept in the null).
@@ -884,7 +885,7 @@ def mantel_test(
 
     Returns
     -------
-    dict ``r, p, n_pairs, n_models, p_method`` (r NaN with ``note`` when fewer than 3 pairs).
+    dict ``r, p, n_pairs, n_models, p_method, note`` (r NaN when fewer than 3 pairs).
     """
     method = _check_method(method)
     A = np.asarray(a, dtype=np.float64)
@@ -895,16 +896,29 @@ def mantel_test(
     if n_perm < 100:
         raise InputError(f"n_perm must be >= 100, got {n_perm}")
     codes, G = family_codes(groups, n)
+    # a permutation moves every pair's value to another pair: the matrices must be complete, so
+    # models with a missing pair are left out (most missing first) until the rest are complete
+    ok = np.isfinite(A) & np.isfinite(B)
+    np.fill_diagonal(ok, True)
+    keep = np.ones(n, dtype=bool)
+    while not ok[np.ix_(keep, keep)].all():
+        bad = np.where(keep, (~ok[np.ix_(np.arange(n), keep)]).sum(axis=1), -1)
+        keep[int(np.argmax(bad))] = False
+    dropped = int(n - keep.sum())
+    if dropped:
+        A, B, codes = A[np.ix_(keep, keep)], B[np.ix_(keep, keep)], pd.factorize(codes[keep])[0]
+        G, n = int(codes.max()) + 1 if keep.any() else 0, int(keep.sum())
     iu, ju = np.triu_indices(n, 1)
-    sel = np.isfinite(A[iu, ju]) & np.isfinite(B[iu, ju])
+    sel = np.ones(iu.size, dtype=bool)
     if scope == "within":
         sel &= codes[iu] == codes[ju]
     elif scope != "pooled":
         raise InputError(f"scope must be 'pooled' or 'within' for a pairwise target, got {scope!r}")
     iu, ju = iu[sel], ju[sel]
-    out = {"r": np.nan, "p": np.nan, "n_pairs": int(iu.size), "n_models": n, "p_method": "", "note": ""}
+    out = {"r": np.nan, "p": np.nan, "n_pairs": int(iu.size), "n_models": n, "p_method": "",
+           "note": f"{dropped} model(s) with missing pairs left out" if dropped else ""}
     if iu.size < 3:
-        out["note"] = f"{iu.size} pair(s) in scope {scope!r}: a pairwise correlation needs 3"
+        out["note"] = "; ".join(t for t in (out["note"], f"{iu.size} pair(s) in scope {scope!r}: a pairwise correlation needs 3") if t)
         return out
 
     def prep(v):

@@ -226,6 +226,14 @@ def test_mantel_matches_brute_force_and_detects_a_relation():
     P = np.argsort(perm_rng.random((999, n)), axis=1)
     null = np.array([abs(st.pearsonr(D[iu, ju], M[np.ix_(p, p)][iu, ju])[0]) for p in P])
     assert res["p"] == pytest.approx((1 + (null >= abs(res["r"]) - 1e-12).sum()) / 1000)
+    # a pair that was not scored: its model is left out (a permutation needs complete matrices)
+    M2 = M.copy()
+    M2[2, 5] = M2[5, 2] = np.nan
+    part = stats.mantel_test(D, M2, n_perm=999, seed=0)
+    keep = np.array([i != 2 for i in range(n)])  # the first of the two incomplete models goes
+    sub = stats.mantel_test(D[np.ix_(keep, keep)], M[np.ix_(keep, keep)], n_perm=999, seed=0)
+    assert part["r"] == sub["r"] and part["p"] == sub["p"] and part["n_models"] == 7
+    assert "1 model(s) with missing pairs left out" in part["note"]
 
 
 # ------------------------------------------------------------------------------ few families
