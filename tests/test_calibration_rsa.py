@@ -172,12 +172,12 @@ def test_split_half_reliability_ragged_counts():
 
 
 # ----------------------------------------------------------------------------- RDM benchmarks
-def _rdm_rows(S, sigma, n_sub, rng, model_X):
+def _rdm_rows(S, sigma, n_sub, rng, model_X, n_boot=0):
     ids = np.array([f"img{i:03d}" for i in range(S.shape[0])])
     subj = np.stack([rdm(S + sigma * rng.standard_normal(S.shape), dtype=np.float64) for _ in range(n_sub)])
     brain = BrainRDMs(subj, ids, roi="IT", dataset="sim")
     bench = bm.Benchmark(id="sim.s.IT.rsa", dataset="sim", subject="s", space="rdm", roi="IT", metric="rsa",
-                         kind="rdms", lid_split="all", stimulus_set="sim", params={"rsa_n_boot": 0})
+                         kind="rdms", lid_split="all", stimulus_set="sim", params={"rsa_n_boot": n_boot})
     rows = rb.rdm_score_rows({"l": model_X.astype(np.float32)}, ids, bench, brain, model="m")
     return [r for r in rows if r["split"] == "all"], subj
 
@@ -203,6 +203,20 @@ def test_rdm_benchmark_true_model_normalises_to_one(n_sub):
             assert rel >= 0.15
             tol = 0.05 if rel >= 0.5 else 0.1
             assert abs(np.mean(norm) - 1) <= tol, (n_sub, sigma, rel, np.mean(norm))
+
+
+def test_rdm_benchmark_true_model_never_above_one_beyond_sampling_error():
+    """A true-model row above 1 by more than the upper half of its 95 % interval (scaled by the ceiling) should
+    happen in ≈ 2.5 % of rows; allow 10 % of 60 rows (per-subject rows also carry the ceiling's own error)."""
+    over = []
+    for seed in range(12):
+        rng = np.random.default_rng(950 + seed)
+        S = _signal(rng)
+        rows, _ = _rdm_rows(S, 4.0, 4, rng, S, n_boot=100)
+        for r in rows:
+            assert r["ci_method"] == "stimulus-bootstrap-corrected"
+            over.append(r["normalised"] > 1 + (r["ci_high"] - r["value"]) / r["ceiling"])
+    assert len(over) == 60 and np.mean(over) <= 0.1, np.mean(over)
 
 
 def test_rdm_benchmark_noise_model_scores_zero():
