@@ -111,6 +111,8 @@ class AnalysisResult:
         None for all three scopes.
         """
         c = self.correlations
+        if not len(c):
+            return c
         keep = c["headline"].astype(bool)
         if scope is not None and "scope" in c:
             keep &= c["scope"] == scope
@@ -629,7 +631,7 @@ def _pairwise_rows(models: pd.DataFrame, pairwise: dict, measures, estimator: st
                 p = res["pearson"]
                 recs[scope] = {
                     "target": f"pairwise:{metric}", "measure": f"|delta {name}|", "kind": "pairwise", "headline": False,
-                    "scope": scope, "n_models": n, "n_pairs": p["n_pairs"],
+                    "scope": scope, "n_models": p["n_models"], "n_pairs": p["n_pairs"],
                     "n_families": len(set(fam)) if fam is not None else n,
                     "pearson_r": p["r"], "pearson_p": p["p"], "spearman_r": res["spearman"]["r"],
                     "spearman_p": res["spearman"]["p"], "p_method": p["p_method"], "ci_method": "",
