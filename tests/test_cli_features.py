@@ -184,9 +184,11 @@ def fake_libs(tmp_path, monkeypatch):
     """Control which of torchvision / timm import, and how they fail; torch reports 2.13.0+cpu."""
     import sys
 
+    import importlib
+
     monkeypatch.setattr(torch, "__version__", "2.13.0+cpu")
-    for name in ("torchvision", "timm", "open_clip"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
+    libs = ("torchvision", "timm", "open_clip")
+    saved = {name: sys.modules.pop(name) for name in libs if name in sys.modules}
     monkeypatch.syspath_prepend(str(tmp_path / "libs"))
 
     def make(name, body):
@@ -195,9 +197,13 @@ def fake_libs(tmp_path, monkeypatch):
         (d / "__init__.py").write_text(body)
 
     def absent(name):
-        monkeypatch.setitem(sys.modules, name, None)  # import raises ModuleNotFoundError
+        sys.modules[name] = None  # import raises ModuleNotFoundError
 
-    return make, absent
+    yield make, absent
+    for name in libs:  # the fakes must not outlive the test (other tests skip when the real ones are missing)
+        sys.modules.pop(name, None)
+    sys.modules.update(saved)
+    importlib.invalidate_caches()
 
 
 def _one_line_error(capsys, args):
