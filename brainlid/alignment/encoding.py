@@ -484,8 +484,10 @@ def brain_encoding_scores(
         ``brain``, after ``roi`` selection), ``time``, ``r``, ``r2``, ``alpha``,
         ``ceiling`` (NaN when the data carry no ceiling), ``normalised`` (R²/NC),
         ``r_normalised`` (r/√NC), ``kept`` (NC above ``floor``), and ``time_s`` (seconds)
-        for time-resolved data. ``df.attrs`` holds the ROI summary (mean normalised R² over
-        kept units, their number, units dropped) as plain JSON-serialisable values.
+        for time-resolved data. ``df.attrs`` holds the ROI summary of R² (``roi_normalised`` =
+        mean R² ÷ mean NC over the kept units, ``roi_normalised_unit_mean`` = the mean of their
+        per-unit ratios, their number, units dropped, ``alpha_edge_fraction``) as plain
+        JSON-serialisable values.
     """
     from ..data.ids import match_ids
 

@@ -18,8 +18,11 @@ loads data, extracts (cached) features, calls the pure functions and writes the 
 Encoding (METHODS §6): features → PCA (``params["pca"]`` components, fitted on the fitting
 stimuli only) → ridge with a per-unit α chosen by inner CV (himalaya, through
 :func:`brainlid.alignment.encoding.ridge_cv_fit_predict`; X and Y centred on the fitting
-stimuli) → held-out Pearson r and R² per unit → ROI means; ceiling-normalised with
-:mod:`brainlid.alignment.ceiling` (R²/NC and r/√NC, units with NC > floor).
+stimuli; ``params["alphas"]`` relative to the mean eigenvalue of the fit features' Gram, so the
+scores do not depend on the scale of X or Y) → held-out Pearson r and R² per unit → ROI means;
+ceiling-normalised with :mod:`brainlid.alignment.ceiling` as a ratio of means over the units with
+NC > floor (mean R² ÷ mean NC, mean r ÷ mean √NC); 95 % interval = basic bootstrap of the ROI mean
+over ``params["n_boot"]`` resamples of the evaluated stimuli; ``alpha_edge_fraction`` per row.
 RSA: correlation-distance RDMs of features and responses on the evaluated stimuli, compared
 by Spearman's rho (:mod:`brainlid.alignment.rsa`); when the data keep repetitions
 (:func:`rsa_split_half_ceiling`), ceiling = √ of the split-half reliability of the subject's RDM
