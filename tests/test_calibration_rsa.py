@@ -61,8 +61,8 @@ def _half_split_reliability(S, sigma, n_rep, rng, n_splits=20):
     return float(np.mean(r))
 
 
-# noise levels per repetition count: one with half-split reliability >= 0.5, one between 0.15 and 0.5
-SNR_GRID = {2: (2.0, 5.0), 3: (1.5, 3.5), 4: (2.5, 6.5), 5: (2.5, 7.0)}
+# noise levels per repetition count: half-split reliability >= 0.5, about 0.25–0.45, and 0.15–0.23
+SNR_GRID = {2: (2.0, 5.0, 6.0), 3: (1.5, 3.5, 5.0), 4: (2.5, 6.5, 8.0), 5: (2.5, 7.0, 8.0)}
 
 
 @pytest.mark.parametrize("n_rep", [2, 3, 4, 5])
