@@ -370,3 +370,20 @@ def test_real_cifar_resnet_family_on_k92(tmp_path, monkeypatch):
     assert an.settings["data_sources"].get("k92.human.IT.rsa", "real") in ("real", "unknown")
     text = an.files["report"].read_text()
     assert "one model family (cifar_resnet)" in text and "between-family correlation is undefined" in text
+
+
+def test_cli_refuses_real_with_synthetic(tmp_path, capsys):
+    from brainlid.cli import main
+
+    x, y, _ = family_zoo(np.random.default_rng(1), n_families=3, per=3)
+    names = [f"m{i}" for i in range(x.size)]
+    scores, geom = tables_from(names, x, y)
+    other = scores.assign(benchmark="c.s1.R.encoding", dataset="c", data_source="synthetic")
+    write_table(pd.concat([scores.assign(data_source="real"), other], ignore_index=True), tmp_path / "scores", formats=("csv",))
+    write_table(geom, tmp_path / "geometry", formats=("csv",))
+    args = ["analyze", "--table", str(tmp_path / "scores.csv"), "--table", str(tmp_path / "geometry.csv"), "--out", str(tmp_path / "an")]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "mix real and synthetic" in err and "--allow-mixed-sources" in err and "Traceback" not in err
+    assert main(args + ["--allow-mixed-sources", "--family-rule", "model"]) == 0
+    assert "SYNTHETIC data mixed on request" in capsys.readouterr().err
