@@ -212,13 +212,16 @@ def second_order_excess(model_rdms, brain_rdms, n_stimuli: int, compare: str = "
     UA, UB = standardise(A), standardise(B)
     inc = _pair_incidence(n)
     ii, jj = np.triu_indices(n, 1)
+    step = max(1, int(2**24 // max(1, UB.shape[1])))  # brain RDMs per block: ~128 MB of float64 temporaries
     for a in range(UA.shape[0]):
-        r = (UB @ UA[a]) / UA.shape[1]  # (k,)
-        H = UB * UA[a] - 0.5 * r[:, None] * (UB**2 + UA[a] ** 2)  # (k, P) influence values
-        rs = np.asarray((inc.T @ H.T).T)  # (k, n) row sums of the symmetric pair matrix
-        tot = 2.0 * H.sum(axis=1, keepdims=True)
-        E = H - (rs[:, ii] + rs[:, jj]) / (n - 2) + tot / ((n - 1) * (n - 2))
-        out[a] = 4.0 * np.mean(E**2, axis=1) / n**2
+        for k0 in range(0, UB.shape[0], step):
+            U = UB[k0:k0 + step]
+            r = (U @ UA[a]) / UA.shape[1]  # (k,)
+            H = U * UA[a] - 0.5 * r[:, None] * (U**2 + UA[a] ** 2)  # (k, P) influence values
+            rs = np.asarray((inc.T @ H.T).T)  # (k, n) row sums of the symmetric pair matrix
+            tot = 2.0 * H.sum(axis=1, keepdims=True)
+            E = H - (rs[:, ii] + rs[:, jj]) / (n - 2) + tot / ((n - 1) * (n - 2))
+            out[a, k0:k0 + step] = 4.0 * np.mean(E**2, axis=1) / n**2
     return out
 
 
