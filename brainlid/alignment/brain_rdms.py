@@ -89,9 +89,9 @@ def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs
         Comparison method of :func:`brainlid.alignment.rsa.compare_rdms`.
     rdm_method : str
         Recorded in the ``rdm_method`` column (how the model RDMs were made).
-    ceiling : (lower, upper, group) or None
+    ceiling : (lower, upper[, group]) or None
         Precomputed LOSO bounds and group-mean ceiling (module docstring; default: computed
-        from ``brain_rdms``).
+        from ``brain_rdms``; without ``group`` it is computed).
 
     Returns
     -------
@@ -107,8 +107,12 @@ def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs
     group = brain_rdms.mean_rdm()
     if ceiling is None:
         lo, hi, grp, note = _ceiling(subj, compare)
-    else:
+    elif len(ceiling) == 2:  # (lower, upper) only: the group-mean ceiling still comes from the subject RDMs
+        (lo, hi), grp, note = (float(c) for c in ceiling), _ceiling(subj, compare)[2], ""
+    elif len(ceiling) == 3:
         (lo, hi, grp), note = (float(c) for c in ceiling), ""
+    else:
+        raise InputError(f"ceiling must be (lower, upper) or (lower, upper, group); got {len(ceiling)} values")
     per_subject_ceiling = float(np.sqrt(lo * hi)) if np.isfinite(lo) and lo > 0 and hi > 0 else float("nan")
     names = list(model_rdms)
     M = np.stack([np.asarray(model_rdms[k], dtype=np.float64).ravel() for k in names])
