@@ -162,7 +162,8 @@ def _pair_incidence(n: int):
     return csr_matrix((np.ones(2 * P), (np.repeat(np.arange(P), 2), np.column_stack([ii, jj]).ravel())), shape=(P, n))
 
 
-def second_order_excess(model_rdms, brain_rdms, n_stimuli: int, compare: str = "spearman") -> np.ndarray:
+def second_order_excess(model_rdms, brain_rdms, n_stimuli: int, compare: str = "spearman", *,
+                        weights=None) -> np.ndarray:
     """Variance the stimulus bootstrap of an RDM comparison adds on top of the true sampling variance.
 
     An RDM comparison is, to first order, a mean over stimulus pairs of influence values
@@ -184,10 +185,14 @@ def second_order_excess(model_rdms, brain_rdms, n_stimuli: int, compare: str = "
     brain_rdms : array (k, n_pairs)
     n_stimuli : int (>= 4)
     compare : {"spearman", "pearson", "cosine"}
+    weights : (model weights (m,), brain weights (k,)) or None
+        The excess of one contrast ``Σ_a Σ_j wm_a wb_j · compare(model a, brain j)`` instead (its
+        influence values are the same combination of the pairs' influence values), e.g. ``([1, −1],
+        [1])`` for the paired difference of two models (:mod:`brainlid.comparison`).
 
     Returns
     -------
-    excess : ndarray of shape (m, k) float64 (zeros when n_stimuli < 4).
+    excess : ndarray of shape (m, k) float64 (zeros when n_stimuli < 4); shape (1, 1) with ``weights``.
 
     References
     ----------
@@ -197,7 +202,7 @@ def second_order_excess(model_rdms, brain_rdms, n_stimuli: int, compare: str = "
     A = np.atleast_2d(np.asarray(model_rdms, dtype=np.float64))
     B = np.atleast_2d(np.asarray(brain_rdms, dtype=np.float64))
     n = int(n_stimuli)
-    out = np.zeros((A.shape[0], B.shape[0]))
+    out = np.zeros((A.shape[0], B.shape[0]) if weights is None else (1, 1))
     if n < 4:
         return out
 
@@ -213,15 +218,29 @@ def second_order_excess(model_rdms, brain_rdms, n_stimuli: int, compare: str = "
     inc = _pair_incidence(n)
     ii, jj = np.triu_indices(n, 1)
     step = max(1, int(2**24 // max(1, UB.shape[1])))  # brain RDMs per block: ~128 MB of float64 temporaries
+
+    def excess(H):  # (k, P) influence values → (k,) 4 σ̂₂² / n² of their doubly centred residuals
+        rs = np.asarray((inc.T @ H.T).T)  # (k, n) row sums of the symmetric pair matrix
+        tot = 2.0 * H.sum(axis=1, keepdims=True)
+        E = H - (rs[:, ii] + rs[:, jj]) / (n - 2) + tot / ((n - 1) * (n - 2))
+        return 4.0 * np.mean(E**2, axis=1) / n**2
+
+    def influence(a, U):  # (k, P) influence values of model a against the brain RDMs U
+        r = (U @ UA[a]) / UA.shape[1]  # (k,)
+        return U * UA[a] - 0.5 * r[:, None] * (U**2 + UA[a] ** 2)
+
+    if weights is not None:
+        wm, wb = (np.asarray(w, dtype=np.float64).reshape(-1) for w in weights)
+        if wm.size != UA.shape[0] or wb.size != UB.shape[0]:
+            raise InputError(f"weights must have {UA.shape[0]} model and {UB.shape[0]} brain entries")
+        Hs = np.zeros((1, UA.shape[1]))
+        for a in np.flatnonzero(wm):
+            for k0 in range(0, UB.shape[0], step):
+                Hs += wm[a] * (wb[k0:k0 + step] @ influence(a, UB[k0:k0 + step]))
+        return excess(Hs)[None]
     for a in range(UA.shape[0]):
         for k0 in range(0, UB.shape[0], step):
-            U = UB[k0:k0 + step]
-            r = (U @ UA[a]) / UA.shape[1]  # (k,)
-            H = U * UA[a] - 0.5 * r[:, None] * (U**2 + UA[a] ** 2)  # (k, P) influence values
-            rs = np.asarray((inc.T @ H.T).T)  # (k, n) row sums of the symmetric pair matrix
-            tot = 2.0 * H.sum(axis=1, keepdims=True)
-            E = H - (rs[:, ii] + rs[:, jj]) / (n - 2) + tot / ((n - 1) * (n - 2))
-            out[a, k0:k0 + step] = 4.0 * np.mean(E**2, axis=1) / n**2
+            out[a, k0:k0 + step] = excess(influence(a, UB[k0:k0 + step]))
     return out
 
 
@@ -316,7 +335,7 @@ def _positions(ids: np.ndarray, want: np.ndarray) -> np.ndarray:
 
 def rdm_score_rows(features: Mapping[str, np.ndarray], feature_ids, bench: Benchmark | str, brain_rdms, *,
                    model: str, layer_index: Mapping[str, int] | None = None,
-                   feature_cache_key: str | Mapping[str, str] = "") -> list[dict]:
+                   feature_cache_key: str | Mapping[str, str] = "", keep: dict | None = None) -> list[dict]:
     """Score rows of every layer on an RDM benchmark: splits ``val`` / ``test`` (split-half,
     group mean) and ``all`` (every image; every subject and the group mean).
 
@@ -330,6 +349,11 @@ def rdm_score_rows(features: Mapping[str, np.ndarray], feature_ids, bench: Bench
     model : str
     layer_index : mapping layer → int or None (default: the order of ``features``)
     feature_cache_key : str or mapping layer → str
+    keep : dict or None
+        Collector of the ``test`` half's comparison arrays (``brainlid compare``): each layer's
+        condensed ``model_rdm`` (float32) and, once, the ``brain_rdms`` of every subject and the group
+        mean (last row) with their ``subjects`` and ``stimulus_ids``
+        (:func:`brainlid.scoring.runner.keep_arrays`).
 
     Returns
     -------
@@ -363,6 +387,15 @@ def rdm_score_rows(features: Mapping[str, np.ndarray], feature_ids, bench: Bench
             feats[layer] = X[pos]
         df = score_brain_rdms(feats, ids, sub, rdm_method=p["rdm_method"], compare=p["rdm_compare"])
         subjects = ["mean"] if split != "all" else list(sub.subjects) + ["mean"]
+        if keep is not None and split == "test":
+            from .runner import keep_arrays
+
+            for layer in feats:
+                keep_arrays(keep, {"model_rdm": rdm(feats[layer], p["rdm_method"]).astype(np.float32)}, model, layer,
+                            bench, split)
+            keep_arrays(keep, {"brain_rdms": np.vstack([sub.subject_rdms(), sub.mean_rdm()[None]]).astype(np.float32),
+                               "subjects": np.array(list(sub.subjects) + ["mean"]), "stimulus_ids": ids},
+                        "", "", bench, split)
         lo = hi = None
         if split != "val" and p["rdm_compare"] in BOOTSTRAP_METHODS and p["rsa_n_boot"] >= 10:
             M = np.stack([rdm(feats[layer], p["rdm_method"]) for layer in feats])
@@ -389,11 +422,13 @@ def rdm_score_rows(features: Mapping[str, np.ndarray], feature_ids, bench: Bench
 
 def score_rdm_features(features: Mapping[str, np.ndarray], feature_ids, bench: Benchmark | str, brain_rdms=None, *,
                        model: str = "model", root=None, feature_cache_key: str | Mapping[str, str] = "",
-                       geometry: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                       geometry: bool = True, keep: dict | None = None,
+                       keep_layers: str = "selected") -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`brainlid.scoring.runner.score_features` for RDM benchmarks: score rows of every layer
     (:func:`rdm_score_rows`), the best layer marked from the ``val`` rows, and geometry rows (LID
-    K-sweep and global measures) on all the benchmark's images (its ``stimulus_set``)."""
-    from .runner import geometry_rows, select_best_layer
+    K-sweep and global measures) on all the benchmark's images (its ``stimulus_set``). ``keep`` /
+    ``keep_layers``: the comparison arrays of the selected layer (or of every layer, ``"all"``)."""
+    from .runner import geometry_rows, prune_kept, select_best_layer
     from .tables import geometry_frame, score_frame
 
     bench = get_benchmark(bench)
@@ -401,8 +436,11 @@ def score_rdm_features(features: Mapping[str, np.ndarray], feature_ids, bench: B
         raise InputError(f"benchmark {bench.id} is not an RDM benchmark")
     if brain_rdms is None:
         brain_rdms = load_benchmark_rdms(bench, root)
-    rows = rdm_score_rows(features, feature_ids, bench, brain_rdms, model=model, feature_cache_key=feature_cache_key)
+    rows = rdm_score_rows(features, feature_ids, bench, brain_rdms, model=model, feature_cache_key=feature_cache_key,
+                          keep=keep)
     scores = select_best_layer(score_frame(rows))
+    if keep_layers == "selected":
+        prune_kept(keep, scores, model, bench.id)
     grows: list[dict] = []
     if geometry:
         fids = np.asarray(feature_ids)

@@ -132,7 +132,8 @@ class EncodeResult(NamedTuple):
     unit's α is an end of the grid (same shape, bool); ``unbracketed``: at an end where the inner-CV
     score still improves (:meth:`RidgeResult.unbracketed`); ``n_alphas``: grid size; ``boot``: metric →
     ``(n_boot[, n_times])`` sums over units of the score on each stimulus resample
-    (:func:`brainlid.alignment.uncertainty.bootstrap_unit_sums`), or None without a bootstrap.
+    (:func:`brainlid.alignment.uncertainty.bootstrap_unit_sums`), or None without a bootstrap;
+    ``pred``: the held-out predictions (what ``brainlid compare`` resamples).
     """
 
     r: np.ndarray
@@ -141,6 +142,7 @@ class EncodeResult(NamedTuple):
     unbracketed: np.ndarray
     n_alphas: int
     boot: dict | None
+    pred: np.ndarray | None = None  #: held-out predictions (n_eval, n_units[, n_times]) float32 (kept for comparisons)
 
 
 def _encode(X_fit, Y_fit, X_eval, Y_eval, params) -> EncodeResult:
@@ -173,7 +175,7 @@ def _encode(X_fit, Y_fit, X_eval, Y_eval, params) -> EncodeResult:
         counts = bootstrap_counts(n_eval, n_boot, np.random.default_rng(params["seed"]))
         boot = bootstrap_unit_sums(Y_eval, pred, counts, metrics=("r2", "r"))
     return EncodeResult(r, r2, res.at_grid_edge.reshape(shape[1:]), res.unbracketed().reshape(shape[1:]),
-                        int(res.alphas.size), boot)
+                        int(res.alphas.size), boot, pred)
 
 
 ALPHA_EDGE_WARN = 0.5  #: warn when more than this fraction of a cell's units have an unbracketed α
@@ -225,6 +227,7 @@ def score_layer(
     splits: Mapping[str, np.ndarray] | None = None,
     which: Sequence[str] = ("val", "test"),
     feature_cache_key: str = "",
+    keep: dict | None = None,
 ) -> list[dict]:
     """Score one layer's features on one benchmark: rows for each split in ``which``.
 
@@ -242,6 +245,13 @@ def score_layer(
     which : sequence of {"val", "test"}
         ``"val"`` fits on ``fit`` and scores ``val`` (for layer selection); ``"test"`` fits on
         ``train`` (= fit ∪ val) and scores ``test``.
+    keep : dict or None
+        When given, the ``test`` split's arrays a paired comparison needs are added to it, keyed
+        ``(model, layer, benchmark, benchmark_version, "test", name)``: the held-out predictions
+        (``pred``, float32 ``(n_test, n_units[, n_times])``) or the model RDM (``model_rdm``, condensed
+        float32), and once per benchmark (``model = layer = ""``) the observed ``responses`` and
+        ``noise_ceiling`` or the ``brain_rdms``, with the ``stimulus_ids``
+        (:meth:`brainlid.scoring.store.ResultsStore.add_arrays`; no copy beyond references).
 
     Returns
     -------
@@ -270,17 +280,49 @@ def score_layer(
         fit_ids, eval_ids = (splits["fit"], splits["val"]) if split == "val" else (splits["train"], splits["test"])
         fi = _positions(ids, fit_ids, f"{split}-fit")
         ei = _positions(ids, eval_ids, split)
+        got = {} if (keep is not None and split == "test") else None
+        Ye = Ya[ei]
         if bench.metric == "encoding":
-            rows += _encoding_rows(Xa[fi], Ya[fi], Xa[ei], Ya[ei], nc, times, p,
-                                   {**base, "split": split, "ceiling_method": bench.ceiling})
+            rows += _encoding_rows(Xa[fi], Ya[fi], Xa[ei], Ye, nc, times, p,
+                                   {**base, "split": split, "ceiling_method": bench.ceiling}, keep=got)
         else:
             ceiling = rsa_split_half_ceiling(brain, ids[ei], p, bench.id, warn=split == "test")
-            rows += _rsa_rows(Xa[ei], Ya[ei], times, p, {**base, "split": split}, ceiling=ceiling)
+            rows += _rsa_rows(Xa[ei], Ye, times, p, {**base, "split": split}, ceiling=ceiling, keep=got)
+        if got is not None:
+            own = {k: got.pop(k) for k in ("pred", "model_rdm") if k in got}
+            shared = {"stimulus_ids": ids[ei], **got}
+            if bench.metric == "encoding":
+                shared["responses"] = Ye
+                if nc is not None:
+                    shared["noise_ceiling"] = np.asarray(nc, dtype=np.float32)
+            keep_arrays(keep, own, model, layer, bench, "test")
+            keep_arrays(keep, shared, "", "", bench, "test")
     return rows
 
 
-def _encoding_rows(X_fit, Y_fit, X_eval, Y_eval, nc, times, p, base) -> list[dict]:
+def keep_arrays(keep: dict, arrays: Mapping[str, np.ndarray], model: str, layer: str, bench: Benchmark,
+                split: str) -> None:
+    """Add ``arrays`` (name → array) to a ``keep`` collector under ``(model, layer, benchmark, version, split,
+    name)``; a benchmark's own arrays (``model = ""``) are added once."""
+    for name, a in arrays.items():
+        keep.setdefault((model, layer, bench.id, int(bench.version), split, name), a)
+
+
+def prune_kept(keep: dict | None, scores: pd.DataFrame, model: str, bench_id: str) -> None:
+    """Drop from ``keep`` the arrays of ``model``'s layers on ``bench_id`` that are not the selected layer of
+    ``scores`` (rows with ``selected`` set by :func:`select_best_layer`): only the selected layer's
+    predictions stay in memory and reach the store."""
+    if not keep:
+        return
+    sel = set(scores.loc[scores["selected"].astype(bool), "layer"].astype(str))
+    for k in [k for k in keep if k[0] == model and k[0] != "" and k[2] == bench_id and k[1] not in sel]:
+        del keep[k]
+
+
+def _encoding_rows(X_fit, Y_fit, X_eval, Y_eval, nc, times, p, base, keep: dict | None = None) -> list[dict]:
     fit = _encode(X_fit, Y_fit, X_eval, Y_eval, p)
+    if keep is not None:
+        keep["pred"] = fit.pred
     if base.get("split") == "test":  # one warning per cell: the fit whose scores are reported
         _warn_alpha_edges(fit.unbracketed, f"{base.get('model')} {base.get('layer')} on {base.get('benchmark')}")
     return encoding_rows(fit.r, fit.r2, nc, times, p, base, int(X_eval.shape[0]), at_edge=fit.at_edge,
@@ -398,7 +440,7 @@ def rsa_split_half_ceiling(brain, eval_ids, p, bench_id: str = "", warn: bool = 
 RSA_CEILING_METHOD = "rdm-split-half-disattenuated"
 
 
-def _rsa_rows(X_eval, Y_eval, times, p, base, ceiling=None) -> list[dict]:
+def _rsa_rows(X_eval, Y_eval, times, p, base, ceiling=None, keep: dict | None = None) -> list[dict]:
     """RSA score rows (one per time point).
 
     ``value`` = compare(model RDM, RDM of the evaluated responses). ``ceiling``: the
@@ -413,7 +455,8 @@ def _rsa_rows(X_eval, Y_eval, times, p, base, ceiling=None) -> list[dict]:
       in the noise). NaN where r_sb <= ``p["ceiling_floor"]``. ``ceiling_method`` records it.
 
     ``ci_low``/``ci_high``: the variance-corrected stimulus bootstrap of ``value``
-    (:func:`brainlid.scoring.rdm_benchmarks.rdm_bootstrap_ci`).
+    (:func:`brainlid.scoring.rdm_benchmarks.rdm_bootstrap_ci`). ``keep``: a dict that receives the
+    condensed ``model_rdm`` and the ``brain_rdms`` (n_times or 1, n_pairs), both float32.
     """
     from ..alignment.ceiling import rdm_split_half
     from ..alignment.rsa import compare_rdms, rdm
@@ -430,6 +473,9 @@ def _rsa_rows(X_eval, Y_eval, times, p, base, ceiling=None) -> list[dict]:
         warnings.warn(f"{base.get('benchmark', 'RSA')}: {caught[0].message}" + (
             f" (at {len(caught)} time points)" if len(caught) > 1 else ""), UserWarning, stacklevel=3)
     brain_rdms = np.stack(brain_rdms)
+    if keep is not None:
+        keep["model_rdm"] = np.asarray(model_rdm, dtype=np.float32)
+        keep["brain_rdms"] = np.asarray(brain_rdms, dtype=np.float32)
     values = np.atleast_1d(compare_rdms(model_rdm, brain_rdms, method=p["rdm_compare"]))
     # 95 % CI: bootstrap over the evaluated stimuli (pairs of a stimulus with its own copy excluded)
     lo = hi = np.full(values.shape, np.nan)
@@ -592,6 +638,8 @@ def score_features(
     root=None,
     feature_cache_key: str | Mapping[str, str] = "",
     geometry: bool = True,
+    keep: dict | None = None,
+    keep_layers: str = "selected",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score every layer of one model's features on one benchmark; pick the best layer on val.
 
@@ -604,6 +652,11 @@ def score_features(
     brain : BrainData or None
         The benchmark's data (loaded with :func:`load_benchmark_data` when None).
     feature_cache_key : str or mapping layer → str
+    keep : dict or None
+        Collector of the test split's comparison arrays (:func:`score_layer`'s ``keep``).
+    keep_layers : {"selected", "all"}
+        Keep the arrays of the selected layer only (default: at most two layers' predictions are
+        held while the layers are scored) or of every layer.
 
     Returns
     -------
@@ -614,7 +667,8 @@ def score_features(
         from .rdm_benchmarks import score_rdm_features
 
         return score_rdm_features(features, feature_ids, bench, brain, model=model, root=root,
-                                  feature_cache_key=feature_cache_key, geometry=geometry)
+                                  feature_cache_key=feature_cache_key, geometry=geometry, keep=keep,
+                                  keep_layers=keep_layers)
     if brain is None:
         _, brain = load_benchmark_data(bench, root)
     if not features:
@@ -628,7 +682,9 @@ def score_features(
     for li, (layer, X) in enumerate(features.items()):
         X = np.asarray(X, dtype=np.float32)
         rows += score_layer(X, fids, brain, bench, model=model, layer=layer, layer_index=li, splits=splits,
-                            feature_cache_key=keys.get(layer, ""))
+                            feature_cache_key=keys.get(layer, ""), keep=keep)
+        if keep and keep_layers == "selected":  # the best layer so far (select_best_layer's criterion)
+            prune_kept(keep, select_best_layer(score_frame(rows)), model, bench.id)
         if geometry:
             pos = _positions(fids, lid_ids, "LID")
             grows += geometry_rows(X[pos], model=model, layer=layer, layer_index=li, stimulus_set=bench.lid_stimulus_set,
@@ -637,6 +693,9 @@ def score_features(
                                    data_source=data_source_of(brain))
     scores = select_best_layer(score_frame(rows))
     return scores, geometry_frame(grows)
+
+
+KEEP_ARRAYS = ("selected", "all", "none")  #: ``keep_arrays=`` of :func:`score`
 
 
 # --------------------------------------------------------------------------- the driver
@@ -677,6 +736,7 @@ def score(
     mm_metrics: Sequence[str] = ("mutual_knn", "ridge_r2"),
     return_result: bool = False,
     client=None,
+    keep_arrays: str = "selected",
     **distributed_options,
 ):
     """Score a model (and its baselines) on benchmarks: the Python API of ``brainlid score``.
@@ -711,6 +771,12 @@ def score(
     client : Dask client or cluster, optional
         Run the same grid on a Dask cluster (:func:`brainlid.scoring.distributed.score_distributed`,
         which receives ``**distributed_options`` such as ``voxel_batch``); serial when None.
+    keep_arrays : {"selected", "all", "none"}
+        With a store: keep the test split's held-out predictions (encoding) or model RDM (RSA) of the
+        selected layer (default), of every layer, or none, beside the observed responses / brain RDMs
+        (once per benchmark version) — what ``brainlid compare`` resamples
+        (:meth:`~brainlid.scoring.store.ResultsStore.add_arrays`). Predictions are float32
+        ``n_test × n_units`` per kept layer (e.g. 1,000 NSD test images × 5,000 voxels: 20 MB).
 
     The grid — names, layers, baselines, where geometry and the model–model task are measured —
     is :func:`brainlid.scoring.plan.plan_grid`'s, shared with the Dask runner.
@@ -721,6 +787,8 @@ def score(
     """
     from . import baselines as bl
 
+    if keep_arrays not in KEEP_ARRAYS:
+        raise InputError(f"keep_arrays must be one of {KEEP_ARRAYS}, got {keep_arrays!r}")
     if client is not None:
         if extract_fn is not None:
             raise InputError("extract_fn cannot be used with client=: workers extract through the feature cache")
@@ -729,7 +797,7 @@ def score(
         return score_distributed(
             client, model, benchmarks, layers=layers, data_root=data_root, out=out, store=store, baselines=baselines,
             pooling=pooling, batch_size=batch_size, if_exists=if_exists, extract_kwargs=extract_kwargs,
-            mm_metrics=mm_metrics, return_result=return_result, **distributed_options,
+            mm_metrics=mm_metrics, return_result=return_result, keep_arrays=keep_arrays, **distributed_options,
         )
     if distributed_options:
         raise InputError(f"option(s) {sorted(distributed_options)} need client= (a Dask client or cluster)")
@@ -738,6 +806,11 @@ def score(
     ekw = {"pooling": pooling, "batch_size": batch_size, **dict(extract_kwargs or {})}
     plan = plan_grid(model, benchmarks, layers=layers, baselines=baselines, data_root=data_root,
                      allow_download=ekw.get("allow_download"))
+    st = None
+    if store:
+        from .store import ResultsStore
+
+        st = ResultsStore(None if store is True else store)
     all_scores, all_geom = [], []
     for bp in plan:  # one benchmark's data at a time
         bench, sub, brain = bp.bench, bp.stimuli, bp.brain
@@ -755,7 +828,11 @@ def score(
                 if g.source == "cache":
                     own = (arrays, ids)
                     lid_feats[g.model] = arrays[list(arrays)[-1]][_positions(ids, bp.lid_ids, "LID")]
-            s, gm = score_features(arrays, ids, bench, brain, model=g.model, feature_cache_key=keys, geometry=g.geometry)
+            kept = {} if st is not None and keep_arrays != "none" else None
+            s, gm = score_features(arrays, ids, bench, brain, model=g.model, feature_cache_key=keys, geometry=g.geometry,
+                                   keep=kept, keep_layers=keep_arrays)
+            if kept:  # each group's arrays as soon as they exist (references without rows are never read)
+                st.add_arrays(kept, data_source=data_source_of(brain), replace=if_exists == "replace")
             all_scores.append(s)
             all_geom.append(gm)
         if bp.model_model:
@@ -770,11 +847,7 @@ def score(
         out = Path(out)
         paths += write_table(scores, out / "scores")
         paths += write_table(geom, out / "geometry")
-    st = None
-    if store:
-        from .store import ResultsStore
-
-        st = ResultsStore(None if store is True else store)
+    if st is not None:
         st.add_frames(scores, geom, if_exists=if_exists)
     if return_result:
         return ScoreResult(scores, geom, paths, st)

@@ -8,7 +8,11 @@ Layout (schema version :data:`SCHEMA_VERSION`):
   of the same cell and version is rejected (:class:`DuplicateCellError`) unless the caller
   asks to replace it;
 * ``scores`` and ``geometry`` — the tidy rows (:mod:`brainlid.scoring.tables`), each pointing
-  at its cell.
+  at its cell;
+* ``arrays`` (schema 5) — references to content-addressed ``.npy`` files in ``<store dir>/arrays``:
+  the held-out predictions / model RDM of each scored cell's kept layer and, once per benchmark
+  version, the observed test responses (or brain RDMs), stimulus ids and noise ceilings — what
+  ``brainlid compare`` (:mod:`brainlid.comparison`) resamples.
 
 **Atomicity.** A cell and all its rows are written in one transaction (``BEGIN IMMEDIATE`` …
 ``COMMIT``). A process killed mid-write leaves no partial cell: SQLite's journal rolls the
@@ -27,7 +31,7 @@ import sqlite3
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -43,7 +47,7 @@ __all__ = ["ResultsStore", "DuplicateCellError", "DataSourceConflictError", "SCH
 #: ``versions=`` of the store's reads: the newest benchmark version of each benchmark, or every row.
 READ_VERSIONS = ("latest", "all")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class DuplicateCellError(BrainlidError):
@@ -108,6 +112,18 @@ ALTER TABLE scores ADD COLUMN ci_method TEXT DEFAULT '';
 ALTER TABLE scores ADD COLUMN ceiling_method TEXT DEFAULT '';
 ALTER TABLE scores ADD COLUMN data_source TEXT DEFAULT 'unknown';
 ALTER TABLE geometry ADD COLUMN data_source TEXT DEFAULT 'unknown';
+""",
+    # 4 → 5 (issue 18): arrays a paired model comparison needs (brainlid compare), content-addressed
+    # ``<store dir>/arrays/<sha256>.npy`` files referenced by (model, layer, benchmark, version, split, name);
+    # model = layer = '' for a benchmark's own arrays (observed responses, brain RDMs, stimulus ids, ceilings)
+    4: """
+CREATE TABLE IF NOT EXISTS arrays (
+  model TEXT NOT NULL, layer TEXT NOT NULL, benchmark TEXT NOT NULL, benchmark_version INTEGER NOT NULL,
+  split TEXT NOT NULL, name TEXT NOT NULL, sha256 TEXT NOT NULL, shape TEXT NOT NULL, dtype TEXT NOT NULL,
+  data_source TEXT DEFAULT 'unknown', created TEXT NOT NULL,
+  UNIQUE (model, layer, benchmark, benchmark_version, split, name)
+);
+CREATE INDEX IF NOT EXISTS arrays_key ON arrays(benchmark, benchmark_version, model);
 """,
 }
 
@@ -387,6 +403,94 @@ class ResultsStore:
             return pd.read_sql_query(
                 "SELECT kind, model, layer, benchmark, benchmark_version, created, brainlid_version FROM cells", con
             )
+
+    # arrays of paired comparisons (schema 5) ---------------------------------------------------
+    @property
+    def arrays_dir(self) -> Path:
+        """Folder of the content-addressed ``.npy`` files: ``<store dir>/arrays`` (shared by the stores of one
+        folder; a file is named by the SHA-256 of its dtype, shape and bytes, so equal arrays are written once)."""
+        return self.path.parent / "arrays"
+
+    def add_arrays(self, arrays: Mapping[tuple, np.ndarray], *, data_source: str = "unknown",
+                   replace: bool = False) -> int:
+        """Keep arrays a paired comparison reads (:mod:`brainlid.comparison`); return how many references were written.
+
+        Parameters
+        ----------
+        arrays : mapping ``(model, layer, benchmark, benchmark_version, split, name)`` → ndarray
+            ``model = layer = ""`` for a benchmark's own arrays. Numeric arrays are stored as they are
+            (predictions float32); string arrays (stimulus ids) as fixed-width unicode — never pickled.
+        data_source : str
+            Recorded with every reference (``real`` / ``synthetic`` / ``unknown``).
+        replace : bool
+            Overwrite existing references (a cell that was re-scored); else an existing reference is kept.
+
+        The ``.npy`` files are written atomically before the references (one transaction), so a
+        reference never names a missing file.
+        """
+        import hashlib
+
+        from .._atomic import atomic_path
+
+        refs = []
+        for key, arr in arrays.items():
+            if len(key) != 6:
+                raise BrainlidError(f"array key must be (model, layer, benchmark, version, split, name), got {key!r}")
+            a = np.asarray(arr)
+            if a.dtype.kind in "OSU":
+                a = a.astype(str)
+            elif a.dtype.kind not in "biuf":
+                raise BrainlidError(f"array {key[-1]!r} has unsupported dtype {a.dtype}")
+            a = np.ascontiguousarray(a)
+            h = hashlib.sha256(f"{a.dtype.str}|{a.shape}|".encode())
+            h.update(memoryview(a).cast("B") if a.size else b"")
+            sha = h.hexdigest()
+            f = self.arrays_dir / f"{sha}.npy"
+            if not f.exists():
+                with atomic_path(f) as tmp:
+                    np.save(tmp, a, allow_pickle=False)
+            m, layer, bench, version, split, name = key
+            refs.append((str(m), str(layer), str(bench), int(version), str(split), str(name), sha,
+                         ",".join(map(str, a.shape)), a.dtype.str, str(data_source),
+                         datetime.now(timezone.utc).isoformat()))
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        with self._transaction() as con:
+            for ref in refs:
+                con.execute(f"{verb} INTO arrays (model, layer, benchmark, benchmark_version, split, name, sha256, "
+                            "shape, dtype, data_source, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", ref)
+        return len(refs)
+
+    def array_index(self, **where) -> pd.DataFrame:
+        """The array references (model, layer, benchmark, benchmark_version, split, name, sha256, shape, dtype,
+        data_source, created), optionally filtered by column → value or list of values."""
+        cols = ("model", "layer", "benchmark", "benchmark_version", "split", "name")
+        clauses, params = [], []
+        for k, v in where.items():
+            if v is None:
+                continue
+            if k not in cols:
+                raise BrainlidError(f"cannot filter arrays by {k!r}")
+            vals = [v] if isinstance(v, (str, int, np.integer)) else list(v)
+            clauses.append(f"{k} IN ({', '.join('?' * len(vals))})")
+            params.extend(int(x) if isinstance(x, np.integer) else x for x in vals)
+        with self._connect() as con:
+            return pd.read_sql_query("SELECT * FROM arrays" + (f" WHERE {' AND '.join(clauses)}" if clauses else ""),
+                                     con, params=params)
+
+    def load_arrays(self, model: str, layer: str, benchmark: str, benchmark_version: int,
+                    split: str = "test") -> dict[str, np.ndarray]:
+        """The arrays kept for one key (name → read-only memory-mapped ndarray); empty when none."""
+        idx = self.array_index(model=model, layer=layer, benchmark=benchmark, benchmark_version=int(benchmark_version),
+                               split=split)
+        out = {}
+        for rec in idx.itertuples(index=False):
+            f = self.arrays_dir / f"{rec.sha256}.npy"
+            try:
+                out[rec.name] = np.load(f, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise FileFormatError(f"results store {self.path}: array file {f} of {rec.name!r} "
+                                      f"({model or benchmark}) is missing or unreadable: {exc}") from exc
+        return out
 
     def __repr__(self) -> str:
         return f"ResultsStore({str(self.path)!r})"
