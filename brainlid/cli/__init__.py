@@ -24,7 +24,7 @@ import click
 from .._version import __version__
 from ..errors import BrainlidError
 
-COMMAND_MODULES = ["_demo", "_geometry", "_datasets", "_align", "_features", "_score", "_leaderboard"]
+COMMAND_MODULES = ["_demo", "_geometry", "_datasets", "_align", "_features", "_score", "_compare", "_leaderboard"]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
