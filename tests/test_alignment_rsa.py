@@ -38,6 +38,31 @@ def test_rdm_cosine_matches_scipy(X):
     np.testing.assert_allclose(rdm(X, "cosine", dtype=np.float64), pdist(X, "cosine"), atol=1e-12)
 
 
+@pytest.mark.parametrize("method", ["correlation", "euclidean", "cosine"])
+def test_float32_rdm_is_the_rounded_float64_rdm_whatever_the_blas_threads(method):
+    """A float32 RDM is the float64 computation rounded once (products accumulated in float64), so it does
+    not depend on BLAS threads or summation order: float32 GEMMs changed it by 1 ulp with 1 vs 2 threads,
+    which reorders near-tied pairs and moved a Spearman RSA score by ~1e-6 between serial and Dask runs."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    rng = np.random.default_rng(3)
+    X = np.maximum(rng.standard_normal((92, 16384)) + 0.3 * rng.standard_normal((92, 1)), 0).astype(np.float32)
+    exact = rdm(X.astype(np.float64), method, dtype=np.float64)
+    runs = []
+    for threads in (1, 2):
+        with threadpoolctl.threadpool_limits(threads):
+            runs.append(rdm(X, method))
+    assert runs[0].dtype == np.float32
+    np.testing.assert_array_equal(runs[0], exact.astype(np.float32))
+    np.testing.assert_array_equal(runs[1], runs[0])
+    Y = rng.standard_normal((6, 3, 16384)).astype(np.float32) + rng.standard_normal((6, 1, 16384)).astype(np.float32)
+    with threadpoolctl.threadpool_limits(1):
+        one = rdm(Y, "crossnobis")
+    with threadpoolctl.threadpool_limits(2):
+        two = rdm(Y, "crossnobis")
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, rdm(Y.astype(np.float64), "crossnobis", dtype=np.float64).astype(np.float32))
+
+
 def test_rdm_blocked_equals_unblocked(X, monkeypatch):
     full = rdm(X, "correlation", dtype=np.float64)
     monkeypatch.setattr(rsa, "_BLOCK_BYTES", 8 * 25 * 3)  # 3 rows per block

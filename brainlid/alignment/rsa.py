@@ -2,9 +2,13 @@
 
 RDMs are returned in *condensed* form: a vector of the n(n-1)/2 upper-triangle
 entries in :func:`scipy.spatial.distance.squareform` order (row-major,
-(0,1), (0,2), ..., (1,2), ...). They are computed with matrix products in
-float32 by default (centre / normalise, then one GEMM per block of rows), so an
-RDM of thousands of stimuli never needs more than a block of the n x n matrix.
+(0,1), (0,2), ..., (1,2), ...). Inputs are held in float32 by default and the
+RDM is returned in float32, but every inner product is accumulated in float64
+(centring, norms and one GEMM per block of rows and of columns, converted on the
+fly), so an RDM never depends on the BLAS library's thread count or summation
+order (which changed float32 RDMs by 1 ulp, hence the ranks of near-tied pairs
+and Spearman comparisons by ~1e-6 between a serial and a Dask run), and an RDM
+of thousands of stimuli never needs more than a block of the n x n matrix.
 
 Dissimilarities (``rdm(method=...)``), with the same conventions as rsatoolbox
 (Nili et al. 2014; rsatoolbox ``calc_rdm``), so numbers are comparable:
@@ -148,14 +152,16 @@ def _block_rows(n: int, width: int, itemsize: int) -> int:
     return int(max(1, min(n, _BLOCK_BYTES // max(1, width * itemsize))))
 
 
-def _condensed_from_blocks(n: int, block: Callable[[int, int], np.ndarray], dtype) -> np.ndarray:
-    """Assemble a condensed RDM from row blocks.
+def _condensed_from_blocks(n: int, block: Callable[[int, int], np.ndarray], dtype,
+                           itemsize: int | None = None) -> np.ndarray:
+    """Assemble a condensed RDM of ``dtype`` from row blocks.
 
     ``block(s, e)`` returns the (e - s, n - s) block of the dissimilarity matrix
     for rows s..e-1 and columns s..n-1; only its strictly-upper part is kept.
+    ``itemsize``: bytes per element of the blocks (default: ``dtype``'s), for the block budget.
     """
     out = np.empty(n * (n - 1) // 2, dtype=dtype)
-    step = _block_rows(n, n, np.dtype(dtype).itemsize)
+    step = _block_rows(n, n, itemsize or np.dtype(dtype).itemsize)
     pos = 0
     for s in range(0, n - 1, step):
         e = min(n, s + step)  # e == n in one block lets BLAS use the symmetric product (syrk)
@@ -169,15 +175,45 @@ def _condensed_from_blocks(n: int, block: Callable[[int, int], np.ndarray], dtyp
     return out
 
 
-def _gram_condensed(A: np.ndarray, B: np.ndarray | None = None, *, transform) -> np.ndarray:
-    """Condensed ``transform(A_blk @ B[s:].T, s, e)`` over row blocks (B defaults to A)."""
-    B = A if B is None else B
+def _dot64(A: np.ndarray, B: np.ndarray, s: int, e: int, prep=None) -> np.ndarray:
+    """``P(A)[s:e] @ P(B)[s:].T`` accumulated in float64, over column chunks converted on the fly.
+
+    Parameters
+    ----------
+    A, B : ndarray of shape (n, p), any real dtype (float32 storage)
+    s, e : int
+        Rows ``s..e-1`` of A against rows ``s..n-1`` of B.
+    prep : callable ``(chunk, rows) -> float64 chunk``, optional
+        Per-row transform applied to a column chunk (e.g. centring and scaling);
+        ``rows`` is the row slice the chunk came from. Default: a float64 cast.
+
+    Returns
+    -------
+    G : ndarray of shape (e - s, n - s) float64
+        Independent of the BLAS thread count up to float64 rounding (~1e-16
+        relative), hence identical once rounded to float32.
+    """
+    n, p = B.shape
+    prep = prep or (lambda chunk, rows: chunk.astype(np.float64))
+    width = int(max(1, min(p, (_BLOCK_BYTES // 2) // max(1, 8 * (n - s)))))
+    same = A is B and s == 0 and e == n  # one block of a Gram matrix: P @ P.T (BLAS may use syrk)
+    G = np.zeros((e - s, n - s))
+    for c in range(0, p, width):
+        cols = slice(c, min(p, c + width))
+        Pb = prep(B[s:, cols], slice(s, n))
+        Pa = Pb if same else prep(A[s:e, cols], slice(s, e))
+        G += Pa @ Pb.T
+    return G
+
+
+def _gram_condensed(A: np.ndarray, *, transform, dtype, prep=None) -> np.ndarray:
+    """Condensed ``transform(G, s, e)`` over row blocks, G = ``_dot64(A, A, s, e, prep)``, output ``dtype``."""
     n = A.shape[0]
 
     def block(s, e):
-        return transform(A[s:e] @ B[s:].T, s, e)
+        return transform(_dot64(A, A, s, e, prep), s, e)
 
-    return _condensed_from_blocks(n, block, A.dtype)
+    return _condensed_from_blocks(n, block, dtype, itemsize=8)
 
 
 # --------------------------------------------------------------------------- RDMs
@@ -281,18 +317,18 @@ def _crossnobis(X, *, noise, cv: str, dtype) -> np.ndarray:
     pres = present.astype(dtype)
 
     def block(s, e):
-        cross = SL[s:e] @ S[s:].T  # sum over all rep pairs
+        cross = _dot64(SL, S, s, e)  # sum over all rep pairs (float64 accumulation)
         if cv == "folds":
-            same = catL[s:e] @ cat[s:].T  # same-fold pairs, excluded
+            same = _dot64(catL, cat, s, e)  # same-fold pairs, excluded
             common = pres[s:e] @ pres[s:].T
             denom = np.outer(nr[s:e], nr[s:]) - common
             c_ij = (cross - same) / denom
         else:
             c_ij = cross / np.outer(nr[s:e], nr[s:])
         d = c_self[s:e, None] + c_self[None, s:] - 2 * c_ij
-        return (d / p).astype(dtype, copy=False)
+        return d / p
 
-    return _condensed_from_blocks(n, block, dtype)
+    return _condensed_from_blocks(n, block, dtype, itemsize=8)
 
 
 def rdm(X, method: str = "correlation", *, noise=None, cv: str = "folds", dtype=np.float32) -> np.ndarray:
@@ -326,7 +362,10 @@ def rdm(X, method: str = "correlation", *, noise=None, cv: str = "folds", dtype=
         products of a measurement with itself are excluded (s_ij = <m_i, Lambda m_j>
         for i != j).
     dtype : numpy dtype
-        Computation and output dtype (float32 by default; float64 for reference-grade numbers).
+        Storage dtype of the responses and output dtype of the RDM (float32 by default;
+        float64 for reference-grade numbers). Inner products, centring and norms are
+        accumulated in float64 either way, so the RDM does not depend on the BLAS thread
+        count (a serial and a Dask run give the same float32 RDM).
 
     Returns
     -------
@@ -335,8 +374,8 @@ def rdm(X, method: str = "correlation", *, noise=None, cv: str = "folds", dtype=
 
     Notes
     -----
-    Cost O(n^2 p) in matrix products, memory O(n p) plus one block of rows of the
-    n x n product (64 MB). Correlation: Z = rows centred and scaled to unit norm,
+    Cost O(n^2 p) in float64 matrix products, memory O(n p) in ``dtype`` plus one block
+    of rows of the n x n product (64 MB) and one float64 column chunk (32 MB). Correlation: Z = rows centred and scaled to unit norm,
     d_ij = 1 - z_i . z_j. Euclidean: (|x_i|^2 + |x_j|^2 - 2 x_i . x_j) / p.
 
     References
@@ -364,8 +403,14 @@ def rdm(X, method: str = "correlation", *, noise=None, cv: str = "folds", dtype=
     X = check_features(X, "responses", min_rows=2, dtype=dtype, drop_constant=False)
     n, p = X.shape
     if method in ("correlation", "cosine"):
-        Z = X - X.mean(axis=1, keepdims=True, dtype=np.float64).astype(dtype) if method == "correlation" else X.copy()
-        norms = np.sqrt(np.einsum("ij,ij->i", Z, Z, dtype=np.float64))
+        # centring and norms in float64, chunk by chunk (no float64 copy of X)
+        mean = X.mean(axis=1, dtype=np.float64) if method == "correlation" else np.zeros(n)
+        width = int(max(1, min(p, (_BLOCK_BYTES // 2) // (8 * n))))
+        sumsq = np.zeros(n)
+        for c in range(0, p, width):
+            D = X[:, c : c + width].astype(np.float64) - mean[:, None]
+            sumsq += np.einsum("ij,ij->i", D, D)
+        norms = np.sqrt(sumsq)
         if np.any(norms == 0):
             bad = np.flatnonzero(norms == 0)
             what = "constant across units" if method == "correlation" else "all zero"
@@ -373,23 +418,24 @@ def rdm(X, method: str = "correlation", *, noise=None, cv: str = "folds", dtype=
                 f"{bad.size} stimuli have patterns {what} (e.g. row {int(bad[0])}); "
                 f"their {method} distance is undefined"
             )
-        Z /= norms[:, None].astype(dtype)
+
+        def standardise(chunk, rows):
+            return (chunk.astype(np.float64) - mean[rows, None]) / norms[rows, None]
 
         def one_minus(G, s, e):
             np.subtract(1, G, out=G)
             return G
 
-        d = _gram_condensed(Z, transform=one_minus)
-        return d
+        return _gram_condensed(X, transform=one_minus, dtype=dtype, prep=standardise)
     # euclidean (squared, / p)
-    sq = np.einsum("ij,ij->i", X.astype(np.float64), X.astype(np.float64))
+    sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
 
     def transform(G, s, e):
-        D = (sq[s:e, None] + sq[None, s:]).astype(G.dtype) - 2 * G
+        D = sq[s:e, None] + sq[None, s:] - 2 * G
         np.maximum(D, 0, out=D)
         return D / p
 
-    return _gram_condensed(X, transform=transform)
+    return _gram_condensed(X, transform=transform, dtype=dtype)
 
 
 def rdm_timecourse(X, method: str = "correlation", **kwargs) -> np.ndarray:
