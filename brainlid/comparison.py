@@ -329,7 +329,12 @@ def _pick_rows(store, models: Sequence[str], bench: str, layer: str) -> dict:
 
 
 def _load(store, model: str, layer: str, bench: str, version: int, need: Sequence[str], layer_choice: str) -> dict:
-    arrs = store.load_arrays(model, layer, bench, version)
+    from .errors import FileFormatError
+
+    try:
+        arrs = store.load_arrays(model, layer, bench, version)
+    except FileFormatError as exc:  # e.g. the store file copied without its arrays folder
+        raise InputError(f"{exc}; {_rerun(store, model or '<model>', bench, layer_choice)}") from exc
     if not any(k in arrs for k in need):
         what = f"held-out predictions of {model!r} (layer {layer})" if model else "observed test data"
         raise InputError(f"the store {store.path} has no {what} on {bench} version {version} (scored before "

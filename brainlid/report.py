@@ -21,7 +21,7 @@ import pandas as pd
 from ._atomic import atomic_write_text
 from ._version import __version__
 
-__all__ = ["html_table", "embed_png", "render_report", "analysis_report", "data_source_banners"]
+__all__ = ["html_table", "embed_png", "render_report", "analysis_report", "data_source_banners", "comparison_section"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.45}
@@ -172,10 +172,30 @@ def _families_section(res, figures: Mapping[str, Path]) -> tuple[str, str]:
     return ("Model families: pooled, within and between", body)
 
 
+def comparison_section(comparisons: pd.DataFrame) -> tuple[str, str]:
+    """The paired model comparisons (:func:`brainlid.comparison.compare_models`) as a report section."""
+    intro = _p(
+        "Paired comparisons A − B: both models were scored on the same test stimuli, and the same stimulus "
+        "resamples are applied to both, so the interval is that of the difference itself (two overlapping "
+        "intervals of the separate scores do not mean 'no difference'). Intervals: basic bootstrap; p: two-sided, "
+        "from the bootstrap distribution of the difference; p_holm: Holm-adjusted over the rows of each metric and "
+        "level. Group rows average over subjects seen on the same stimuli and resample subjects and stimuli "
+        "together, with the dual-bootstrap variance correction of Schütt et al. (2023).")
+    cols = ["model_a", "model_b", "benchmark", "subject", "metric", "time", "level", "n_subjects", "n_stimuli", "value_a",
+            "value_b", "difference", "ci_low", "ci_high", "p_value", "p_holm", "normalised_difference", "ci_method"]
+    df = comparisons
+    if len(df) and "time" in df and df["time"].isna().all():
+        cols.remove("time")
+    return ("Model comparisons (paired)", intro + html_table(df, columns=cols))
+
+
 def analysis_report(res, path, *, figures: Mapping[str, Path] | None = None, title: str = "brainlid analysis",
                     notes: Iterable[str] | None = None, extra_sections: list[tuple[str, str]] | None = None,
-                    scores: pd.DataFrame | None = None) -> Path:
+                    scores: pd.DataFrame | None = None, comparisons: pd.DataFrame | None = None) -> Path:
     """Write the report of an :class:`~brainlid.analysis.AnalysisResult` to ``path`` (atomically).
+
+    ``comparisons``: a table of :func:`brainlid.comparison.compare_models` (or several concatenated),
+    shown as a section of its own (:func:`comparison_section`).
 
     The data source of every benchmark is shown as a banner when it is not real
     (:func:`data_source_banners`, from ``scores`` or else ``res.settings["data_sources"]``, a
@@ -219,6 +239,8 @@ def analysis_report(res, path, *, figures: Mapping[str, Path] | None = None, tit
     sections.append(("Models", html_table(res.models)))
     if len(res.baselines):
         sections.append(("Baselines (controls, not in the correlations)", html_table(res.baselines)))
+    if comparisons is not None:
+        sections.append(comparison_section(comparisons))
     for heading, body in extra_sections or []:
         sections.append((heading, body))
     banners = data_source_banners(scores, res.settings.get("data_sources"))
