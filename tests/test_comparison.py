@@ -294,3 +294,21 @@ def test_report_section(scored, tmp_path):
     doc = render_report("t", [(heading, body)])
     assert "Model comparisons" in doc and "&lt;b&gt;r0&lt;/b&gt;" in doc and "<b>r0</b>" not in doc
     assert doc.count("<tr>") == len(df) + 1 and "p_holm" in doc and "Schütt" in doc
+
+
+def test_dask_runner_keeps_the_same_arrays(scored, tmp_path):
+    """The Dask runner stores the selected layer's predictions as the serial runner does: same comparison."""
+    pytest.importorskip("distributed")
+    import brainlid
+    from brainlid.scoring import distributed as D
+
+    d, _ = scored
+    root = d / "nsd"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with D.connect("local", workers=1, log=None) as handle:
+            brainlid.score(MODELS, BENCHES[:1], layers=["layer2", "layer3"], data_root=root, store=tmp_path / "d.sqlite",
+                           baselines=False, mm_metrics=("mutual_knn",), client=handle, progress=False)
+    serial = compare_models(d / "r.sqlite", "r0", "r1", BENCHES[0], n_boot=100)
+    dask = compare_models(tmp_path / "d.sqlite", "r0", "r1", BENCHES[0], n_boot=100)
+    pd.testing.assert_frame_equal(serial.drop(columns=["p_holm"]), dask.drop(columns=["p_holm"]), rtol=1e-5)

@@ -559,6 +559,7 @@ class _Cell:
     geometry: bool = False
     units: tuple[int, int] | None = None  # a voxel batch [start, stop) or the whole cell
     shuffle_seed: int = 0
+    keep: bool = False  # return the test split's comparison arrays (brainlid compare; whole cells only)
 
     @property
     def store_key(self) -> tuple:
@@ -595,8 +596,12 @@ def _cell_task(cell: _Cell, threads: int) -> dict:
     splits = runner.make_splits(brain, bench)
     out: dict = {"cell": cell, "pid": os.getpid()}
     if cell.units is None:
+        keep = {} if cell.keep else None
         out["rows"] = runner.score_layer(X, ids, brain, bench, model=cell.model, layer=cell.layer,
-                                         layer_index=cell.layer_index, splits=splits, feature_cache_key=cell.row_key)
+                                         layer_index=cell.layer_index, splits=splits, feature_cache_key=cell.row_key,
+                                         keep=keep)
+        if keep:
+            out["arrays"] = keep
     else:
         out["unit_scores"] = _unit_scores_batch(X, ids, brain, bench, splits, cell.units)
     if cell.geometry:
@@ -688,10 +693,11 @@ def _rdm_group_task(cells: tuple, threads: int) -> dict:
         X, ids, brain = _cell_features(c)
         feats[c.layer] = X
     c = cells[0]
+    keep = {} if c.keep else None
     scores, geom = score_rdm_features(feats, ids, c.bench, brain, model=c.model, geometry=c.geometry,
-                                      feature_cache_key={x.layer: x.row_key for x in cells})
+                                      feature_cache_key={x.layer: x.row_key for x in cells}, keep=keep)
     return {"cell": cells, "pid": os.getpid(), "rows": scores.to_dict("records"), "geometry": geom.to_dict("records"),
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, "arrays": keep}
 
 
 def _model_model_task(bench_id: str, data_root, keys: dict, ids_digests: dict, cache_root: str, metrics, threads: int):
@@ -748,6 +754,7 @@ class _Group:
     geometry: list = field(default_factory=list)
     batches: dict = field(default_factory=dict)  # layer_index → (cell, n_batches, parts)
     cells: list = field(default_factory=list)  # every task-cell of the group (journal entries)
+    arrays: dict = field(default_factory=dict)  # comparison arrays returned by whole-cell tasks (runner.keep_arrays)
 
 
 class _Journal:
@@ -875,6 +882,7 @@ def score_distributed(
     progress: bool = True,
     callback: Callable[[int, int, tuple], None] | None = None,
     return_result: bool = False,
+    keep_arrays: str = "selected",
 ):
     """The grid of :func:`brainlid.scoring.runner.score` on a Dask cluster (same rows, same tables).
 
@@ -894,6 +902,12 @@ def score_distributed(
         A rich progress bar of committed cells on stderr (only on a terminal outside CI).
     callback : callable(done, total, cell) or None
         Called on the client after each committed cell.
+    keep_arrays : {"selected", "all", "none"}
+        As in :func:`~brainlid.scoring.runner.score`: whole-cell tasks return their test split's
+        predictions / model RDMs, and the client stores those of the selected layer (or every layer)
+        with the group's rows. Voxel-batched cells and cells replayed from the journal keep none
+        (``brainlid compare`` then says what to re-run); the client holds, per (model, benchmark)
+        group in flight, the predictions of the best layer so far and of the layer just finished.
 
     Returns
     -------
@@ -916,6 +930,8 @@ def score_distributed(
     threads = handle.blas_threads if blas_threads is None else int(blas_threads)
     if if_exists not in ("skip", "replace", "error"):
         raise InputError(f"if_exists must be 'skip', 'replace' or 'error', got {if_exists!r}")
+    if keep_arrays not in ("selected", "all", "none"):
+        raise InputError(f"keep_arrays must be 'selected', 'all' or 'none', got {keep_arrays!r}")
     from .._version import __version__
 
     other = {a: v for a, v in cl.run(_worker_version).items() if v != __version__}
@@ -1001,7 +1017,8 @@ def score_distributed(
             cells.append(_Cell(bench=bench.id, data_root=root, model=g.model, layer=layer, layer_index=li,
                                source=source, key=key, row_key="" if source != "cache" else key,
                                ids_digest=ext["ids_digest"] if ext is not None else entry.sub_digest,
-                               cache_root=cache_root, geometry=g.geometry, shuffle_seed=bench.params["seed"]))
+                               cache_root=cache_root, geometry=g.geometry, shuffle_seed=bench.params["seed"],
+                               keep=st is not None and keep_arrays != "none"))
             dims.append(d)
         if bench.kind == "rdms":  # split-half layer selection over every layer: one task for the whole group
             need = estimate_rdm_group_memory(sizes["n_all"], dims, sizes["n_subjects"])
@@ -1051,7 +1068,7 @@ def score_distributed(
         if len(batches) == 1:
             return [cell]
         grp.batches[cell.layer_index] = (cell, len(batches), [])
-        return [replace(cell, units=ab, geometry=cell.geometry and j == 0) for j, ab in enumerate(batches)]
+        return [replace(cell, units=ab, geometry=cell.geometry and j == 0, keep=False) for j, ab in enumerate(batches)]
 
     groups: dict = {}
     pixel_groups: list = []
@@ -1130,6 +1147,13 @@ def score_distributed(
             commit("scores", part, (m, layer, b))
         for (m, layer, s, _v), part in geom.groupby(["model", "layer", "stimulus_set", "benchmark_version"], sort=False):
             commit("geometry", part, (m, layer, s))
+        if grp.arrays and st is not None:
+            from .runner import prune_kept
+
+            if keep_arrays == "selected":
+                prune_kept(grp.arrays, scores, grp.model, grp.bench)
+            st.add_arrays(grp.arrays, data_source=str(scores["data_source"].iloc[0]), replace=if_exists == "replace")
+            grp.arrays = {}
         if journal is not None:
             for c in grp.cells:
                 journal.drop(c)
@@ -1143,11 +1167,17 @@ def score_distributed(
         first = cell[0] if isinstance(cell, tuple) else cell
         grp = groups[(first.model, first.bench)]
         grp.geometry += res.get("geometry", [])
+        grp.arrays.update(res.get("arrays") or {})
         if isinstance(cell, tuple):  # an RDM benchmark's group task: rows of every layer
             for r in res["rows"]:
                 grp.rows.setdefault(r["layer_index"], []).append(r)
         elif cell.units is None:
             grp.rows[cell.layer_index] = res["rows"]
+            if grp.arrays and keep_arrays == "selected":  # only the best layer so far stays on the client
+                from .runner import prune_kept, select_best_layer
+
+                prune_kept(grp.arrays, select_best_layer(score_frame([r for v in grp.rows.values() for r in v])),
+                           grp.model, grp.bench)
         else:
             whole, n_b, parts = grp.batches[cell.layer_index]
             parts.append(res)
