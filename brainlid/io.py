@@ -35,7 +35,8 @@ import numpy as np
 
 from .errors import FileFormatError
 
-__all__ = ["read_features", "load_npy", "torch_load_tensors", "FEATURE_SUFFIXES", "ID_KEYS"]
+__all__ = ["read_features", "read_named_arrays", "load_npy", "torch_load_tensors", "FEATURE_SUFFIXES",
+           "NAMED_ARRAY_SUFFIXES", "ID_KEYS"]
 
 FEATURE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".parquet", ".csv", ".pt", ".pth", ".safetensors")
 ID_KEYS = ("stimulus_ids", "ids", "stimulus_id")
@@ -163,13 +164,17 @@ def _read_npy(path: Path, key):
     return X, ids
 
 
-def _read_npz(path: Path, key):
+def _npz_arrays(path: Path) -> dict:
     _sniff(path, _ZIP_MAGICS, "NumPy .npz archive", "save arrays with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as z:
-            arrays = {name: z[name] for name in z.files}
+            return {name: z[name] for name in z.files}
     except ValueError as exc:
         _fail(path, f"not a plain .npz archive of numeric arrays ({exc})")
+
+
+def _read_npz(path: Path, key):
+    arrays = _npz_arrays(path)
     return _pick(path, arrays, key, "array"), _ids_from(arrays)
 
 
@@ -275,15 +280,82 @@ def _read_pt(path: Path, key):
     _fail(path, f"holds a {type(obj).__name__}; expected a tensor or a dict of tensors")
 
 
-def _read_safetensors(path: Path, key):
+def _safetensors_arrays(path: Path) -> dict:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     try:
-        arrays = load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         _fail(path, f"not a readable safetensors file ({exc})")
+
+
+def _read_safetensors(path: Path, key):
+    arrays = _safetensors_arrays(path)
     return _pick(path, arrays, key, "tensor"), _ids_from(arrays)
+
+
+def _h5_string(values: np.ndarray) -> np.ndarray:
+    """HDF5 strings (bytes, or objects from variable-length strings) as a unicode array."""
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values.ravel()]).reshape(values.shape)
+
+
+def _h5_arrays(path: Path) -> dict:
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+
+    def walk(group, prefix):  # group.keys() keeps creation order when the file tracks it (track_order=True)
+        for name in group.keys():
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                walk(obj, f"{prefix}{name}/")
+            elif isinstance(obj, h5py.Dataset):
+                a = obj[()]
+                out[f"{prefix}{name}"] = _h5_string(a) if a.dtype.kind in "OS" else a
+
+    with h5py.File(path, "r") as f:
+        walk(f, "")
+    return out
+
+
+_ARRAY_READERS = {".npz": _npz_arrays, ".h5": _h5_arrays, ".hdf5": _h5_arrays, ".safetensors": _safetensors_arrays}
+NAMED_ARRAY_SUFFIXES = tuple(_ARRAY_READERS)  #: files :func:`read_named_arrays` reads
+
+
+def read_named_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every named array of a ``.npz``, ``.h5``/``.hdf5`` or ``.safetensors`` file, in the file's order.
+
+    ``.npz``: the order the arrays were saved in (``allow_pickle=False``: object arrays are refused);
+    HDF5: every dataset, nested ones named by their path (``"block1/conv"``), in creation order when
+    the file tracks it (``h5py.File(..., track_order=True)``), else alphabetical; strings come back
+    as a unicode array; ``.safetensors``: alphabetical (the format sorts its tensors).
+
+    Returns
+    -------
+    dict
+        name → array as stored (no dtype conversion).
+
+    Raises
+    ------
+    FileNotFoundError, FileFormatError
+        As :func:`read_features` (one line naming the file and the problem).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise FileFormatError(f"{path}: is a folder, not a features file")
+    reader = _ARRAY_READERS.get(path.suffix.lower())
+    if reader is None:
+        raise FileFormatError(f"{path}: unknown file type {path.suffix or '(no suffix)'!r}; use one of "
+                              f"{', '.join(NAMED_ARRAY_SUFFIXES)}")
+    try:
+        return reader(path)
+    except (FileFormatError, MemoryError):
+        raise
+    except Exception as exc:  # corrupt or truncated files raise many different library errors
+        raise FileFormatError(f"{path}: could not be read as {path.suffix} ({type(exc).__name__}: {_first_line(exc)})") from exc
 
 
 _READERS = {

@@ -103,7 +103,10 @@ def register(cli: click.Group) -> None:
         """Prepare, check and send leaderboard submissions (features, never code or scores)."""
 
     @submit.command("prepare")
-    @click.option("--model", required=True, metavar="SPEC", help="Model spec, e.g. torchvision:resnet18 or module:net.py:Net@w.pt.")
+    @click.option("--model", default=None, metavar="SPEC", help="Model spec, e.g. torchvision:resnet18 or module:net.py:Net@w.pt.")
+    @click.option("--features", type=click.Path(path_type=Path), default=None, metavar="DIR|FILE",
+                  help="Instead of --model: precomputed features from any framework (a `brainlid extract --out` folder, "
+                       "or .npz/.h5/.safetensors with a 'stimulus_ids' array); needs --name.")
     @click.option("--benchmark", "benchmarks", multiple=True, required=True, metavar="ID",
                   help="Benchmark id (repeat for several sharing one stimulus set, e.g. ROIs of one NSD subject).")
     @click.option("--layers", default=None, help="Comma-separated layers (default: the model's top-level modules).")
@@ -118,18 +121,32 @@ def register(cli: click.Group) -> None:
     @click.option("--batch-size", default=64, show_default=True, type=int)
     @click.option("--format", "fmt", type=click.Choice(["npy", "safetensors"]), default="npy", show_default=True)
     @click.option("--out", type=click.Path(path_type=Path), required=True, help="The bundle (.zip) to write.")
-    def prepare(model, benchmarks, layers, name, parameters, training_data, url, description, data_root, fixture, pooling,
-                batch_size, fmt, out):
-        """Extract (cached) features of the benchmark's stimulus set and write a submission bundle."""
+    def prepare(model, features, benchmarks, layers, name, parameters, training_data, url, description, data_root, fixture,
+                pooling, batch_size, fmt, out):
+        """Extract (cached) features of the benchmark's stimulus set and write a submission bundle.
+
+        With --features, a model from any framework: its precomputed features of the stimulus set
+        (`brainlid benchmarks stimuli ID --out DIR` exports it) are checked and bundled instead.
+        """
+        from ..errors import InputError
         from ..leaderboard.scoring import prepare_bundle
 
+        if (model is None) == (features is None):
+            raise InputError("give either --model or --features, not both" if model else "give --model SPEC or --features DIR|FILE")
+        if features is not None and not name:
+            raise InputError("--features needs --name NAME (the model name shown on the board)")
         ids = [b for arg in benchmarks for b in arg.replace(",", " ").split()]
         md = {"model_name": name or model, "training_data": training_data, "url": url, "description": description}
         if parameters is not None:
             md["parameters"] = parameters
         md = {k: v for k, v in md.items() if v not in ("", None)}
-        path = prepare_bundle(model, ids, out, layers=[s for s in layers.split(",") if s.strip()] if layers else None,
-                              metadata=md, root=data_root, fixture=fixture, pooling=pooling, batch_size=batch_size, fmt=fmt)
+        sel = [s for s in layers.split(",") if s.strip()] if layers else None
+        if features is not None:
+            from ..features.files import load_features
+
+            model = load_features(features, sel)
+        path = prepare_bundle(model, ids, out, layers=sel, metadata=md, root=data_root, fixture=fixture, pooling=pooling,
+                              batch_size=batch_size, fmt=fmt, note=lambda m: click.echo(f"note: {m}", err=True))
         click.echo(f"wrote {path} ({path.stat().st_size} bytes); check it with: brainlid submit check {path}")
 
     @submit.command("check")

@@ -1,4 +1,4 @@
-"""``brainlid score``, ``brainlid benchmarks list``, ``brainlid analyze``."""
+"""``brainlid score``, ``brainlid benchmarks list|stimuli``, ``brainlid analyze``."""
 
 from __future__ import annotations
 
@@ -43,13 +43,19 @@ def score_json_rows(scores) -> list[dict]:
 
 def register(cli: click.Group) -> None:
     @cli.command("score")
-    @click.option("--model", "models", multiple=True, required=True, metavar="SPEC",
+    @click.option("--model", "models", multiple=True, metavar="SPEC",
                   help="Model spec, e.g. torchvision:resnet18 or module:net.py:Net@w.pt (repeat for several; "
                        "with several, model–model alignment is scored too).")
+    @click.option("--features", "features", type=click.Path(path_type=Path), default=None, metavar="DIR|FILE",
+                  help="Instead of --model: precomputed features from any framework — a `brainlid extract --out` "
+                       "folder, or .npz/.h5/.safetensors with one (n_stimuli, n_features) array per layer and a "
+                       "'stimulus_ids' array. Needs --name.")
+    @click.option("--name", default=None, help="With --features: the model name in the tables and the store.")
     @click.option("--benchmark", "benchmarks", multiple=True, required=True, metavar="ID",
                   help="Benchmark id(s), e.g. nsd.subj01.EBA.encoding (repeat, or separate with spaces/commas).")
     @click.option("--layers", default=None, help="Comma-separated layer names/globs, e.g. 'layer*,avgpool' (default: the model's top-level "
-                       "modules). With several models each takes the ones that match it.")
+                       "modules). With several models each takes the ones that match it. With --features: the "
+                       "arrays to score, in this order (default: all, in the file's order).")
     @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Dataset root (default from $BRAINLID_DATA).")
     @click.option("--out", type=click.Path(path_type=Path), default=None, help="Folder for scores/geometry .parquet and .csv.")
     @click.option("--store", type=click.Path(path_type=Path), default=None, help="Results store (default $BRAINLID_HOME/results.sqlite).")
@@ -67,19 +73,34 @@ def register(cli: click.Group) -> None:
     @click.option("--workers", type=int, default=None, help="With --scheduler local: worker processes (default one per core); slurm: jobs.")
     @click.option("--memory-per-worker", default=None, metavar="SIZE", help="With --scheduler: memory limit per worker, e.g. 8GB.")
     @click.option("--voxel-batch", type=int, default=None, help="With --scheduler: units per encoding task (default from the worker memory).")
-    def score_cmd(models, benchmarks, layers, data_root, out, store, no_store, no_baselines, replace, pooling, batch_size, as_json,
-                  scheduler, workers, memory_per_worker, voxel_batch):
+    def score_cmd(models, features, name, benchmarks, layers, data_root, out, store, no_store, no_baselines, replace, pooling,
+                  batch_size, as_json, scheduler, workers, memory_per_worker, voxel_batch):
         """Score models on benchmarks: encoding/RSA per layer, best layer on a validation split, LID geometry.
 
         RDM benchmarks (k92.*, algonauts2019.*) score every layer on all images (split 'all') and
         choose the best layer on one half of the images, reporting it on the other half (split 'test').
+
+        --features scores precomputed features (JAX, TensorFlow, ONNX, …) of the benchmark's stimuli
+        (`brainlid benchmarks stimuli ID --out DIR` exports them) with the same rows, baselines
+        (pixels, NAME#shuffled; no @random: there is no architecture), geometry and store.
         """
+        from ..errors import InputError
         from ..scoring.benchmarks import get_benchmark
         from ..scoring.runner import score
 
         from ..features.models import load_model
 
         from ._paths import check_output_dir, check_output_file
+
+        if bool(models) == (features is not None):
+            raise InputError("give either --model (one or more) or --features, not both" if models else
+                             "give --model SPEC or --features DIR|FILE")
+        if (name is None) != (features is None):
+            raise InputError("--features needs --name NAME (the model name in the tables)" if features is not None else
+                             "--name goes with --features (a model spec names itself)")
+        if features is not None and scheduler is not None:
+            raise InputError("--scheduler runs feature extraction on workers; precomputed --features are scored "
+                             "without it")
 
         check_output_dir(out, "--out")  # before any work: a wrong path used to fail after extraction
         if not no_store:
@@ -89,6 +110,19 @@ def register(cli: click.Group) -> None:
             get_benchmark(b)  # unknown id → one-line error listing close ones
         for m in models:
             load_model(m)  # a spec that cannot be built fails here, before any data is read
+        extract_fn, layer_sel = None, [s for s in layers.split(",") if s.strip()] if layers else None
+        if features is not None:  # read and checked before any benchmark data is loaded
+            from ..features.files import load_features
+
+            models = {name: load_features(features, layer_sel)}
+            layer_sel = None
+            click.echo(f"note: {features} — {len(models[name])} layer(s), {models[name].stimulus_ids.size} stimuli; "
+                       "baselines: pixels and the shuffled control (no @random: precomputed features have no "
+                       "architecture to re-initialise)", err=True)
+
+            def extract_fn(feats, stimuli, layers=None, **_):  # the benchmark's rows of the features, by id
+                return feats.for_stimuli(stimuli.ids, layers, what=f"the benchmark's stimulus set ({len(stimuli)} stimuli)",
+                                         note=lambda m: click.echo(f"note: {m}", err=True))
         if scheduler is None and (workers is not None or memory_per_worker is not None or voxel_batch is not None):
             from ..errors import InputError
 
@@ -100,10 +134,10 @@ def register(cli: click.Group) -> None:
             handle = connect(scheduler, workers=workers, memory_per_worker=memory_per_worker, log=lambda m: click.echo(m, err=True))
         try:
             res = score(
-                list(models), ids, layers=[s for s in layers.split(",") if s.strip()] if layers else None, data_root=data_root,
+                models if isinstance(models, dict) else list(models), ids, layers=layer_sel, data_root=data_root,
                 out=out, store=False if no_store else (store or True), baselines=not no_baselines, pooling=pooling,
                 batch_size=batch_size, if_exists="replace" if replace else "skip", return_result=True,
-                **({"client": handle, "voxel_batch": voxel_batch} if handle is not None else {}),
+                extract_fn=extract_fn, **({"client": handle, "voxel_batch": voxel_batch} if handle is not None else {}),
             )
         finally:
             if handle is not None:
@@ -141,6 +175,30 @@ def register(cli: click.Group) -> None:
             click.echo(df.to_json(orient="records", indent=1))
         else:
             _echo_table(df[["id", "kind", "space", "split", "ceiling", "version", "lid_stimulus_set"]], max_rows=10_000)
+
+    @benchmarks_grp.command("stimuli")
+    @click.argument("bench_id", metavar="ID")
+    @click.option("--data-root", type=click.Path(path_type=Path), default=None, help="Dataset root (default from $BRAINLID_DATA).")
+    @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write (new or empty).")
+    @click.option("--overwrite", is_flag=True, help="Replace an earlier export in a non-empty --out.")
+    def benchmarks_stimuli(bench_id, data_root, out, overwrite):
+        """Export a benchmark's stimulus set so features can be computed in any framework.
+
+        Writes OUT/stimulus_ids.npy (np.load(..., allow_pickle=False): int64 or unicode ids) and one
+        lossless PNG per stimulus at its native resolution, named by position (00000.png, 00001.png, …)
+        in the ids' order — exactly the stimuli `brainlid score --features` and `brainlid submit
+        prepare --features` need. stimulus_ids.npy is written last.
+        """
+        from ..data.stimulus_folder import check_export_target, write_stimulus_folder
+        from ..leaderboard.scoring import benchmark_stimulus_set
+        from ..scoring.benchmarks import get_benchmark
+
+        get_benchmark(bench_id)  # unknown id → one-line error listing close ones
+        check_export_target(out, overwrite)  # before the data are read
+        stimuli = benchmark_stimulus_set(bench_id, data_root)
+        write_stimulus_folder(stimuli, out, overwrite=overwrite)
+        kind = "string" if stimuli.ids.dtype.kind == "U" else "int64"
+        click.echo(f"wrote {len(stimuli)} images and stimulus_ids.npy ({kind} ids) to {out}")
 
     @cli.command("analyze")
     @click.option("--store", type=click.Path(path_type=Path), default=None, help="Results store to read (default $BRAINLID_HOME/results.sqlite).")

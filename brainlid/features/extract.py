@@ -36,7 +36,9 @@ import numpy as np
 
 from .._atomic import atomic_path, atomic_write_text
 from .._progress import progress_wanted
+from ..data.ids import as_ids
 from ..data.stimuli import StimulusSet
+from ..data.stimulus_folder import is_stimulus_folder, read_stimulus_folder
 from ..errors import BrainlidError, DatasetNotFoundError, FileFormatError, InputError
 from ..io import load_npy
 from .cache import (
@@ -52,7 +54,8 @@ from .models import ModelHandle, load_model
 from .pooling import Pooling, Reduction, apply_srp, fit_pca, parse_pooling, pool, srp_matrix
 from .preprocess import Preprocess
 
-__all__ = ["extract", "Features", "list_layers", "resolve_layers", "as_stimulus_set", "LayerInfo", "ForwardError"]
+__all__ = ["extract", "Features", "list_layers", "resolve_layers", "resolve_layer_names", "as_stimulus_set", "LayerInfo",
+           "ForwardError"]
 
 log = logging.getLogger("brainlid.features")
 
@@ -131,6 +134,49 @@ class Features(Mapping):
         arrays = {k: load_npy(folder / f, mmap_mode="r" if mmap else None) for k, f in man["layers"].items()}
         return cls(arrays, ids, man.get("provenance", {}))
 
+    def for_stimuli(self, ids, layers=None, *, what: str = "the stimulus set", note=None) -> "Features":
+        """These features' rows for the stimuli ``ids``, in that order (precomputed features as a model).
+
+        Parameters
+        ----------
+        ids : array-like (n,)
+            The stimulus ids wanted (e.g. a benchmark's stimulus set).
+        layers : None, str or sequence of str
+            Layers to keep (names, globs, ``re:``), in the order given (:func:`resolve_layer_names`);
+            None: all, in stored order.
+        what : str
+            Names the wanted set in messages.
+        note : callable or None
+            Called with one sentence when the features have ids beyond ``ids`` (they are ignored).
+
+        Raises
+        ------
+        InputError
+            Ids of another kind (strings vs integers) or missing ids (the message names a few).
+        """
+        want = as_ids(ids, f"{what} ids")
+        have = as_ids(self.stimulus_ids, "feature stimulus ids")
+        if (want.dtype.kind == "U") != (have.dtype.kind == "U"):
+            kinds = {True: "strings", False: "integers"}
+            raise InputError(f"the features' stimulus ids are {kinds[have.dtype.kind == 'U']} but {what}'s are "
+                             f"{kinds[want.dtype.kind == 'U']} (e.g. {want[0]!r}); save the ids {what} uses")
+        order = np.argsort(have)
+        pos = np.clip(np.searchsorted(have, want, sorter=order), 0, have.size - 1)
+        rows = order[pos]
+        found = have[rows] == want
+        if not found.all():
+            missing = want[~found]
+            raise InputError(f"the features lack {missing.size} of the {want.size} stimulus ids of {what}, e.g. "
+                             f"{missing[:5].tolist()}; compute features for every stimulus of the set "
+                             "(`brainlid benchmarks stimuli` exports it)")
+        if have.size > want.size and note is not None:
+            note(f"{have.size - want.size} stimulus id(s) of the features are not in {what} and are ignored")
+        names = self.layers if layers is None else resolve_layer_names(self.layers, layers, given_order=True,
+                                                                         what="the features", unit="layer")
+        keys = (self.provenance.get("cache_keys") or {})
+        prov = {**self.provenance, "cache_keys": {k: keys.get(k) for k in names}}
+        return Features({k: self._arrays[k][rows] for k in names}, want, prov)
+
 
 def _safe_filename(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name) or "output"
@@ -143,7 +189,9 @@ def as_stimulus_set(source) -> StimulusSet:
     """A :class:`StimulusSet` from a stimulus set, an image folder, ``file.h5:key``, a ``.npy`` file or an array.
 
     Arrays are ``(n, H, W)`` or ``(n, H, W, C)``; ``.npy`` files are memory-mapped with
-    ``allow_pickle=False``; ids default to ``0 … n-1`` (file stems for folders).
+    ``allow_pickle=False``; ids default to ``0 … n-1`` (file stems for folders). A folder written by
+    ``brainlid benchmarks stimuli`` (``stimulus_ids.npy`` beside ``00000.png`` …) keeps the
+    benchmark's ids (:func:`brainlid.data.stimulus_folder.read_stimulus_folder`).
     """
     if isinstance(source, StimulusSet):
         if not source.has_images:
@@ -158,7 +206,7 @@ def as_stimulus_set(source) -> StimulusSet:
             return StimulusSet.from_hdf5(m.group(1), m.group(2), name=Path(m.group(1)).stem)
         p = Path(text).expanduser()
         if p.is_dir():
-            return StimulusSet.from_folder(p)
+            return read_stimulus_folder(p) if is_stimulus_folder(p) else StimulusSet.from_folder(p)
         if p.suffix.lower() in (".h5", ".hdf5", ".hdf"):
             import h5py
 
@@ -243,10 +291,36 @@ def resolve_layers(module, layers) -> list[str]:
     names = _module_names(module)
     if not names:
         raise InputError("the model has no sub-modules to hook")
+    if not layer_selectors(layers):
+        raise InputError("no layers requested; run list_layers(model) / `brainlid layers MODEL` to see them")
+    return resolve_layer_names(names, layers)
+
+
+def resolve_layer_names(names, layers, *, given_order: bool = False, what: str = "the model",
+                        unit: str = "module") -> list[str]:
+    """Resolve layer selectors (names, globs, ``re:`` regexes; see :func:`resolve_layers`) against ``names``.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The available layer names, in their source's order.
+    layers : str or sequence of str
+    given_order : bool
+        False: the chosen names in ``names`` order (a model's depth order); True: in the order of
+        the selectors (a glob's hits in ``names`` order at its place) — precomputed features,
+        whose files may not keep the layers' order.
+    what, unit : str
+        How messages name the source ("the model", "the features") and its entries.
+
+    Returns
+    -------
+    list of str — without repeats.
+    """
+    names = list(names)
     layers = layer_selectors(layers)
     if not layers:
-        raise InputError("no layers requested; run list_layers(model) / `brainlid layers MODEL` to see them")
-    chosen: set[str] = set()
+        raise InputError(f"no layers requested from {what}")
+    chosen: dict[str, None] = {}
     index = {n: i for i, n in enumerate(names)}
     for sel in layers:
         sel = str(sel)
@@ -263,12 +337,12 @@ def resolve_layers(module, layers) -> list[str]:
             hits = [n for n in names if rx.fullmatch(n)]
         else:
             close = difflib.get_close_matches(sel, names, n=5, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; the model has {len(names)} modules, e.g. {', '.join(names[:6])}"
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; {what} has {len(names)} {unit}s, e.g. {', '.join(names[:6])}"
             raise InputError(f"unknown layer {sel!r}{hint}")
         if not hits:
-            raise InputError(f"layer pattern {sel!r} matches no module; the model has e.g. {', '.join(names[:8])}")
-        chosen.update(hits)
-    return sorted(chosen, key=index.__getitem__)
+            raise InputError(f"layer pattern {sel!r} matches no {unit}; {what} has e.g. {', '.join(names[:8])}")
+        chosen.update(dict.fromkeys(hits))
+    return list(chosen) if given_order else sorted(chosen, key=index.__getitem__)
 
 
 def _glob_regex(pattern: str) -> "re.Pattern":
@@ -505,8 +579,10 @@ def extract(
 
     Parameters
     ----------
-    model : str or torch.nn.Module or ModelHandle
-        A model spec (see :mod:`brainlid.features.models`) or a module.
+    model : str or torch.nn.Module or ModelHandle or Features
+        A model spec (see :mod:`brainlid.features.models`) or a module. Precomputed
+        :class:`Features` (e.g. from another framework, :mod:`brainlid.features.files`) stand for a
+        model: their rows for the stimuli's ids are returned (:meth:`Features.for_stimuli`), nothing runs.
     stimuli : StimulusSet, path or array
         See :func:`as_stimulus_set` (image folder, ``file.h5:key``, ``.npy``, array).
     layers : str or list of str
@@ -560,6 +636,9 @@ def extract(
     """
     from .. import _version
 
+    if isinstance(model, Features):  # precomputed features: a lookup by stimulus id
+        ids = stimuli.ids if isinstance(stimuli, StimulusSet) else as_stimulus_set(stimuli).ids
+        return model.for_stimuli(ids, layers, what=f"stimulus set {getattr(stimuli, 'name', 'given')!r}")
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
     batch_size = int(batch_size)

@@ -5,8 +5,10 @@
 * :func:`check_bundle` — :func:`~brainlid.leaderboard.bundle.validate_bundle` then
   :func:`brainlid.scoring.runner.score_features` on every benchmark of the bundle; returns a
   :class:`CheckReport` (``status`` ``"scored"`` or ``"rejected"`` with the reason);
+* :func:`benchmark_stimulus_set` — those stimuli, with their images, in that order (what
+  ``brainlid benchmarks stimuli`` exports);
 * :func:`prepare_bundle` — extract (cached) features of a benchmark's stimulus set with
-  :func:`brainlid.features.extract` and write a bundle;
+  :func:`brainlid.features.extract`, or take precomputed features (any framework), and write a bundle;
 * :func:`fixture_root` — a small NSD-format copy (:func:`brainlid.data.fixtures.write_nsd`)
   for ``submit check``/``prepare`` when the real dataset is absent.
 """
@@ -26,7 +28,8 @@ from ..errors import BrainlidError, DatasetNotFoundError, InputError
 from .bundle import Bundle, BundleError, Limits, validate_bundle, write_bundle
 from .schema import public_reason
 
-__all__ = ["published_stimulus_ids", "check_bundle", "CheckReport", "prepare_bundle", "fixture_root", "BenchmarkData"]
+__all__ = ["published_stimulus_ids", "benchmark_stimulus_set", "check_bundle", "CheckReport", "prepare_bundle", "fixture_root",
+           "BenchmarkData"]
 
 
 class BenchmarkData:
@@ -67,6 +70,19 @@ def published_stimulus_ids(loaded) -> np.ndarray:
     if stimuli is not None:
         ids = np.intersect1d(ids, np.asarray(stimuli.ids))
     return np.sort(ids)
+
+
+def benchmark_stimulus_set(bench_id: str, root=None):
+    """The stimuli a submission or a features file must cover, in :func:`published_stimulus_ids` order.
+
+    Works for response and RDM benchmarks alike (:func:`brainlid.scoring.plan.benchmark_inputs`):
+    the benchmark's :class:`~brainlid.data.stimuli.StimulusSet` with images, restricted to the
+    stimuli that have brain data and sorted by id — what ``brainlid benchmarks stimuli`` exports.
+    """
+    from ..scoring.plan import benchmark_inputs
+
+    stimuli, brain = benchmark_inputs(bench_id, root)
+    return stimuli.subset(ids=published_stimulus_ids((stimuli, brain)))
 
 
 def fixture_root(bench_id: str) -> Path:
@@ -223,13 +239,18 @@ def prepare_bundle(
     batch_size: int = 64,
     fmt: str = "npy",
     extract_kwargs: dict | None = None,
+    note=None,
 ) -> Path:
     """Extract a model's features for the benchmarks' published stimulus set and write a bundle.
 
     Every benchmark of one bundle must share the same published stimulus set (e.g. all ROIs of
     one NSD subject). ``fixture=True`` falls back to fixture data when the dataset is absent.
+    ``model`` may be precomputed :class:`~brainlid.features.extract.Features` (any framework,
+    :func:`brainlid.features.files.load_features`): their rows for the published ids are taken
+    (missing ids are an error, extra ids are dropped and ``note`` is called with a sentence), and
+    ``metadata["model_name"]`` should name them.
     """
-    from ..features import extract
+    from ..features import Features, extract
     from ..scoring.benchmarks import get_benchmark
     from ..scoring.runner import default_layers
 
@@ -244,11 +265,14 @@ def prepare_bundle(
     for b in benches[1:]:
         if not np.array_equal(data.ids(b).astype(str), ids.astype(str)):
             raise InputError(f"benchmarks {benches[0]} and {b} have different stimulus sets; prepare one bundle per stimulus set")
-    if stimuli is None:
-        raise InputError(f"benchmark {benches[0]} ships no stimulus images to extract features from")
-    lay = list(layers) if layers else default_layers(model)
-    sub = stimuli.subset(ids=ids)
-    feats = extract(model, sub, layers=lay, pooling=pooling, batch_size=batch_size, **dict(extract_kwargs or {}))
+    if isinstance(model, Features):  # precomputed: no images needed, no extraction
+        feats = model.for_stimuli(ids, layers, what=f"benchmark {benches[0]}", note=note)
+    else:
+        if stimuli is None:
+            raise InputError(f"benchmark {benches[0]} ships no stimulus images to extract features from")
+        lay = list(layers) if layers else default_layers(model)
+        feats = extract(model, stimuli.subset(ids=ids), layers=lay, pooling=pooling, batch_size=batch_size,
+                        **dict(extract_kwargs or {}))
     names = list(getattr(feats, "layers", None) or list(feats.keys()))
     fids = np.asarray(feats.stimulus_ids)
     order = np.argsort(fids)
@@ -256,5 +280,6 @@ def prepare_bundle(
         raise BrainlidError("extracted features do not cover the benchmark's stimulus set")
     arrays = {str(k): np.asarray(feats[k], dtype=np.float32)[order] for k in names}
     md = dict(metadata or {})
-    md.setdefault("model_name", model if isinstance(model, str) else type(model).__name__)
+    default = model.provenance.get("model_id") if isinstance(model, Features) else None
+    md.setdefault("model_name", default or (model if isinstance(model, str) else type(model).__name__))
     return write_bundle(out, arrays, ids, benches, md, fmt=fmt)

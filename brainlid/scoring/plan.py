@@ -15,6 +15,11 @@ Layers (:func:`resolve_model_layers`)
     model's key (as given: mapping key, spec string or class name) to such a list, or None (the
     model's top-level child modules, :func:`default_layers`). Selectors are resolved once per model
     to module names in depth order (:func:`brainlid.features.extract.resolve_layers`).
+Precomputed features
+    A :class:`~brainlid.features.extract.Features` given in place of a spec (features computed in
+    any framework, :mod:`brainlid.features.files`) is a model without an architecture: its layers
+    are its arrays (``layers`` selects and orders them), it has no random-weights twin, and the
+    runners' extraction step is a lookup of its rows by stimulus id (:meth:`Features.for_stimuli`).
 Groups per benchmark (:class:`Group`), in this order
     ``pixels`` (once per benchmark, model :data:`~brainlid.scoring.baselines.PIXELS_MODEL`), then
     per model: the model itself (``cache``: its extracted layers), its random-weights twin
@@ -176,6 +181,44 @@ def _resolve_shared(key: str, handle, selectors: list[str], matched: set) -> lis
                          f"`brainlid layers {getattr(handle, 'model_id', key)}` to list its layers, or give "
                          "per-model layers as a mapping")
     return resolve_layers(handle.module, mine)
+
+
+def _features_layers(key: str, feats, layers, shared: list[str] | None, matched: set) -> tuple[str, ...]:
+    """The layers of precomputed :class:`~brainlid.features.extract.Features` standing for a model.
+
+    All of them (stored order) when ``layers`` is None; else the selectors (a mapping's entry
+    for ``key``), in the order given; with a selection ``shared`` by several models, the
+    selectors that match (collected in ``matched``).
+    """
+    from ..features.extract import resolve_layer_names
+
+    if shared is not None:
+        mine = [s for s in shared if _matches(feats.layers, s)]
+        matched.update(mine)
+        if not mine:
+            raise InputError(f"the features {key!r} have none of the layers {', '.join(shared)} (they have "
+                             f"{', '.join(feats.layers[:8])})")
+        sel = mine
+    elif isinstance(layers, Mapping):
+        if key not in layers:
+            raise InputError(f"the layers mapping has no entry for model {key!r} (it has {sorted(map(str, layers))}); "
+                             "give every model's layers, or one list for all")
+        sel = layers[key]
+    else:
+        sel = layers
+    if not sel:
+        return tuple(feats.layers)
+    return tuple(resolve_layer_names(feats.layers, sel, given_order=True, what=f"the features {key!r}", unit="layer"))
+
+
+def _matches(names: list[str], selector: str) -> bool:
+    from ..features.extract import resolve_layer_names
+
+    try:
+        resolve_layer_names(names, [selector])
+    except InputError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -359,8 +402,8 @@ def plan_grid(
 
     Parameters
     ----------
-    models : spec, module, a sequence of them, or a mapping name → spec
-        As :func:`brainlid.scoring.runner.score` takes them.
+    models : spec, module, Features, a sequence of them, or a mapping name → spec
+        As :func:`brainlid.scoring.runner.score` takes them (Features: precomputed features).
     benchmarks : id, Benchmark or a sequence of them
         Unknown ids fail here, before any data are read.
     layers : None, str, sequence of str, or mapping model key → sequence
@@ -384,7 +427,7 @@ def plan_grid(
         No model or no benchmark, an unknown baseline, a layers mapping missing a model, an
         unknown layer, or two models that would get the same table name.
     """
-    from ..features.extract import layer_selectors
+    from ..features.extract import Features, layer_selectors
     from ..features.models import load_model
     from . import baselines as bl
 
@@ -399,6 +442,14 @@ def plan_grid(
     shared = layer_selectors(layers) if layers and not isinstance(layers, Mapping) and len(named) > 1 else None
     matched: set = set()
     for key, spec in named.items():
+        if isinstance(spec, Features):  # precomputed features: no model to load, no random-weights twin
+            name = key if explicit else str(spec.provenance.get("model_id") or key)
+            if name in owner:
+                raise InputError(f"models {owner[name]!r} and {key!r} would both be named {name!r} in the tables; "
+                                 "give the models as a mapping name → spec")
+            owner[name] = key
+            plans.append(ModelPlan(key, name, spec, _features_layers(key, spec, layers, shared, matched)))
+            continue
         handle = load_model(spec, allow_download=allow_download)
         name = model_name(key, handle, explicit)
         if name in owner:
@@ -414,11 +465,14 @@ def plan_grid(
         rname = None if rspec is None else (f"{name}@random" if explicit else rspec)
         plans.append(ModelPlan(key, name, spec, lay, rspec, rname))
     if shared is not None and len(matched) < len(shared):
-        from ..features.extract import resolve_layers
+        from ..features.extract import resolve_layer_names, resolve_layers
 
         bad = next(s for s in shared if s not in matched)
+        first = next(iter(named.values()))
         try:  # the single-model message names close matches
-            resolve_layers(load_model(next(iter(named.values())), allow_download=allow_download).module, [bad])
+            if isinstance(first, Features):
+                resolve_layer_names(first.layers, [bad], what="the features", unit="layer")
+            resolve_layers(load_model(first, allow_download=allow_download).module, [bad])
         except InputError as exc:
             raise InputError(f"{exc} (nor in any of the other models)") from None
     return GridPlan(plans, benches, want, explicit, data_root)
