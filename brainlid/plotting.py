@@ -8,7 +8,9 @@
   max-over-K corrected p-values, and the global measures as horizontal reference lines;
 * :func:`layer_profiles` — LID and brain score across the layers of each model;
 * :func:`score_vs_time` — EEG/MEG score curves with their CI and the noise-ceiling band;
-* :func:`brain_map` — per-voxel scores on a glass brain (volumes) or on the fsaverage surface.
+* :func:`brain_map` — per-voxel scores on a glass brain (volumes) or on the fsaverage surface;
+* :func:`draw_intervals` — intervals drawn as ``[ci_low, ci_high]`` themselves (a stimulus-bootstrap
+  *basic* interval need not contain the point estimate, so never as value ± error).
 
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas, never through
 ``pyplot``'s global state, so importing brainlid does not change the user's backend.
@@ -24,7 +26,8 @@ import pandas as pd
 
 from .errors import InputError
 
-__all__ = ["scatter_fit", "family_scatter", "r_vs_k", "layer_profiles", "score_vs_time", "brain_map", "analysis_figures", "save_figure"]
+__all__ = ["scatter_fit", "family_scatter", "r_vs_k", "layer_profiles", "score_vs_time", "brain_map", "analysis_figures",
+           "save_figure", "draw_intervals"]
 
 _DPI = 110
 
@@ -49,6 +52,49 @@ def save_figure(fig, stem: str | os.PathLike) -> Path:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=ext)
     return stem.with_name(stem.name + ".png")
+
+
+def draw_intervals(ax, positions, low, high, *, horizontal: bool = False, color="k", lw: float = 1.0,
+                   cap: float = 0.15, label: str | None = None):
+    """Draw intervals ``[low, high]`` as lines with end caps, one per position.
+
+    Use it for ``ci_low``/``ci_high`` instead of ``errorbar(value, yerr=...)``: brainlid's encoding
+    intervals are basic stimulus-bootstrap intervals (2·value − upper, 2·value − lower percentile),
+    which need not contain ``value`` (matplotlib refuses the negative error lengths that follow).
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    positions, low, high : array-like of shape (n,)
+        Bar positions (x, or y when ``horizontal``) and the interval bounds in data units; rows
+        with a NaN bound are skipped.
+    horizontal : bool
+        Intervals along x (for ``barh``) instead of along y.
+    color, lw, label
+        Line style; ``label`` names the collection in a legend.
+    cap : float
+        Half-length of the end caps, in position units.
+
+    Returns
+    -------
+    matplotlib.collections.LineCollection
+        Three segments per drawn interval: the interval, then its low and high caps.
+    """
+    from matplotlib.collections import LineCollection
+
+    pos, lo, hi = (np.asarray(a, dtype=float).ravel() for a in (positions, low, high))
+    if not pos.shape == lo.shape == hi.shape:
+        raise InputError(f"positions, low and high must have one length; got {pos.size}, {lo.size}, {hi.size}")
+    keep = np.isfinite(pos) & np.isfinite(lo) & np.isfinite(hi)
+    segs = []
+    for p, a, b in zip(pos[keep], lo[keep], hi[keep]):
+        segs += [[(p, a), (p, b)], [(p - cap, a), (p + cap, a)], [(p - cap, b), (p + cap, b)]]
+    if horizontal:
+        segs = [[(y, x) for x, y in seg] for seg in segs]
+    lines = LineCollection(segs, colors=color, linewidths=lw, label=label, zorder=3)
+    ax.add_collection(lines)
+    ax.autoscale_view()
+    return lines
 
 
 def _short(name: str, n: int = 22) -> str:

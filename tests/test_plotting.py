@@ -41,6 +41,28 @@ def test_score_vs_time_with_ceiling_band(tmp_path):
     assert len(ax.collections) >= 3  # two CI bands + the ceiling band
 
 
+@pytest.mark.parametrize("horizontal", [False, True])
+def test_draw_intervals_draws_the_interval_not_value_plus_minus(horizontal):
+    """A basic bootstrap interval may lie wholly below the value (errorbar(yerr=...) raised on it): the lines
+    span exactly [ci_low, ci_high] at each position; NaN intervals are skipped."""
+    fig = plotting._figure()
+    ax = fig.add_subplot()
+    value, low, high = np.array([0.30, 0.10, 0.2]), np.array([0.12, 0.05, np.nan]), np.array([0.25, 0.16, 0.3])
+    (ax.barh if horizontal else ax.bar)([0, 1, 2], value)
+    lines = plotting.draw_intervals(ax, [0, 1, 2], low, high, horizontal=horizontal, cap=0.1)
+    segs = [np.asarray(s) for s in lines.get_segments()]
+    assert len(segs) == 6  # 2 intervals × (line + 2 caps)
+    for i, (p, lo, hi) in enumerate([(0, 0.12, 0.25), (1, 0.05, 0.16)]):
+        want = np.array([[p, lo], [p, hi]])
+        np.testing.assert_allclose(segs[3 * i], want[:, ::-1] if horizontal else want)
+        cap_lo = np.array([[p - 0.1, lo], [p + 0.1, lo]])
+        np.testing.assert_allclose(segs[3 * i + 1], cap_lo[:, ::-1] if horizontal else cap_lo)
+    lim = ax.get_xlim() if horizontal else ax.get_ylim()
+    assert lim[0] <= 0.05 and lim[1] >= 0.30
+    with pytest.raises(InputError, match="one length"):
+        plotting.draw_intervals(ax, [0, 1], [0.1], [0.2, 0.3])
+
+
 def test_brain_map_volume_and_surface(tmp_path):
     import nibabel as nib
 

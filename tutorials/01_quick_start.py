@@ -119,12 +119,16 @@ for base in headline.index.drop("my_model"):
 import matplotlib.pyplot as plt
 import numpy as np
 
+from brainlid.plotting import draw_intervals
+
 fig, ax = plt.subplots(figsize=(7.5, 3.8))
 ticks, labels, x0 = [], [], 0
 for i, (name, g) in enumerate(test.groupby("model", sort=False)):
     g = g.sort_values("layer_index")
     x = x0 + np.arange(len(g))
-    ax.bar(x, g.value, yerr=[g.value - g.ci_low, g.ci_high - g.value], color=f"C{i}", label=name, capsize=2)
+    ax.bar(x, g.value, color=f"C{i}", label=name)
+    # the interval itself: a basic bootstrap interval need not contain the bar's value (no value ± yerr)
+    draw_intervals(ax, x, g.ci_low, g.ci_high, cap=0.2)
     ticks += list(x)
     labels += list(g.layer)
     x0 += len(g) + 1

@@ -197,6 +197,7 @@ print(f"bad token: {ans['status']} — {ans.get('reason', '')}")
 
 # %%
 from brainlid.leaderboard.worker import add_baselines
+from brainlid.plotting import draw_intervals
 
 added = add_baselines(Database(db_url), None, [BENCH], root=root, which=["pixels"])
 print(f"baseline entries added: {len(added)} ({', '.join(e[:8] + '…' for e in added)})")
@@ -207,8 +208,8 @@ print(board[[c for c in cols if c in board]].round(4).to_string(index=False))
 
 fig, ax = plt.subplots(figsize=(6.5, 2.8))
 b = board[board.benchmark == BENCH].sort_values("value")
-ax.barh(b.model, b.value, xerr=[b.value - b.ci_low, b.ci_high - b.value], capsize=3,
-        color=["C0" if k == "entry" else "0.6" for k in b.kind])
+ax.barh(np.arange(len(b)), b.value, tick_label=b.model, color=["C0" if k == "entry" else "0.6" for k in b.kind])
+draw_intervals(ax, np.arange(len(b)), b.ci_low, b.ci_high, horizontal=True, cap=0.2)  # [ci_low, ci_high] itself
 if b.ceiling.notna().any():
     ax.axvline(b.ceiling.mean(), color="k", ls="--", lw=1, label="noise ceiling")
     ax.legend(fontsize=7, loc="lower right")
