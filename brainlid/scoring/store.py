@@ -345,15 +345,7 @@ class ResultsStore:
             raise BrainlidError(f"versions must be one of {READ_VERSIONS}, got {versions!r}")
         columns, frame = _KINDS[kind]
         cols = list(columns)
-        clauses, params = [], []
-        for k, v in where.items():
-            if v is None:
-                continue
-            if k not in columns:
-                raise BrainlidError(f"cannot filter {kind} by unknown column {k!r}")
-            vals = [v] if isinstance(v, (str, int, float)) else list(v)
-            clauses.append(f"{k} IN ({', '.join('?' * len(vals))})")
-            params.extend(vals)
+        clauses, params = _where_sql(where, columns, kind)
         sql = f"SELECT {', '.join(cols)} FROM {kind}" + (f" WHERE {' AND '.join(clauses)}" if clauses else "")
         with self._connect() as con:
             df = pd.read_sql_query(sql, con, params=params)
@@ -463,16 +455,8 @@ class ResultsStore:
     def array_index(self, **where) -> pd.DataFrame:
         """The array references (model, layer, benchmark, benchmark_version, split, name, sha256, shape, dtype,
         data_source, created), optionally filtered by column → value or list of values."""
-        cols = ("model", "layer", "benchmark", "benchmark_version", "split", "name")
-        clauses, params = [], []
-        for k, v in where.items():
-            if v is None:
-                continue
-            if k not in cols:
-                raise BrainlidError(f"cannot filter arrays by {k!r}")
-            vals = [v] if isinstance(v, (str, int, np.integer)) else list(v)
-            clauses.append(f"{k} IN ({', '.join('?' * len(vals))})")
-            params.extend(int(x) if isinstance(x, np.integer) else x for x in vals)
+        clauses, params = _where_sql(where, ("model", "layer", "benchmark", "benchmark_version", "split", "name"),
+                                     "arrays")
         with self._connect() as con:
             return pd.read_sql_query("SELECT * FROM arrays" + (f" WHERE {' AND '.join(clauses)}" if clauses else ""),
                                      con, params=params)
@@ -494,6 +478,20 @@ class ResultsStore:
 
     def __repr__(self) -> str:
         return f"ResultsStore({str(self.path)!r})"
+
+
+def _where_sql(where: dict, columns, what: str) -> tuple[list[str], list]:
+    """``col IN (?, …)`` clauses and their parameters for column → value or list of values (None: no filter)."""
+    clauses, params = [], []
+    for k, v in where.items():
+        if v is None:
+            continue
+        if k not in columns:
+            raise BrainlidError(f"cannot filter {what} by unknown column {k!r}")
+        vals = [v] if isinstance(v, (str, int, float, np.integer)) else list(v)
+        clauses.append(f"{k} IN ({', '.join('?' * len(vals))})")
+        params.extend(int(x) if isinstance(x, np.integer) else x for x in vals)
+    return clauses, params
 
 
 def _statements(script: str) -> Iterable[str]:
