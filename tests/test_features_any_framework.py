@@ -258,3 +258,18 @@ def test_submit_prepare_features(setup, tmp_path, monkeypatch, capsys):
     # neither or both sources: one line
     capsys.readouterr()
     _err(capsys, main(["submit", "prepare", *common, "--out", str(tmp_path / "z.zip")]), "--model SPEC or --features")
+
+
+def test_python_api_takes_features_as_a_model(setup):
+    """brainlid.score({name: Features}, ...) with the default extraction step (a lookup by id) gives the CLI's rows."""
+    from brainlid.features import load_features
+    from brainlid.scoring.runner import score
+
+    feats = load_features(_write_formats(setup)["npz"])
+    got = score({"tiny": feats}, ENC, data_root=setup["root"], store=False, baselines=("shuffled",))
+    ref = setup["scores"]
+    ref = ref[(ref["benchmark"] == ENC) & ref["model"].isin([setup["name"], setup["name"] + "#shuffled"])].copy()
+    ref["model"] = ref["model"].str.replace(setup["name"], "tiny", regex=False)
+    got, ref = (d.sort_values(KEYS).reset_index(drop=True) for d in (got, ref))
+    pd.testing.assert_frame_equal(got[KEYS].astype(str), ref[KEYS].astype(str))
+    np.testing.assert_allclose(got["value"].to_numpy(float), ref["value"].to_numpy(float), rtol=2e-5, atol=1e-6)

@@ -148,14 +148,18 @@ def resolve_model_layers(key: str, model, layers) -> list[str]:
     from ..features.models import load_model
 
     handle = load_model(model)
-    if isinstance(layers, Mapping):
-        if key not in layers:
-            raise InputError(f"the layers mapping has no entry for model {key!r} (it has {sorted(map(str, layers))}); "
-                             "give every model's layers, or one list for all")
-        sel = layers[key]
-    else:
-        sel = layers if layers else default_layers(handle)
-    return resolve_layers(handle.module, sel)
+    sel = _selectors_of(key, layers)
+    return resolve_layers(handle.module, sel if sel else default_layers(handle))
+
+
+def _selectors_of(key: str, layers):
+    """The selectors ``layers`` gives model ``key``: its entry of a mapping (an error when it has none), else ``layers``."""
+    if not isinstance(layers, Mapping):
+        return layers
+    if key not in layers:
+        raise InputError(f"the layers mapping has no entry for model {key!r} (it has {sorted(map(str, layers))}); "
+                         "give every model's layers, or one list for all")
+    return layers[key]
 
 
 def _resolve_shared(key: str, handle, selectors: list[str], matched: set) -> list[str]:
@@ -199,13 +203,8 @@ def _features_layers(key: str, feats, layers, shared: list[str] | None, matched:
             raise InputError(f"the features {key!r} have none of the layers {', '.join(shared)} (they have "
                              f"{', '.join(feats.layers[:8])})")
         sel = mine
-    elif isinstance(layers, Mapping):
-        if key not in layers:
-            raise InputError(f"the layers mapping has no entry for model {key!r} (it has {sorted(map(str, layers))}); "
-                             "give every model's layers, or one list for all")
-        sel = layers[key]
     else:
-        sel = layers
+        sel = _selectors_of(key, layers)
     if not sel:
         return tuple(feats.layers)
     return tuple(resolve_layer_names(feats.layers, sel, given_order=True, what=f"the features {key!r}", unit="layer"))
