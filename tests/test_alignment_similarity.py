@@ -188,7 +188,7 @@ def test_ridge_r2_matches_sklearn_fixed_alpha():
     from sklearn.model_selection import KFold
 
     A, B = _pair(n=120, da=25, db=15)
-    got, dirs = sim.ridge_r2(A, B, n_components=10, alphas=[3.0], return_directions=True, seed=4)
+    got, dirs = sim.ridge_r2(A, B, n_components=10, alphas=[3.0], alpha_scale="absolute", return_directions=True, seed=4)
     kf = KFold(5, shuffle=True, random_state=4)
     ref = {}
     for name, X, Y in (("A->B", A, B), ("B->A", B, A)):
@@ -206,6 +206,51 @@ def test_ridge_r2_matches_sklearn_fixed_alpha():
     assert got > 0.8
     rng = np.random.default_rng(5)
     assert sim.ridge_r2(A, rng.standard_normal((120, 15)), n_components=5) < 0.05
+
+
+def test_ridge_r2_relative_alphas_scale_invariant_and_match_sklearn(monkeypatch):
+    """Default relative α grid: the score is the same for A → cA, B → cB (c = 1e-3, 1e3), and every fold's fit
+    is reproduced by scikit-learn's PCA + Ridge with the absolute α the fit reports (grid = RELATIVE_ALPHAS ×
+    trace(XᵀX)/p of the fold's training PCs). With the absolute grid the score moves with the scale."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import KFold
+
+    from brainlid.alignment import _ridge
+
+    A, B = _pair(n=120, da=25, db=15)
+    calls = []
+    real = _ridge.ridge_cv_fit_predict
+
+    def spy(*args, **kwargs):
+        res = real(*args, **kwargs)
+        calls.append((np.asarray(args[0], dtype=np.float64), res))
+        return res
+
+    monkeypatch.setattr(_ridge, "ridge_cv_fit_predict", spy)
+    got, dirs = sim.ridge_r2(A, B, n_components=10, return_directions=True, seed=4)
+    assert len(calls) == 10  # 2 directions × 5 folds
+    kf, it = KFold(5, shuffle=True, random_state=4), iter(calls)
+    for name, X, Y in (("A->B", A, B), ("B->A", B, A)):
+        s = []
+        for tr, te in kf.split(X):
+            Xtr_b, res = next(it)
+            Xc = Xtr_b - Xtr_b.mean(0)
+            np.testing.assert_allclose(res.alphas, _ridge.RELATIVE_ALPHAS * np.trace(Xc.T @ Xc) / Xc.shape[1], rtol=1e-5)
+            px = PCA(10, svd_solver="full").fit(X[tr])
+            py = PCA(10, svd_solver="full").fit(Y[tr])
+            pred = Ridge(alpha=res.best_alphas).fit(px.transform(X[tr]), py.transform(Y[tr])).predict(px.transform(X[te]))
+            s.append(r2_score(py.transform(Y[te]), pred, multioutput="variance_weighted"))
+        assert dirs[name] == pytest.approx(np.mean(s), abs=1e-4)
+    assert got > 0.8
+    monkeypatch.setattr(_ridge, "ridge_cv_fit_predict", real)
+    for c in (1e-3, 1e3):
+        assert sim.ridge_r2(c * A, c * B, n_components=10, seed=4) == pytest.approx(got, rel=1e-5)
+    absolute = [sim.ridge_r2(c * A, c * B, n_components=10, seed=4, alpha_scale="absolute") for c in (1e-3, 1.0, 1e3)]
+    assert max(absolute) - min(absolute) > 1e-3  # the old absolute grid is not scale-invariant
+    with pytest.raises(InputError, match="alpha_scale"):
+        sim.ridge_r2(A, B, alpha_scale="percent")
 
 
 def test_rsa_similarity_and_pairwise():

@@ -205,6 +205,16 @@ def test_geometry_once_per_model_and_lid_set_and_model_model_once_per_lid_set():
     assert plans[0].mm_cells(["mutual_knn", "cka"]) == [
         ("scores", n, "embed", f"models.plan.s1.test.{m}", 1) for n in ("m", "c") for m in ("mutual_knn", "cka")]
     assert plans[2].mm_cells(["cka"])[0][3] == "models.plan.s1.test[6].cka"
+    # ridge_r2 rows are version 2 (relative α grid); the cells the Dask runner checks carry the rows' versions
+    from brainlid.scoring.runner import model_model_rows
+
+    rng = np.random.default_rng(0)
+    feats = {"m": rng.standard_normal((60, 5)), "c": rng.standard_normal((60, 4))}
+    rows = model_model_rows(feats, stimulus_set="plan.s1.test", metrics=("mutual_knn", "ridge_r2"),
+                            layers=plans[0].mm_layers, n_components=3)
+    cells = {c[1:] for c in plans[0].mm_cells(["mutual_knn", "ridge_r2"])}
+    assert {(r["model"], r["layer"], r["benchmark"], r["benchmark_version"]) for r in rows} == cells
+    assert {(r["metric"], r["benchmark_version"]) for r in rows} == {("mutual_knn", 1), ("ridge_r2", 2)}
     np.testing.assert_array_equal(plans[2].lid_ids, np.arange(128, 134))
     np.testing.assert_array_equal(plans[0].lid_ids, np.arange(128, 140))
     # the data come with the plan: stimuli restricted to ids with responses

@@ -503,19 +503,25 @@ def _pca_fit_transform(train: np.ndarray, test: np.ndarray, n_components: int | 
 
 def ridge_r2(A, B, *, n_components: int | None = 300, alphas=None, n_folds: int = 5, inner_folds: int = 5,
              multioutput: str = "variance_weighted", seed: int = 0, backend: str = "auto",
-             return_directions: bool = False):
+             return_directions: bool = False, alpha_scale: str = "relative"):
     """Cross-validated ridge R² between two models, averaged over A→B and B→A (Yu et al. 2026).
 
     For each direction X→Y and each of ``n_folds`` outer folds (shuffled KFold,
     ``seed``): both embeddings are reduced to ``n_components`` PCs fitted on the
     training stimuli only (``None`` keeps all features, centred), a ridge with
     alpha chosen by ``inner_folds``-fold inner CV per target
-    (:func:`brainlid.alignment._ridge.ridge_cv_fit_predict`, default alpha grid
-    ``np.logspace(-2, 8, 11)``) predicts Y's test
+    (:func:`brainlid.alignment._ridge.ridge_cv_fit_predict`) predicts Y's test
     embedding from X's, and the held-out R² is computed with ``multioutput``
     (``"variance_weighted"`` [ours, default]: 1 - SSE/SST pooled over components;
     ``"uniform_average"``: mean of per-component R²). Scores are averaged over
     folds, then over the two directions.
+
+    The α grid is relative by default (``alpha_scale="relative"``, grid
+    :data:`~brainlid.alignment._ridge.RELATIVE_ALPHAS` = ``np.logspace(-4, 4, 9)``, multiples of
+    ``trace(XᵀX)/n_features`` of each fold's training PCs), as for encoding scores, so the score
+    is invariant to rescaling either model's features (A → cA, B → cB); ``alphas=`` is then a
+    relative grid too. ``alpha_scale="absolute"`` takes ``alphas`` as penalties in the units of
+    the PCs (default grid ``np.logspace(-2, 8, 11)``; the score then depends on feature scale).
 
     Returns
     -------
@@ -523,7 +529,7 @@ def ridge_r2(A, B, *, n_components: int | None = 300, alphas=None, n_folds: int 
     """
     from sklearn.model_selection import KFold
 
-    from ._ridge import DEFAULT_ALPHAS, ridge_cv_fit_predict
+    from ._ridge import DEFAULT_ALPHAS, RELATIVE_ALPHAS, ridge_cv_fit_predict
 
     A, B = _pair(A, B)
     n = A.shape[0]
@@ -531,8 +537,10 @@ def ridge_r2(A, B, *, n_components: int | None = 300, alphas=None, n_folds: int 
         raise InputError(f"n_folds must be in [2, n_stimuli={n}]; got {n_folds}")
     if multioutput not in ("variance_weighted", "uniform_average"):
         raise InputError(f"multioutput must be 'variance_weighted' or 'uniform_average'; got {multioutput!r}")
+    if alpha_scale not in ("relative", "absolute"):
+        raise InputError(f"alpha_scale must be 'relative' or 'absolute', got {alpha_scale!r}")
     if alphas is None:
-        alphas = DEFAULT_ALPHAS
+        alphas = RELATIVE_ALPHAS if alpha_scale == "relative" else DEFAULT_ALPHAS
     kf = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
     scores = {}
     for name, X, Y in (("A->B", A, B), ("B->A", B, A)):
@@ -541,7 +549,7 @@ def ridge_r2(A, B, *, n_components: int | None = 300, alphas=None, n_folds: int 
             Xtr, Xte = _pca_fit_transform(X[tr], X[te], n_components)
             Ytr, Yte = _pca_fit_transform(Y[tr], Y[te], n_components)
             res = ridge_cv_fit_predict(Xtr, Ytr, Xte, alphas=alphas, n_folds=inner_folds, center=True,
-                                       backend=backend, seed=seed)
+                                       backend=backend, seed=seed, alpha_scale=alpha_scale)
             pred = np.asarray(res.predictions, dtype=np.float64)
             Yte64 = Yte.astype(np.float64)
             sse = ((Yte64 - pred) ** 2).sum(axis=0)

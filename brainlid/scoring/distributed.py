@@ -1235,9 +1235,11 @@ def score_distributed(
                         all_geom.append(st.geometry(model=g.model, stimulus_set=e.bench.lid_stimulus_set,
                                                     layer=list(g.layers), benchmark_version=v))
             if e.mm and not e.mm_todo:
-                all_scores.append(st.scores(model=[m.name for m in grid.models],
-                                            benchmark=sorted({c[3] for c in e.mm_cells}),
-                                            layer=sorted({c[2] for c in e.mm_cells}), benchmark_version=1))
+                for mv in sorted({c[4] for c in e.mm_cells}):  # model–model versions differ by metric
+                    cells = [c for c in e.mm_cells if c[4] == mv]
+                    all_scores.append(st.scores(model=[m.name for m in grid.models],
+                                                benchmark=sorted({c[3] for c in cells}),
+                                                layer=sorted({c[2] for c in cells}), benchmark_version=mv))
     scores = pd.concat([s for s in all_scores if len(s)], ignore_index=True) if any(len(s) for s in all_scores) else score_frame([])
     geom = pd.concat([g for g in all_geom if len(g)], ignore_index=True) if any(len(g) for g in all_geom) else geometry_frame([])
     scores = score_frame(scores)

@@ -54,6 +54,7 @@ from .benchmarks import Benchmark, get_benchmark
 __all__ = [
     "SOURCES", "ModelPlan", "Group", "BenchPlan", "GridPlan", "plan_grid", "named_models", "model_name",
     "default_layers", "resolve_model_layers", "benchmark_inputs", "lid_ids", "mm_benchmark_id",
+    "mm_benchmark_version", "MM_VERSIONS",
 ]
 
 #: Where a group's features come from: raw pixels, the model's extraction (feature cache), the
@@ -283,8 +284,18 @@ def lid_ids(bench: Benchmark, brain) -> np.ndarray:
 
 
 def mm_benchmark_id(stimulus_set: str, metric: str) -> str:
-    """The ``benchmark`` column of model–model rows: ``models.<stimulus set>.<metric>`` (version 1)."""
+    """The ``benchmark`` column of model–model rows: ``models.<stimulus set>.<metric>``."""
     return f"models.{stimulus_set}.{metric}"
+
+
+#: ``benchmark_version`` of model–model rows per metric (1 when not listed): ``ridge_r2`` is 2 since its
+#: α grid is relative to the features' spectrum (scale-invariant; version-1 values depended on feature scale).
+MM_VERSIONS = {"ridge_r2": 2}
+
+
+def mm_benchmark_version(metric: str) -> int:
+    """The ``benchmark_version`` of model–model rows of ``metric`` (:data:`MM_VERSIONS`, else 1)."""
+    return MM_VERSIONS.get(metric, 1)
 
 
 # --------------------------------------------------------------------------- groups
@@ -326,8 +337,8 @@ class BenchPlan:
     mm_layers: dict[str, str] = field(default_factory=dict)
 
     def mm_cells(self, metrics: Sequence[str]) -> list[tuple]:
-        """Store cells ``("scores", model, layer, benchmark, version 1)`` of this benchmark's model–model task."""
-        return [("scores", n, layer, mm_benchmark_id(self.bench.lid_stimulus_set, m), 1)
+        """Store cells ``("scores", model, layer, benchmark, version)`` of this benchmark's model–model task."""
+        return [("scores", n, layer, mm_benchmark_id(self.bench.lid_stimulus_set, m), mm_benchmark_version(m))
                 for n, layer in self.mm_layers.items() for m in metrics]
 
 

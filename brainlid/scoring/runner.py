@@ -46,7 +46,7 @@ from ..data.provenance import data_source_of
 from ..errors import InputError
 from .benchmarks import Benchmark, get_benchmark, load_benchmark_data
 from .plan import default_layers  # noqa: F401  (re-exported: brainlid.leaderboard.scoring imports it from here)
-from .plan import lid_ids as _lid_ids, mm_benchmark_id, plan_grid
+from .plan import lid_ids as _lid_ids, mm_benchmark_id, mm_benchmark_version, plan_grid
 from .tables import geometry_frame, score_frame, write_table
 
 __all__ = [
@@ -621,7 +621,8 @@ def model_model_rows(
                     rows.append({
                         "model": x, "layer": (layers or {}).get(x, ""), "benchmark": mm_benchmark_id(stimulus_set, m),
                         "dataset": "models", "subject": "", "roi": y, "metric": m, "split": "test", "time": np.nan,
-                        "value": v, "n_stimuli": int(A.shape[0]), "brainlid_version": __version__, "benchmark_version": 1,
+                        "value": v, "n_stimuli": int(A.shape[0]), "brainlid_version": __version__,
+                        "benchmark_version": mm_benchmark_version(m),
                         "data_source": data_source,
                     })
     return rows
