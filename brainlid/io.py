@@ -1,5 +1,8 @@
 """Read feature matrices from files: ``read_features(path, key=None) -> (X, ids)``.
 
+:func:`read_named_arrays` reads every array of a ``.npz`` / HDF5 / ``.safetensors`` file instead (one
+per layer: :func:`brainlid.features.files.read_feature_layers`).
+
 Supported formats (by suffix):
 
 ============================  ===============================================================

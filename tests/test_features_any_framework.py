@@ -273,3 +273,38 @@ def test_python_api_takes_features_as_a_model(setup):
     got, ref = (d.sort_values(KEYS).reset_index(drop=True) for d in (got, ref))
     pd.testing.assert_frame_equal(got[KEYS].astype(str), ref[KEYS].astype(str))
     np.testing.assert_allclose(got["value"].to_numpy(float), ref["value"].to_numpy(float), rtol=2e-5, atol=1e-6)
+
+
+def test_reader_string_ids_nested_layers_and_messages(tmp_path):
+    """read_feature_layers against values written by h5py/numpy/safetensors directly (what another framework saves)."""
+    import safetensors.numpy as stn
+
+    from brainlid.errors import FileFormatError
+    from brainlid.features import read_feature_layers
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((4, 3)), rng.integers(0, 9, (4, 2))
+    with h5py.File(tmp_path / "s.h5", "w", track_order=True) as h:
+        h.create_group("block2", track_order=True)["conv"] = a  # float64 → float32, nested name kept
+        h["head"] = b  # integers → float32
+        h.create_dataset("stimulus_ids", data=["img_c", "img_a", "img_b", "img_d"], dtype=h5py.string_dtype())
+    layers, ids = read_feature_layers(tmp_path / "s.h5")
+    assert list(layers) == ["block2/conv", "head"] and ids.tolist() == ["img_c", "img_a", "img_b", "img_d"]
+    np.testing.assert_array_equal(layers["block2/conv"], a.astype(np.float32))
+    np.testing.assert_array_equal(layers["head"], b.astype(np.float32))
+    assert all(v.dtype == np.float32 for v in layers.values())
+    with h5py.File(tmp_path / "bytes.h5", "w") as h:  # fixed-length byte strings, as many tools write them
+        h["x"], h["stimulus_ids"] = a, np.array([b"p", b"q", b"r", b"s"])
+    assert read_feature_layers(tmp_path / "bytes.h5")[1].tolist() == ["p", "q", "r", "s"]
+    stn.save_file({"x": a.astype(np.float32)}, str(tmp_path / "noids.safetensors"))
+    with pytest.raises(FileFormatError, match="no 'stimulus_ids' array.*integer ids"):
+        read_feature_layers(tmp_path / "noids.safetensors")
+    np.savez(tmp_path / "dup.npz", x=a, stimulus_ids=np.array([1, 2, 2, 3]))
+    with pytest.raises(FileFormatError, match="duplicated"):
+        read_feature_layers(tmp_path / "dup.npz")
+    np.savez(tmp_path / "short.npz", x=a, stimulus_ids=np.arange(3))
+    with pytest.raises(FileFormatError, match=r"shape \(4, 3\) for 3 stimulus ids"):
+        read_feature_layers(tmp_path / "short.npz")
+    (tmp_path / "f.pt").write_bytes(b"x")  # a torch file is not a precomputed-features file
+    with pytest.raises(FileFormatError, match="extract --out"):
+        read_feature_layers(tmp_path / "f.pt")
