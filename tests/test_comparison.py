@@ -74,6 +74,41 @@ def test_paired_interval_covers_the_population_difference(metric):
     assert 0.01 <= rate <= 0.09
 
 
+def test_rsa_paired_interval_covers_the_population_difference():
+    """RSA (Spearman of correlation-distance RDMs), 60 stimuli, 300 seeded replications: the paired interval with the
+    pair-level correction for the difference covers the population difference (from 2,000 fresh stimuli) 90–98 %
+    of the time; the uncorrected paired bootstrap over-covers (it counts each pair's residual three times).
+    (Measured over 400 replications: corrected 0.91–0.93, plain 0.99–1.00 at noise 4–8; at 40 stimuli with a strong
+    model, r ≈ 0.6, the corrected interval covered 0.875 — the limit documented in rdm_bootstrap_ci.)"""
+    noise, tau_a, tau_b = 6.0, 0.5, 1.0
+    from brainlid.alignment.rsa import compare_rdms, rdm
+    from brainlid.comparison import _difference_excess, _shrink
+
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((8, 30))
+
+    def sample(n, rng):
+        z = rng.standard_normal((n, 8))
+        y = z @ W + noise * rng.standard_normal((n, 30))
+        a, b = (z + t * rng.standard_normal((n, 8)) for t in (tau_a, tau_b))
+        return rdm(a, "correlation"), rdm(b, "correlation"), rdm(y, "correlation")
+
+    A, B, Y = sample(2000, np.random.default_rng(99))
+    truth = compare_rdms(A, Y) - compare_rdms(B, Y)
+    cover, plain = [], []
+    for r in range(300):
+        a, b, y = sample(60, rng)
+        est, dist, n = rsa_replicates(a, b, y[None], n_boot=300, seed=r)
+        d, reps = est[0, 0] - est[1, 0], dist[:, 0, 0] - dist[:, 1, 0]
+        lo, hi, _ = paired_summary(d, reps, shrink=_shrink(reps, d, _difference_excess(a, b, y[None], n, "spearman")))
+        cover.append(lo <= truth <= hi)
+        lo, hi, _ = paired_summary(d, reps)
+        plain.append(lo <= truth <= hi)
+    print(f"\nRSA noise {noise}: truth {truth:.3f}, coverage corrected {np.mean(cover):.3f}, plain {np.mean(plain):.3f}")
+    assert 0.90 <= np.mean(cover) <= 0.98
+    assert np.mean(plain) >= 0.98
+
+
 def test_matches_paired_bootstrap_test():
     """The estimate equals brainlid.alignment.uncertainty.paired_bootstrap_test's (an independent code path over
     the same draws); the two p-values agree on which differences are clear."""
