@@ -308,3 +308,30 @@ def test_reader_string_ids_nested_layers_and_messages(tmp_path):
     (tmp_path / "f.pt").write_bytes(b"x")  # a torch file is not a precomputed-features file
     with pytest.raises(FileFormatError, match="extract --out"):
         read_feature_layers(tmp_path / "f.pt")
+
+
+def test_rdm_benchmark_round_trip_on_real_k92(setup, tmp_path, monkeypatch):
+    """Real data: the 92 images exported as PNGs, features extracted from them, scored with --features on the
+    human-IT RDM benchmark → the same rows as --model reading the images from the .mat file."""
+    import os
+    from pathlib import Path
+
+    k92 = Path(os.environ.get("BRAINLID_REALDATA", Path(__file__).resolve().parents[1].parent / "shared" / "realdata")) / "k92"
+    if not k92.is_dir():
+        pytest.skip(f"real k92 data not found at {k92} (../shared/realdata)")
+    monkeypatch.setenv("BRAINLID_HOME", str(tmp_path / "home"))
+    bench = "k92.human.IT.rsa"
+    assert main(["benchmarks", "stimuli", bench, "--data-root", str(k92), "--out", str(tmp_path / "stim")]) == 0
+    assert main(["extract", "--model", setup["spec"], "--stimuli", str(tmp_path / "stim"), "--layers", "conv,fc",
+                 "--out", str(tmp_path / "f"), "--no-cache", "-q"]) == 0
+    common = ["--benchmark", bench, "--data-root", str(k92), "--no-store", "--no-baselines"]
+    assert main(["score", "--model", setup["spec"], "--layers", "conv,fc", *common, "--out", str(tmp_path / "ref")]) == 0
+    assert main(["score", "--features", str(tmp_path / "f"), "--name", "tiny", *common, "--out", str(tmp_path / "got")]) == 0
+    ref, got = (pd.read_parquet(tmp_path / d / "scores.parquet") for d in ("ref", "got"))
+    ref = ref.assign(model=ref["model"].str.replace(setup["name"], "tiny", regex=False))
+    keys = KEYS[:-1]
+    assert {"all", "test"} <= set(got["split"]) and len(got) == len(ref) > 0
+    got, ref = (d.sort_values(keys).reset_index(drop=True) for d in (got, ref))
+    pd.testing.assert_frame_equal(got[keys].astype(str), ref[keys].astype(str))
+    for c in ("value", "ceiling", "normalised", "ci_low", "ci_high"):
+        np.testing.assert_allclose(got[c].to_numpy(float), ref[c].to_numpy(float), rtol=2e-5, atol=1e-6, err_msg=c)
