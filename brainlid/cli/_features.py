@@ -41,7 +41,8 @@ def _parse_input_size(text: str | None):
 def register(cli: click.Group) -> None:
     @cli.command("extract")
     @click.option("--model", "-m", "model", required=True, help="Model spec, e.g. torchvision:resnet18, module:net.py:Net@w.pt, hf:facebook/dinov2-small.")
-    @click.option("--stimuli", "-s", required=True, help="Image folder, FILE.h5:KEY or a .npy array (n, H, W[, C]).")
+    @click.option("--stimuli", "-s", required=True, help="Image folder, FILE.h5:KEY or a .npy array (n, H, W[, C]). A `brainlid benchmarks stimuli` "
+                       "export keeps the benchmark's stimulus ids.")
     @click.option("--layers", "-l", multiple=True, required=True, help="Layer names, globs (blocks.*) or re:REGEX; repeat or comma-separate.")
     @click.option("--pooling", "-p", multiple=True, help="avg|max|none|cls|tokens|adaptive:S for all layers, or LAYER=MODE (repeatable). Default avg.")
     @click.option("--reduce", default=None, help="srp:K or pca:K[:seed] dimensionality reduction.")
