@@ -116,9 +116,9 @@ def register(cli: click.Group) -> None:
 
             models = {name: load_features(features, layer_sel)}
             layer_sel = None
-            click.echo(f"note: {features} — {len(models[name])} layer(s), {models[name].stimulus_ids.size} stimuli; "
-                       "baselines: pixels and the shuffled control (no @random: precomputed features have no "
-                       "architecture to re-initialise)", err=True)
+            click.echo(f"note: {features} — {len(models[name])} layer(s), {models[name].stimulus_ids.size} stimuli"
+                       + ("" if no_baselines else "; baselines: pixels and the shuffled control (no @random: precomputed "
+                          "features have no architecture to re-initialise)"), err=True)
 
             def extract_fn(feats, stimuli, layers=None, **_):  # the benchmark's rows of the features, by id
                 return feats.for_stimuli(stimuli.ids, layers, what=f"the benchmark's stimulus set ({len(stimuli)} stimuli)",
