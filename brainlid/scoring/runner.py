@@ -62,6 +62,9 @@ __all__ = [
     "unit_scores_for_layer",
     "encoding_rows",
     "rsa_split_half_ceiling",
+    "keep_arrays",
+    "prune_kept",
+    "KEEP_ARRAYS",
 ]
 
 
