@@ -127,6 +127,21 @@ def test_matches_paired_bootstrap_test():
         assert p < 0.01 and ref["p_value"] < 0.01
 
 
+def test_time_resolved_and_kept_units_match_each_time_point_alone():
+    """(n, units, times) arrays with a different set of kept units per time point (a unit×time noise-ceiling
+    mask) give, per time point, what the 2-D arrays of that time point give with its units selected."""
+    rng = np.random.default_rng(4)
+    y, pa, pb = _pair(rng, 30, 9, 4, 0.3, 0.8)
+    mask = rng.random((9, 4)) > 0.4
+    counts = bootstrap_counts(30, 60, np.random.default_rng(2))
+    whole = encoding_replicates(y, pa, pb, counts, units=mask)
+    for t in range(4):
+        alone = encoding_replicates(y[..., t], pa[..., t], pb[..., t], counts, units=mask[:, t])
+        for m in ("r2", "r"):
+            for got, want in zip(whole[m], alone[m]):
+                np.testing.assert_allclose(np.asarray(got)[..., t], want, rtol=1e-6, atol=1e-9)
+
+
 def test_identical_models_give_zero_and_p_one():
     rng = np.random.default_rng(0)
     y, pa, _ = (a[..., 0] for a in _pair(rng, 40, 6, 1, 0.3, 0.3))
