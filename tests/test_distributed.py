@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -254,11 +255,45 @@ def test_memory_plan():
         D.plan_voxel_batches(20000, fixed, per, limit, voxel_batch=20000)
     with pytest.raises(D.CellMemoryError, match="PCA|reduce"):
         D.plan_voxel_batches(20000, fixed, per, fixed)
-    # RSA: n² RDMs, not split
+    # RSA: never split by units (its bound against measured peaks: test_rsa_cell_estimate_bounds_the_measured_peak)
     f2, p2 = D.estimate_cell_memory(8000, 1000, 512, 100, pca=None, n_folds=5, n_alphas=9, metric="rsa")
-    assert f2 == int(1.5 * (4 * 9000 * 512 + 16 * 1000**2)) and p2 == 6000
+    assert p2 == 6000 and f2 > 1.5 * 4 * 9000 * 512
     # an RDM-benchmark group: all layers' features and the stacked condensed RDMs (2 layers, 3 subjects + mean)
     assert D.estimate_rdm_group_memory(92, [64, 128], 3) == int(1.5 * (4 * 92 * 192 + 32 * (92 * 91 // 2) * 6))
+
+
+@pytest.mark.parametrize("n, d, units, n_times, n_boot", [(300, 3000, 200, 1, 200), (200, 500, 40, 40, 200),
+                                                          (250, 2000, 100, 1, 0)])
+def test_rsa_cell_estimate_bounds_the_measured_peak(n, d, units, n_times, n_boot):
+    """An RSA cell's estimate (model RDM in float64 blocks, brain RDMs, the corrected stimulus bootstrap with its
+    second-order excess, per time point) is above the peak the cell's scoring allocates (tracemalloc) and within
+    3× of it; the old model (two RDMs, no bootstrap, no time points) was below it."""
+    import tracemalloc
+    import types
+    import warnings
+
+    from brainlid.scoring.benchmarks import DEFAULT_PARAMS
+    from brainlid.scoring.runner import _rsa_rows
+
+    p = {**DEFAULT_PARAMS, "rsa_n_boot": n_boot}
+    bench = types.SimpleNamespace(params=p, metric="rsa")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    reps = rng.standard_normal((n, 3, units) + ((n_times,) if n_times > 1 else ())).astype(np.float32)
+    Y, times = reps.mean(axis=1), (np.arange(n_times, dtype=float) if n_times > 1 else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _rsa_rows(X[:12], Y[:12], times, p, {}, ceiling=reps[:12])  # imports and caches out of the measurement
+        tracemalloc.start()
+        _rsa_rows(X, Y, times, p, {}, ceiling=reps)
+        peak = tracemalloc.get_traced_memory()[1] + X.nbytes + Y.nbytes + reps.nbytes  # + the inputs it holds
+        tracemalloc.stop()
+    sizes = {"n_fit": 4 * n, "n_eval": n, "n_units": units * n_times, "n_times": n_times, "n_reps": 3}
+    fixed, per_unit = D.estimate_benchmark_cell_memory(bench, sizes, d, n_all=n)
+    est = fixed + per_unit * units * n_times
+    assert peak <= est <= 3 * peak, (peak, est)
+    if n_boot:
+        assert 1.5 * (4 * n * d + 16 * n * n + 4 * n * units * n_times) < peak  # the old RSA model
 
 
 def test_parse_memory():

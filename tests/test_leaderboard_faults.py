@@ -277,6 +277,25 @@ def test_memory_estimate_bounds_the_measured_peak(tmp_path, board_data, board_id
         assert peak <= est <= 3 * peak + SCORING_BASE, (n_layers, d, peak, est)
 
 
+def test_memory_estimate_counts_the_benchmarks_bootstrap(board_data, board_ids):
+    """The worker's estimate holds the same per-layer cell as the Dask runner's, including the stimulus bootstrap of
+    the ROI mean with the benchmark's n_boot (the worker used to leave it out)."""
+    import dataclasses
+
+    from brainlid.leaderboard.worker import LAYER_FACTOR, SCORING_BASE, estimate_scoring_memory
+    from brainlid.scoring.benchmarks import get_benchmark
+    from brainlid.scoring.distributed import cell_sizes, estimate_benchmark_cell_memory
+
+    bench, (_, brain) = get_benchmark(BENCH), board_data.load(BENCH)
+    n, d = board_ids.size, 20_000
+    sizes = cell_sizes(brain, bench)
+    fixed, per_unit = estimate_benchmark_cell_memory(bench, sizes, d, n_all=n)
+    est = estimate_scoring_memory([((n, d), "float32")], [BENCH], board_data)
+    assert est == SCORING_BASE + 4 * n * d + LAYER_FACTOR * 4 * n * d + fixed + per_unit * sizes["n_units"]
+    no_boot = dataclasses.replace(bench, params={**bench.params, "n_boot": 0})
+    assert estimate_benchmark_cell_memory(no_boot, sizes, d, n_all=n)[0] < fixed  # the bootstrap is counted
+
+
 def test_worker_refuses_a_job_over_its_memory_budget(tmp_path, monkeypatch, board_data, board_ids):
     from brainlid.features.cache import fmt_size
     from brainlid.leaderboard import worker as wmod

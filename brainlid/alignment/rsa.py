@@ -408,8 +408,10 @@ def rdm(X, method: str = "correlation", *, noise=None, cv: str = "folds", dtype=
         width = int(max(1, min(p, (_BLOCK_BYTES // 2) // (8 * n))))
         sumsq = np.zeros(n)
         for c in range(0, p, width):
-            D = X[:, c : c + width].astype(np.float64) - mean[:, None]
+            D = X[:, c : c + width].astype(np.float64)
+            D -= mean[:, None]
             sumsq += np.einsum("ij,ij->i", D, D)
+        del D  # before the Gram's own chunk: one float64 chunk at a time
         norms = np.sqrt(sumsq)
         if np.any(norms == 0):
             bad = np.flatnonzero(norms == 0)
@@ -419,8 +421,11 @@ def rdm(X, method: str = "correlation", *, noise=None, cv: str = "folds", dtype=
                 f"their {method} distance is undefined"
             )
 
-        def standardise(chunk, rows):
-            return (chunk.astype(np.float64) - mean[rows, None]) / norms[rows, None]
+        def standardise(chunk, rows):  # one float64 copy of the chunk, centred and scaled in place
+            c = chunk.astype(np.float64)
+            c -= mean[rows, None]
+            c /= norms[rows, None]
+            return c
 
         def one_minus(G, s, e):
             np.subtract(1, G, out=G)

@@ -71,15 +71,15 @@ def estimate_scoring_memory(layers: Sequence[tuple[Sequence[int], str]], benchma
     (float64 copies for PCA and centring, the aligned copy, the LID subset: measured 6.5× on
     the NSD fixture at 8,000–128,000 features), and the largest cell of one benchmark from the
     memory model the distributed runner uses
-    (:func:`brainlid.scoring.distributed.estimate_cell_memory`: PCA projection, ridge
-    decompositions, per-unit predictions; ×1.5) with the benchmark's fit/test sizes and number
-    of units (×time points), or :func:`~brainlid.scoring.distributed.estimate_rdm_group_memory`
+    (:func:`brainlid.scoring.distributed.estimate_benchmark_cell_memory`: PCA projection, ridge
+    decompositions, per-unit predictions and the stimulus bootstrap of the ROI mean, or the RDMs
+    and their corrected stimulus bootstrap for RSA; ×1.5) with the benchmark's parameters
+    (``n_boot`` / ``rsa_n_boot``), fit/test sizes, number of units (×time points) and time points, or :func:`~brainlid.scoring.distributed.estimate_rdm_group_memory`
     for published-RDM benchmarks. Benchmarks whose data this server lacks add nothing (the job
     is refused elsewhere). Meant as an upper bound (tests compare it with measured peaks).
     """
     from ..scoring.benchmarks import get_benchmark
-    from ..scoring.distributed import estimate_cell_memory, estimate_rdm_group_memory
-    from ..scoring.runner import make_splits
+    from ..scoring.distributed import cell_sizes, estimate_benchmark_cell_memory, estimate_rdm_group_memory
 
     dims = [(int(shape[0]), int(shape[1]), np.dtype(dt).itemsize) for shape, dt in layers]
     resident = SCORING_BASE + sum(n * d * (size + (4 if size < 4 else 0)) for n, d, size in dims)
@@ -94,15 +94,11 @@ def estimate_scoring_memory(layers: Sequence[tuple[Sequence[int], str]], benchma
         if bench.kind == "rdms":
             need = estimate_rdm_group_memory(max(n for n, _, _ in dims), [d for _, d, _ in dims], int(brain.n_subjects))
         else:
-            splits = make_splits(brain, bench)
-            n_fit, n_eval = int(splits["train"].size), int(splits["test"].size)
-            n_units = int(np.prod(brain.responses.shape[1:]))
-            p = bench.params
+            sizes = cell_sizes(brain, bench)
             cell = 0
             for n, d, _ in dims:
-                fixed, per_unit = estimate_cell_memory(n_fit, n_eval, d, n_units, pca=p.get("pca"), n_folds=p.get("cv", 5),
-                                                       n_alphas=len(p.get("alphas", ())), n_all=n, metric=bench.metric)
-                cell = max(cell, fixed + per_unit * n_units)
+                fixed, per_unit = estimate_benchmark_cell_memory(bench, sizes, d, n_all=n)
+                cell = max(cell, fixed + per_unit * sizes["n_units"])
             need = work + cell
         peak = max(peak, need)
     return int(resident + peak)

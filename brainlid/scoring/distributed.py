@@ -97,7 +97,8 @@ from ..data.provenance import data_source_of
 from ..errors import BrainlidError, InputError, require
 
 __all__ = [
-    "ClusterHandle", "connect", "load_slurm_config", "score_distributed", "estimate_cell_memory",
+    "ClusterHandle", "connect", "load_slurm_config", "score_distributed", "estimate_cell_memory", "estimate_benchmark_cell_memory",
+    "cell_sizes",
     "plan_voxel_batches", "estimate_rdm_group_memory", "CellMemoryError", "DistributedRunInfo", "parse_memory", "slurm_cluster",
 ]
 
@@ -403,7 +404,7 @@ def _fmt(n: int) -> str:
 # --------------------------------------------------------------------------- memory model
 def estimate_cell_memory(n_fit: int, n_eval: int, n_features: int, n_units: int, *, pca: int | None, n_folds: int,
                          n_alphas: int, n_all: int | None = None, metric: str = "encoding",
-                         n_boot: int = 0) -> tuple[int, int]:
+                         n_boot: int = 0, n_times: int = 1, n_reps: int = 1) -> tuple[int, int]:
     """Estimated peak bytes of one cell as ``(fixed, per_unit)``: total ≈ fixed + per_unit · units.
 
     Encoding (the ridge of :func:`brainlid.alignment._ridge.ridge_cv_fit_predict` after PCA to
@@ -419,13 +420,35 @@ def estimate_cell_memory(n_fit: int, n_eval: int, n_features: int, n_units: int,
       ``8·n_boot·n_eval`` and one block of units, ``8·(7·n_boot + 4·n_eval)`` per unit up to the
       block budget of :func:`~brainlid.alignment.uncertainty.bootstrap_unit_sums`.
 
-    RSA: two float64 condensed RDMs and their ranks, ``4·8·n_eval²/2``, are fixed; per unit the
-    responses ``4·n_eval``. A safety factor of 1.5 is applied to both parts.
+    RSA (``n_times`` brain RDMs, one per time point; ``P = n_eval(n_eval−1)/2`` pairs); the
+    phases run one after the other, so the sum is an upper bound:
+
+    * fixed — the features ``4·n_all·d``; the model RDM's float64 work
+      (:func:`brainlid.alignment.rsa.rdm`): one column chunk ``min(8·n_eval·d, 32 MiB)`` and two
+      row blocks of the n×n product ``2·min(8·n_eval², 64 MiB)``; the condensed RDMs
+      ``4·(1 + n_times)·P``; with ``n_boot >= 10`` the variance-corrected stimulus bootstrap
+      (:func:`~brainlid.scoring.rdm_benchmarks.rdm_bootstrap_ci`: float64 RDM stack, tie groups and
+      weighted ranks, then :func:`~brainlid.scoring.rdm_benchmarks.second_order_excess`'s
+      standardised ranks and influence blocks) ``14·8·(1 + n_times)·P`` (measured 13–16× with
+      tracemalloc at 200–500 stimuli and 1–60 time points) plus the counts ``8·n_boot·n_eval``;
+      with ``n_reps > 1`` the split-half ceiling's half RDMs and ranks ``8·8·(1 + n_times)·P``;
+    * per unit (and time point) — the responses ``4·n_eval`` and, with ``n_reps > 1``, the
+      ceiling's float64 copy of the repetitions ``8·n_eval·n_reps``.
+
+    A safety factor of 1.5 is applied to both parts.
     """
     n_all = n_all if n_all is not None else n_fit + n_eval
     if metric != "encoding":
-        fixed = 4 * n_all * n_features + 16 * n_eval * n_eval
-        return int(1.5 * fixed), int(1.5 * 4 * n_eval)
+        pairs = n_eval * (n_eval - 1) // 2
+        rdm_work = min(8 * n_eval * n_features, 2**25) + 2 * min(8 * n_eval * n_eval, 2**26)
+        fixed = 4 * n_all * n_features + rdm_work + 4 * (1 + n_times) * pairs
+        per_unit = 4 * n_eval
+        if n_boot >= 10:
+            fixed += 14 * 8 * (1 + n_times) * pairs + 8 * n_boot * n_eval
+        if n_reps > 1:
+            fixed += 8 * 8 * (1 + n_times) * pairs
+            per_unit += 8 * n_eval * n_reps
+        return int(1.5 * fixed), int(1.5 * per_unit)
     q = n_features if pca is None else min(int(pca), n_features)
     m = min(q, n_fit)
     fixed = 4 * n_all * n_features + 4 * (n_fit + n_eval) * q + 16 * (n_folds + 1) * m * m
@@ -435,6 +458,39 @@ def estimate_cell_memory(n_fit: int, n_eval: int, n_features: int, n_units: int,
 
         fixed += 8 * n_boot * n_eval + min(BOOT_BLOCK_BUDGET, 8 * (7 * n_boot + 4 * n_eval) * n_units)
     return int(1.5 * fixed), int(1.5 * per_unit)
+
+
+def cell_sizes(brain, bench) -> dict[str, int]:
+    """Sizes of the cells of a response benchmark, for :func:`estimate_benchmark_cell_memory`.
+
+    ``n_fit``/``n_eval`` (train/test stimuli), ``n_units`` (units × time points), ``n_times``
+    (1 without a time axis) and ``n_reps`` (repetitions of the responses an RSA ceiling splits,
+    1 when none are kept).
+    """
+    from .benchmarks import REPS_META_KEY
+    from .runner import make_splits  # runner imports this module inside score(): no import at module level (cycle)
+
+    splits = make_splits(brain, bench)
+    reps = (brain.meta or {}).get(REPS_META_KEY)
+    return {"n_fit": int(splits["train"].size), "n_eval": int(splits["test"].size),
+            "n_units": int(np.prod(brain.responses.shape[1:])), "n_times": 1 if brain.times is None else len(brain.times),
+            "n_reps": 1 if reps is None else int(reps.responses.shape[1])}
+
+
+def estimate_benchmark_cell_memory(bench, sizes: Mapping[str, int], n_features: int, *,
+                                   n_all: int | None = None) -> tuple[int, int]:
+    """:func:`estimate_cell_memory` of one layer on a response benchmark, with the benchmark's parameters.
+
+    ``sizes`` from :func:`cell_sizes`; PCA components, CV folds and α grid from ``bench.params``, and
+    the bootstrap resamples of its metric (``n_boot`` for encoding, ``rsa_n_boot`` for RSA). Used by
+    the Dask runner and the leaderboard worker.
+    """
+    p = bench.params
+    return estimate_cell_memory(sizes["n_fit"], sizes["n_eval"], n_features, sizes["n_units"], pca=p.get("pca"),
+                                n_folds=p.get("cv", 5), n_alphas=len(p.get("alphas", ())), n_all=n_all,
+                                metric=bench.metric,
+                                n_boot=int(p.get("n_boot" if bench.metric == "encoding" else "rsa_n_boot", 0)),
+                                n_times=sizes.get("n_times", 1), n_reps=sizes.get("n_reps", 1))
 
 
 def estimate_rdm_group_memory(n_stimuli: int, n_features: Sequence[int], n_subjects: int) -> int:
@@ -916,7 +972,7 @@ def score_distributed(
     """
     distributed = _require_dask()
     from .plan import named_models, plan_grid
-    from .runner import ScoreResult, make_splits
+    from .runner import ScoreResult
     from .store import DuplicateCellError, ResultsStore
     from .tables import geometry_frame, score_frame, write_table
     from ..features.cache import FeatureCache, ids_digest
@@ -968,9 +1024,7 @@ def score_distributed(
         if bench.kind == "rdms":  # published RDMs: nothing is fitted
             sizes = {"n_all": len(sub), "n_subjects": int(brain.n_subjects)}
         else:
-            splits = make_splits(brain, bench)
-            sizes = {"n_all": len(sub), "n_fit": int(splits["train"].size), "n_eval": int(splits["test"].size),
-                     "n_units": int(np.prod(brain.responses.shape[1:]))}
+            sizes = {"n_all": len(sub), **cell_sizes(brain, bench)}
         entry = _Entry(bench, ids_digest(np.asarray(sub.ids)), _digest(sub.digest), sizes, bp.groups,
                        [not all(c in done_cells for c in _group_cells(g, bench)) for g in bp.groups], bp.model_model)
         if entry.mm:
@@ -1050,10 +1104,7 @@ def score_distributed(
 
     def layer_tasks(grp, cell, d, sizes, bench) -> list:
         """One layer cell of a response benchmark: itself, or its voxel batches when it does not fit."""
-        p = bench.params
-        fixed, per_unit = estimate_cell_memory(sizes["n_fit"], sizes["n_eval"], d, sizes["n_units"], pca=p["pca"],
-                                               n_folds=p["cv"], n_alphas=len(p["alphas"]), n_all=sizes["n_all"],
-                                               metric=bench.metric, n_boot=int(p["n_boot"]))
+        fixed, per_unit = estimate_benchmark_cell_memory(bench, sizes, d, n_all=sizes["n_all"])
         what = f"{cell.model} / {cell.layer} on {bench.id}"
         if bench.metric == "encoding":
             batches = plan_voxel_batches(sizes["n_units"], fixed, per_unit, memory_limit, voxel_batch=voxel_batch,
