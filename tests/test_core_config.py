@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -56,6 +58,33 @@ def test_thread_limits_restore():
     assert torch.get_num_threads() == before
     with pytest.raises(InputError):
         backend.set_threads(0)
+
+
+def test_thread_controller_rescans_libraries_only_after_imports(monkeypatch):
+    """thread_limits reuses one threadpoolctl controller; /proc/self/maps (2.5 ms with torch loaded) is read again
+    only when modules were imported since, and the controller is rebuilt only when that brought new libraries."""
+    import types
+
+    real = backend._loaded_library_count
+    scans = []
+    libs = [real()]
+
+    def counting():
+        scans.append(1)
+        return libs[0]
+
+    monkeypatch.setattr(backend, "_loaded_library_count", counting)
+    first = backend._controller()
+    scans.clear()
+    for _ in range(20):
+        with backend.thread_limits(1):
+            pass
+    assert scans == [] and backend._controller() is first
+    monkeypatch.setitem(sys.modules, "brainlid_test_fake_import", types.ModuleType("brainlid_test_fake_import"))
+    assert backend._controller() is first and len(scans) == 1  # an import without new libraries: rescanned, kept
+    monkeypatch.setitem(sys.modules, "brainlid_test_fake_import2", types.ModuleType("brainlid_test_fake_import2"))
+    libs[0] += 1  # ... and one that loaded a library: a new controller
+    assert backend._controller() is not first and len(scans) == 2
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path):
