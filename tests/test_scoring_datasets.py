@@ -81,6 +81,8 @@ def test_things_fmri_end_to_end(data_dir, tmp_path, monkeypatch):
     assert np.allclose(rsa.ceiling, np.sqrt(max(want, 0)), atol=1e-6)  # a correlation ceiling: √r_sb
     assert (rsa.ceiling_method == "rdm-split-half-disattenuated").all()
     assert (rsa.ci_method == "stimulus-bootstrap-corrected").all()
+    for bid, part in (("things_fmri.sub-01.V1.encoding", enc), ("things_fmri.sub-01.V1.rsa", rsa)):
+        assert set(part.ceiling_method) == set(get_benchmark(bid).ceiling_methods)  # the definition says what rows do
     # normalised is disattenuated at the half level; that it calibrates is tested in test_calibration_rsa.py
     assert rsa.normalised.notna().all() == (want > 0.1)
     # the runner's numbers are those of the pure per-layer function on the same features

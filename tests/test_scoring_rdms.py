@@ -133,6 +133,12 @@ def test_all_split_equals_score_brain_rdms_and_geometry_on_all_images():
         assert got.loc[key, "ci_method"] == "stimulus-bootstrap-corrected"
         assert got.loc[key, "ci_low"] < got.loc[key, "value"] < got.loc[key, "ci_high"]
     assert (scores[scores.split != "all"].subject == "mean").all()
+    # the built-in RDM benchmarks' definitions name the ceilings these rows carry (one vocabulary)
+    from brainlid.scoring.benchmarks import get_benchmark
+
+    for bid in ("k92.human.IT.rsa", "algonauts2019.92.IT.rsa"):
+        assert get_benchmark(bid).ceiling_methods == ("loso-geometric-mean", "group-split-half")
+        assert set(scores.ceiling_method) == set(get_benchmark(bid).ceiling_methods)
     assert scores[scores.split == "test"].ci_low.notna().all() and (scores.n_stimuli[scores.split == "all"] == 30).all()
     sel = scores[scores.selected]
     assert set(sel.layer) == {"good"} and set(sel.split) == {"val", "test", "all"}

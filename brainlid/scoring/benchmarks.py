@@ -90,12 +90,21 @@ __all__ = [
     "DEFAULT_PARAMS",
     "NSD_ROIS",
     "hash_split",
+    "RSA_CEILING",
+    "RDM_CEILINGS",
 ]
 
 
 class UnknownBenchmarkError(InputError):
     """A benchmark id that is not registered (the message lists close ones)."""
 
+
+#: ``ceiling`` of single-subject RSA benchmarks and ``ceiling_method`` of their rows (when the data keep
+#: repetitions): √r_sb of the subject's RDM, normalised disattenuated at the half level (runner).
+RSA_CEILING = "rdm-split-half-disattenuated"
+#: ``ceiling_method`` values of RDM-benchmark rows: per subject √(upper·lower) of the LOSO bounds, group mean
+#: split-half over subjects (:mod:`brainlid.alignment.brain_rdms`); the benchmarks' ``ceiling`` lists both.
+RDM_CEILINGS = ("loso-geometric-mean", "group-split-half")
 
 #: Defaults of every benchmark's scoring parameters (overridable per benchmark).
 DEFAULT_PARAMS: Mapping[str, Any] = MappingProxyType(
@@ -144,10 +153,14 @@ class Benchmark:
         Name of the held-out split in ``BrainData.splits`` (train is every other stimulus of
         the ``"train"`` split).
     ceiling : str
-        ``"ncsnr"`` (the loader's per-unit ceiling, NSD), ``"split-half"`` (reliability of
-        repetitions), ``"data"`` (whatever ``BrainData.noise_ceiling`` holds), ``"rdm-split-half"``
-        (RSA: Spearman–Brown split-half reliability of the subject's RDM,
-        :func:`brainlid.alignment.ceiling.rdm_split_half_reliability`) or ``"none"``.
+        The ``ceiling_method`` its rows carry (one vocabulary; :attr:`ceiling_methods` splits a
+        list): encoding ``"ncsnr"`` (the loader's per-unit ceiling, NSD), ``"split-half"``
+        (reliability of repetitions), ``"data"`` (whatever ``BrainData.noise_ceiling`` holds);
+        single-subject RSA :data:`RSA_CEILING` ``"rdm-split-half-disattenuated"`` (√r_sb of the
+        subject's RDM, :func:`brainlid.alignment.ceiling.rdm_split_half`); RDM benchmarks
+        ``"loso-geometric-mean, group-split-half"`` (:data:`RDM_CEILINGS`: per-subject rows, then
+        the group-mean rows); ``"none"``. (Version-1 definitions said ``"rdm-split-half"`` and
+        ``"loso"``; the label changed in version 2 with the ceilings themselves.)
     version : int
         Bumped whenever anything here changes; stored in every row.
     lid_split : str
@@ -200,6 +213,11 @@ class Benchmark:
             raise InputError(f"unknown benchmark parameter(s) {sorted(unknown)}; known: {sorted(DEFAULT_PARAMS)}")
         merged.update(self.params)
         object.__setattr__(self, "params", MappingProxyType(merged))
+
+    @property
+    def ceiling_methods(self) -> tuple[str, ...]:
+        """The ``ceiling_method`` values this benchmark's rows can carry (``ceiling`` split at commas)."""
+        return tuple(c.strip() for c in self.ceiling.split(","))
 
     @property
     def lid_stimulus_set(self) -> str:
@@ -400,7 +418,7 @@ def _load_builtins() -> None:
                     bid,
                     Benchmark(
                         id=bid, dataset="nsd", subject=subj, space="func1pt8mm", roi=roi, metric=metric,
-                        split="test", ceiling="ncsnr" if metric == "encoding" else "rdm-split-half", version=2,
+                        split="test", ceiling="ncsnr" if metric == "encoding" else RSA_CEILING, version=2,
                         description=(
                             f"NSD {subj} {roi} ({'voxelwise ridge encoding, R² and r' if metric == 'encoding' else 'RSA, correlation RDMs, Spearman'}); "
                             "test = shared images"
@@ -417,7 +435,7 @@ def _load_builtins() -> None:
                     bid,
                     Benchmark(
                         id=bid, dataset="things_eeg2", subject=subj, space="eeg", roi=roi, metric=metric, split="test",
-                        ceiling="split-half" if metric == "encoding" else "rdm-split-half", version=2,
+                        ceiling="split-half" if metric == "encoding" else RSA_CEILING, version=2,
                         description=(f"THINGS-EEG2 {subj} {roi} channels, time-resolved "
                                      f"{'encoding (ridge per channel and time)' if metric == 'encoding' else 'RSA'}; "
                                      "train = training images, test = the 200 test images"),
@@ -433,7 +451,7 @@ def _load_builtins() -> None:
                     bid,
                     Benchmark(
                         id=bid, dataset="things_fmri", subject=subj, space="T1w", roi=roi, metric=metric, split="test",
-                        ceiling="data" if metric == "encoding" else "rdm-split-half", version=2,
+                        ceiling="data" if metric == "encoding" else RSA_CEILING, version=2,
                         description=(f"THINGS-fMRI {subj} {roi} "
                                      f"({'voxelwise ridge encoding, ceiling nc_testset' if metric == 'encoding' else 'RSA'}); "
                                      "train = the 8,640 train images, test = the 100 test images (12 presentations averaged)"),
@@ -466,7 +484,7 @@ def _load_builtins() -> None:
             bid,
             Benchmark(
                 id=bid, dataset=dataset, subject=subject, space="rdm", roi=roi, metric="rsa", split="test",
-                ceiling="loso", version=2, lid_split="all", kind="rdms", stimulus_set=stim_set,
+                ceiling=", ".join(RDM_CEILINGS), version=2, lid_split="all", kind="rdms", stimulus_set=stim_set,
                 params={"rsa_n_boot": 1000},
                 description=(f"published brain RDMs ({dataset} {subject} {roi}, {n} images); RSA of correlation-"
                              "distance model RDMs, Spearman; every layer on all images (split 'all'), best layer "
@@ -572,7 +590,9 @@ def benchmark_from_braindata(
     has_nc = brain.noise_ceiling is not None
     bench = Benchmark(
         id=bid, dataset=brain.dataset or "custom", subject=subject, space=brain.space, roi=roi or "all",
-        metric=metric, split=test_split, ceiling="data" if has_nc else "none", version=version,
+        metric=metric, split=test_split, version=version,
+        ceiling=(RSA_CEILING if brain.has_reps or REPS_META_KEY in (brain.meta or {}) else "none") if metric == "rsa"
+        else ("data" if has_nc else "none"),
         description=f"user benchmark from BrainData ({brain.n_stimuli} stimuli × {brain.n_units} units)",
         params=params, loader=lambda root=None: (stimuli, brain),
     )

@@ -44,7 +44,7 @@ import pandas as pd
 from .._version import __version__
 from ..data.provenance import data_source_of
 from ..errors import InputError
-from .benchmarks import Benchmark, get_benchmark, load_benchmark_data
+from .benchmarks import RSA_CEILING, Benchmark, get_benchmark, load_benchmark_data
 from .plan import default_layers  # noqa: F401  (re-exported: brainlid.leaderboard.scoring imports it from here)
 from .plan import lid_ids as _lid_ids, mm_benchmark_id, mm_benchmark_version, plan_grid
 from .tables import geometry_frame, score_frame, write_table
@@ -440,7 +440,7 @@ def rsa_split_half_ceiling(brain, eval_ids, p, bench_id: str = "", warn: bool = 
 
 
 #: ``ceiling_method`` of single-subject RSA rows (:func:`_rsa_rows`)
-RSA_CEILING_METHOD = "rdm-split-half-disattenuated"
+RSA_CEILING_METHOD = RSA_CEILING  # (the benchmarks' ``ceiling`` says the same)
 
 
 def _rsa_rows(X_eval, Y_eval, times, p, base, ceiling=None, keep: dict | None = None) -> list[dict]:
