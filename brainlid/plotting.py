@@ -184,7 +184,7 @@ def format_number(v, digits: int = 3) -> str:
         return ""
     a = abs(v)
     if v == round(v) and a < 1e15:
-        return f"{int(round(v)):,}" if a >= 1e4 else f"{int(round(v))}"
+        return f"{int(round(v)):,}" if a >= 1e3 else f"{int(round(v))}"
     if a >= 1e5 or a < 10 ** -(digits):
         return f"{v:.{digits - 1}e}"
     if a >= 10 ** (digits - 1):
@@ -267,17 +267,17 @@ def _covers(bbox, points: np.ndarray, pad: float) -> bool:
                        & (points[:, 1] >= bbox.y0 - pad) & (points[:, 1] <= bbox.y1 + pad)))
 
 
-def place_free(ax, make, avoid=(), *, pad_px: float = 5.0):
+def place_free(ax, make, avoid=(), *, soft=(), pad_px: float = 5.0):
     """Add the box ``make(loc)`` (a legend or an anchored text) at the first corner of ``ax`` where it
-    covers no marker and overlaps none of ``avoid`` (artists, e.g. point labels and a legend).
+    covers no marker and overlaps none of ``avoid`` (e.g. a legend) nor of ``soft`` (e.g. point labels).
 
-    Tried: every corner avoiding markers and ``avoid``; then avoiding markers only. Returns the
-    artist, or None (nothing added) when every corner covers a marker — the caller then puts
-    the box outside the axes.
+    Tried: every corner against markers, ``avoid`` and ``soft``; then against markers and
+    ``avoid`` only. Returns the artist, or None (nothing added) when every corner covers a marker
+    or an ``avoid`` box — the caller then puts the box outside the axes.
     """
     fig = ax.figure
     points = None
-    for strict in (True, False):
+    for others in (list(avoid) + list(soft), list(avoid)):
         for loc in _CORNERS:
             art = make(loc)
             fig.canvas.draw()
@@ -285,16 +285,17 @@ def place_free(ax, make, avoid=(), *, pad_px: float = 5.0):
             if points is None:
                 points = _marker_points(ax)
             bb = art.get_window_extent(renderer)
-            clash = _covers(bb, points, pad_px) or (strict and any(
-                bb.overlaps(o.get_window_extent(renderer)) for o in avoid if o is not art and o.get_visible()))
+            clash = _covers(bb, points, pad_px) or any(
+                bb.overlaps(o.get_window_extent(renderer)) for o in others if o is not art and o.get_visible())
             if not clash:
                 return art
             art.remove()
     return None
 
 
-def _stats_box(ax, text: str, avoid=(), fontsize: float = 7.0):
-    """The statistics text where no point is: a free corner of the axes, else under the title (outside)."""
+def _stats_box(ax, text: str, avoid=(), soft=(), fontsize: float = 7.0):
+    """The statistics text where no point is (nor a box of ``avoid``): a free corner of the axes, else in the
+    title (outside the axes)."""
     from matplotlib.offsetbox import AnchoredText
 
     def make(loc):
@@ -302,15 +303,15 @@ def _stats_box(ax, text: str, avoid=(), fontsize: float = 7.0):
         box.patch.set(facecolor="white", alpha=0.85, edgecolor="#bbb")
         return ax.add_artist(box)
 
-    art = place_free(ax, make, avoid)
+    art = place_free(ax, make, avoid, soft=soft)
     if art is None:
         ax.set_title((ax.get_title() + "\n" if ax.get_title() else "") + text, fontsize=fontsize)
     return art
 
 
-def _legend_box(ax, avoid=(), **kw):
-    """A legend where no point is (a free corner), else outside the axes on the right."""
-    art = place_free(ax, lambda loc: ax.legend(loc=loc, **kw), avoid)
+def _legend_box(ax, soft=(), **kw):
+    """A legend where no point is (a free corner, avoiding ``soft`` boxes if it can), else outside the axes."""
+    art = place_free(ax, lambda loc: ax.legend(loc=loc, **kw), soft=soft)
     if art is None:
         art = ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kw)
     return art
@@ -381,7 +382,7 @@ def _finish_scatter(ax, xlabel, ylabel, title, annotate, legend_kw):
     labels = list(ax.texts)
     leg = _legend_box(ax, labels, **legend_kw) if ax.get_legend_handles_labels()[0] else None
     if annotate:
-        _stats_box(ax, annotate, labels + ([leg] if leg is not None else []))
+        _stats_box(ax, annotate, [leg] if leg is not None else [], soft=labels)
 
 
 def family_scatter(x, y, families, labels=None, *, xlabel: str = "LID", ylabel: str = "alignment", title: str = "",
@@ -438,7 +439,7 @@ def family_scatter(x, y, families, labels=None, *, xlabel: str = "LID", ylabel: 
     texts = list(ax.texts)
     leg = _legend_box(ax, texts, handles=handles, fontsize=6.5)
     if annotate:
-        _stats_box(ax, annotate, texts + [leg])
+        _stats_box(ax, annotate, [leg], soft=texts)
     if stem is not None:
         save_figure(fig, stem)
     return fig

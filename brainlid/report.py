@@ -21,56 +21,210 @@ import pandas as pd
 from ._atomic import atomic_write_text
 from ._version import __version__
 
-__all__ = ["html_table", "embed_png", "render_report", "analysis_report", "data_source_banners", "comparison_section"]
+__all__ = ["html_table", "embed_png", "render_report", "analysis_report", "data_source_banners", "comparison_section",
+           "figure_caption", "column_label", "COLUMN_LABELS"]
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;color:#222;line-height:1.45}
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1180px;padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
-table{border-collapse:collapse;font-size:.82em;margin:.6em 0}th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right}
-th{background:#f4f6f8}td.s{text-align:left}figure{display:inline-block;margin:.5em;vertical-align:top}
-figure img{max-width:520px;border:1px solid #eee}figcaption{font-size:.8em;color:#555;max-width:520px}
+table{border-collapse:collapse;font-size:.8em;margin:.6em 0;max-width:100%}
+th,td{border:1px solid #ddd;padding:.25em .45em;text-align:right;vertical-align:top;overflow-wrap:break-word}
+th{background:#f4f6f8;font-weight:600;text-align:center}td.s{text-align:left}td.n{white-space:nowrap}
+th[title]{cursor:help;text-decoration:underline dotted #999}
+figure{display:inline-block;box-sizing:border-box;width:calc(50% - 1em);margin:.5em;vertical-align:top}
+figure.wide{display:block;width:auto;margin:.8em 0}
+figure img{max-width:100%;height:auto;border:1px solid #eee}figcaption{font-size:.8em;color:#444;margin-top:.3em}
+details{margin:.6em 0}summary{cursor:pointer;color:#1f5fa8}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5em 1em;margin:1em 0}
 .meta{color:#666;font-size:.85em}
 .banner{background:#fdecea;border:2px solid #c62828;color:#7f1d1d;font-weight:600;padding:.6em 1em;margin:1em 0}
 """
 
+#: Column ids of the report's tables in words (the raw id is kept in the header's tooltip).
+COLUMN_LABELS = {
+    "target": "target", "measure": "dimension measure", "kind": "kind", "scope": "scope", "n_models": "models",
+    "n_families": "families", "df": "df", "pearson_r": "Pearson r", "pearson_p": "p (Pearson)",
+    "spearman_r": "Spearman ρ", "spearman_p": "p (Spearman)", "partial_pearson_r": "partial r (log params)",
+    "partial_pearson_p": "p (partial r)", "partial_spearman_r": "partial ρ (log params)",
+    "partial_spearman_p": "p (partial ρ)", "p_method": "p-value method", "ci_method": "interval method",
+    "warning": "warning", "n_pairs": "pairs", "K": "K", "r": "Pearson r", "p": "p (this K)",
+    "p_corrected": "p* (corrected over K)", "model": "model", "family": "family", "layer": "layer",
+    "n": "stimuli", "n_params": "parameters", "models": "models", "model_a": "model A", "model_b": "model B",
+    "benchmark": "benchmark", "subject": "subject", "metric": "metric", "time": "time (s)", "level": "level",
+    "n_subjects": "subjects", "n_stimuli": "stimuli", "value_a": "score A", "value_b": "score B",
+    "difference": "A − B", "p_value": "p", "p_holm": "p (Holm)", "normalised_difference": "A − B (normalised)",
+    "value": "score", "normalised": "normalised score", "ceiling": "ceiling", "pearson": "Pearson r",
+    "spearman": "Spearman ρ",
+}
 
-def _fmt(v) -> str:
+#: Above this many rows a table is collapsed into a ``<details>`` element (click to open).
+COLLAPSE_ROWS = 24
+
+
+def column_label(col: str, metric: str | None = None, value: str = "value") -> str:
+    """A table column id in words: the fixed vocabulary, dimension measures and alignment targets."""
+    from .plotting import MEASURE_WORDS, describe_measure, describe_target
+
+    c = str(col)
+    if c in COLUMN_LABELS:
+        return COLUMN_LABELS[c]
+    if c.startswith("lid_K") or c == "lid" or c in MEASURE_WORDS:
+        return describe_measure(c)
+    if c.startswith(("brain:", "model_model", "generalization")):
+        return describe_target(c, metric, value)
+    if c.endswith(" 95% CI"):
+        return c
+    return c
+
+
+def _is_p(col: str) -> bool:
+    c = str(col)
+    return c in ("p", "p_value", "p_holm", "p_corrected") or c.endswith("_p")
+
+
+def _cell_text(v, col: str) -> tuple[str, bool]:
+    """(formatted text, is numeric) of one cell: p-values by :func:`format_p`, numbers to 3 significant digits."""
+    from .plotting import format_number, format_p
+
     if v is None or v is pd.NA:
-        return ""
+        return "", False
     if isinstance(v, (bool, np.bool_)):
-        return "yes" if v else "no"
-    if isinstance(v, (float, np.floating)):
-        if not math.isfinite(float(v)):
-            return ""
-        a = abs(float(v))
-        return f"{v:.3g}" if (a and (a < 1e-3 or a >= 1e5)) else f"{v:.3f}"
-    return str(v)
+        return ("yes" if v else "no"), False
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return (format_p(v) if _is_p(col) else format_number(v)), True
+    return str(v), False
 
 
-def html_table(df: pd.DataFrame, max_rows: int = 200, columns: Iterable[str] | None = None) -> str:
-    """A DataFrame as an HTML table; every header and cell escaped; numbers to 3 decimals."""
+def _breakable(text: str) -> str:
+    """Escape ``text`` and let long identifiers (``nsd.subj01.EBA.encoding``) wrap after ``. _ :``."""
+    import re
+
+    out = html.escape(text)
+    return re.sub(r"(?<=[._:])(?=[^\s<>&])", "<wbr>", out) if len(text) > 18 else out
+
+
+def _merge_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """Pairs ``X_ci_low``/``X_ci_high`` (and ``ci_low``/``ci_high``) → one column ``X 95% CI`` with ``[low, high]``."""
+    from .plotting import format_number
+
+    out = df.copy()
+    for low in [c for c in df.columns if str(c).endswith("ci_low")]:
+        high = str(low)[: -len("low")] + "high"
+        if high not in df.columns:
+            continue
+        stem = str(low)[: -len("_ci_low")] if str(low) != "ci_low" else ""
+        name = f"{COLUMN_LABELS.get(stem, stem)} 95% CI".strip()
+        text = [f"[{format_number(a)}, {format_number(b)}]" if np.isfinite(float(a)) and np.isfinite(float(b)) else ""
+                for a, b in zip(pd.to_numeric(df[low], errors="coerce"), pd.to_numeric(df[high], errors="coerce"))]
+        pos = list(out.columns).index(low)
+        out = out.drop(columns=[low, high])
+        out.insert(pos, name, text)
+        out.attrs.setdefault("raw", {})[name] = f"{low}, {high}"
+    return out
+
+
+def html_table(df: pd.DataFrame, max_rows: int = 200, columns: Iterable[str] | None = None, *,
+               labels: Mapping[str, str] | None = None, collapse: bool | None = None, summary: str = "",
+               metric: str | None = None, value: str = "value") -> str:
+    """A DataFrame as an HTML table that fits a page: every header and cell escaped.
+
+    * headers in words (:func:`column_label`, or ``labels``) with the raw column id in a tooltip;
+    * ``X_ci_low``/``X_ci_high`` merged into one ``[low, high]`` column;
+    * p-values in one format (:func:`brainlid.plotting.format_p`), other numbers to 3 significant
+      digits (:func:`brainlid.plotting.format_number`);
+    * columns with no value dropped; a column with one value in every row (of three or more) is
+      said once under the table instead of repeated in each row; long identifiers may wrap;
+    * more than :data:`COLLAPSE_ROWS` rows (or ``collapse=True``): inside a ``<details>`` element
+      whose ``summary`` says what it holds.
+    """
     if columns is not None:
         df = df[[c for c in columns if c in df.columns]]
     if len(df) == 0:
         return "<p><em>(no rows)</em></p>"
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    df = df.loc[:, [c for c in df.columns if not (df[c].isna() | (df[c].astype(str) == "")).all()]]
+    constant = [c for c in df.columns if len(df) > 2 and df[c].nunique(dropna=False) == 1] if len(df.columns) > 3 else []
+    said = "; ".join(f"{html.escape((labels or {}).get(c) or column_label(c, metric, value))}: "
+                     f"{html.escape(_cell_text(df[c].iloc[0], str(c))[0])}" for c in constant)
+    said = f"<p class='meta'>Same in every row — {said}.</p>" if said else ""
+    df = _merge_intervals(df.drop(columns=constant))
+    raw = df.attrs.get("raw", {})
+    head = "".join(
+        f"<th title=\"{html.escape(raw.get(c, str(c)))}\">{_breakable((labels or {}).get(c) or column_label(c, metric, value))}</th>"
+        for c in df.columns)
     body = []
     for rec in df.head(max_rows).itertuples(index=False):
         cells = []
-        for v in rec:
-            cls = ' class="s"' if isinstance(v, str) else ""
-            cells.append(f"<td{cls}>{html.escape(_fmt(v))}</td>")
+        for col, v in zip(df.columns, rec):
+            text, numeric = _cell_text(v, str(col))
+            cls = ' class="n"' if numeric or str(col).endswith("95% CI") else ' class="s"' if isinstance(v, str) else ""
+            cells.append(f"<td{cls}>{_breakable(text) if not numeric else html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     more = f"<p class='meta'>… {len(df) - max_rows} more rows in the CSV</p>" if len(df) > max_rows else ""
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}{said}"
+    if collapse or (collapse is None and len(df) > COLLAPSE_ROWS):
+        text = summary or "the table"
+        return f"<details><summary>Show {html.escape(text)} ({len(df)} rows)</summary>{table}</details>"
+    return table
 
 
-def embed_png(path: str | os.PathLike, caption: str = "") -> str:
-    """A ``<figure>`` with the PNG embedded as a base64 data URI (escaped caption)."""
+def embed_png(path: str | os.PathLike, caption: str = "", *, alt: str | None = None, wide: bool = False) -> str:
+    """A ``<figure>`` with the PNG embedded as a base64 data URI, its ``alt`` text and a ``<figcaption>`` (escaped).
+
+    ``caption`` says what the figure shows and how to read it; ``alt`` (default: the caption) is
+    read out when the image cannot be seen; ``wide`` figures take the full width of the page.
+    """
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     cap = html.escape(caption)
-    return f'<figure><img alt="{cap}" src="data:image/png;base64,{data}"><figcaption>{cap}</figcaption></figure>'
+    cls = ' class="wide"' if wide else ""
+    return (f'<figure{cls}><img alt="{html.escape(alt if alt is not None else caption)}" '
+            f'src="data:image/png;base64,{data}"><figcaption>{cap}</figcaption></figure>')
+
+
+def figure_caption(name: str, settings: Mapping | None = None, scores: pd.DataFrame | None = None) -> tuple[str, str, bool]:
+    """``(caption, alt, wide)`` of a figure of :func:`brainlid.plotting.analysis_figures` from its name
+    (``kind:what``): what it shows and how to read it, in words."""
+    from .plotting import benchmark_metric, describe_measure, describe_target, metric_words
+
+    s = dict(settings or {})
+    kind, _, what = str(name).partition(":")
+    metric, value = s.get("metric"), s.get("value", "value")
+    lid = describe_measure("lid", estimator=s.get("estimator", "mle"), k=s.get("k"))
+    target = describe_target(what, metric, value) if what else ""
+    if kind == "scatter":
+        return (f"{lid} (x) against {target} (y), one point per model (a family's models share a colour and differ "
+                f"in marker). Red line: least-squares fit across models; shaded: its 95 % bootstrap band (models "
+                f"resampled). The box gives Pearson and Spearman r with family-aware p-values. A line rising to the "
+                f"right means models of higher local dimension score higher.", f"Scatter: {lid} against {target}", False)
+    if kind == "families":
+        return (f"The same models, {lid} against {target}, by family: a family's models share a colour. Coloured "
+                f"lines: the fit within each family; hollow squares: family means; dashed black: the pooled fit. "
+                f"Family lines sloping against the pooled line mean the pooled r reflects differences between "
+                f"families, not within them (Simpson's paradox).", f"Family scatter: {lid} against {target}", False)
+    if kind == "r_vs_k":
+        return (f"Pearson r across models between LID and {target} for each neighbourhood size K (x, log scale). "
+                f"Labels: p* corrected for the number of K tried; red square: the K fixed in advance (the headline "
+                f"test); horizontal lines: the r of each global dimension measure (no K). Exploratory except at the "
+                f"headline K.", f"r against K for {target}", False)
+    if kind == "measures":
+        return ("Pearson r (dot) and its 95 % bootstrap interval (bar) of every dimension measure with every target, "
+                "pooled over models: red, the headline local LID; hollow blue, the global measures. A bar crossing "
+                "the dashed line at 0 is compatible with no relation. The table with every scope is below.",
+                "Forest plot of r for every dimension measure and target", True)
+    if kind == "layers":
+        m = benchmark_metric(scores, what, metric) if scores is not None and len(scores) else metric
+        return (f"Left: {lid} of each model's layers in depth order (0 = the first layer scored). Right: the test "
+                f"{metric_words(m) if m else 'score'} on {what} of the same layers; stars mark the layer chosen on the "
+                f"validation split, whose test score is reported. A family's models share a colour, each model has its "
+                f"own marker.", f"Layer profiles on {what}", True)
+    if kind == "time":
+        return (f"Test score on {what} of each model against time from stimulus onset; shaded: 95 % interval; grey "
+                f"band up to the dashed line: the noise ceiling.", f"Score against time on {what}", True)
+    if str(name).lower().startswith("brain map"):
+        return (f"{name}: the per-voxel test score. Volumes in MNI space are drawn on an MNI glass brain; data in a "
+                f"subject's own (native) space, such as NSD's func1pt8mm, as the largest value along each axis of "
+                f"the subject's voxel grid with no template outline (the figure's title says which). Red: positive, "
+                f"blue: negative; voxels below the threshold are blank.", str(name), True)
+    return str(name), str(name), False
 
 
 def data_source_banners(scores: pd.DataFrame | None = None, sources: Mapping[str, str] | None = None) -> list[str]:
@@ -139,6 +293,16 @@ def _p(text: str) -> str:
     return f"<p>{html.escape(text)}</p>"
 
 
+def _figures_html(figures: Mapping[str, Path], kinds: tuple[str, ...], settings: Mapping, scores=None) -> str:
+    """The figures whose name starts with one of ``kinds``, each with its caption (:func:`figure_caption`)."""
+    out = []
+    for name, path in figures.items():
+        if str(name).startswith(kinds) and Path(path).exists():
+            cap, alt, wide = figure_caption(name, settings, scores)
+            out.append(embed_png(path, cap, alt=alt, wide=wide))
+    return "".join(out)
+
+
 def _families_section(res, figures: Mapping[str, Path]) -> tuple[str, str]:
     """The within/between decomposition: families, warnings in words, the table and family scatters."""
     s = res.settings
@@ -166,9 +330,9 @@ def _families_section(res, figures: Mapping[str, Path]) -> tuple[str, str]:
         dec = res.headline(scope=None)
         body += html_table(dec, columns=["target", "scope", "n_models", "n_families", "df", "pearson_r", "pearson_ci_low",
                                          "pearson_ci_high", "pearson_p", "spearman_r", "spearman_p", "p_method",
-                                         "ci_method", "warning"])
-    body += "".join(embed_png(p, name) for name, p in figures.items()
-                    if str(name).startswith("families:") and Path(p).exists())
+                                         "ci_method", "warning"], metric=s.get("metric"), value=s.get("value", "value"),
+                           summary="the pooled / within / between table")
+    body += _figures_html(figures, ("families:",), s)
     return ("Model families: pooled, within and between", body)
 
 
@@ -178,7 +342,7 @@ def comparison_section(comparisons: pd.DataFrame) -> tuple[str, str]:
         "Paired comparisons A − B: both models were scored on the same test stimuli, and the same stimulus "
         "resamples are applied to both, so the interval is that of the difference itself (two overlapping "
         "intervals of the separate scores do not mean 'no difference'). Intervals: basic bootstrap; p: two-sided, "
-        "from the bootstrap distribution of the difference; p_holm: Holm-adjusted over the rows of each metric and "
+        "from the bootstrap distribution of the difference; p (Holm): Holm-adjusted over the rows of each metric and "
         "level. Group rows average over subjects seen on the same stimuli and resample subjects and stimuli "
         "together, with the dual-bootstrap variance correction of Schütt et al. (2023).")
     cols = ["model_a", "model_b", "benchmark", "subject", "metric", "time", "level", "n_subjects", "n_stimuli", "value_a",
@@ -186,13 +350,31 @@ def comparison_section(comparisons: pd.DataFrame) -> tuple[str, str]:
     df = comparisons
     if len(df) and "time" in df and df["time"].isna().all():
         cols.remove("time")
-    return ("Model comparisons (paired)", intro + html_table(df, columns=cols))
+    return ("Model comparisons (paired)", intro + html_table(df, columns=cols, summary="the comparisons"))
+
+
+def _models_tables(m: pd.DataFrame, settings: Mapping, what: str = "model") -> str:
+    """A per-model table in two parts that each fit the page: dimension measures, then targets."""
+    s = settings
+    ident = [c for c in ("model", "family", "layer") if c in m]
+    dims = ident + [c for c in m.columns if c == "n" or c.startswith("lid_K")] + [
+        c for c in ("participation_ratio", "pca90", "pca95", "pca99", "twonn", "mle_full") if c in m]
+    targets = ident[:2] + [c for c in s.get("targets", []) if c in m] + [c for c in ("n_params",) if c in m]
+    kw = {"metric": s.get("metric"), "value": s.get("value", "value")}
+    return (_p(f"Dimension measures of each {what}'s analysed layer (LID at every K measured; the headline uses "
+               f"K = {s.get('k')}), on {s.get('stimulus_set')}.") + html_table(m, columns=dims, **kw)
+            + _p(f"Alignment targets and size of each {what}.") + html_table(m, columns=targets, **kw))
 
 
 def analysis_report(res, path, *, figures: Mapping[str, Path] | None = None, title: str = "brainlid analysis",
                     notes: Iterable[str] | None = None, extra_sections: list[tuple[str, str]] | None = None,
                     scores: pd.DataFrame | None = None, comparisons: pd.DataFrame | None = None) -> Path:
     """Write the report of an :class:`~brainlid.analysis.AnalysisResult` to ``path`` (atomically).
+
+    Each figure sits in the section it belongs to, with a caption that says what it shows and how
+    to read it (:func:`figure_caption`); tables have headers in words (raw ids in tooltips),
+    numbers formatted per column, and long tables collapse into ``<details>``. The page fits a
+    1280-px window without horizontal scrolling.
 
     ``comparisons``: a table of :func:`brainlid.comparison.compare_models` (or several concatenated),
     shown as a section of its own (:func:`comparison_section`).
@@ -203,6 +385,7 @@ def analysis_report(res, path, *, figures: Mapping[str, Path] | None = None, tit
     """
     figures = dict(figures or {})
     s = res.settings
+    kw = {"metric": s.get("metric"), "value": s.get("value", "value")}
     meta = (f"brainlid {__version__} · {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} · {s['n_models']} models · "
             f"LID: {s['estimator']} at K={s['k']} (fixed in advance) on stimulus set {s['stimulus_set']} · "
             f"layer: {s['layer']} · brain metric: {s.get('metric')} ({s['value']})")
@@ -215,11 +398,17 @@ def analysis_report(res, path, *, figures: Mapping[str, Path] | None = None, tit
                         "that respect the model families (see the next section), and the partial correlation "
                         "controlling for log(parameters) where parameter counts are known. Whatever the sign, this "
                         "is what the data show; nothing was tuned.")
-                     + html_table(head, columns=cols)))
+                     + html_table(head, columns=cols, **kw) + _figures_html(figures, ("scatter:",), s)))
     sections.append(_families_section(res, figures))
     corr = res.correlations
-    glob = corr[corr["kind"] == "global"] if len(corr) else corr
-    sections.append(("Global dimension measures (the contrast)", html_table(glob, columns=cols + ["warning"])))
+    glob = corr[corr["kind"].isin(["local", "global"])] if len(corr) else corr
+    sections.append(("Global dimension measures (the contrast)",
+                     _p("The headline local LID beside the global dimension measures (participation ratio, PCA "
+                        "dimensions, TwoNN, the MLE over all points), each correlated with every target.")
+                     + _figures_html(figures, ("measures:",), s)
+                     + html_table(glob, columns=[c for c in cols if c not in ("p_method", "ci_method")] + ["warning"],
+                                  collapse=True, summary="the table of every measure, target and scope (p-value and "
+                                  "interval methods per scope as in the family table)", **kw)))
     pair = corr[corr["kind"] == "pairwise"] if len(corr) else corr
     if len(pair):
         sections.append(("Pairwise: |difference in dimension| against model–model alignment",
@@ -227,18 +416,21 @@ def analysis_report(res, path, *, figures: Mapping[str, Path] | None = None, tit
                             "false positives; p-values come from a Mantel permutation of model labels (within "
                             "families when there are families).")
                          + html_table(pair, columns=["target", "measure", "scope", "n_models", "n_pairs", "pearson_r",
-                                                     "pearson_p", "spearman_r", "spearman_p", "p_method", "warning"])))
+                                                     "pearson_p", "spearman_r", "spearman_p", "p_method", "warning"],
+                                      summary="the pairwise table", **kw)))
     sections.append(("r against K (exploratory)",
-                     _p("p_corrected: max-|r| permutation test, corrected for the number of K tried; each scope "
+                     _p("p*: max-|r| permutation test, corrected for the number of K tried; each scope "
                         "permutes as its test does (pooled: family means and within families; within: within "
                         "families; between: family means).")
-                     + html_table(res.k_curve)))
-    figs = "".join(embed_png(p, name) for name, p in figures.items()
-                   if Path(p).exists() and not str(name).startswith("families:"))
-    sections.append(("Figures", figs or _p("(no figures)")))
-    sections.append(("Models", html_table(res.models)))
+                     + _figures_html(figures, ("r_vs_k:",), s)
+                     + html_table(res.k_curve, summary="the r-against-K table", **kw)))
+    shown = ("scatter:", "families:", "measures:", "r_vs_k:")
+    rest = {n: p for n, p in figures.items() if not str(n).startswith(shown)}
+    sections.append(("Layers, time courses and brain maps",
+                     _figures_html(rest, tuple(str(n) for n in rest) or ("\0",), s, scores) or _p("(no figures)")))
+    sections.append(("Models", _models_tables(res.models, s)))
     if len(res.baselines):
-        sections.append(("Baselines (controls, not in the correlations)", html_table(res.baselines)))
+        sections.append(("Baselines (controls, not in the correlations)", _models_tables(res.baselines, s, "baseline")))
     if comparisons is not None:
         sections.append(comparison_section(comparisons))
     for heading, body in extra_sections or []:
