@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,8 @@ import pytest
 
 from brainlid import analysis, plotting
 from brainlid.scoring.tables import geometry_frame, score_frame
+
+from test_leaderboard_site import _chromium  # noqa: E402  (tests/ is on sys.path under pytest's rootdir)
 
 KS = (5, 10, 20, 50, 100)
 GLOBALS = ("participation_ratio", "pca90", "pca95", "pca99", "twonn", "mle_full")
@@ -94,14 +95,6 @@ def demo_style_report(out: Path) -> Path:
     figs = {k[4:]: v for k, v in res.files.items() if k.startswith("fig:")}
     return analysis_report(res, out / "report.html", figures=figs, scores=scores, comparisons=comparisons_table(),
                            title="brainlid demo-style report — SYNTHETIC", notes=["Synthetic data <b>only</b>."])
-
-
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        p = shutil.which(name)
-        if p:
-            return p
-    return None
 
 
 def test_report_renders_at_1280_px(tmp_path):
