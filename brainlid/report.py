@@ -143,8 +143,8 @@ def html_table(df: pd.DataFrame, max_rows: int = 200, columns: Iterable[str] | N
         return "<p><em>(no rows)</em></p>"
     df = df.loc[:, [c for c in df.columns if not (df[c].isna() | (df[c].astype(str) == "")).all()]]
     constant = [c for c in df.columns if len(df) > 2 and df[c].nunique(dropna=False) == 1] if len(df.columns) > 3 else []
-    said = "; ".join(f"{html.escape((labels or {}).get(c) or column_label(c, metric, value))}: "
-                     f"{html.escape(_cell_text(df[c].iloc[0], str(c))[0])}" for c in constant)
+    said = "; ".join(f"<span title=\"{html.escape(str(c))}\">{html.escape((labels or {}).get(c) or column_label(c, metric, value))}"
+                     f"</span>: {html.escape(_cell_text(df[c].iloc[0], str(c))[0])}" for c in constant)
     said = f"<p class='meta'>Same in every row — {said}.</p>" if said else ""
     df = _merge_intervals(df.drop(columns=constant))
     raw = df.attrs.get("raw", {})
@@ -293,11 +293,11 @@ def _p(text: str) -> str:
     return f"<p>{html.escape(text)}</p>"
 
 
-def _figures_html(figures: Mapping[str, Path], kinds: tuple[str, ...], settings: Mapping, scores=None) -> str:
-    """The figures whose name starts with one of ``kinds``, each with its caption (:func:`figure_caption`)."""
+def _figures_html(figures: Mapping[str, Path], kinds: tuple[str, ...] | None, settings: Mapping, scores=None) -> str:
+    """The figures whose name starts with one of ``kinds`` (None: all), each with its caption (:func:`figure_caption`)."""
     out = []
     for name, path in figures.items():
-        if str(name).startswith(kinds) and Path(path).exists():
+        if (kinds is None or str(name).startswith(kinds)) and Path(path).exists():
             cap, alt, wide = figure_caption(name, settings, scores)
             out.append(embed_png(path, cap, alt=alt, wide=wide))
     return "".join(out)
@@ -427,7 +427,7 @@ def analysis_report(res, path, *, figures: Mapping[str, Path] | None = None, tit
     shown = ("scatter:", "families:", "measures:", "r_vs_k:")
     rest = {n: p for n, p in figures.items() if not str(n).startswith(shown)}
     sections.append(("Layers, time courses and brain maps",
-                     _figures_html(rest, tuple(str(n) for n in rest) or ("\0",), s, scores) or _p("(no figures)")))
+                     _figures_html(rest, None, s, scores) or _p("(no figures)")))
     sections.append(("Models", _models_tables(res.models, s)))
     if len(res.baselines):
         sections.append(("Baselines (controls, not in the correlations)", _models_tables(res.baselines, s, "baseline")))

@@ -62,7 +62,7 @@ def test_html_table_formats_per_column_and_names_columns_in_words():
     assert '<th title="pearson_ci_low, pearson_ci_high">Pearson r 95% CI</th>' in t
     assert '<th title="pearson_p">p (Pearson)</th>' in t and '<th title="n_params">parameters</th>' in t
     assert "partial" not in t  # an empty column is not shown
-    assert "Same in every row — scope: pooled." in t and "<th title=\"scope\">" not in t
+    assert "Same in every row — <span title=\"scope\">scope</span>: pooled." in t and "<th title=\"scope\">" not in t
     long = pd.DataFrame({"K": range(30), "p_corrected": np.linspace(0, 1, 30)})
     folded = html_table(long, summary="the K table")
     assert folded.startswith("<details><summary>Show the K table (30 rows)</summary><table>")
