@@ -49,6 +49,10 @@ log = logging.getLogger("brainlid.leaderboard")
 
 #: Seconds a token's team lookup is reused by the upload handler.
 TEAM_CACHE_SECONDS = 10.0
+#: An upload refused before its body is read (bad token, over the size limit, rate limited) has the rest of
+#: its body read and discarded up to this many bytes, so an ordinary HTTP client that sends the whole body
+#: before reading the answer sees the refusal instead of a broken pipe; larger bodies are cut off at once.
+DRAIN_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,25 @@ class Uploads:
                 h.update(chunk)
         return n, h.hexdigest()
 
+    async def _drain(self, request) -> None:
+        """Read and discard what is left of a refused upload's body, at most :data:`DRAIN_BYTES`, within the
+        body deadline (see :data:`DRAIN_BYTES`); a client disconnect or the deadline ends it quietly."""
+        from starlette.requests import ClientDisconnect
+
+        declared = request.headers.get("content-length")
+        if declared is None or not declared.isdigit() or int(declared) > DRAIN_BYTES:
+            return
+        n, deadline = 0, time.monotonic() + self.policy.body_timeout
+        try:
+            stream = request.stream().__aiter__()
+            while n <= DRAIN_BYTES:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                n += len(await asyncio.wait_for(stream.__anext__(), left))
+        except (StopAsyncIteration, ClientDisconnect, asyncio.TimeoutError, RuntimeError):
+            return  # RuntimeError: the body was already consumed (refused while streaming it to disk)
+
     async def _team(self, token: str | None) -> dict | None:
         """The token's team, looked up once per :data:`TEAM_CACHE_SECONDS` (concurrent uploads share one query).
 
@@ -271,6 +294,8 @@ class Uploads:
         try:
             return await self._handle(request)
         except _Refused as r:
+            if r.status in (401, 413, 429):  # not after a slow (408) or interrupted (400) body
+                await self._drain(request)
             return JSONResponse(r.body, status_code=r.status, headers=r.headers)
         finally:
             self.pending -= 1
