@@ -588,8 +588,7 @@ def render_entry(data: dict, *, title: str = "brainlid leaderboard", home: str =
             if pts:
                 series[split] = sorted(pts)
         plot = svg_lines(series, x_label="layer index", y_label=metric) if series else ""
-        tags = _version_tag(rows[0].get("benchmark_version"), _current_version(bench)) + _synthetic_tag(
-            "synthetic" if any(r.get("data_source") == "synthetic" for r in rows) else "")
+        tags = _version_tag(rows[0].get("benchmark_version"), _current_version(bench)) + _synthetic_tag(_data_source(rows))
         secs.append(f"<h2>{e(bench)} <span class='tag {'private' if priv else 'public'}'>{'private' if priv else 'public'}-test</span>"
                     f"{tags}</h2>"
                     f"<div class='cols'><div>{plot}</div></div>"
