@@ -387,18 +387,19 @@ def rdm_score_rows(features: Mapping[str, np.ndarray], feature_ids, bench: Bench
             feats[layer] = X[pos]
         df = score_brain_rdms(feats, ids, sub, rdm_method=p["rdm_method"], compare=p["rdm_compare"])
         subjects = ["mean"] if split != "all" else list(sub.subjects) + ["mean"]
-        if keep is not None and split == "test":
+        kept = keep is not None and split == "test"
+        boot = split != "val" and p["rdm_compare"] in BOOTSTRAP_METHODS and p["rsa_n_boot"] >= 10
+        M = np.stack([rdm(feats[layer], p["rdm_method"]) for layer in feats]) if kept or boot else None
+        if kept:
             from .runner import keep_arrays
 
-            for layer in feats:
-                keep_arrays(keep, {"model_rdm": rdm(feats[layer], p["rdm_method"]).astype(np.float32)}, model, layer,
-                            bench, split)
+            for layer, Ml in zip(feats, M):
+                keep_arrays(keep, {"model_rdm": Ml.astype(np.float32)}, model, layer, bench, split)
             keep_arrays(keep, {"brain_rdms": np.vstack([sub.subject_rdms(), sub.mean_rdm()[None]]).astype(np.float32),
                                "subjects": np.array(list(sub.subjects) + ["mean"]), "stimulus_ids": ids},
                         "", "", bench, split)
         lo = hi = None
-        if split != "val" and p["rdm_compare"] in BOOTSTRAP_METHODS and p["rsa_n_boot"] >= 10:
-            M = np.stack([rdm(feats[layer], p["rdm_method"]) for layer in feats])
+        if boot:
             Bk = np.vstack([sub.subject_rdms()[[sub.subjects.index(s) for s in subjects if s != "mean"]],
                             sub.mean_rdm()[None]])
             lo, hi = rdm_bootstrap_ci(M, Bk, ids.size, compare=p["rdm_compare"], n_boot=p["rsa_n_boot"], seed=p["seed"])
