@@ -203,7 +203,7 @@ def _read_h5(path: Path, key):
             if k in datasets:
                 ids = datasets[k][()]
                 if ids.dtype.kind == "O":
-                    ids = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in ids])
+                    ids = _h5_string(ids)
                 break
     return X, ids
 
