@@ -276,3 +276,23 @@ def test_rdm_split_half_time_resolved_and_errors():
         rdm_split_half_reliability(rng.standard_normal((10, 5)))
     with pytest.raises(InputError, match="n_splits"):
         rdm_split_half_reliability(rng.standard_normal((10, 2, 5)), n_splits=0)
+
+
+@pytest.mark.parametrize("n_sub", [4, 5, 6])
+def test_group_split_half_matches_brute_force_over_every_ordered_split(n_sub):
+    """Every ordered pair of disjoint half-groups, scipy's Spearman, classical step-up k = S/⌊S/2⌋: the same
+    r_half and r_sb (each unordered split is evaluated once inside, as the comparison is symmetric)."""
+    from itertools import combinations
+
+    from brainlid.alignment.ceiling import group_split_half_reliability
+
+    rng = np.random.default_rng(n_sub)
+    shared = rng.random(45)
+    v = shared + 0.5 * rng.standard_normal((n_sub, 45))
+    h = n_sub // 2
+    r = [stats.spearmanr(v[list(a)].mean(0), v[list(b)].mean(0))[0]
+         for a in combinations(range(n_sub), h) for b in combinations(sorted(set(range(n_sub)) - set(a)), h)]
+    k = n_sub / h
+    r_sb, r_half, got_k = group_split_half_reliability(v)
+    assert r_half == pytest.approx(np.mean(r), rel=1e-12) and got_k == k
+    assert r_sb == pytest.approx(k * np.mean(r) / (1 + (k - 1) * np.mean(r)), rel=1e-12)

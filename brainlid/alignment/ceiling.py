@@ -716,9 +716,9 @@ def group_split_half_reliability(subject_rdms, compare: str = "spearman", n_spli
     """Reliability of a group-mean RDM: split-half over subjects, stepped up to the whole group.
 
     Every split of the subjects into two disjoint halves of ``⌊S/2⌋`` (one left out when S is
-    odd) is used when there are at most 1000 ordered pairs of halves (S <= 10), else
-    ``n_splits`` seeded random ones; each half's RDMs are averaged (the plain mean, as the group
-    RDM is) and the two half-group RDMs compared. The mean over splits ``r_half`` is stepped
+    odd) is used when there are at most 1000 ordered pairs of halves (S <= 10) — each split once,
+    as the comparison is symmetric — else ``n_splits`` seeded random ones; each half's RDMs are
+    averaged (the plain mean, as the group RDM is) and the two half-group RDMs compared. The mean over splits ``r_half`` is stepped
     up by ``k = S/⌊S/2⌋``. Subject RDMs add independent noise around a shared RDM, so the
     classical step-up holds here; ``√r_sb`` is the correlation ceiling of a model compared with
     the group-mean RDM (a row of its own kind, never the per-subject LOSO bound).
@@ -748,8 +748,9 @@ def group_split_half_reliability(subject_rdms, compare: str = "spearman", n_spli
     n_sub = v.shape[0]
     h = n_sub // 2
     if comb(n_sub, h) * comb(n_sub - h, h) <= 1000:
+        # each unordered split once (A holds the lower first subject): (B, A) would compare the same RDMs
         pairs = [(a, b) for a in combinations(range(n_sub), h)
-                 for b in combinations(sorted(set(range(n_sub)) - set(a)), h)]
+                 for b in combinations(sorted(set(range(n_sub)) - set(a)), h) if a[0] < b[0]]
     else:
         rng = np.random.default_rng(seed)
         perms = [rng.permutation(n_sub) for _ in range(n_splits)]
