@@ -91,12 +91,11 @@ def enqueue(db: Database, *, submission_id: str, team_id: int | None, benchmarks
     ``rescore_of``: the id of the submission whose kept bundle this one scores again.
     """
     now = _now()
-    args = ("INSERT INTO submissions (id, team_id, benchmarks, model_name, metadata, bundle_path, bundle_sha256, "
-            "size_bytes, status, reason, attempts, created, updated, kind, rescore_of) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', '', 0, ?, ?, ?, ?)",
-            (submission_id, team_id, json.dumps(benchmarks), model_name, json.dumps(metadata), bundle_path, bundle_sha256,
-             int(size_bytes), now, now, kind, rescore_of))
-    db.execute(*args)
+    db.execute("INSERT INTO submissions (id, team_id, benchmarks, model_name, metadata, bundle_path, bundle_sha256, "
+               "size_bytes, status, reason, attempts, created, updated, kind, rescore_of) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', '', 0, ?, ?, ?, ?)",
+               (submission_id, team_id, json.dumps(benchmarks), model_name, json.dumps(metadata), bundle_path,
+                bundle_sha256, int(size_bytes), now, now, kind, rescore_of))
 
 
 def record_rejected(db: Database, *, submission_id: str, team_id: int | None, reason: str, size_bytes: int = 0,
@@ -365,8 +364,6 @@ def find_duplicate(db: Database, team_id: int | None, bundle_sha256: str) -> dic
 
 
 def _pid_alive(pid: int) -> bool:
-    import os
-
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
