@@ -498,12 +498,12 @@ def compare_models(store, model_a: str, model_b: str, benchmarks, *, layer: str 
                                     "layer_b", "data_source", "n_stimuli")}
         for metric, q in rec["metrics"].items():
             ea, eb, reps, ex = q["value"]
-            f = _shrink(reps, ea - eb, ex)
+            f = _shrink(reps, ex)
             low, high, p = paired_summary(ea - eb, reps, shrink=f, level=level)
             norm = None
             if q["norm"] is not None:
                 na, nb, nreps, nex = q["norm"]
-                nlo, nhi, _ = paired_summary(na - nb, nreps, shrink=_shrink(nreps, na - nb, nex), level=level)
+                nlo, nhi, _ = paired_summary(na - nb, nreps, shrink=_shrink(nreps, nex), level=level)
                 norm = (na, nb, nlo, nhi)
             emit(meta, metric, q["time"], ea, eb, low, high, p, norm, "subject", 1, CI_METHOD_PAIRED)
         g = rec.get("within_group")
@@ -525,18 +525,11 @@ def compare_models(store, model_a: str, model_b: str, benchmarks, *, layer: str 
     return df
 
 
-def _shrink(reps, d_hat, excess):
-    """√(max(V − excess, V/4) / V) of the replicates' variance V (1 where V = 0 or no excess)."""
-    ex = np.asarray(excess, dtype=np.float64)
-    if not np.any(ex):
-        return 1.0
-    import warnings
+def _shrink(reps, excess):
+    """:func:`~brainlid.scoring.rdm_benchmarks.excess_shrink` of the replicates (1.0 with no excess)."""
+    from .scoring.rdm_benchmarks import excess_shrink
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        v = np.nanvar(np.asarray(reps, dtype=np.float64), axis=0)
-    vc = np.maximum(v - ex, v / 4)
-    return np.sqrt(np.where(v > 0, vc / np.where(v > 0, v, 1.0), 1.0))
+    return excess_shrink(reps, excess) if np.any(excess) else 1.0
 
 
 def _across_benchmark_groups(recs, common, level, n_boot, seed) -> list[dict]:

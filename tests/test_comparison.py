@@ -100,7 +100,7 @@ def test_rsa_paired_interval_covers_the_population_difference():
         a, b, y = sample(60, rng)
         est, dist, n = rsa_replicates(a, b, y[None], n_boot=300, seed=r)
         d, reps = est[0, 0] - est[1, 0], dist[:, 0, 0] - dist[:, 1, 0]
-        lo, hi, _ = paired_summary(d, reps, shrink=_shrink(reps, d, _difference_excess(a, b, y[None], n, "spearman")))
+        lo, hi, _ = paired_summary(d, reps, shrink=_shrink(reps, _difference_excess(a, b, y[None], n, "spearman")))
         cover.append(lo <= truth <= hi)
         lo, hi, _ = paired_summary(d, reps)
         plain.append(lo <= truth <= hi)

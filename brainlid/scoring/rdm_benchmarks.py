@@ -58,7 +58,7 @@ from ..data.provenance import data_source_of
 from ..errors import InputError
 from .benchmarks import Benchmark, get_benchmark
 
-__all__ = ["load_benchmark_rdms", "split_half", "rdm_bootstrap_ci", "second_order_excess", "rdm_score_rows",
+__all__ = ["load_benchmark_rdms", "split_half", "rdm_bootstrap_ci", "second_order_excess", "excess_shrink", "rdm_score_rows",
            "score_rdm_features", "BOOTSTRAP_METHODS"]
 
 #: RDM comparisons the stimulus bootstrap supports (others get NaN intervals, documented)
@@ -244,6 +244,19 @@ def second_order_excess(model_rdms, brain_rdms, n_stimuli: int, compare: str = "
     return out
 
 
+def excess_shrink(reps, excess) -> np.ndarray:
+    """Scale ``√(max(V − excess, V/4) / V)`` of bootstrap replicates' deviations from the estimate.
+
+    ``reps`` (n_boot, ...) with variance V (NaN replicates left out), ``excess`` (...) the variance
+    the bootstrap double-counts (:func:`second_order_excess`); 1 where V is 0 or undefined.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices → NaN
+        v = np.nanvar(np.asarray(reps, dtype=np.float64), axis=0)
+    vc = np.maximum(v - np.asarray(excess, dtype=np.float64), v / 4)
+    return np.sqrt(np.where(v > 0, vc / np.where(v > 0, v, 1.0), 1.0))
+
+
 def rdm_bootstrap_ci(model_rdms, brain_rdms, n_stimuli: int, *, compare: str = "spearman", n_boot: int = 1000,
                      seed: int = 0, level: float = 0.95, return_distribution: bool = False, correct: bool = True):
     """Bootstrap interval over stimuli of RDM comparisons (module docstring), variance-corrected by default.
@@ -316,9 +329,7 @@ def rdm_bootstrap_ci(model_rdms, brain_rdms, n_stimuli: int, *, compare: str = "
         if correct:
             est = _weighted_similarity(_plain_ranks(V, groups) if groups is not None else V, np.ones(ii.size), m,
                                        centre=method != "cosine")
-            vb = np.nanvar(dist, axis=0)
-            vc = np.maximum(vb - second_order_excess(A, B, n, method), vb / 4)
-            f = np.sqrt(np.where(vb > 0, vc / np.where(vb > 0, vb, 1.0), 1.0))
+            f = excess_shrink(dist, second_order_excess(A, B, n, method))
             lo, hi = est - f * (est - lo), est + f * (hi - est)
     squeeze = (lambda x: x) if (np.ndim(model_rdms) == 2 and np.ndim(brain_rdms) == 2) else (
         lambda x: x.reshape(-1) if x.size > 1 else float(x.reshape(-1)[0]))
