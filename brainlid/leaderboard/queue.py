@@ -40,7 +40,7 @@ from .schema import MAX_NAME, check_text, public_reason
 __all__ = [
     "hash_token", "create_team", "team_for_token", "enqueue", "record_rejected", "claim", "heartbeat", "complete",
     "reject", "fail", "release", "get_submission", "list_submissions", "status_counts", "set_benchmark_privacy",
-    "benchmark_settings", "requeue_for_rescore", "find_duplicate", "expire_dead_local_leases", "STATUSES",
+    "benchmark_settings", "requeue_for_rescore", "current_version", "find_duplicate", "expire_dead_local_leases", "STATUSES",
 ]
 
 STATUSES = ("queued", "scoring", "scored", "rejected")
@@ -295,6 +295,16 @@ def benchmark_settings(db: Database) -> dict[str, dict]:
             for r in db.query("SELECT benchmark, test_private, note FROM benchmarks")}
 
 
+def current_version(benchmark: str) -> int | None:
+    """The version this brainlid defines for ``benchmark``; None for a benchmark it no longer defines."""
+    from ..scoring.benchmarks import get_benchmark  # heavy: the scoring package imports its runner
+
+    try:
+        return int(get_benchmark(benchmark).version)
+    except Exception:  # noqa: BLE001 - a benchmark this brainlid no longer defines
+        return None
+
+
 def requeue_for_rescore(db: Database, *, benchmarks: list[str] | None = None, everything: bool = False,
                         ) -> list[tuple[str, str]]:
     """Queue kept bundles again, to be scored under the current benchmark versions.
@@ -311,20 +321,11 @@ def requeue_for_rescore(db: Database, *, benchmarks: list[str] | None = None, ev
 
     for b in benchmarks or ():
         get_benchmark(b)  # an unknown id is an error, not "nothing to do"
-    current: dict[str, int] = {}
-
-    def version(b):
-        if b not in current:
-            try:
-                current[b] = int(get_benchmark(b).version)
-            except Exception:  # noqa: BLE001 - a benchmark this brainlid no longer defines: cannot be re-scored
-                current[b] = -1
-        return current[b]
-
     scored: dict[str, dict] = {}
     for r in db.query("SELECT submission_id, benchmark, MIN(benchmark_version) AS v FROM scores "
                       "GROUP BY submission_id, benchmark"):
         scored.setdefault(r["submission_id"], {})[r["benchmark"]] = r["v"]
+    current = {b: current_version(b) for b in {b for got in scored.values() for b in got}}
     later: dict[str, list[dict]] = {}
     for s in list_submissions(db):
         if s.get("rescore_of"):
@@ -336,9 +337,9 @@ def requeue_for_rescore(db: Database, *, benchmarks: list[str] | None = None, ev
         got = scored.get(s["id"], {})
         if benchmarks and not set(benchmarks) & set(got):
             continue
-        if any(version(b) < 0 for b in got):
-            continue
-        stale = any(v is None or int(v) < version(b) for b, v in got.items())
+        if any(current[b] is None for b in got):
+            continue  # a benchmark this brainlid no longer defines: cannot be re-scored
+        stale = any(v is None or int(v) < current[b] for b, v in got.items())
         if not (stale or everything):
             continue
         if any(t["status"] != "rejected" for t in later.get(s["id"], [])):

@@ -113,15 +113,6 @@ def board_rows(db: Database, benchmark: str | None = None) -> list[dict]:
     return [r for r in rows if r["benchmark"] == benchmark] if benchmark else list(rows)
 
 
-def _current_version(bench: str) -> int | None:
-    from ..scoring.benchmarks import get_benchmark  # heavy: the scoring package imports its runner
-
-    try:
-        return int(get_benchmark(bench).version)
-    except Exception:  # noqa: BLE001 - a benchmark this brainlid no longer defines
-        return None
-
-
 def _data_source(rows: list[dict]) -> str:
     src = {str(r.get("data_source") or "unknown") for r in rows}
     return "synthetic" if "synthetic" in src else "real" if src == {"real"} else "unknown"
@@ -148,7 +139,7 @@ def _board_rows(db: Database) -> list[dict]:
         rec = by.setdefault(key, {"rows": []})
         rec["rows"].append(r)
     out = []
-    versions: dict[str, int | None] = {}
+    versions = {bench: q.current_version(bench) for bench in {b for _, b in by}}  # once per benchmark, not per row
     for (sid, bench), rec in by.items():
         s = subs[sid]
         rows = rec["rows"]
@@ -176,7 +167,7 @@ def _board_rows(db: Database) -> list[dict]:
             "parameters": md.get("parameters"), "training_data": md.get("training_data", ""),
             "submitted": (s.get("scored_at") or s["created"])[:10], "data_source": _data_source(prim),
             "benchmark_version": prim[0].get("benchmark_version"),
-            "current_version": versions.setdefault(bench, _current_version(bench)),
+            "current_version": versions[bench],
         })
     def older(r):  # rows of an older benchmark version rank after the current version's (not comparable)
         v, cur = _num(r["benchmark_version"]), _num(r["current_version"])
@@ -588,7 +579,7 @@ def render_entry(data: dict, *, title: str = "brainlid leaderboard", home: str =
             if pts:
                 series[split] = sorted(pts)
         plot = svg_lines(series, x_label="layer index", y_label=metric) if series else ""
-        tags = _version_tag(rows[0].get("benchmark_version"), _current_version(bench)) + _synthetic_tag(_data_source(rows))
+        tags = _version_tag(rows[0].get("benchmark_version"), q.current_version(bench)) + _synthetic_tag(_data_source(rows))
         secs.append(f"<h2>{e(bench)} <span class='tag {'private' if priv else 'public'}'>{'private' if priv else 'public'}-test</span>"
                     f"{tags}</h2>"
                     f"<div class='cols'><div>{plot}</div></div>"
