@@ -162,13 +162,19 @@ def describe_target(target: str, metric: str | None = None, value: str = "value"
     return t
 
 
+def _finite_float(v) -> float | None:
+    """``v`` as a float, or None when it is not a number or not finite (the cell is then left empty)."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
 def format_p(p) -> str:
     """A p-value in one format for every table and figure: three decimals, ``<0.001`` below; ``""`` for NaN."""
-    try:
-        p = float(p)
-    except (TypeError, ValueError):
-        return ""
-    if not np.isfinite(p):
+    p = _finite_float(p)
+    if p is None:
         return ""
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
@@ -176,11 +182,8 @@ def format_p(p) -> str:
 def format_number(v, digits: int = 3) -> str:
     """A number to ``digits`` significant digits (trailing zeros kept: ``0.420``), integers as integers,
     thousands and above rounded to integers, very small/large values in scientific notation; ``""`` for NaN."""
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return ""
-    if not np.isfinite(v):
+    v = _finite_float(v)
+    if v is None:
         return ""
     a = abs(v)
     if v == round(v) and a < 1e15:
