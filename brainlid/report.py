@@ -72,8 +72,6 @@ def column_label(col: str, metric: str | None = None, value: str = "value") -> s
         return describe_measure(c)
     if c.startswith(("brain:", "model_model", "generalization")):
         return describe_target(c, metric, value)
-    if c.endswith(" 95% CI"):
-        return c
     return c
 
 
@@ -143,13 +141,17 @@ def html_table(df: pd.DataFrame, max_rows: int = 200, columns: Iterable[str] | N
         return "<p><em>(no rows)</em></p>"
     df = df.loc[:, [c for c in df.columns if not (df[c].isna() | (df[c].astype(str) == "")).all()]]
     constant = [c for c in df.columns if len(df) > 2 and df[c].nunique(dropna=False) == 1] if len(df.columns) > 3 else []
-    said = "; ".join(f"<span title=\"{html.escape(str(c))}\">{html.escape((labels or {}).get(c) or column_label(c, metric, value))}"
+
+    def label(c) -> str:
+        return (labels or {}).get(c) or column_label(c, metric, value)
+
+    said = "; ".join(f"<span title=\"{html.escape(str(c))}\">{html.escape(label(c))}"
                      f"</span>: {html.escape(_cell_text(df[c].iloc[0], str(c))[0])}" for c in constant)
     said = f"<p class='meta'>Same in every row — {said}.</p>" if said else ""
     df = _merge_intervals(df.drop(columns=constant))
     raw = df.attrs.get("raw", {})
     head = "".join(
-        f"<th title=\"{html.escape(raw.get(c, str(c)))}\">{_breakable((labels or {}).get(c) or column_label(c, metric, value))}</th>"
+        f"<th title=\"{html.escape(raw.get(c, str(c)))}\">{_breakable(label(c))}</th>"
         for c in df.columns)
     body = []
     for rec in df.head(max_rows).itertuples(index=False):
