@@ -30,6 +30,27 @@ def demo_run(demo_home):
 
 
 @pytest.fixture(scope="session")
+def tiny_net_py(tmp_path_factory):
+    """A small seeded torch network as a file, for ``module:<path>:Net`` specs (layers ``conv``, ``pool``, ``fc``).
+
+    Input ``(n, 3, H, W)`` images; ``fc`` gives 10 outputs. Written once per run.
+    """
+    path = tmp_path_factory.mktemp("tiny-net") / "net.py"
+    path.write_text(
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        torch.manual_seed(0)\n"
+        "        self.conv = torch.nn.Conv2d(3, 8, 3)\n"
+        "        self.pool = torch.nn.AdaptiveAvgPool2d(2)\n"
+        "        self.fc = torch.nn.Linear(32, 10)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))\n")
+    return path
+
+
+@pytest.fixture(scope="session")
 def leaderboard_nsd(tmp_path_factory):
     """A small NSD-format dataset (one 1.8 mm space) for the leaderboard tests, written once per run."""
     from brainlid.data.fixtures import write_nsd

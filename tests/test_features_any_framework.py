@@ -24,19 +24,6 @@ RSA = "nsd.subj01.EBA.rsa"
 KEYS = ["model", "layer", "benchmark", "subject", "roi", "metric", "split", "time"]
 NUMS = ["value", "ci_low", "ci_high", "ceiling", "normalised", "n_stimuli"]
 
-NET = (
-    "import torch\n"
-    "class Net(torch.nn.Module):\n"
-    "    def __init__(self):\n"
-    "        super().__init__()\n"
-    "        torch.manual_seed(0)\n"
-    "        self.conv = torch.nn.Conv2d(3, 8, 3)\n"
-    "        self.pool = torch.nn.AdaptiveAvgPool2d(2)\n"
-    "        self.fc = torch.nn.Linear(32, 10)\n"
-    "    def forward(self, x):\n"
-    "        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))\n"
-)
-
 
 def _err(capsys, rc, *needles):
     """A one-line ``brainlid: error:`` on stderr with exit code 1."""
@@ -48,7 +35,7 @@ def _err(capsys, rc, *needles):
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, leaderboard_nsd):
+def setup(tmp_path_factory, leaderboard_nsd, tiny_net_py):
     """Exported stimuli, the model's features extracted from them, and the reference `score --model` tables."""
     import os
 
@@ -56,12 +43,11 @@ def setup(tmp_path_factory, leaderboard_nsd):
     old = os.environ.get("BRAINLID_HOME")
     os.environ["BRAINLID_HOME"] = str(tmp / "home")
     try:
-        (tmp / "net.py").write_text(NET)
         import importlib.util
 
         import torch
 
-        mod_spec = importlib.util.spec_from_file_location("anyframework_net", tmp / "net.py")
+        mod_spec = importlib.util.spec_from_file_location("anyframework_net", tiny_net_py)
         mod = importlib.util.module_from_spec(mod_spec)
         mod_spec.loader.exec_module(mod)
         net = mod.Net()
@@ -69,7 +55,7 @@ def setup(tmp_path_factory, leaderboard_nsd):
             for prm in net.parameters():
                 prm.mul_(1.5).add_(0.05)
         torch.save(net.state_dict(), tmp / "w.pt")
-        spec = f"module:{tmp / 'net.py'}:Net@{tmp / 'w.pt'}"
+        spec = f"module:{tiny_net_py}:Net@{tmp / 'w.pt'}"
         stim = tmp / "stimuli"
         assert main(["benchmarks", "stimuli", ENC, "--data-root", str(leaderboard_nsd), "--out", str(stim)]) == 0
         feats = tmp / "feats"

@@ -210,25 +210,13 @@ def test_write_bundle_refuses_bad_input(tmp_path, ids):
     assert not (tmp_path / "x.zip").exists()
 
 
-def test_cli_prepare_and_check(tmp_path, nsd_root, ids, monkeypatch):
+def test_cli_prepare_and_check(tmp_path, nsd_root, ids, monkeypatch, tiny_net_py):
     """submit prepare extracts real features of a torch model for the published ids; submit check scores them."""
     from brainlid.cli import main
 
     monkeypatch.setenv("BRAINLID_HOME", str(tmp_path / "home"))
-    net = tmp_path / "net.py"
-    net.write_text(
-        "import torch\n"
-        "class Net(torch.nn.Module):\n"
-        "    def __init__(self):\n"
-        "        super().__init__()\n"
-        "        torch.manual_seed(0)\n"
-        "        self.conv = torch.nn.Conv2d(3, 8, 3)\n"
-        "        self.pool = torch.nn.AdaptiveAvgPool2d(2)\n"
-        "        self.fc = torch.nn.Linear(32, 10)\n"
-        "    def forward(self, x):\n"
-        "        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))\n")
     out = tmp_path / "sub.zip"
-    rc = main(["submit", "prepare", "--model", f"module:{net}:Net@random", "--benchmark", BENCH, "--layers", "conv,fc",
+    rc = main(["submit", "prepare", "--model", f"module:{tiny_net_py}:Net@random", "--benchmark", BENCH, "--layers", "conv,fc",
                "--name", "TinyNet", "--parameters", "1234", "--data-root", str(nsd_root), "--out", str(out)])
     assert rc == 0 and out.exists()
     b = validate_bundle(out)
@@ -239,7 +227,7 @@ def test_cli_prepare_and_check(tmp_path, nsd_root, ids, monkeypatch):
     from brainlid.scoring.benchmarks import load_benchmark_data
 
     stim, _ = load_benchmark_data(BENCH, nsd_root)
-    ref = extract(f"module:{net}:Net@random", stim.subset(ids=ids), layers=["fc"], cache=False, progress=False)
+    ref = extract(f"module:{tiny_net_py}:Net@random", stim.subset(ids=ids), layers=["fc"], cache=False, progress=False)
     order = np.argsort(np.asarray(ref.stimulus_ids))
     np.testing.assert_allclose(b.features["fc"], np.asarray(ref["fc"])[order], rtol=1e-6, atol=1e-6)
 
