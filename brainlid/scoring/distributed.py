@@ -972,7 +972,7 @@ def score_distributed(
     """
     distributed = _require_dask()
     from .plan import named_models, plan_grid
-    from .runner import ScoreResult
+    from .runner import KEEP_ARRAYS, ScoreResult
     from .store import DuplicateCellError, ResultsStore
     from .tables import geometry_frame, score_frame, write_table
     from ..features.cache import FeatureCache, ids_digest
@@ -986,7 +986,7 @@ def score_distributed(
     threads = handle.blas_threads if blas_threads is None else int(blas_threads)
     if if_exists not in ("skip", "replace", "error"):
         raise InputError(f"if_exists must be 'skip', 'replace' or 'error', got {if_exists!r}")
-    if keep_arrays not in ("selected", "all", "none"):
+    if keep_arrays not in KEEP_ARRAYS:
         raise InputError(f"keep_arrays must be 'selected', 'all' or 'none', got {keep_arrays!r}")
     from .._version import __version__
 
