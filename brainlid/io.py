@@ -95,6 +95,16 @@ def _finish(path: Path, X, ids, keep_float64: bool = False):
     return X, ids
 
 
+def _existing_file(path) -> Path:
+    """``path`` as a Path; FileNotFoundError when it does not exist, FileFormatError when it is a folder."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise FileFormatError(f"{path}: is a folder, not a features file")
+    return path
+
+
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members; an empty zip
 
@@ -344,11 +354,7 @@ def read_named_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     FileNotFoundError, FileFormatError
         As :func:`read_features` (one line naming the file and the problem).
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise FileFormatError(f"{path}: is a folder, not a features file")
+    path = _existing_file(path)
     reader = _ARRAY_READERS.get(path.suffix.lower())
     if reader is None:
         raise FileFormatError(f"{path}: unknown file type {path.suffix or '(no suffix)'!r}; use one of "
@@ -401,11 +407,7 @@ def read_features(path: str | os.PathLike, key: str | None = None, *,
     FileFormatError
         Anything else wrong with the file, with the file name and the problem in the message.
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise FileFormatError(f"{path}: is a folder, not a features file")
+    path = _existing_file(path)
     suffix = path.suffix.lower()
     reader = _READERS.get(suffix)
     if reader is None:
