@@ -69,12 +69,18 @@ def read_feature_layers(path: str | os.PathLike, layers=None) -> tuple[dict[str,
     layers : dict str → ndarray (n_stimuli, n_features) float32
     ids : ndarray (n_stimuli,) int64 or str
     """
-    path = Path(path)
+    arrays, ids, _ = _read_layers(Path(path), layers)
+    return arrays, ids
+
+
+def _read_layers(path: Path, layers) -> tuple[dict[str, np.ndarray], np.ndarray, dict]:
+    """:func:`read_feature_layers` plus the provenance of an extract folder (``{}`` for a file)."""
+    prov: dict = {}
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if path.is_dir():
         feats = Features.load(path, mmap=True)
-        arrays, ids = dict(feats.items()), feats.stimulus_ids
+        arrays, ids, prov = dict(feats.items()), feats.stimulus_ids, dict(feats.provenance)
     else:
         if path.suffix.lower() not in NAMED_ARRAY_SUFFIXES:
             raise FileFormatError(f"{path}: precomputed features are a `brainlid extract --out` folder or a "
@@ -94,7 +100,7 @@ def read_feature_layers(path: str | os.PathLike, layers=None) -> tuple[dict[str,
         raise FileFormatError(f"{path}: no layer arrays beside {IDS_KEY!r}")
     names = list(arrays) if layers is None else resolve_layer_names(list(arrays), layers, given_order=True,
                                                                       what=f"{path.name}", unit="layer")
-    return {k: _as_layer(path, k, arrays[k], ids.size) for k in names}, ids
+    return {k: _as_layer(path, k, arrays[k], ids.size) for k in names}, ids, prov
 
 
 def load_features(path: str | os.PathLike, layers=None, model_id: str | None = None) -> Features:
@@ -105,10 +111,7 @@ def load_features(path: str | os.PathLike, layers=None, model_id: str | None = N
     ``feature_cache_key`` of the score rows); ``provenance["source"]`` is the path.
     """
     path = Path(path)
-    arrays, ids = read_feature_layers(path, layers)
-    prov: dict = {}
-    if path.is_dir():
-        prov = dict(Features.load(path, mmap=True).provenance)
+    arrays, ids, prov = _read_layers(path, layers)
     keys = dict(prov.get("cache_keys") or {})
     id_bytes = "\x1f".join(map(str, ids.tolist())).encode()
     for name, x in arrays.items():
