@@ -145,6 +145,21 @@ def spearman_brown_factor(n_reps) -> float:
     return float(np.mean(1.0 / np.floor(n / 2)) / np.mean(1.0 / n))
 
 
+def _split_weights(present: np.ndarray, half: np.ndarray, rng, n_splits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Averaging weights of the two halves of ``n_splits`` random splits, each (n_splits, stim, rep) float64.
+
+    Each stimulus's present repetitions (``present`` (stim, rep) bool) are shuffled; the first
+    ``half[i]`` form half A, the next ``half[i]`` half B, each weighted ``1/half[i]``.
+    """
+    keys = rng.random((n_splits, *present.shape))
+    keys[:, ~present] = np.inf  # missing reps sort last
+    ranks = np.argsort(np.argsort(keys, axis=2), axis=2)
+    h = half[None, :, None]
+    w_a = (ranks < h) / h
+    w_b = ((ranks >= h) & (ranks < 2 * h)) / h
+    return w_a, w_b
+
+
 def _pearson_over_axis0(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pearson r between columns of ``a`` and ``b`` along axis 0 (float64); also a 'constant' mask."""
     a = a - a.mean(axis=0)
@@ -252,12 +267,7 @@ def split_half_reliability(
     half = n_i // 2
 
     # the weight matrices of every split, shared by all units: (n_splits, stim, rep)
-    rng = np.random.default_rng(seed)
-    keys = rng.random((n_splits, *present.shape))
-    keys[:, ~present] = np.inf  # missing reps sort last
-    ranks = np.argsort(np.argsort(keys, axis=2), axis=2)
-    w_a = (ranks < half[None, :, None]).astype(np.float64) / half[None, :, None]
-    w_b = ((ranks >= half[None, :, None]) & (ranks < 2 * half[None, :, None])).astype(np.float64) / half[None, :, None]
+    w_a, w_b = _split_weights(present, half, np.random.default_rng(seed), n_splits)
 
     out = np.empty(n_cols, dtype=np.float64)
     n_const = 0
@@ -562,16 +572,6 @@ class RDMSplitHalf:
         return np.where(ok, self.model_half / np.where(ok, ch, 1.0), np.nan)
 
 
-def _split_weights(present: np.ndarray, half: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Averaging weights (stim, rep) of the two halves of one random split."""
-    keys = rng.random(present.shape)
-    keys[~present] = np.inf  # missing reps sort last
-    ranks = np.argsort(np.argsort(keys, axis=1), axis=1)
-    w_a = (ranks < half[:, None]) / half[:, None]
-    w_b = ((ranks >= half[:, None]) & (ranks < 2 * half[:, None])) / half[:, None]
-    return w_a, w_b
-
-
 def rdm_split_half(
     responses,
     rdm_method: str = "correlation",
@@ -653,15 +653,14 @@ def rdm_split_half(
         M = np.atleast_2d(np.asarray(model_rdms, dtype=np.float64))
         if M.ndim != 2 or M.shape[1] != n * (n - 1) // 2:
             raise InputError(f"model RDMs have shape {np.shape(model_rdms)}; expected (n_models, {n * (n - 1) // 2})")
-    half = n_i // 2
-    rng = np.random.default_rng(seed)
+    weights = _split_weights(present, n_i // 2, np.random.default_rng(seed), n_splits)
     xz = np.nan_to_num(x, nan=0.0)
     timed = x.ndim == 4
     n_t = x.shape[-1] if timed else 1
     r_ab = np.zeros((n_splits, n_t))
     mod = np.zeros((M.shape[0], n_t)) if M is not None else None
     for s in range(n_splits):
-        means = [np.einsum("sr,sr...->s...", w, xz) for w in _split_weights(present, half, rng)]
+        means = [np.einsum("sr,sr...->s...", w[s], xz) for w in weights]
         for t in range(n_t):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # non-finite units dropped by rdm(): reported by the caller
