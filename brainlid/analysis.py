@@ -566,9 +566,10 @@ def analyze(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 dec = stats.family_decomposition(x[m], y[m], fam[m] if structured else None,
-                                                 None if logp is None else logp[m], pooled_perm=pperm, **opts)
+                                                 None if logp is None else logp[m], scopes=scopes, pooled_perm=pperm,
+                                                 **opts)
             name = measure if measure != "lid" else f"lid_{estimator}_K{k}"
-            for rec in dec[dec["scope"].isin(scopes)].to_dict("records"):
+            for rec in dec.to_dict("records"):
                 corr_rows.append({"target": target, "measure": name, "kind": kind, "headline": measure == "lid", **rec})
         if kcols:
             V = models[kcols].to_numpy(dtype=float)

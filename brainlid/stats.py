@@ -739,8 +739,8 @@ def family_correlation(
 
 
 def family_decomposition(
-    x, y, groups, log_params=None, *, pooled_perm: str = "auto", n_boot: int = 2000, n_perm: int = 5000,
-    level: float = 0.95, seed: int | None = 0,
+    x, y, groups, log_params=None, *, scopes=SCOPES, pooled_perm: str = "auto", n_boot: int = 2000,
+    n_perm: int = 5000, level: float = 0.95, seed: int | None = 0,
 ) -> pd.DataFrame:
     """Pooled, within-family and between-family correlations of one (x, y) pair, with warnings.
 
@@ -751,12 +751,15 @@ def family_decomposition(
         Family per model (None: every model its own family).
     log_params : array-like of shape (n_models,) or None
         Covariate of the partial correlations (log parameter count).
+    scopes : sequence of {"pooled", "within", "between"}
+        The scopes computed (default all three, in :data:`SCOPES` order); the Simpson's-paradox
+        warning needs both ``pooled`` and ``within``.
     pooled_perm, n_boot, n_perm, level, seed :
         As in :func:`family_correlation` (the same seed for every scope and method).
 
     Returns
     -------
-    DataFrame, one row per scope (``pooled, within, between``), columns ``scope, n_models,
+    DataFrame, one row per scope (``pooled, within, between``; those of ``scopes``), columns ``scope, n_models,
     n_families, df, pearson_r, pearson_p, pearson_ci_low, pearson_ci_high, spearman_r, spearman_p,
     spearman_ci_low, spearman_ci_high, partial_pearson_r, partial_pearson_p, partial_spearman_r,
     partial_spearman_p, p_method, ci_method, warning``. ``warning`` says in words when the pooled
@@ -764,8 +767,10 @@ def family_decomposition(
     differences between families) and when too few families or models per family make a scope's
     estimate, interval or p-value impossible.
     """
-    rows = []
-    for scope in SCOPES:
+    if set(scopes) - set(SCOPES):
+        raise InputError(f"unknown scope(s) {sorted(set(scopes) - set(SCOPES))}; choose from {', '.join(SCOPES)}")
+    rows = {}
+    for scope in (s for s in SCOPES if s in scopes):
         row: dict = {"scope": scope}
         notes = []
         for m in METHODS:
@@ -779,8 +784,9 @@ def family_decomposition(
             if fc["note"] and fc["note"] not in notes:
                 notes.append(fc["note"])
         row["_notes"] = notes
-        rows.append(row)
-    pooled, within, between = rows
+        rows[scope] = row
+    nan_row = {"pearson_r": np.nan, "_notes": []}
+    pooled, within, between = (rows.get(s, dict(nan_row)) for s in SCOPES)
     rp, rw, rb = pooled["pearson_r"], within["pearson_r"], between["pearson_r"]
     if np.isfinite(rp) and np.isfinite(rw) and np.sign(rp) != np.sign(rw) and rp != 0 and rw != 0:
         text = (f"Simpson's paradox: the pooled r ({rp:+.2f}) and the within-family r ({rw:+.2f}) have opposite signs"
@@ -788,19 +794,20 @@ def family_decomposition(
                 + " — the pooled correlation is carried by differences between families, not by models within a family")
         pooled["_notes"].insert(0, text)
         within["_notes"].insert(0, text)
-    G = pooled["n_families"]
-    if 1 < G < MIN_FAMILIES_INFERENCE and G < pooled["n_models"]:
+    n_models = np.size(x)
+    codes, G = family_codes(groups, n_models)
+    if 1 < G < MIN_FAMILIES_INFERENCE and G < n_models:
         pooled["_notes"].append(
             f"only {G} families: the pooled r mixes within- and between-family variation and the between part "
             f"cannot be tested (needs {MIN_FAMILIES_INFERENCE} families); its interval is conditional on these families")
     elif G == 1:
         pooled["_notes"].append("one family: the pooled r is the within-family r; nothing is known between families")
-    singles = int((np.bincount(family_codes(groups, pooled["n_models"])[0]) == 1).sum()) if groups is not None else 0
-    if singles and within["n_families"] and np.isfinite(rw):
+    singles = int((np.bincount(codes) == 1).sum()) if groups is not None else 0
+    if singles and np.isfinite(rw) and within["n_families"]:
         within["_notes"].append(f"{singles} famil{'y' if singles == 1 else 'ies'} with a single model do not contribute")
-    for row in rows:
+    for row in rows.values():
         row["warning"] = "; ".join(row.pop("_notes"))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(list(rows.values()))
 
 
 def family_max_over_k_test(
