@@ -68,8 +68,15 @@ def _ceiling(subject_rdms: np.ndarray, compare: str) -> tuple[float, float, floa
         nan = float("nan")
         return nan, nan, nan, "single subject: no leave-one-subject-out or split-half-over-subjects ceiling"
     lo, hi = rsa_noise_ceiling(subject_rdms, method=compare)
+    return float(lo), float(hi), _group_ceiling(subject_rdms, compare), ""
+
+
+def _group_ceiling(subject_rdms: np.ndarray, compare: str) -> float:
+    """Correlation ceiling √r_sb of the group-mean RDM (NaN with one subject or when r_sb <= 0)."""
+    if subject_rdms.shape[0] < 2:
+        return float("nan")
     r_sb = group_split_half_reliability(subject_rdms, compare=compare)[0]
-    return float(lo), float(hi), float(np.sqrt(r_sb)) if r_sb > 0 else float("nan"), ""
+    return float(np.sqrt(r_sb)) if r_sb > 0 else float("nan")
 
 
 def _ratio(value: float, ceiling: float) -> float:
@@ -108,7 +115,8 @@ def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs
     if ceiling is None:
         lo, hi, grp, note = _ceiling(subj, compare)
     elif len(ceiling) == 2:  # (lower, upper) only: the group-mean ceiling still comes from the subject RDMs
-        (lo, hi), grp, note = (float(c) for c in ceiling), _ceiling(subj, compare)[2], ""
+        (lo, hi), note = (float(c) for c in ceiling), ""
+        grp = _group_ceiling(subj, compare)
     elif len(ceiling) == 3:
         (lo, hi, grp), note = (float(c) for c in ceiling), ""
     else:
@@ -127,14 +135,14 @@ def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs
     for i, name in enumerate(names):
         entries = [(s, per_subject[i, j]) for j, s in enumerate(brain_rdms.subjects)] + [("mean", on_mean[i])]
         for s, score in entries:
-            group = s == "mean"
-            ceil = grp if group else per_subject_ceiling
+            is_mean = s == "mean"
+            ceil = grp if is_mean else per_subject_ceiling
             rows.append({
                 "layer": name, "subject": s, "dataset": brain_rdms.dataset, "roi": brain_rdms.roi,
                 "metric": f"rsa_{compare}", "rdm_method": rdm_method, "compare": compare, "value": float(score),
-                "ceiling": ceil, "ceiling_lower": float("nan") if group else lo,
-                "ceiling_upper": float("nan") if group else hi,
-                "ceiling_method": "" if not np.isfinite(ceil) else GROUP_CEILING if group else PER_SUBJECT_CEILING,
+                "ceiling": ceil, "ceiling_lower": float("nan") if is_mean else lo,
+                "ceiling_upper": float("nan") if is_mean else hi,
+                "ceiling_method": "" if not np.isfinite(ceil) else GROUP_CEILING if is_mean else PER_SUBJECT_CEILING,
                 "normalised": _ratio(score, ceil),
                 "n_stimuli": brain_rdms.n_stimuli, "n_subjects": brain_rdms.n_subjects, "ceiling_note": note,
                 "brainlid_version": __version__,
