@@ -204,6 +204,18 @@ def _as_rows(sel, n: int, name: str) -> np.ndarray:
     return a
 
 
+def _mean_square_deviation(X: np.ndarray, chunk_elems: int = 2**22) -> float:
+    """Mean over all entries of ``(X − column mean)²`` in float64, by row chunks (32 MB temporaries,
+    not two float64 copies of X)."""
+    mean = X.mean(axis=0, dtype=np.float64)
+    step = max(1, chunk_elems // max(1, mean.size))
+    acc = 0.0
+    for s in range(0, X.shape[0], step):
+        D = (X[s:s + step] - mean).ravel()
+        acc += float(D @ D)
+    return acc / max(1, X.size)
+
+
 def _usable_units(Y: np.ndarray, row_sets: list[np.ndarray]) -> np.ndarray:
     """Boolean (n_targets,): finite everywhere and non-constant within every row set."""
     ok = np.isfinite(Y).all(axis=0)
@@ -312,7 +324,7 @@ def encoding_scores(
     n_units = Y.shape[1]
     n_times = Y.shape[2] if Y.ndim == 3 else None
     if alpha_scale == "relative":  # one global scale (float64): PCA and ridge see O(1) numbers
-        msq = float(np.mean(np.square(X - X.mean(axis=0, dtype=np.float64))))
+        msq = _mean_square_deviation(X)
         if msq > 0 and np.isfinite(msq):
             X = np.asarray(X / np.sqrt(msq), dtype=X.dtype if X.dtype.kind == "f" else np.float64)
 
