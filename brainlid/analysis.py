@@ -587,9 +587,8 @@ def analyze(
     correlations = pd.DataFrame(corr_rows)
     if len(correlations):
         correlations["warning"] = correlations["warning"].fillna("")
-    k_curve = pd.concat(curve_rows, ignore_index=True)[
-        ["target", "scope", "K", "r", "p", "p_corrected", "n_models", "n_families"]] if curve_rows else pd.DataFrame(
-        columns=["target", "scope", "K", "r", "p", "p_corrected", "n_models", "n_families"])
+    kc_cols = ["target", "scope", "K", "r", "p", "p_corrected", "n_models", "n_families"]
+    k_curve = pd.concat(curve_rows, ignore_index=True)[kc_cols] if curve_rows else pd.DataFrame(columns=kc_cols)
     n_fam = int(models["family"].nunique())
     fam_notes = []
     if not structured:
