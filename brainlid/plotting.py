@@ -339,8 +339,7 @@ def scatter_fit(x, y, labels=None, *, xlabel: str = "LID", ylabel: str = "alignm
     _scatter_models(ax, x, y, labels, styles, default_color="#1f5fa8")
     if x.size >= 3 and np.ptp(x) > 0:
         grid = np.linspace(x.min(), x.max(), 50)
-        b, a = np.polyfit(x, y, 1)
-        ax.plot(grid, a + b * grid, color="#c0392b", lw=1.5, label="OLS fit")
+        _ols_line(ax, x, y, grid, color="#c0392b", lw=1.5, label="OLS fit")
         rng = np.random.default_rng(seed)
         idx = rng.integers(0, x.size, size=(n_boot, x.size))
         xb, yb = x[idx], y[idx]
@@ -372,6 +371,13 @@ def _scatter_models(ax, x, y, labels, styles, default_color, size: float = 28):
     if labels is not None:
         for xi, yi, lab in zip(x, y, labels):
             ax.annotate(_short(lab), (xi, yi), fontsize=6.5, xytext=(3, 3), textcoords="offset points", color="#333")
+
+
+def _ols_line(ax, x, y, grid, **style):
+    """Draw the least-squares line of ``y`` on ``x`` over ``grid`` (x values); returns the Line2D."""
+    b, a = np.polyfit(x, y, 1)
+    (line,) = ax.plot(grid, a + b * grid, **style)
+    return line
 
 
 def _finish_scatter(ax, xlabel, ylabel, title, annotate, legend_kw):
@@ -409,7 +415,8 @@ def family_scatter(x, y, families, labels=None, *, xlabel: str = "LID", ylabel: 
     names = list(dict.fromkeys(fam))
     ids = [str(v) for v in labels] if labels is not None else [f"#{i}" for i in range(x.size)]
     styles = model_styles(ids, dict(zip(ids, fam)))
-    hue = {f: model_styles(names)[f]["color"] for f in names}  # the family's own (unshaded) hue
+    family_styles = model_styles(names)
+    hue = {f: family_styles[f]["color"] for f in names}  # the family's own (unshaded) hue
     fig = _figure(5.6, 4.2)
     ax = fig.add_subplot()
     _scatter_models(ax, x, y, ids if labels is not None else None, styles, default_color="#1f5fa8", size=26)
@@ -421,15 +428,11 @@ def family_scatter(x, y, families, labels=None, *, xlabel: str = "LID", ylabel: 
         c = hue[f]
         handles.append(Line2D([], [], ls="", marker="o", color=c, label=f"{_short(f, 18)} (n={int(sel.sum())})"))
         if sel.sum() >= 2 and np.ptp(x[sel]) > 0:
-            b, a = np.polyfit(x[sel], y[sel], 1)
-            g = np.linspace(x[sel].min(), x[sel].max(), 20)
-            ax.plot(g, a + b * g, color=c, lw=1.3)
+            _ols_line(ax, x[sel], y[sel], np.linspace(x[sel].min(), x[sel].max(), 20), color=c, lw=1.3)
         if len(names) > 1:
             ax.plot([x[sel].mean()], [y[sel].mean()], "s", ms=8, mfc="none", mec=c, mew=1.5, zorder=4)
     if x.size >= 3 and np.ptp(x) > 0:
-        b, a = np.polyfit(x, y, 1)
-        g = np.linspace(x.min(), x.max(), 50)
-        (pooled,) = ax.plot(g, a + b * g, color="k", lw=1.2, ls="--", label="pooled fit")
+        pooled = _ols_line(ax, x, y, np.linspace(x.min(), x.max(), 50), color="k", lw=1.2, ls="--", label="pooled fit")
         handles.append(pooled)
     if len(names) > 1:
         handles.append(Line2D([], [], ls="", marker="s", mfc="none", mec="k", label="family mean"))
