@@ -42,13 +42,14 @@ def register(cli: click.Group) -> None:
         from ..errors import InputError
         from ..scoring.store import ResultsStore
         from ._paths import check_output_dir
+        from ._score import split_ids
 
         if len(models) != 2:
             raise InputError(f"give --model exactly twice (A and B), got {len(models)}")
         if not 0 < level < 1:
             raise InputError(f"--level must be in (0, 1), got {level}")
         check_output_dir(out, "--out")
-        ids = [b for arg in benchmarks for b in arg.replace(",", " ").split()]
+        ids = split_ids(benchmarks)
         path = Path(store) if store is not None else results_store_path()
         if not path.exists():
             raise InputError(f"no results store at {path}: run `brainlid score` first (or pass --store)")

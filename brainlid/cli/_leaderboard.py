@@ -130,12 +130,13 @@ def register(cli: click.Group) -> None:
         """
         from ..errors import InputError
         from ..leaderboard.scoring import prepare_bundle
+        from ._score import split_ids
 
         if (model is None) == (features is None):
             raise InputError("give either --model or --features, not both" if model else "give --model SPEC or --features DIR|FILE")
         if features is not None and not name:
             raise InputError("--features needs --name NAME (the model name shown on the board)")
-        ids = [b for arg in benchmarks for b in arg.replace(",", " ").split()]
+        ids = split_ids(benchmarks)
         md = {"model_name": name or model, "training_data": training_data, "url": url, "description": description}
         if parameters is not None:
             md["parameters"] = parameters

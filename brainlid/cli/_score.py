@@ -23,6 +23,11 @@ def _echo_table(df, title: str = "", max_rows: int = 60) -> None:
         click.echo(f"... {len(df) - max_rows} more rows")
 
 
+def split_ids(args) -> list[str]:
+    """Ids from a repeated option, each value holding one or more separated by spaces or commas."""
+    return [b for arg in args for b in arg.replace(",", " ").split()]
+
+
 def score_json_rows(scores) -> list[dict]:
     """The rows ``brainlid score --json`` prints: self-describing records.
 
@@ -105,7 +110,7 @@ def register(cli: click.Group) -> None:
         check_output_dir(out, "--out")  # before any work: a wrong path used to fail after extraction
         if not no_store:
             check_output_file(store, "--store", "results.sqlite", b"SQLite format 3\x00", "an SQLite results store")
-        ids = [b for arg in benchmarks for b in arg.replace(",", " ").split()]
+        ids = split_ids(benchmarks)
         for b in ids:
             get_benchmark(b)  # unknown id → one-line error listing close ones
         for m in models:
