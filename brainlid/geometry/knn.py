@@ -171,7 +171,6 @@ def _top(V: np.ndarray, c: int, axis: int = 1, compiled: bool | None = None) -> 
     return top_candidates(V, c, compiled) if axis == 1 else top_candidates_cols(V, c, compiled)
 
 
-
 def _check_magnitude(reach: float, d: int) -> None:
     """Refuse data whose squared distances (or products) over- or underflow float64 (|values| beyond ~1e140)."""
     if reach > 0 and not 1e-140 < reach < 1e140 / np.sqrt(d):
