@@ -78,6 +78,19 @@ def test_integer_features_become_float32(tmp_path):
     assert X.dtype == np.float32 and X[3, 2] == 11
 
 
+def test_keep_float64_keeps_float64_data_exact(tmp_path):
+    """keep_float64 (brainlid lid): float64 values that float32 would round come back bit for bit; other dtypes float32."""
+    X = 1.0 + np.arange(12, dtype=np.float64).reshape(4, 3) * 1e-9  # differences below float32 resolution at 1.0
+    np.save(tmp_path / "d.npy", X)
+    got, _ = read_features(tmp_path / "d.npy", keep_float64=True)
+    assert got.dtype == np.float64 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, X)
+    default, _ = read_features(tmp_path / "d.npy")
+    assert default.dtype == np.float32 and np.unique(default).size == 1  # float32 rounds all twelve to 1.0
+    np.save(tmp_path / "i.npy", np.arange(12).reshape(4, 3))
+    assert read_features(tmp_path / "i.npy", keep_float64=True)[0].dtype == np.float32
+
+
 def test_errors_name_the_file_and_the_problem(tmp_path, feats):
     X, ids = feats
     with pytest.raises(FileNotFoundError, match="missing.npy"):
