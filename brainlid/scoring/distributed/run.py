@@ -91,10 +91,10 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .._progress import Stage
-from ..backend import available_cores, set_threads
-from ..data.provenance import data_source_of
-from ..errors import BrainlidError, InputError, require
+from ..._progress import Stage
+from ...backend import available_cores, set_threads
+from ...data.provenance import data_source_of
+from ...errors import BrainlidError, InputError, require
 
 __all__ = [
     "ClusterHandle", "connect", "load_slurm_config", "score_distributed", "estimate_cell_memory", "estimate_benchmark_cell_memory",
@@ -177,7 +177,7 @@ def load_slurm_config(path: str | os.PathLike | None = None) -> dict:
     """The ``[slurm]`` section of ``$BRAINLID_HOME/config.toml`` (or ``path``); ``{}`` when absent."""
     import tomllib
 
-    from ..config import brainlid_home
+    from ...config import brainlid_home
 
     p = Path(path) if path is not None else brainlid_home() / "config.toml"
     if not p.is_file():
@@ -282,7 +282,7 @@ def connect(
 
 
 def _worker_version() -> str:
-    from .._version import __version__
+    from ..._version import __version__
 
     return __version__
 
@@ -314,9 +314,9 @@ def _prewarm() -> None:
             return
         import torch  # noqa: F401
 
-        from ..backend import get_backend
-        from . import runner  # noqa: F401
-        from .. import features, geometry  # noqa: F401
+        from ...backend import get_backend
+        from .. import runner  # noqa: F401
+        from ... import features, geometry  # noqa: F401
 
         get_backend("auto")
         _warm = True
@@ -396,7 +396,7 @@ def _params(fn) -> set:
 
 
 def _fmt(n: int) -> str:
-    from ..features.cache import fmt_size
+    from ...features.cache import fmt_size
 
     return fmt_size(n) if n else "unlimited"
 
@@ -454,7 +454,7 @@ def estimate_cell_memory(n_fit: int, n_eval: int, n_features: int, n_units: int,
     fixed = 4 * n_all * n_features + 4 * (n_fit + n_eval) * q + 16 * (n_folds + 1) * m * m
     per_unit = 4 * (n_fit + 2 * n_eval) + 32 * n_eval + 16 * n_folds * m + 8 * n_alphas
     if n_boot:
-        from ..alignment.uncertainty import BOOT_BLOCK_BUDGET
+        from ...alignment.uncertainty import BOOT_BLOCK_BUDGET
 
         fixed += 8 * n_boot * n_eval + min(BOOT_BLOCK_BUDGET, 8 * (7 * n_boot + 4 * n_eval) * n_units)
     return int(1.5 * fixed), int(1.5 * per_unit)
@@ -467,8 +467,8 @@ def cell_sizes(brain, bench) -> dict[str, int]:
     (1 without a time axis) and ``n_reps`` (repetitions of the responses an RSA ceiling splits,
     1 when none are kept).
     """
-    from .benchmarks import REPS_META_KEY
-    from .runner import make_splits  # runner imports this module inside score(): no import at module level (cycle)
+    from ..benchmarks import REPS_META_KEY
+    from ..runner import make_splits  # runner imports this module inside score(): no import at module level (cycle)
 
     splits = make_splits(brain, bench)
     reps = (brain.meta or {}).get(REPS_META_KEY)
@@ -554,8 +554,8 @@ def _worker_threads(n: int) -> None:
 def _bench_inputs(bench_id: str, data_root: str | None):
     """(stimuli restricted to the responses' ids, BrainData) of a benchmark, as the serial runner builds them
     (:func:`brainlid.scoring.plan.benchmark_inputs`), cached per worker process."""
-    from .benchmarks import UnknownBenchmarkError
-    from .plan import benchmark_inputs
+    from ..benchmarks import UnknownBenchmarkError
+    from ..plan import benchmark_inputs
 
     try:
         return benchmark_inputs(bench_id, data_root)
@@ -570,7 +570,7 @@ _VERIFIED: set = set()
 
 def _read_features(cache_root: str, key: str) -> np.ndarray:
     """A layer's features from the shared cache, memory-mapped; SHA-256 checked once per worker process."""
-    from ..features.cache import FeatureCache
+    from ...features.cache import FeatureCache
 
     entry = FeatureCache(cache_root).entry(key)
     if not entry.is_complete():
@@ -583,8 +583,8 @@ def _read_features(cache_root: str, key: str) -> np.ndarray:
 
 def _extract_task(spec: str, bench_id: str, data_root, layers, ekw: dict, cache_root: str, threads: int) -> dict:
     """Extract (or find in the cache) a model's layers for a benchmark's stimuli; return keys, not arrays."""
-    from ..features import extract
-    from ..features.cache import ids_digest
+    from ...features import extract
+    from ...features.cache import ids_digest
 
     _worker_threads(threads)
     t0 = time.perf_counter()
@@ -624,8 +624,8 @@ class _Cell:
 
 def _cell_features(cell: _Cell):
     """(X, feature ids, BrainData) of a cell, read on the worker."""
-    from . import baselines as bl
-    from ..features.cache import ids_digest
+    from .. import baselines as bl
+    from ...features.cache import ids_digest
 
     sub, brain = _bench_inputs(cell.bench, cell.data_root)
     if cell.source == "pixels":
@@ -641,9 +641,9 @@ def _cell_features(cell: _Cell):
 
 def _cell_task(cell: _Cell, threads: int) -> dict:
     """Score one cell (or one voxel batch of it) on a worker; returns rows or per-unit scores."""
-    from . import runner
-    from .benchmarks import get_benchmark
-    from .plan import lid_ids
+    from .. import runner
+    from ..benchmarks import get_benchmark
+    from ..plan import lid_ids
 
     _worker_threads(threads)
     t0 = time.perf_counter()
@@ -674,7 +674,7 @@ def _unit_scores_batch(X, ids, brain, bench, splits, units) -> dict:
     """Per-unit (r, R², α at the grid's edge) of units ``[start, stop)`` for the val and test splits, and
     the batch's per-resample sums of the stimulus bootstrap (what score_layer computes for the whole ROI;
     the counts depend on the seed and the number of evaluated stimuli only, so batch sums add up)."""
-    from . import runner
+    from .. import runner
 
     Xa, Ya, aid = runner._aligned(np.asarray(X, dtype=np.float32), ids, brain)
     a, b = units
@@ -707,9 +707,9 @@ def _unit_part_from_json(v: dict) -> dict:
 
 def _join_unit_batches(cell: _Cell, parts: list[dict]) -> list[dict]:
     """Rows of a voxel-batched encoding cell from its batches' per-unit scores (on the client)."""
-    from .._version import __version__
-    from . import runner
-    from .benchmarks import get_benchmark
+    from ..._version import __version__
+    from .. import runner
+    from ..benchmarks import get_benchmark
 
     bench = get_benchmark(cell.bench)
     _, brain = _bench_inputs(cell.bench, cell.data_root)
@@ -740,7 +740,7 @@ def _rdm_group_task(cells: tuple, threads: int) -> dict:
     (:func:`brainlid.scoring.rdm_benchmarks.score_rdm_features`, as the serial runner): score rows
     of all layers (the split-half layer selection needs them together) and, when asked, their
     geometry rows."""
-    from .rdm_benchmarks import score_rdm_features
+    from ..rdm_benchmarks import score_rdm_features
 
     _worker_threads(threads)
     t0 = time.perf_counter()
@@ -758,10 +758,10 @@ def _rdm_group_task(cells: tuple, threads: int) -> dict:
 
 def _model_model_task(bench_id: str, data_root, keys: dict, ids_digests: dict, cache_root: str, metrics, threads: int):
     """Model–model rows of the named models' last layers on a benchmark's LID stimuli."""
-    from . import runner
-    from .benchmarks import get_benchmark
-    from .plan import lid_ids
-    from ..features.cache import ids_digest
+    from .. import runner
+    from ..benchmarks import get_benchmark
+    from ..plan import lid_ids
+    from ...features.cache import ids_digest
 
     _worker_threads(threads)
     bench = get_benchmark(bench_id)
@@ -828,8 +828,8 @@ class _Journal:
 
     @staticmethod
     def _ident(cell: _Cell) -> tuple:
-        from .._version import __version__
-        from .benchmarks import get_benchmark
+        from ..._version import __version__
+        from ..benchmarks import get_benchmark
 
         b = get_benchmark(cell.bench)
         return (cell.model, cell.layer, cell.layer_index, cell.bench, b.version, b.params, cell.source, cell.key,
@@ -843,7 +843,7 @@ class _Journal:
     def save(self, cell: _Cell, res: dict) -> None:
         import json
 
-        from .._atomic import atomic_write_text
+        from ..._atomic import atomic_write_text
 
         out = {"rows": res.get("rows"), "geometry": res.get("geometry", []), "seconds": res.get("seconds", 0.0),
                "pid": res.get("pid", 0)}
@@ -971,11 +971,11 @@ def score_distributed(
     :class:`DistributedRunInfo`, as ``result.info``) when ``return_result``.
     """
     distributed = _require_dask()
-    from .plan import named_models, plan_grid
-    from .runner import KEEP_ARRAYS, ScoreResult
-    from .store import DuplicateCellError, ResultsStore
-    from .tables import geometry_frame, score_frame, write_table
-    from ..features.cache import FeatureCache, ids_digest
+    from ..plan import named_models, plan_grid
+    from ..runner import KEEP_ARRAYS, ScoreResult
+    from ..store import DuplicateCellError, ResultsStore
+    from ..tables import geometry_frame, score_frame, write_table
+    from ...features.cache import FeatureCache, ids_digest
 
     t_start = time.perf_counter()
     handle = client if isinstance(client, ClusterHandle) else None
@@ -988,7 +988,7 @@ def score_distributed(
         raise InputError(f"if_exists must be 'skip', 'replace' or 'error', got {if_exists!r}")
     if keep_arrays not in KEEP_ARRAYS:
         raise InputError(f"keep_arrays must be 'selected', 'all' or 'none', got {keep_arrays!r}")
-    from .._version import __version__
+    from ..._version import __version__
 
     other = {a: v for a, v in cl.run(_worker_version).items() if v != __version__}
     if other:
@@ -1189,7 +1189,7 @@ def score_distributed(
             callback(n_done, total, key)
 
     def group_done(grp: _Group):
-        from .runner import select_best_layer
+        from ..runner import select_best_layer
 
         rows = [r for li in sorted(grp.rows) for r in grp.rows[li]]
         scores = select_best_layer(score_frame(rows))
@@ -1199,7 +1199,7 @@ def score_distributed(
         for (m, layer, s, _v), part in geom.groupby(["model", "layer", "stimulus_set", "benchmark_version"], sort=False):
             commit("geometry", part, (m, layer, s))
         if grp.arrays and st is not None:
-            from .runner import prune_kept
+            from ..runner import prune_kept
 
             if keep_arrays == "selected":
                 prune_kept(grp.arrays, scores, grp.model, grp.bench)
@@ -1225,7 +1225,7 @@ def score_distributed(
         elif cell.units is None:
             grp.rows[cell.layer_index] = res["rows"]
             if grp.arrays and keep_arrays == "selected":  # only the best layer so far stays on the client
-                from .runner import prune_kept, select_best_layer
+                from ..runner import prune_kept, select_best_layer
 
                 prune_kept(grp.arrays, select_best_layer(score_frame([r for v in grp.rows.values() for r in v])),
                            grp.model, grp.bench)
