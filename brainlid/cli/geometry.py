@@ -12,14 +12,11 @@ import warnings
 import click
 
 from ..errors import BrainlidError, InputError
+from ._common import LazyChoice
 
 
 MLE_FULL_REASON = ("not computed by `brainlid lid`: the MLE at K = N - 1 needs all N x (N - 1) neighbour distances; "
                    "brainlid.geometry.global_dimension(X, full_mle=True) computes it")
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(lid_command)
 
 
 def parse_ks(text: str | None) -> list[int] | None:
@@ -38,8 +35,15 @@ def parse_ks(text: str | None) -> list[int] | None:
     return out
 
 
+def _estimator_names() -> tuple[str, ...]:
+    """The LID estimators' names, from the registry :data:`brainlid.geometry.ESTIMATORS`."""
+    from ..geometry import ESTIMATORS  # start-up: numpy; `brainlid --help` lists commands without it
+
+    return tuple(ESTIMATORS)
+
+
 def _render(result: dict, path: str) -> None:
-    from rich.console import Console
+    from rich.console import Console  # start-up: rich only when the tables are printed
     from rich.table import Table
 
     console = Console()
@@ -68,7 +72,7 @@ def _render(result: dict, path: str) -> None:
 @click.argument("features", type=click.Path(dir_okay=False))
 @click.option("--key", default=None, help="Array/dataset/tensor name inside FEATURES (.npz, .h5, .pt, .safetensors).")
 @click.option("--k", "k", type=int, default=20, show_default=True, help="Neighbourhood size of the headline LID.")
-@click.option("--estimator", type=click.Choice(["mle", "mom", "mada", "twonn"]), default="mle", show_default=True)
+@click.option("--estimator", type=LazyChoice(_estimator_names), default="mle", show_default=True)
 @click.option("--aggregate", type=click.Choice(["mean", "median", "harmonic"]), default="mean", show_default=True,
               help="Combine pointwise estimates (harmonic + mle = MacKay–Ghahramani).")
 @click.option("--norm", type=click.Choice(["k-1", "k-2", "k"]), default="k-1", show_default=True,
@@ -77,14 +81,14 @@ def _render(result: dict, path: str) -> None:
               help="K values of the sweep [default: 5,10,20,50,100,200,500,1000 up to n-1].")
 @click.option("--memory-budget", default=None, help="Bytes for temporary blocks, e.g. 512MB [default: $BRAINLID_MEMORY_BUDGET or 512MB].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-def lid_command(features, key, k, estimator, aggregate, norm, sweep, memory_budget, as_json):
+def lid(features, key, k, estimator, aggregate, norm, sweep, memory_budget, as_json):
     """Local intrinsic dimension of the rows of FEATURES (.npy .npz .h5 .parquet .csv .pt .safetensors).
 
     Prints the LID at --k, a K-sweep from one exact kNN, and global measures
     (participation ratio, PCA dimensions, TwoNN).
     """
-    from ..geometry import summarize  # imported here, not at module level: fast `brainlid --help`
-    from ..io import read_features
+    from ..geometry import summarize  # start-up: numpy and the kNN kernels load when the command runs
+    from ..io import read_features  # start-up: numpy
 
     ks = parse_ks(sweep)
     X, _ids = read_features(features, key=key, keep_float64=True)  # float64 files stay exact
