@@ -15,6 +15,8 @@ import warnings
 
 import click
 
+from ..errors import InputError
+
 CLI_METRICS = ("mutual_knn", "cknna", "cka_linear", "cka_rbf", "ridge_r2", "rsa")
 JSON_DIGITS = 6  # features are float32 (~7 digits); digits past these are rounding noise, differing by metric
 
@@ -28,10 +30,6 @@ def round_floats(obj, digits: int = JSON_DIGITS):
     if isinstance(obj, (list, tuple)):
         return [round_floats(v, digits) for v in obj]
     return obj
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(align)
 
 
 def _metric_kwargs(metric, k, unbiased, rdm_method, compare, n_components, sigma, seed):
@@ -53,9 +51,8 @@ def load_pair(path_a: str, path_b: str, key_a=None, key_b=None):
 
     Returns ``(A, B, info)`` with ``info`` = {"n_stimuli", "matched_by", "n_a", "n_b"}.
     """
-    from ..data.ids import match_ids
-    from ..errors import InputError
-    from ..io import read_features
+    from ..data.ids import match_ids  # start-up: numpy, the data package
+    from ..io import read_features  # start-up: numpy
 
     A, ids_a = read_features(path_a, key=key_a)
     B, ids_b = read_features(path_b, key=key_b)
@@ -114,8 +111,8 @@ def align(a, b, metric, k, key_a, key_b, unbiased, rdm_method, compare, n_compon
       brainlid align resnet50.npz vit_b16.npz --metric mutual_knn --k 10 --null 1000
       brainlid align a.h5 b.h5 --key-a layer4 --key-b blocks.11 --metric rsa --compare spearman --json
     """
-    from ..alignment import similarity as sim  # imported here, not at module level: fast `brainlid --help`
-    from ..alignment.null import permutation_null
+    from ..alignment import similarity as sim  # start-up: numpy/scipy load when the command runs
+    from ..alignment.null import permutation_null  # start-up: numpy
 
     if unbiased is None:
         unbiased = metric == "cknna"
