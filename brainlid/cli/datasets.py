@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import PurePosixPath
 
 import click
+
+from ..errors import InputError
 
 
 CHECK_EXIT_CODES = {
@@ -26,14 +29,8 @@ CHECK_EXIT_CODES = {
 EXIT_UNUSABLE = 3
 
 
-def register(cli: click.Group) -> None:
-    cli.add_command(datasets)
-
-
 def _optional_items(card) -> set[str]:
     """Item names of files the card's fetch plan calls optional (NSD: the 37 GB image brick)."""
-    from pathlib import PurePosixPath
-
     return {PurePosixPath(card.files[k]).name for k in card.fetch.get("optional", []) if k in card.files}
 
 
@@ -79,7 +76,7 @@ def datasets() -> None:
 @datasets.command("list")
 def list_cmd() -> None:
     """List the supported datasets."""
-    from ..data.cards import list_cards
+    from ..data.cards import list_cards  # start-up: numpy/pandas (the data package)
 
     rows = [(c.name, c.title, c.folder, c.loader) for c in list_cards()]
     width = [max(len(r[i]) for r in rows + [("name", "title", "folder", "loader")]) for i in range(4)]
@@ -92,7 +89,7 @@ def list_cmd() -> None:
 @click.argument("name")
 def info_cmd(name: str) -> None:
     """Citation, terms of use, how to obtain and the expected files of dataset NAME."""
-    from ..data.cards import get_card
+    from ..data.cards import get_card  # start-up: numpy/pandas (the data package)
 
     click.echo(get_card(name).info_text())
 
@@ -113,8 +110,7 @@ def check_cmd(ctx: click.Context, name: str, root: str | None, subject: int | No
     The last line says whether the requested subject (default: every subject found) and space
     (default: any) are usable; the exit code says the same (below).
     """
-    from ..data.cards import get_card
-    from ..errors import InputError
+    from ..data.cards import get_card  # start-up: numpy/pandas (the data package)
 
     card = get_card(name)
     mod = card.module()
@@ -134,7 +130,7 @@ def check_cmd(ctx: click.Context, name: str, root: str | None, subject: int | No
         counts = df["status"].value_counts().to_dict()
         click.echo(f"{card.title} at {card.root(root, must_exist=False)}: "
                    + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("present", "missing", "unreadable")))
-        import pandas as pd
+        import pandas as pd  # start-up: pandas
 
         with pd.option_context("display.max_rows", None, "display.max_colwidth", 80, "display.width", 200):
             click.echo(df.to_string(index=False))
@@ -157,7 +153,7 @@ def check_cmd(ctx: click.Context, name: str, root: str | None, subject: int | No
 @click.option("--verify", is_flag=True, help="Recompute checksums of files already present.")
 def fetch_cmd(name, root, subject, space, accept_terms, base_url, sessions, with_optional, verify) -> None:
     """Download the files of dataset NAME that one subject and space need (resumable, verified)."""
-    from ..data.fetch import fetch_dataset
+    from ..data.fetch import fetch_dataset  # start-up: numpy/pandas (the data package)
 
     def progress(rel, done, total):
         if total:
