@@ -9,7 +9,7 @@ per model and correlates, across models (METHODS §7; :mod:`brainlid.stats`):
 * the same for the **global** measures (participation ratio, PCA 90/95/99 % dimensions,
   TwoNN) — the paper's contrast;
 * the exploratory **r-vs-K curve** for every K measured, with the maximum's p-value corrected
-  for the number of K tried (max-|r| permutation over models, :func:`brainlid.stats.max_over_k_test`).
+  for the number of K tried (max-``|r|`` permutation over models, :func:`brainlid.stats.max_over_k_test`).
 
 Alignment targets (columns of :attr:`AnalysisResult.models`):
 
@@ -31,7 +31,7 @@ the model id (default: one family per architecture prefix) — stored in ``model
 (measure, target) is reported at three scopes (``scope`` column of ``correlations.csv``): the
 pooled r, the within-family r (values centred on their family mean) and the between-family r of
 family means, each with a family-aware interval and p-value and a ``warning`` in words
-(:func:`brainlid.stats.family_decomposition`). Pairwise targets (|ΔLID| against the pairwise
+(:func:`brainlid.stats.family_decomposition`). Pairwise targets (``|ΔLID|`` against the pairwise
 model–model alignment) use a Mantel permutation of model labels (:func:`brainlid.stats.mantel_test`).
 
 Rows of different data sources (``data_source``: real / synthetic) are not mixed unless
@@ -90,7 +90,7 @@ class AnalysisResult:
         columns on every scope, ``p_method``, ``ci_method``) and ``warning`` (words; "" if none).
     k_curve : DataFrame
         ``target, scope, K, r, p, p_corrected, n_models, n_families`` (Pearson) for the LID
-        estimator; ``p_corrected`` is the max-|r| over K permutation p under the scope's scheme.
+        estimator; ``p_corrected`` is the max-``|r|`` over K permutation p under the scope's scheme.
     baselines : DataFrame
         Test scores of the control models (not in the correlations).
     settings : dict

@@ -15,7 +15,7 @@ Functions
     t-test p-value on ``n − 2 − n_covariates`` degrees of freedom.
 :func:`max_over_k_test`
     The r-vs-K curve with every K's p-value corrected for the number of K tried: the
-    single-step max-|r| permutation test over models (Westfall & Young 1993).
+    single-step max-``|r|`` permutation test over models (Westfall & Young 1993).
 :func:`correlation_summary`
     All of the above for one (x, y) pair, as a flat dict (one row of an analysis table).
 
@@ -29,7 +29,7 @@ Model families (zoos are widths and depths of a few architectures, not independe
     The three scopes for Pearson and Spearman (and partial r), with warnings in words
     (Simpson's paradox; too few families or models per family).
 :func:`family_max_over_k_test`
-    The max-|r| over K correction for one scope, under that scope's permutations.
+    The max-``|r|`` over K correction for one scope, under that scope's permutations.
 :func:`mantel_test`
     Pairwise (model × model) targets: a permutation of model labels (within families when given).
 
@@ -237,7 +237,7 @@ def max_over_k_test(
     For each K, ``r_K = corr(values[:, K], y)`` across models. Trying many K and reporting the
     best one inflates false positives, so each K's p-value is corrected with the single-step
     max-statistic permutation test: ``y`` is permuted across models (the same permutation for
-    every K, which preserves the dependence between K), ``T* = max_K |r*_K|`` is recorded, and
+    every K, which preserves the dependence between K), ``T* = max_K |r*_K|`` is recorded, and ::
 
         p_corrected(K) = (1 + #{T* >= |r_K|}) / (1 + n_perm).
 
@@ -308,9 +308,10 @@ def correlation_summary(
 
     Returns
     -------
-    dict with keys ``n_models, pearson_r, pearson_p, pearson_ci_low, pearson_ci_high,
-    spearman_r, spearman_p, spearman_ci_low, spearman_ci_high, partial_pearson_r,
-    partial_pearson_p, partial_spearman_r, partial_spearman_p``.
+    dict
+        dict with keys ``n_models, pearson_r, pearson_p, pearson_ci_low, pearson_ci_high,
+        spearman_r, spearman_p, spearman_ci_low, spearman_ci_high, partial_pearson_r,
+        partial_pearson_p, partial_spearman_r, partial_spearman_p``.
     """
     x, y = _pair(x, y)
     out: dict = {"n_models": int(x.size)}
@@ -629,14 +630,15 @@ def family_correlation(
 
     Returns
     -------
-    dict with ``r, p, ci_low, ci_high, partial_r, partial_p, n_models, n_families, df, p_method,
-    ci_method, note``. Undefined parts are NaN and ``note`` says why in words: a between-family
-    r needs ≥ 3 families, its p-value and every cluster-bootstrap interval ≥ 5; with fewer
-    families, pooled and within intervals come from a bootstrap of models within their families
-    (conditional on these families, said in ``ci_method``); the within scope needs
-    Σ_f (n_f − 1) ≥ 3 over families with two or more models. Intervals: bootstrap quantiles of
-    Fisher's z around their median, widened by √(u/(u − 1)) for u resampled units and centred on
-    the observed r (a plain percentile interval over 8 families covered 0.89 at a nominal 0.95).
+    dict
+        dict with ``r, p, ci_low, ci_high, partial_r, partial_p, n_models, n_families, df, p_method,
+        ci_method, note``. Undefined parts are NaN and ``note`` says why in words: a between-family
+        r needs ≥ 3 families, its p-value and every cluster-bootstrap interval ≥ 5; with fewer
+        families, pooled and within intervals come from a bootstrap of models within their families
+        (conditional on these families, said in ``ci_method``); the within scope needs
+        Σ_f (n_f − 1) ≥ 3 over families with two or more models. Intervals: bootstrap quantiles of
+        Fisher's z around their median, widened by √(u/(u − 1)) for u resampled units and centred on
+        the observed r (a plain percentile interval over 8 families covered 0.89 at a nominal 0.95).
     """
     method = _check_method(method)
     if scope not in SCOPES:
@@ -759,13 +761,14 @@ def family_decomposition(
 
     Returns
     -------
-    DataFrame, one row per scope (``pooled, within, between``; those of ``scopes``), columns ``scope, n_models,
-    n_families, df, pearson_r, pearson_p, pearson_ci_low, pearson_ci_high, spearman_r, spearman_p,
-    spearman_ci_low, spearman_ci_high, partial_pearson_r, partial_pearson_p, partial_spearman_r,
-    partial_spearman_p, p_method, ci_method, warning``. ``warning`` says in words when the pooled
-    and within-family Pearson r have opposite signs (Simpson's paradox: the pooled r is carried by
-    differences between families) and when too few families or models per family make a scope's
-    estimate, interval or p-value impossible.
+    DataFrame
+        DataFrame, one row per scope (``pooled, within, between``; those of ``scopes``), columns ``scope, n_models,
+        n_families, df, pearson_r, pearson_p, pearson_ci_low, pearson_ci_high, spearman_r, spearman_p,
+        spearman_ci_low, spearman_ci_high, partial_pearson_r, partial_pearson_p, partial_spearman_r,
+        partial_spearman_p, p_method, ci_method, warning``. ``warning`` says in words when the pooled
+        and within-family Pearson r have opposite signs (Simpson's paradox: the pooled r is carried by
+        differences between families) and when too few families or models per family make a scope's
+        estimate, interval or p-value impossible.
     """
     if set(scopes) - set(SCOPES):
         raise InputError(f"unknown scope(s) {sorted(set(scopes) - set(SCOPES))}; choose from {', '.join(SCOPES)}")
@@ -819,7 +822,7 @@ def family_max_over_k_test(
     Every K's r is the scope's correlation (:func:`family_correlation`); the null permutes ``y``
     with the scope's scheme (within families / family means / both levels), the same permutation
     for every K, and records ``T* = max_K |r*_K|``. ``p`` is each K's own permutation p-value and
-    ``p_corrected`` its max-|r| family-wise p-value. With ``groups=None`` and the pooled scope this
+    ``p_corrected`` its max-``|r|`` family-wise p-value. With ``groups=None`` and the pooled scope this
     is :func:`max_over_k_test` exactly.
 
     Returns
@@ -879,7 +882,7 @@ def mantel_test(
     Parameters
     ----------
     a, b : array-like of shape (n_models, n_models)
-        Pairwise values (e.g. |ΔLID| and the symmetrised model–model alignment); only the upper
+        Pairwise values (e.g. ``|ΔLID|`` and the symmetrised model–model alignment); only the upper
         triangle is used. A permutation needs complete matrices: models with a missing (NaN) pair
         are left out, the most incomplete first, and ``note`` says how many.
     groups : array-like of shape (n_models,) or None

@@ -1,0 +1,69 @@
+"""Sphinx configuration of brainlid's documentation site.
+
+Built offline with ``make docs`` into ``docs/_build/html``. The tutorials are the jupytext scripts
+in ``tutorials/`` (one source): ``docs/tutorials/NN_*.py`` are symbolic links to them, read by
+myst-nb through jupytext and executed at build time (on synthetic data unless ``BRAINLID_DATA``
+points at real copies). The API reference is generated from the numpydoc docstrings.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+REPO = DOCS.parent
+TUTORIALS = REPO / "tutorials"
+
+# the tutorial kernels: ``import _common`` from tutorials/, quiet progress bars, figures in the build tree
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TUTORIALS), os.environ.get("PYTHONPATH")]))
+os.environ.setdefault("CI", "true")
+os.environ.setdefault("BRAINLID_TUTORIAL_OUT", str(DOCS / "_build" / "tutorial_figures"))
+os.environ.setdefault("MPLBACKEND", "Agg")
+sys.path.insert(0, str(REPO))
+
+import brainlid  # noqa: E402
+
+project = "brainlid"
+author = "the brainlid developers"
+copyright = "2026, the brainlid developers"
+version = release = brainlid.__version__
+
+extensions = [
+    "myst_nb",
+    "numpydoc",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".py": "myst-nb"}
+exclude_patterns = ["_build", "conf.py", "**/__pycache__", "tutorials/_common.py", "tutorials/*.png", "README.md"]
+root_doc = "index"
+
+# tutorials: jupytext percent scripts, executed; a failing cell fails the build
+nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
+nb_execution_mode = os.environ.get("BRAINLID_DOCS_EXECUTE", "force")
+nb_execution_timeout = 900
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_merge_streams = True
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# API reference from numpydoc docstrings
+autosummary_generate = True
+autodoc_default_options = {"members": True, "inherited-members": False}
+autodoc_typehints = "none"
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_validation_checks: set[str] = set()
+numpydoc_xref_param_type = False
+
+intersphinx_mapping: dict = {}  # offline: no inventories fetched
+
+html_theme = "furo"
+html_title = f"brainlid {release}"
+html_static_path: list[str] = []
+html_show_sourcelink = False

@@ -1,0 +1,1 @@
+../../tutorials/02_local_vs_global_id.py

@@ -1,0 +1,1 @@
+../../tutorials/03_reproduce_lid_result.py

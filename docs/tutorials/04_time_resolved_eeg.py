@@ -1,0 +1,1 @@
+../../tutorials/04_time_resolved_eeg.py

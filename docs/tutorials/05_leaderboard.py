@@ -1,0 +1,1 @@
+../../tutorials/05_leaderboard.py

@@ -1,0 +1,1 @@
+../../tutorials/07_real_brains.py
