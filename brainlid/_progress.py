@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -30,6 +31,13 @@ def progress_wanted(stream=None) -> bool:
         return False
 
 
+def console():
+    """A ``rich`` console on stderr (progress bars and the one-line notes beside them)."""
+    from rich.console import Console  # heavy: rich, only when something is drawn
+
+    return Console(stderr=True)
+
+
 class Stage:
     """One stage's progress on stderr: a bar when ``total`` is known, else a spinner; a no-op when disabled.
 
@@ -38,9 +46,13 @@ class Stage:
     label : str
         What the stage does, shown left of the bar.
     total : int or None
-        Number of steps (``advance`` calls), or None for a spinner.
+        Number of steps (``advance`` calls count ``n`` each), or None for a spinner.
     enabled : bool or None
         None: :func:`progress_wanted`.
+    unit : str or None
+        Name of one step (e.g. ``"img"``): the bar then shows the rate, ``"12 img/s"``.
+    transient : bool
+        Remove the bar when the stage ends (True), or leave its last state on the terminal.
 
     Examples
     --------
@@ -49,32 +61,40 @@ class Stage:
     ...         st.advance(detail=name)
     """
 
-    def __init__(self, label: str, total: int | None = None, enabled: bool | None = None):
-        self.label, self.total = label, total
+    def __init__(self, label: str, total: int | None = None, enabled: bool | None = None, *,
+                 unit: str | None = None, transient: bool = True):
+        self.label, self.total, self.unit, self.transient = label, total, unit, transient
         self.enabled = progress_wanted() if enabled is None else bool(enabled)
         self._p = None
 
     def __enter__(self) -> "Stage":
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                       TimeElapsedColumn, TimeRemainingColumn)
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress,  # heavy: rich, only when drawn
+                                       SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn)
 
-            columns = [SpinnerColumn(), TextColumn("{task.description}")]
+            columns = [TextColumn("{task.description}")]
             if self.total is not None:
-                columns += [BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+                columns += [BarColumn(), MofNCompleteColumn()]
+                if self.unit is not None:
+                    columns += [TextColumn("{task.fields[rate]} " + self.unit + "/s")]
+                columns += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
             else:
-                columns += [TimeElapsedColumn()]
+                columns = [SpinnerColumn(), *columns, TimeElapsedColumn()]
             columns += [TextColumn("{task.fields[detail]}", style="dim")]
-            self._p = Progress(*columns, console=Console(stderr=True), transient=True)
+            self._p = Progress(*columns, console=console(), transient=self.transient)
             self._p.start()
-            self._task = self._p.add_task(self.label, total=self.total, detail="")
+            self._task = self._p.add_task(self.label, total=self.total, detail="", rate="-")
+            self._t0, self._done = time.perf_counter(), 0
         return self
 
     def advance(self, n: int = 1, detail: str | None = None) -> None:
         """Count ``n`` steps done; ``detail`` (e.g. what runs next) is shown after the bar."""
         if self._p is not None:
-            self._p.update(self._task, advance=n, **({"detail": detail} if detail is not None else {}))
+            self._done += n
+            fields = {} if detail is None else {"detail": detail}
+            if self.unit is not None:
+                fields["rate"] = f"{self._done / max(1e-9, time.perf_counter() - self._t0):.0f}"
+            self._p.update(self._task, advance=n, **fields)
 
     def __exit__(self, *exc) -> bool:
         if self._p is not None:

@@ -28,7 +28,8 @@ import numpy as np
 from ..data.ids import as_ids
 from ..errors import FileFormatError, InputError
 from ..io import NAMED_ARRAY_SUFFIXES, read_named_arrays
-from .extract import Features, resolve_layer_names
+from .layers import resolve_layer_names
+from .result import Features
 
 __all__ = ["read_feature_layers", "load_features", "IDS_KEY"]
 
