@@ -3,7 +3,7 @@ intrinsic dimension (LID) of their representations.
 
 Top-level shortcuts (imported lazily, so ``import brainlid`` stays fast):
 
-* :func:`brainlid.score` — :func:`brainlid.scoring.runner.score`: score models on benchmarks;
+* :func:`brainlid.score` — :func:`brainlid.scoring.serial.score`: score models on benchmarks;
 * :func:`brainlid.lid`, :func:`brainlid.lid_sweep`, :func:`brainlid.global_dimension` — from
   :mod:`brainlid.geometry`;
 * :func:`brainlid.analyze` — :func:`brainlid.analysis.analyze`: LID vs alignment across models.
@@ -18,7 +18,7 @@ from ._version import __version__
 __all__ = ["__version__", "score", "lid", "lid_sweep", "global_dimension", "analyze"]
 
 _LAZY = {
-    "score": ("brainlid.scoring.runner", "score"),
+    "score": ("brainlid.scoring.serial", "score"),
     "lid": ("brainlid.geometry", "lid"),
     "lid_sweep": ("brainlid.geometry", "lid_sweep"),
     "global_dimension": ("brainlid.geometry", "global_dimension"),

@@ -1,7 +1,7 @@
 """Calibration of encoding scores against simulated known truth (issue 14: encoding half).
 
-Every check compares the REAL scoring path (:func:`brainlid.scoring.runner.score_layer`, or the
-runner's own ``_encode`` + ``encoding_rows`` that build every encoding row) with a quantity known
+Every check compares the REAL scoring path (:func:`brainlid.scoring.cell.score_layer`, or the
+cell's own ``fit_encoding`` + ``encoding_rows`` that build every encoding row) with a quantity known
 from the simulation, never with the code's own formula:
 
 * the true model's ``normalised`` is 1 (±0.05 where the half-split reliability is >= 0.5, ±0.1 down
@@ -32,7 +32,8 @@ import pytest
 from brainlid.alignment.ceiling import nc_from_ncsnr, split_half_reliability
 from brainlid.data import BrainData
 from brainlid.scoring import benchmarks as bm
-from brainlid.scoring import runner
+from brainlid.alignment.encoding import fit_encoding_params, train_pca
+from brainlid.scoring import cell
 
 HALF_RELIABILITY = (0.8, 0.5, 0.3, 0.15)  # simulated half-split reliabilities (one ROI / time point each)
 N_REPS = 4
@@ -73,7 +74,7 @@ def _volume_rows(seed, n=1000, n_test=300, n_units=30):
         b = bm.benchmark_from_braindata("calib", sub, register=False, pca=None, n_boot=300)
         noise = rng.standard_normal((n, D_TRUE)).astype(np.float32)  # a new noise model per ROI
         for model, X in (("truth", F), ("noise", noise)):
-            for r in runner.score_layer(X, ids, sub, b, model=model, layer="x", which=("test",)):
+            for r in cell.score_layer(X, ids, sub, b, model=model, layer="x", which=("test",)):
                 rows.append({**r, "level": HALF_RELIABILITY[i], "seed": seed})
     return pd.DataFrame(rows)
 
@@ -97,7 +98,7 @@ def _time_rows(seed, n=1000, n_test=300, n_units=24):
     noise = rng.standard_normal((n, D_TRUE)).astype(np.float32)
     rows = []
     for model, X in (("truth", F), ("noise", noise)):
-        for r in runner.score_layer(X, ids, brain, b, model=model, layer="x", which=("test",)):
+        for r in cell.score_layer(X, ids, brain, b, model=model, layer="x", which=("test",)):
             rows.append({**r, "level": HALF_RELIABILITY[int(round(r["time"] / 0.1))], "seed": seed})
     return pd.DataFrame(rows)
 
@@ -157,7 +158,7 @@ def test_rows_invariant_to_rescaling_features_and_responses():
         brain = BrainData.from_arrays(Y * cy, ids, noise_ceiling=nc, splits=splits, subject="s", dataset="inv")
         b = bm.benchmark_from_braindata("inv", brain, register=False, pca=8, n_boot=200)
         feats = {k: (v * np.float32(cx)).astype(np.float32) for k, v in layers.items()}
-        s, _ = runner.score_features(feats, ids, b, brain, model="m", geometry=False)
+        s, _ = cell.score_features(feats, ids, b, brain, model="m", geometry=False)
         return s.sort_values(["layer", "split", "metric"]).reset_index(drop=True)
 
     ref = rows(1.0, 1.0)
@@ -186,7 +187,7 @@ def test_features_times_1000_score_like_the_originals_and_grid_edges_are_reporte
     b = bm.benchmark_from_braindata("x1000", brain, register=False, pca=None, n_boot=0)
     value = {}
     for c in (1.0, 1000.0):
-        rows = runner.score_layer(F * np.float32(c), ids, brain, b, model="m", layer="l", which=("test",))
+        rows = cell.score_layer(F * np.float32(c), ids, brain, b, model="m", layer="l", which=("test",))
         value[c] = rows[0]["value"]
         assert 0 <= rows[0]["alpha_edge_fraction"] < 0.5
     assert value[1.0] > 0.05 and value[1000.0] == pytest.approx(value[1.0], rel=1e-5)
@@ -196,7 +197,7 @@ def test_features_times_1000_score_like_the_originals_and_grid_edges_are_reporte
     b_abs = bm.benchmark_from_braindata("x1000abs", brain, register=False, pca=None, n_boot=0,
                                         alphas=tuple(np.logspace(-2, 2, 5) * 1e-8))
     with pytest.warns(RuntimeWarning, match="does not bracket") as rec:
-        rows = runner.score_layer(F * np.float32(1000), ids, brain, b_abs, model="m", layer="l", which=("test",))
+        rows = cell.score_layer(F * np.float32(1000), ids, brain, b_abs, model="m", layer="l", which=("test",))
     assert sum("bracket" in str(w.message) for w in rec) == 1  # one warning per cell, not per unit
     assert rows[0]["alpha_edge_fraction"] == 1.0
 
@@ -209,7 +210,7 @@ def _population_scores(F_fit, Y_fit, W, sigma, params):
     MSE = ‖W − B‖² + c² + σ², Var y = ‖W‖² + σ², cov(y, ŷ) = W·B, Var ŷ = ‖B‖²."""
     d = F_fit.shape[1]
     probe = np.vstack([np.zeros((1, d)), np.eye(d)]).astype(np.float32)
-    Xf, Xe = runner._pca(F_fit, probe, params["pca"], params["seed"])
+    Xf, Xe = train_pca(F_fit, probe, params["pca"], params["seed"])
     from brainlid.alignment.encoding import ridge_cv_fit_predict
 
     res = ridge_cv_fit_predict(np.ascontiguousarray(Xf, dtype=np.float32), Y_fit, np.ascontiguousarray(Xe, dtype=np.float32),
@@ -234,8 +235,8 @@ def test_stimulus_bootstrap_intervals_cover_the_population_score():
         sigma = rng.uniform(0.8, 1.6, n_units)
         F = rng.standard_normal((n_fit + n_test, d)).astype(np.float32)
         Y = (F @ W + rng.standard_normal((n_fit + n_test, n_units)) * sigma).astype(np.float32)
-        fit = runner._encode(F[:n_fit], Y[:n_fit], F[n_fit:], Y[n_fit:], {**params, "seed": rep})
-        rows = runner.encoding_rows(fit.r, fit.r2, None, None, params, {}, n_test, boot=fit.boot)
+        fit = fit_encoding_params(F[:n_fit], Y[:n_fit], F[n_fit:], Y[n_fit:], {**params, "seed": rep})
+        rows = cell.encoding_rows(fit.r, fit.r2, None, None, params, {}, n_test, boot=fit.boot)
         true_r2, true_r = _population_scores(F[:n_fit], Y[:n_fit], W, sigma, {**params, "seed": rep})
         for row in rows:
             truth = true_r2 if row["metric"] == "encoding_r2" else true_r

@@ -20,7 +20,7 @@ from brainlid.data import fixtures
 from brainlid.data.provenance import (SYNTHETIC_MARKER, TRUTH_DIR, check_data_source, data_source_of,
                                       detect_data_source)
 from brainlid.errors import InputError
-from brainlid.scoring import runner
+from brainlid.scoring import cell
 from brainlid.scoring.benchmarks import load_benchmark_data
 
 REAL_K92 = Path("/work/shared/realdata/k92")
@@ -119,7 +119,7 @@ def _score_nsd(root, bid):
         _, brain = load_benchmark_data(bid, root)
         rng = np.random.default_rng(1)
         X = rng.standard_normal((brain.n_stimuli, 8)).astype(np.float32)
-        return runner.score_features({"a": X, "b": X[:, :4]}, brain.stimulus_ids, bid, brain, model="m")
+        return cell.score_features({"a": X, "b": X[:, :4]}, brain.stimulus_ids, bid, brain, model="m")
 
 
 @pytest.mark.parametrize("bid", ["nsd.subj01.nsdgeneral.encoding", "nsd.subj01.nsdgeneral.rsa"])
@@ -163,9 +163,9 @@ def test_real_k92_rows_are_real():
 def test_model_model_rows_take_the_stimuli_source():
     rng = np.random.default_rng(0)
     feats = {"a": rng.standard_normal((30, 6)), "b": rng.standard_normal((30, 5))}
-    rows = runner.model_model_rows(feats, stimulus_set="s", metrics=("cka",), data_source="synthetic")
+    rows = cell.model_model_rows(feats, stimulus_set="s", metrics=("cka",), data_source="synthetic")
     assert {r["data_source"] for r in rows} == {"synthetic"}
-    assert {r["data_source"] for r in runner.model_model_rows(feats, stimulus_set="s", metrics=("cka",))} == {"unknown"}
+    assert {r["data_source"] for r in cell.model_model_rows(feats, stimulus_set="s", metrics=("cka",))} == {"unknown"}
 
 
 def test_report_shows_the_source_per_benchmark(tmp_path):

@@ -206,7 +206,7 @@ def test_geometry_once_per_model_and_lid_set_and_model_model_once_per_lid_set():
         ("scores", n, "embed", f"models.plan.s1.test.{m}", 1) for n in ("m", "c") for m in ("mutual_knn", "cka")]
     assert plans[2].mm_cells(["cka"])[0][3] == "models.plan.s1.test[6].cka"
     # ridge_r2 rows are version 2 (relative α grid); the cells the Dask runner checks carry the rows' versions
-    from brainlid.scoring.runner import model_model_rows
+    from brainlid.scoring.cell import model_model_rows
 
     rng = np.random.default_rng(0)
     feats = {"m": rng.standard_normal((60, 5)), "c": rng.standard_normal((60, 4))}
@@ -261,7 +261,7 @@ def test_bad_grids_fail_before_any_data_are_read():
 
 # ----------------------------------------------------------------------------- the runners follow the plan
 def test_serial_runner_rows_follow_the_plan(tmp_path, monkeypatch):
-    from brainlid.scoring.runner import score
+    from brainlid.scoring.serial import score
 
     monkeypatch.setenv("BRAINLID_HOME", str(tmp_path))
     benches = [_bench("s1"), _bench("s1", metric="rsa"), _bench("s1", lid_n=6)]

@@ -9,7 +9,9 @@ import pytest
 from brainlid.data import BrainData
 from brainlid.errors import InputError
 from brainlid.scoring import benchmarks as bm
-from brainlid.scoring import runner
+from brainlid.alignment.encoding import unit_scores
+from brainlid.scoring import cell
+from brainlid.scoring.cell import responses
 from brainlid.scoring.baselines import random_weights_spec, shuffle_features
 
 
@@ -49,7 +51,7 @@ def test_own_features_reach_the_ceiling_and_shuffled_do_not(data, bench):
     F, ids, brain, rng = data
     junk = rng.standard_normal((F.shape[0], 16)).astype(np.float32)
     feats = {"junk": junk, "truth": F}
-    scores, _ = runner.score_features(feats, ids, bench, model="planted", geometry=False)
+    scores, _ = cell.score_features(feats, ids, bench, model="planted", geometry=False)
     test = scores[(scores.split == "test") & (scores.metric == "encoding_r2")].set_index("layer")
     # the generative model's own features explain (almost) all explainable variance: the ceiling is the
     # simulated NC (mean over the EBA units, all above the floor) and the truth normalises to 1 within
@@ -73,7 +75,7 @@ def test_own_features_reach_the_ceiling_and_shuffled_do_not(data, bench):
     assert (test["n_stimuli"] == 80).all()
     # shuffled control: zero
     sh = shuffle_features(feats, seed=1)
-    s2, _ = runner.score_features(sh, ids, bench, model="planted#shuffled", geometry=False)
+    s2, _ = cell.score_features(sh, ids, bench, model="planted#shuffled", geometry=False)
     t2 = s2[(s2.split == "test")].set_index(["layer", "metric"])
     assert t2.loc[("truth", "encoding_r2"), "value"] < 0.02
     assert abs(t2.loc[("truth", "encoding_r"), "value"]) < 0.1
@@ -82,29 +84,29 @@ def test_own_features_reach_the_ceiling_and_shuffled_do_not(data, bench):
 
 def test_best_layer_selection_never_sees_test_data(data, bench, monkeypatch):
     F, ids, brain, rng = data
-    splits = runner.make_splits(brain, bench)
+    splits = cell.make_splits(brain, bench)
     assert not set(splits["val"]) & set(splits["test"]) and not set(splits["fit"]) & set(splits["test"])
     assert set(splits["fit"]) | set(splits["val"]) == set(splits["train"])
     seen = []
-    real = runner._encode
+    real = responses.fit_encoding_params
 
     def spy(X_fit, Y_fit, X_eval, Y_eval, params):
         seen.append((X_fit.shape[0], X_eval.shape[0]))
         return real(X_fit, Y_fit, X_eval, Y_eval, params)
 
-    monkeypatch.setattr(runner, "_encode", spy)
+    monkeypatch.setattr(responses, "fit_encoding_params", spy)
     feats = {"a": F[:, :3], "b": F}
-    rows = runner.score_layer(F, ids, brain.select(roi="EBA"), bench, model="m", layer="b", splits=splits, which=("val",))
+    rows = cell.score_layer(F, ids, brain.select(roi="EBA"), bench, model="m", layer="b", splits=splits, which=("val",))
     assert seen == [(splits["fit"].size, splits["val"].size)]
     assert {r["split"] for r in rows} == {"val"}
     # corrupt every test response: the selected layer must not change
-    scores, _ = runner.score_features(feats, ids, bench, model="m", geometry=False)
+    scores, _ = cell.score_features(feats, ids, bench, model="m", geometry=False)
     bad = brain.responses.copy()
     test_pos = np.isin(brain.stimulus_ids, splits["test"])
     bad[test_pos] = rng.standard_normal(bad[test_pos].shape) * 100
     brain_bad = BrainData.from_arrays(bad, brain.stimulus_ids, units=brain.units, noise_ceiling=brain.noise_ceiling,
                                       subject="subj01", dataset="synthetic", splits=brain.splits)
-    scores_bad, _ = runner.score_features(feats, ids, bench, brain_bad.select(roi="EBA"), model="m", geometry=False)
+    scores_bad, _ = cell.score_features(feats, ids, bench, brain_bad.select(roi="EBA"), model="m", geometry=False)
     sel = lambda s: s.loc[s.selected, "layer"].unique().tolist()  # noqa: E731
     assert sel(scores) == sel(scores_bad) == ["b"]
     val = lambda s: s[s.split == "val"].sort_values(["layer", "metric"])["value"].to_numpy()  # noqa: E731
@@ -112,7 +114,7 @@ def test_best_layer_selection_never_sees_test_data(data, bench, monkeypatch):
     # ...while the test scores did change
     assert not np.allclose(scores[scores.split == "test"]["value"], scores_bad[scores_bad.split == "test"]["value"])
     with pytest.raises(InputError, match="without the test split"):
-        runner.select_best_layer(scores[scores.split == "test"])
+        cell.select_best_layer(scores[scores.split == "test"])
 
 
 def test_rsa_benchmark(data):
@@ -120,7 +122,7 @@ def test_rsa_benchmark(data):
     b = bm.benchmark_from_braindata("synthetic", brain, roi="EBA", metric="rsa", overwrite=True)
     try:
         feats = {"junk": rng.standard_normal((F.shape[0], 16)).astype(np.float32), "truth": F}
-        scores, _ = runner.score_features(feats, ids, b, model="m", geometry=False)
+        scores, _ = cell.score_features(feats, ids, b, model="m", geometry=False)
     finally:
         bm.unregister_benchmark(b.id)
     t = scores[scores.split == "test"].set_index("layer")
@@ -147,7 +149,7 @@ def test_rsa_split_half_ceiling_from_repetitions():
     try:
         _, loaded = bm.load_benchmark_data(b)
         assert not loaded.has_reps and loaded.meta[bm.REPS_META_KEY].has_reps
-        scores, _ = runner.score_features({"truth": S, "junk": rng.standard_normal((n, 20)).astype(np.float32)}, ids, b,
+        scores, _ = cell.score_features({"truth": S, "junk": rng.standard_normal((n, 20)).astype(np.float32)}, ids, b,
                                           model="m", geometry=False)
     finally:
         bm.unregister_benchmark(b.id)
@@ -170,7 +172,7 @@ def test_unit_scores_against_sklearn():
     rng = np.random.default_rng(0)
     y = rng.standard_normal((50, 4))
     p = y + rng.standard_normal((50, 4))
-    r, r2 = runner.unit_scores(y, p)
+    r, r2 = unit_scores(y, p)
     np.testing.assert_allclose(r2, r2_score(y, p, multioutput="raw_values"), atol=1e-6)
     np.testing.assert_allclose(r, [np.corrcoef(y[:, j], p[:, j])[0, 1] for j in range(4)], atol=1e-6)
 
@@ -185,7 +187,7 @@ def test_time_resolved_rows():
     brain = BrainData.from_arrays(Y, ids, times=np.array([-0.1, 0.0, 0.1, 0.2]), subject="sub-01", dataset="eeg")
     b = bm.benchmark_from_braindata("eeg", brain, pca=None, n_boot=50, overwrite=True)
     try:
-        scores, _ = runner.score_features({"f": F}, ids, b, model="m", geometry=False)
+        scores, _ = cell.score_features({"f": F}, ids, b, model="m", geometry=False)
     finally:
         bm.unregister_benchmark(b.id)
     t = scores[(scores.split == "test") & (scores.metric == "encoding_r")].sort_values("time")

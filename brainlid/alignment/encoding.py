@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,9 @@ import pandas as pd
 from ..errors import InputError
 from ._ridge import (DEFAULT_ALPHAS, RELATIVE_ALPHAS, RidgeResult, alpha_edge_fraction, kfold_indices,
                      ridge_cv_fit_predict)
+from ..features.pooling import fit_pca
 from .ceiling import normalise_r, normalise_r2
+from .uncertainty import bootstrap_counts, bootstrap_unit_sums
 
 __all__ = [
     "ridge_cv_fit_predict",
@@ -64,6 +67,13 @@ __all__ = [
     "pearson_r_columns",
     "r2_columns",
     "pca_fit_transform",
+    "unit_scores",
+    "train_pca",
+    "EncodeResult",
+    "fit_encoding",
+    "fit_encoding_params",
+    "warn_alpha_edges",
+    "ALPHA_EDGE_WARN",
 ]
 
 
@@ -125,6 +135,164 @@ def pca_fit_transform(train, test, n_components: int, seed: int | None = 0):
         n_components = k_max
     model = PCA(n_components=n_components, random_state=seed).fit(train)
     return model.transform(train).astype(np.float32), model.transform(test).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- the one encoding fit
+def unit_scores(Y_true: np.ndarray, Y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out Pearson r and R² per unit (and time).
+
+    ``R² = 1 − Σ(y − ŷ)² / Σ(y − ȳ)²`` with ȳ the mean over the evaluated stimuli; r is Pearson's
+    correlation over the evaluated stimuli. Constant units get r = 0 and R² = 0 (no variance to
+    explain). Shapes ``(n_stimuli, n_units[, n_times])`` → ``(n_units[, n_times])`` float32.
+    """
+    y = np.asarray(Y_true, dtype=np.float64)
+    p = np.asarray(Y_pred, dtype=np.float64)
+    yc = y - y.mean(axis=0)
+    pc = p - p.mean(axis=0)
+    sst = (yc**2).sum(axis=0)
+    sse = ((y - p) ** 2).sum(axis=0)
+    den = np.sqrt(sst * (pc**2).sum(axis=0))
+    ok = sst > 1e-12
+    r = np.where(den > 1e-300, (yc * pc).sum(axis=0) / np.where(den > 1e-300, den, 1.0), 0.0)
+    r2 = np.where(ok, 1.0 - sse / np.where(ok, sst, 1.0), 0.0)
+    return r.astype(np.float32), r2.astype(np.float32)
+
+
+def train_pca(X_fit: np.ndarray, X_eval: np.ndarray, n_components: int | None, seed: int | None = 0):
+    """The one train-only PCA policy of encoding: rescale, then project on the fit rows' PCs.
+
+    One global rescaling first (the RMS of the centred fit features, in float64): the PCA and the
+    ridge see O(1) numbers whatever the features' units (no float32 overflow at 1e20; X → cX gives
+    the same fit to float32 rounding). ``n_components`` None or ``>= min(n_fit, n_features)``
+    keeps every (centred, rescaled) feature — a full PCA would only rotate them; otherwise the
+    first ``n_components`` PCs of the fit rows (:func:`brainlid.features.pooling.fit_pca`,
+    ``random_state=seed``).
+
+    Parameters
+    ----------
+    X_fit : array of shape (n_fit, n_features)
+    X_eval : array of shape (n_eval, n_features)
+    n_components : int or None
+    seed : int or None
+
+    Returns
+    -------
+    fit, eval : float32 arrays of shape (n_fit, k), (n_eval, k)
+    """
+    mean = X_fit.mean(axis=0, dtype=np.float64)
+    msq = float(np.mean(np.square(X_fit - mean)))
+    sx = np.sqrt(msq) if msq > 0 and np.isfinite(msq) else 1.0
+    Xs, Es = ((X_fit - mean) / sx).astype(np.float32), ((X_eval - mean) / sx).astype(np.float32)
+    if n_components is None or n_components >= min(X_fit.shape):
+        return Xs, Es
+    m, comps = fit_pca(Xs, int(n_components), seed=seed)
+    return (Xs - m) @ comps.T, (Es - m) @ comps.T
+
+
+class EncodeResult(NamedTuple):
+    """What one encoding fit returns (:func:`fit_encoding`).
+
+    ``r``, ``r2``: per-unit held-out scores ``(n_units[, n_times])`` float32; ``at_edge``: the
+    unit's α is an end of the grid (same shape, bool); ``unbracketed``: at an end where the inner-CV
+    score still improves (:meth:`RidgeResult.unbracketed`); ``n_alphas``: grid size; ``boot``: metric →
+    ``(n_boot[, n_times])`` sums over units of the score on each stimulus resample
+    (:func:`brainlid.alignment.uncertainty.bootstrap_unit_sums`), or None without a bootstrap;
+    ``pred``: the held-out predictions ``(n_eval, n_units[, n_times])`` float32; ``alpha``: the chosen
+    absolute α per unit (float64, same shape as ``r``); ``solver``: the ridge form used.
+    """
+
+    r: np.ndarray
+    r2: np.ndarray
+    at_edge: np.ndarray
+    unbracketed: np.ndarray
+    n_alphas: int
+    boot: dict | None
+    pred: np.ndarray | None = None
+    alpha: np.ndarray | None = None
+    solver: str = ""
+
+
+def fit_encoding(X_fit, Y_fit, X_eval, Y_eval, *, pca: int | None = None, alphas=RELATIVE_ALPHAS,
+                 n_folds: int = 5, seed: int | None = 0, n_boot: int = 0, cv_seed: int | None = 0,
+                 alpha_scale: str = "relative", center: bool = True, backend: str = "auto",
+                 dtype: str = "float32", n_targets_batch: int | None = None) -> EncodeResult:
+    """The one encoding pipeline: fit on (X_fit, Y_fit), score per unit on the eval stimuli.
+
+    Features → :func:`train_pca` (fit rows only) → ridge with a per-unit α by inner CV
+    (:func:`ridge_cv_fit_predict`; ``alphas`` relative to the mean eigenvalue of the fit features'
+    Gram by default, so the fit is invariant to rescaling X or Y) → held-out Pearson r and R² per
+    unit (:func:`unit_scores`: a constant unit scores 0) → with ``n_boot >= 10`` the per-resample
+    sums over units of the scores on ``n_boot`` multinomial resamples of the evaluated stimuli,
+    drawn with ``seed`` (the same draws for every unit, time point and voxel batch).
+
+    Parameters
+    ----------
+    X_fit : array of shape (n_fit, n_features)
+    Y_fit : array of shape (n_fit, n_units[, n_times])
+    X_eval : array of shape (n_eval, n_features)
+    Y_eval : array of shape (n_eval, n_units[, n_times])
+    pca : int or None
+        Principal components of the fit features kept (:func:`train_pca`).
+    alphas : array-like
+        The α grid (relative with ``alpha_scale="relative"``).
+    n_folds : int
+        Inner CV folds (capped at ``n_fit``).
+    seed : int or None
+        Seed of the randomized PCA and of the bootstrap draws.
+    n_boot : int
+        Stimulus resamples of the bootstrap (none below 10 or with fewer than 2 eval stimuli).
+    cv_seed : int or None
+        Seed of the inner fold shuffle (scoring keeps 0 whatever the benchmark's seed).
+    alpha_scale, center, backend, dtype, n_targets_batch
+        As in :func:`ridge_cv_fit_predict`.
+
+    Returns
+    -------
+    EncodeResult
+    """
+    Xf, Xe = train_pca(X_fit, X_eval, pca, seed)
+    shape = Y_eval.shape
+    Yf = Y_fit.reshape(Y_fit.shape[0], -1)
+    n_cv = int(min(n_folds, Xf.shape[0]))
+    res = ridge_cv_fit_predict(
+        np.ascontiguousarray(Xf, dtype=np.float32), np.ascontiguousarray(Yf, dtype=np.float32),
+        np.ascontiguousarray(Xe, dtype=np.float32), alphas=np.asarray(alphas), n_folds=n_cv, center=center,
+        alpha_scale=alpha_scale, backend=backend, dtype=dtype, n_targets_batch=n_targets_batch, seed=cv_seed,
+    )
+    pred = np.asarray(res.predictions, dtype=np.float32).reshape(shape)
+    r, r2 = unit_scores(Y_eval, pred)
+    n_eval, n_boot = int(shape[0]), int(n_boot)
+    boot = None
+    if n_eval >= 2 and n_boot >= 10:
+        counts = bootstrap_counts(n_eval, n_boot, np.random.default_rng(seed))
+        boot = bootstrap_unit_sums(Y_eval, pred, counts, metrics=("r2", "r"))
+    return EncodeResult(r, r2, res.at_grid_edge.reshape(shape[1:]), res.unbracketed().reshape(shape[1:]),
+                        int(res.alphas.size), boot, pred, res.best_alphas.reshape(shape[1:]), res.solver)
+
+
+def fit_encoding_params(X_fit, Y_fit, X_eval, Y_eval, params) -> EncodeResult:
+    """:func:`fit_encoding` with a benchmark's parameters (``pca``, ``alphas``, ``cv``, ``seed``, ``n_boot``)."""
+    return fit_encoding(X_fit, Y_fit, X_eval, Y_eval, pca=params["pca"], alphas=params["alphas"],
+                        n_folds=params["cv"], seed=params["seed"], n_boot=params["n_boot"])
+
+
+ALPHA_EDGE_WARN = 0.5  #: warn when more than this fraction of the units have an unbracketed α
+
+
+def warn_alpha_edges(unbracketed: np.ndarray, what: str, stacklevel: int = 4) -> None:
+    """One RuntimeWarning when more than :data:`ALPHA_EDGE_WARN` of the units (at any time point) chose an
+    end of the α grid while the inner-CV score was still improving towards it.
+
+    ``unbracketed``: bool array ``(n_units[, n_times])`` (:attr:`EncodeResult.unbracketed`); ``what``
+    names the fit in the message."""
+    u = np.asarray(unbracketed, dtype=np.float64)
+    worst = float(np.max(u.mean(axis=0))) if u.size else 0.0
+    if worst > ALPHA_EDGE_WARN:
+        warnings.warn(
+            f"{what}: for {worst:.0%} of the units the ridge α is an end of the grid and the inner CV still improves "
+            "towards it (the grid does not bracket the optimum; see alpha_edge_fraction); widen the α grid (alphas)",
+            RuntimeWarning, stacklevel=stacklevel,
+        )
 
 
 # ----------------------------------------------------------------------------- results

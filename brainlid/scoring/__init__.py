@@ -2,8 +2,11 @@
 
 * :mod:`.benchmarks` — versioned definitions (``dataset.subject.roi.metric``), the registry,
   user benchmarks from any ``BrainData``;
-* :mod:`.runner` — pure per-cell scoring, validation-split layer selection, geometry rows,
-  model–model rows, and :func:`score` (the Python API of ``brainlid score``);
+* :mod:`.plan` — the grid (models, layers, baselines, where geometry is measured) both runners walk;
+* :mod:`.cell` — pure per-cell scoring, validation-split layer selection, geometry rows,
+  model–model rows;
+* :mod:`.serial` — :func:`score` (the Python API of ``brainlid score``); :mod:`.distributed` the same
+  grid on a Dask cluster;
 * :mod:`.baselines` — raw pixels, random weights, stimulus-shuffled features;
 * :mod:`.tables` — the scores / geometry schemas and Parquet/CSV writers;
 * :mod:`.store` — the SQLite results store (one transaction per cell, schema migrations).
@@ -18,7 +21,8 @@ from .benchmarks import (
     load_benchmark_data,
     register_benchmark,
 )
-from .runner import ScoreResult, score, score_features, score_layer, select_best_layer
+from .cell import score_features, score_layer, select_best_layer
+from .serial import ScoreResult, score
 from .store import DuplicateCellError, ResultsStore
 from .tables import GEOMETRY_COLUMNS, SCORE_COLUMNS, geometry_frame, read_table, score_frame, write_table
 

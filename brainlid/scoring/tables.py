@@ -117,6 +117,8 @@ __all__ = [
     "score_frame",
     "geometry_frame",
     "write_table",
+    "finish_tables",
+    "GEOMETRY_KEY",
     "read_table",
 ]
 
@@ -253,3 +255,39 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     if "estimator" in df.columns:
         return geometry_frame(df)
     raise InputError(f"{path} is neither a scores table (benchmark, metric, value) nor a geometry table (estimator, K, value)")
+
+
+#: the key of a geometry row: a layer's measure on a stimulus set is the same whichever benchmark measured it
+GEOMETRY_KEY = ["model", "layer", "stimulus_set", "estimator", "K"]
+
+
+def finish_tables(scores_frames, geometry_frames, *, out=None, store=None, if_exists: str = "skip"):
+    """The runners' table tail: concatenate, de-duplicate geometry, write, store.
+
+    Parameters
+    ----------
+    scores_frames, geometry_frames : sequences of DataFrames
+        Score and geometry tables of the cells (empty ones are skipped).
+    out : path or None
+        Folder for ``scores.parquet/.csv`` and ``geometry.parquet/.csv`` (:func:`write_table`).
+    store : ResultsStore or None
+        Receives both tables (:meth:`~brainlid.scoring.store.ResultsStore.add_frames`, ``if_exists``).
+    if_exists : {"skip", "replace", "error"}
+
+    Returns
+    -------
+    (scores, geometry, paths) : the two typed tables (geometry one row per :data:`GEOMETRY_KEY`,
+    the first measured kept) and the files written.
+    """
+    scores_frames = [s for s in scores_frames if len(s)]
+    geometry_frames = [g for g in geometry_frames if len(g)]
+    scores = score_frame(pd.concat(scores_frames, ignore_index=True) if scores_frames else [])
+    geom = geometry_frame(pd.concat(geometry_frames, ignore_index=True) if geometry_frames else [])
+    geom = geom.drop_duplicates(subset=GEOMETRY_KEY).reset_index(drop=True)
+    paths: list[Path] = []
+    if out is not None:
+        paths += write_table(scores, Path(out) / "scores")
+        paths += write_table(geom, Path(out) / "geometry")
+    if store is not None:
+        store.add_frames(scores, geom, if_exists=if_exists)
+    return scores, geom, paths
