@@ -124,20 +124,23 @@ def test_tutorial_converts_to_a_notebook(path, tmp_path):
     assert not any("# %%" in "".join(c["source"]) for c in nb["cells"])
 
 
-def test_readmes_link_every_tutorial():
+def test_readmes_and_site_link_every_tutorial():
+    """The README's tutorials section, tutorials/README.md and the site's gallery list every tutorial; the
+    site reads each one through a symbolic link to tutorials/ (one source, no copy that can drift)."""
     readme = (REPO / "README.md").read_text()
-    m = re.search(r"<!-- section:tutorials -->(.*?)<!-- /section:tutorials -->", readme, re.S)
+    m = re.search(r"^## Tutorials\n(.*?)(?=^## )", readme, re.S | re.M)
     assert m, "README.md has no tutorials section"
     section = m.group(1)
     index = (REPO / "tutorials" / "README.md").read_text()
+    gallery = (REPO / "docs" / "tutorials" / "index.md").read_text()
     for p in TUTORIALS:
-        assert f"tutorials/{p.name}" in section, f"README tutorials section does not link {p.name}"
+        assert f"(tutorials/{p.name})" in section, f"README tutorials section does not link {p.name}"
         assert p.name in index, f"tutorials/README.md does not list {p.name}"
-    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", section)
-    assert len(images) >= 4
-    for img in images:
+        assert f"\n{p.stem}\n" in gallery, f"docs/tutorials/index.md does not list {p.stem}"
+        link = REPO / "docs" / "tutorials" / p.name
+        assert link.is_symlink() and link.resolve() == p.resolve(), f"{link} must be a symbolic link to {p}"
+    for img in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", readme):
         assert (REPO / img).is_file(), f"README links a missing figure {img}"
-    assert readme.index("<!-- section:tutorials -->") < readme.index("## Directories")
 
 
 def test_common_data_choice(tmp_path, monkeypatch, capsys):

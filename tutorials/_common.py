@@ -83,11 +83,15 @@ def synthetic_nsd() -> Path:
 
 
 def save(fig, out: Path, name: str) -> Path:
-    """Save ``fig`` as ``out/name`` (PNG, 110 dpi), close it, print and return the path."""
+    """Save ``fig`` as ``out/name`` (PNG, 110 dpi), show it when run as a notebook, close it, print and return the path."""
     import matplotlib.pyplot as plt
 
     path = Path(out) / name
     fig.savefig(path, dpi=110)
+    if "ipykernel" in sys.modules:  # run as a notebook (the documentation site): show the figure inline too
+        from IPython.display import display
+
+        display(fig)
     plt.close(fig)
     print("wrote", path)
     return path
