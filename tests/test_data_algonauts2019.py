@@ -6,6 +6,7 @@ import pytest
 from scipy.spatial.distance import squareform
 
 from brainlid.alignment.brain_rdms import score_brain_rdms
+from brainlid.alignment.ceiling import rdm_session_reliability
 from brainlid.data import algonauts2019
 from brainlid.data._matfile import write_v5
 from brainlid.data.fixtures import read_truth, write_algonauts2019
@@ -52,7 +53,7 @@ def test_meg_subjects_by_sessions(copy92):
     assert set(ds.rdms) == {"MEG_early", "MEG_late"}
     late = ds["MEG_late"]
     assert (late.n_subjects, late.n_sessions) == (4, 2)
-    rel = late.session_reliability()
+    rel = rdm_session_reliability(late)
     assert len(rel) == 4 and (rel.r > 0.2).all()  # both sessions share the IT structure
 
 

@@ -95,7 +95,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from brainlid.alignment.brain_rdms import score_brain_rdms, score_model_rdms  # noqa: E402
-from brainlid.alignment.ceiling import rsa_noise_ceiling  # noqa: E402
+from brainlid.alignment.ceiling import rdm_session_reliability, rsa_noise_ceiling  # noqa: E402
 from brainlid.data import k92  # noqa: E402
 
 ds = k92.load(REALDATA / "k92")
@@ -110,7 +110,7 @@ print(ds.stimuli.metadata.category.value_counts().to_string())
 # group average and the noise ceiling matter.
 
 # %%
-print(hit.session_reliability().round(3).to_string(index=False))
+print(rdm_session_reliability(hit).round(3).to_string(index=False))
 lower, upper = rsa_noise_ceiling(hit.subject_rdms(), method="spearman")
 print(f"LOSO noise ceiling of human IT (Spearman): lower {lower:.3f}, upper {upper:.3f}")
 

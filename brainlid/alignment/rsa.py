@@ -58,6 +58,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..data.condensed import n_from_condensed, square_rdm
 from ..errors import InputError
 
 __all__ = [
@@ -130,22 +131,6 @@ def check_features(X, name: str = "X", *, min_rows: int = 3, dtype=np.float32,
         )
         X = np.ascontiguousarray(X[:, ~bad])
     return X
-
-
-def n_from_condensed(n_pairs: int) -> int:
-    """Number of stimuli n with n(n-1)/2 == n_pairs (error if there is none)."""
-    n = int(round((1 + np.sqrt(1 + 8 * n_pairs)) / 2))
-    if n * (n - 1) // 2 != n_pairs or n < 2:
-        raise InputError(f"an RDM vector of length {n_pairs} is not n(n-1)/2 for any n")
-    return n
-
-
-def square_rdm(d) -> np.ndarray:
-    """Condensed RDM (n_pairs,) -> square symmetric (n, n) with zero diagonal (scipy order)."""
-    from scipy.spatial.distance import squareform
-
-    d = np.asarray(d)
-    return squareform(d, checks=False)
 
 
 def _block_rows(n: int, width: int, itemsize: int) -> int:

@@ -1,18 +1,21 @@
-"""Stimulus identifiers: normalisation and joins.
+"""Stimulus identifiers: normalisation, joins and the one hash of an id sequence.
 
 Data meet only through stimulus ids: every join intersects and orders by id,
-never trusts row order.
+never trusts row order (:func:`match_ids`). :func:`ids_bytes` is the one serialisation of an
+id sequence that identities hash (:func:`ids_digest`, the feature cache's key; the
+:attr:`StimulusSet.digest <brainlid.data.StimulusSet.digest>`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import numpy as np
 
 from ..errors import InputError, StimulusMismatchError
 
-__all__ = ["as_ids", "match_ids"]
+__all__ = ["as_ids", "match_ids", "ids_bytes", "ids_digest"]
 
 
 def as_ids(ids, name: str = "stimulus_ids") -> np.ndarray:
@@ -101,3 +104,39 @@ def match_ids(ids_a, ids_b, *, min_overlap: int = 1, names: tuple[str, str] = ("
             stacklevel=2,
         )
     return idx_a, idx_b
+
+
+def ids_bytes(ids) -> bytes:
+    """The canonical bytes of a stimulus-id sequence, in order: the dtype kind, then the ids as text.
+
+    ``kind + "\\x1f".join(str(id) for id in ids)`` UTF-8 encoded, where ``kind`` is NumPy's dtype
+    kind of ``np.asarray(ids)`` (``"i"`` for int64 ids, ``"U"`` for strings), so ``[1, 2]`` and
+    ``["1", "2"]`` differ. Every hash of a stimulus set's identity is built from these bytes.
+
+    Parameters
+    ----------
+    ids : array-like of shape (n_stimuli,)
+
+    Returns
+    -------
+    bytes
+    """
+    ids = np.asarray(ids)
+    return ids.dtype.kind.encode() + "\x1f".join(map(str, ids.tolist())).encode()
+
+
+def ids_digest(ids) -> str:
+    """SHA-256 hex digest of stimulus ids in order (:func:`ids_bytes`: dtype kind and values).
+
+    The feature cache keys entries by it (:mod:`brainlid.features.cache`), so it must never change:
+    the same ids give the same digest across releases.
+
+    Parameters
+    ----------
+    ids : array-like of shape (n_stimuli,)
+
+    Returns
+    -------
+    str : 64 hex characters
+    """
+    return hashlib.sha256(ids_bytes(ids)).hexdigest()

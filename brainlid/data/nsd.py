@@ -18,7 +18,7 @@ the dataset card ``datasets/nsd.toml``. What :func:`load` does:
   session get 0 there (counted in ``meta["constant_units"]``).
 * **Repetitions** are averaged (``average_reps=True``) or kept as ``(stimulus, rep, unit)`` with
   NaN padding; ``n_reps`` counts the trials behind each stimulus in the loaded sessions.
-* **Noise ceiling** from ``ncsnr`` through :func:`brainlid.alignment.ceiling.nc_from_ncsnr`, as a
+* **Noise ceiling** from ``ncsnr`` through :func:`brainlid.data.reliability.nc_from_ncsnr`, as a
   fraction, using the repetition counts of the test split's stimuli (the scored ones; mixture
   ``A = mean 1/n_i`` when they differ). The raw ncsnr is kept in ``units["ncsnr"]``.
 * **Splits** (``split=``): ``"shared1000"`` (default) — test = the shared images
@@ -52,6 +52,7 @@ from ._mat import index_runs, read_ctab, read_expdesign, read_mgh_vector
 from .brain import BrainData
 from .cards import Loaded, check_frame, get_card, probe
 from .provenance import detect_data_source
+from .reliability import nc_from_ncsnr
 from .stimuli import HDF5Reader, StimulusSet
 
 __all__ = [
@@ -636,8 +637,6 @@ def load(
     splits = _splits(split, stim_ids, shared, ids_per_trial, wanted, n_trials, subject)
     nc = None
     if "ncsnr" in units:
-        from ..alignment.ceiling import nc_from_ncsnr
-
         scored = np.isin(stim_ids, splits["test"]) if splits["test"].size else np.ones(stim_ids.size, bool)
         snr = units["ncsnr"].to_numpy(dtype=np.float64)
         nc = np.full(snr.shape, np.nan, dtype=np.float32)

@@ -18,13 +18,21 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..errors import InputError, StimulusMismatchError
+from .condensed import condensed_positions, condensed_subset, n_from_condensed, square_rdm
 from .ids import as_ids, match_ids
 from .stimuli import StimulusSet
 
-__all__ = ["BrainRDMs", "RDMDataset", "check_square_rdms", "condensed_positions", "condensed_subset"]
+__all__ = [
+    "BrainRDMs",
+    "RDMDataset",
+    "check_square_rdms",
+    "condensed_positions",
+    "condensed_subset",
+    "n_from_condensed",
+    "square_rdm",
+]
 
 #: relative tolerance (times the largest |dissimilarity|) for symmetry and the zero diagonal
 RDM_RTOL = 1e-5
@@ -107,36 +115,6 @@ def check_square_rdms(rdms, name: str = "RDMs", *, rtol: float = RDM_RTOL, label
     return np.ascontiguousarray(a[..., iu, ju], dtype=np.float32)
 
 
-def condensed_positions(positions, n: int) -> np.ndarray:
-    """Indices into a condensed RDM over ``n`` stimuli of the RDM over ``positions``.
-
-    ``d[condensed_positions(p, n)]`` is the condensed RDM of the stimuli at positions
-    ``p`` (in that order) of a condensed RDM ``d`` over n stimuli; no n x n matrix is formed.
-
-    For a < b the condensed index of pair (a, b) is ``n*a - a*(a+1)/2 + (b - a - 1)``.
-    """
-    p = np.asarray(positions, dtype=np.int64)
-    if p.ndim != 1 or p.size < 2:
-        raise InputError(f"positions must be 1-D with >= 2 entries; got shape {p.shape}")
-    if p.min() < 0 or p.max() >= n:
-        raise InputError(f"positions out of range for an RDM over {n} stimuli")
-    if np.unique(p).size != p.size:
-        raise InputError("positions contain duplicates: an RDM cannot repeat a stimulus")
-    iu, ju = np.triu_indices(p.size, 1)
-    a, b = p[iu], p[ju]
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    return n * lo - lo * (lo + 1) // 2 + (hi - lo - 1)
-
-
-def condensed_subset(d, positions, n: int | None = None) -> np.ndarray:
-    """Condensed RDM(s) ``(..., n_pairs)`` restricted to and reordered by ``positions``."""
-    from ..alignment.rsa import n_from_condensed
-
-    d = np.asarray(d)
-    n = n_from_condensed(d.shape[-1]) if n is None else n
-    return d[..., condensed_positions(positions, n)]
-
-
 def _labels(values, n: int, prefix: str, what: str) -> list[str]:
     if values is None:
         return [f"{prefix}{i + 1:02d}" for i in range(n)]
@@ -185,8 +163,6 @@ class BrainRDMs:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        from ..alignment.rsa import n_from_condensed
-
         r = np.asarray(self.rdms)
         if r.ndim == 1:
             r = r[None, None]
@@ -289,8 +265,6 @@ class BrainRDMs:
 
     def square(self, subject: int | str | None = None, session: int | str | None = None) -> np.ndarray:
         """A square ``(n, n)`` RDM: one subject/session, a subject's session mean, or the group mean."""
-        from ..alignment.rsa import square_rdm
-
         if subject is None:
             if session is not None:
                 raise InputError("give subject= together with session=")
@@ -339,24 +313,6 @@ class BrainRDMs:
             ids = self.stimulus_ids[pos]
             stim = self.stimuli.subset(positions=pos) if self.stimuli is not None else None
         return BrainRDMs(r, ids, subj, sess, self.roi, self.dataset, self.dissimilarity, stim, dict(self.info))
-
-    def session_reliability(self, compare: str = "spearman") -> pd.DataFrame:
-        """Split-session reliability: each subject's session-1 RDM against session-2 (all session pairs).
-
-        Returns
-        -------
-        DataFrame with columns ``subject, session_a, session_b, method, r`` (one row per subject and
-        pair of sessions); empty when there is a single session.
-        """
-        from ..alignment.rsa import compare_rdms
-
-        rows = []
-        for s, subj in enumerate(self.subjects):
-            for a in range(self.n_sessions):
-                for b in range(a + 1, self.n_sessions):
-                    r = compare_rdms(self.rdms[s, a], self.rdms[s, b], method=compare)
-                    rows.append((subj, self.sessions[a], self.sessions[b], compare, float(r)))
-        return pd.DataFrame(rows, columns=["subject", "session_a", "session_b", "method", "r"])
 
     def __repr__(self) -> str:
         return (

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DatasetNotFoundError, FileFormatError, InputError
-from .ids import as_ids
+from .ids import as_ids, ids_bytes, match_ids
 
 __all__ = ["ImageReader", "ArrayReader", "FileReader", "HDF5Reader", "StimulusSet", "IMAGE_SUFFIXES"]
 
@@ -333,8 +333,6 @@ class StimulusSet:
 
     def positions_of(self, ids) -> np.ndarray:
         """Positions of ``ids`` in this set (error naming any id not found)."""
-        from .ids import match_ids
-
         want = as_ids(ids, "requested ids")
         idx_self, idx_want = match_ids(self.ids, want, names=(self.name, "requested"))
         if idx_want.size != want.size:
@@ -355,11 +353,10 @@ class StimulusSet:
     # identity -----------------------------------------------------------------------------------
     @property
     def digest(self) -> str:
-        """SHA-256 hex digest of the ids in order and of the reader's content identity."""
+        """SHA-256 hex digest of the ids in order (:func:`~brainlid.data.ids.ids_bytes`) and of the reader's content identity."""
         if self._digest is None:
             h = hashlib.sha256(_DIGEST_VERSION)
-            h.update(self.ids.dtype.kind.encode())
-            h.update("\x1f".join(map(str, self.ids.tolist())).encode())
+            h.update(ids_bytes(self.ids))
             h.update(b"\x1e")
             h.update(self.reader.identity() if self.reader is not None else b"no-images")
             self._digest = h.hexdigest()

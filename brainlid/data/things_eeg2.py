@@ -22,7 +22,7 @@ averaged) or ``(stimulus, rep, channel, time)`` (kept), ``times`` in seconds, on
 channel (name, type, standard 10-05 position in metres, ``roi:`` groups ``occipital``,
 ``parietal``, ``parieto-occipital``, ``posterior``) and a per-channel, per-time noise ceiling: the
 split-half reliability across repetitions with the Spearman–Brown correction
-(:func:`brainlid.alignment.ceiling.split_half_reliability`), clipped at 0 (METHODS §6).
+(:func:`brainlid.data.reliability.split_half_reliability`), clipped at 0 (METHODS §6).
 
 The raw path (:func:`load_raw`) reads the BrainVision recordings with MNE and follows the
 authors' recipe (``gifale95/eeg_encoding`` ``02_eeg_preprocessing``): occipital/parietal channels
@@ -47,6 +47,7 @@ from ..config import data_root
 from ..errors import DatasetNotFoundError, FileFormatError, InputError, StimulusMismatchError
 from ._subjects import bids_subject
 from .provenance import detect_data_source
+from .reliability import split_half_reliability
 from .brain import BrainData
 from .stimuli import FileReader, StimulusSet
 from .things_images import count_concept_folders, image_ids
@@ -284,12 +285,10 @@ def eeg_noise_ceiling(responses: np.ndarray, n_splits: int | None = None, seed: 
     -------
     nc : ndarray of shape (n_channels, n_times) float32
         ``max(r_sb, 0)`` with ``r_sb = k r_half / (1 + (k − 1) r_half)`` computed by
-        :func:`brainlid.alignment.ceiling.split_half_reliability` (k = n/⌊n/2⌋: 2 for the even
+        :func:`brainlid.data.reliability.split_half_reliability` (k = n/⌊n/2⌋: 2 for the even
         repetition counts of THINGS-EEG2, 3 for a copy with 3), the reliability of the mean of all
         repetitions — the average the loader returns and encoding scores (METHODS §6: NC = r_sb).
     """
-    from ..alignment.ceiling import split_half_reliability
-
     x = responses
     if x.ndim != 4:
         raise InputError(f"responses must have shape (stimulus, rep, channel, time), got {x.shape}")
