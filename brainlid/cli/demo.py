@@ -13,13 +13,11 @@ from pathlib import Path
 
 import click
 
-
-def register(cli: click.Group) -> None:
-    cli.add_command(demo)
+from ._common import check_output_dir
 
 
 def _geometry_table(console, table, elapsed=None):
-    from rich.table import Table
+    from rich.table import Table  # start-up: rich only when the table is printed
 
     t = Table(title="geometry on built-in examples: local vs global intrinsic dimension", title_justify="left")
     t.add_column("measure")
@@ -43,10 +41,9 @@ def _geometry_table(console, table, elapsed=None):
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def demo(out, seed: int, geometry_only: bool, as_json: bool) -> None:
     """Run the whole pipeline offline: digits → model zoo → SYNTHETIC NSD-format subjects → scores → LID analysis → report."""
-    from rich.console import Console
+    from rich.console import Console  # start-up: rich
 
-    from ..geometry.demo import demo_table
-    from ._paths import check_output_dir
+    from ..geometry.demo import demo_table  # start-up: numpy/pandas
 
     check_output_dir(out, "--out")  # before minutes of work
     console = Console(width=150, stderr=as_json)
@@ -58,7 +55,7 @@ def demo(out, seed: int, geometry_only: bool, as_json: bool) -> None:
         else:
             _geometry_table(console, geo, time.perf_counter() - t0)
         return
-    from ..demo import SUMMARY_COLUMNS, run_demo
+    from ..demo import SUMMARY_COLUMNS, run_demo  # heavy: the whole pipeline (torch, scikit-learn)
 
     res = run_demo(out, seed=seed, log=lambda msg: console.print(msg, highlight=False))
     if as_json:
@@ -69,7 +66,7 @@ def demo(out, seed: int, geometry_only: bool, as_json: bool) -> None:
             "report": str(res.report), "out": str(res.out), "seconds": res.timings, "synthetic_brain_data": True,
         }))
         return
-    from rich.table import Table
+    from rich.table import Table  # start-up: rich
 
     _geometry_table(console, geo)
     t = Table(title="brainlid demo — zoo models on SYNTHETIC NSD-format subjects (not real brain data)", title_justify="left")
