@@ -53,6 +53,7 @@ import numpy as np
 
 from .._atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from ..config import cache_dir
+from ..data.ids import ids_digest  # the one hash of a stimulus-id sequence, re-exported here
 from ..errors import BrainlidError, InputError
 
 __all__ = ["FeatureCache", "CacheEntry", "CorruptEntryError", "DiskBudgetError", "cache_key", "ids_digest", "parse_age", "parse_size", "fmt_size", "ensure_disk_budget", "EntryInfo"]
@@ -72,14 +73,6 @@ def _canonical(obj) -> str:
 def cache_key(components: dict) -> str:
     """SHA-256 hex digest of the canonical JSON of ``components`` (sorted keys)."""
     return hashlib.sha256(b"brainlid-features-key-v1\0" + _canonical(components).encode()).hexdigest()
-
-
-def ids_digest(ids: np.ndarray) -> str:
-    """SHA-256 of stimulus ids in order (dtype kind and values)."""
-    ids = np.asarray(ids)
-    h = hashlib.sha256(ids.dtype.kind.encode())
-    h.update("\x1f".join(map(str, ids.tolist())).encode())
-    return h.hexdigest()
 
 
 def file_sha256(path) -> str:
