@@ -27,7 +27,7 @@ Conventions
   — the share of reflected replicates beyond 0, doubled, with the +1 that keeps it valid; 0 is
   outside the (1 − α) basic interval about when p < α. Identical models: d̂ = 0 and p = 1.
 * **RSA**: resampling stimuli counts the residual of each stimulus *pair* three times
-  (:func:`brainlid.scoring.rdm_benchmarks.second_order_excess`); the replicates of a difference
+  (:func:`brainlid.alignment.rsa_bootstrap.second_order_excess`); the replicates of a difference
   are shrunk about d̂ by ``√(max(V − excess, V/4) / V)`` with the excess of the difference.
 * **Group level** (several subjects, same stimuli): the mean over subjects of the per-subject
   difference. Replicates resample subjects (counts over S) and stimuli (the same stimulus counts
@@ -267,10 +267,10 @@ def rsa_replicates(model_a, model_b, brain_rdms, *, compare: str = "spearman", n
     Returns
     -------
     (est, reps, n) : est (2, k) float64, reps (n_boot, 2, k) (uncorrected; pairs of a stimulus with its
-    own copy left out, :func:`brainlid.scoring.rdm_benchmarks.rdm_bootstrap_ci`), n the number of stimuli.
+    own copy left out, :func:`brainlid.alignment.rsa_bootstrap.rdm_bootstrap_ci`), n the number of stimuli.
     """
     from .alignment.rsa import compare_rdms, n_from_condensed
-    from .scoring.rdm_benchmarks import rdm_bootstrap_ci
+    from .alignment.rsa_bootstrap import rdm_bootstrap_ci
 
     M = np.stack([np.asarray(model_a, dtype=np.float64), np.asarray(model_b, dtype=np.float64)])
     B = np.atleast_2d(np.asarray(brain_rdms, dtype=np.float64))
@@ -282,9 +282,9 @@ def rsa_replicates(model_a, model_b, brain_rdms, *, compare: str = "spearman", n
 
 
 def _difference_excess(model_a, model_b, brain_rdms, n: int, compare: str, brain_weights=None) -> np.ndarray:
-    """Bootstrap excess variance (:func:`~brainlid.scoring.rdm_benchmarks.second_order_excess`) of A − B against
+    """Bootstrap excess variance (:func:`~brainlid.alignment.rsa_bootstrap.second_order_excess`) of A − B against
     each brain RDM (k,), or of the ``brain_weights`` combination (a scalar in a (1,) array)."""
-    from .scoring.rdm_benchmarks import second_order_excess
+    from .alignment.rsa_bootstrap import second_order_excess
 
     M = np.stack([np.asarray(model_a), np.asarray(model_b)])
     B = np.atleast_2d(np.asarray(brain_rdms))
@@ -453,13 +453,14 @@ def compare_models(store, model_a: str, model_b: str, benchmarks, *, layer: str 
 
     Returns
     -------
-    DataFrame with :data:`COMPARISON_COLUMNS`: one row per benchmark × metric [× time] (``level =
-    "subject"``; for an RDM benchmark the group-mean RDM's row, ``subject = "mean"``), and
-    ``level = "group"`` rows (``subject = "group"``) for the mean over subjects seen on the same
-    stimuli — the subjects of an RDM benchmark, or several benchmarks of one dataset, ROI and
-    metric (e.g. ``nsd.subj01.EBA.encoding`` … ``nsd.subj08.EBA.encoding``) with the same test
-    stimuli — with the dual bootstrap (module docstring). ``p_holm``: Holm over the rows of each
-    (metric, level).
+    DataFrame
+        DataFrame with :data:`COMPARISON_COLUMNS`: one row per benchmark × metric [× time] (``level =
+        "subject"``; for an RDM benchmark the group-mean RDM's row, ``subject = "mean"``), and
+        ``level = "group"`` rows (``subject = "group"``) for the mean over subjects seen on the same
+        stimuli — the subjects of an RDM benchmark, or several benchmarks of one dataset, ROI and
+        metric (e.g. ``nsd.subj01.EBA.encoding`` … ``nsd.subj08.EBA.encoding``) with the same test
+        stimuli — with the dual bootstrap (module docstring). ``p_holm``: Holm over the rows of each
+        (metric, level).
 
     Raises
     ------
@@ -526,8 +527,8 @@ def compare_models(store, model_a: str, model_b: str, benchmarks, *, layer: str 
 
 
 def _shrink(reps, excess):
-    """:func:`~brainlid.scoring.rdm_benchmarks.excess_shrink` of the replicates (1.0 with no excess)."""
-    from .scoring.rdm_benchmarks import excess_shrink
+    """:func:`~brainlid.alignment.rsa_bootstrap.excess_shrink` of the replicates (1.0 with no excess)."""
+    from .alignment.rsa_bootstrap import excess_shrink
 
     return excess_shrink(reps, excess) if np.any(excess) else 1.0
 
