@@ -24,7 +24,7 @@ import click
 from .._version import __version__
 from ..errors import BrainlidError
 
-COMMAND_MODULES = ["_features", "_score", "_compare", "_leaderboard"]
+COMMAND_MODULES = ["_score", "_compare", "_leaderboard"]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -48,11 +48,15 @@ for _name in COMMAND_MODULES:
 from .align import align  # noqa: E402
 from .datasets import datasets  # noqa: E402
 from .demo import demo  # noqa: E402
+from .features import cache, extract, layers  # noqa: E402
 from .geometry import lid  # noqa: E402
 
 cli.add_command(align)
 cli.add_command(datasets)
 cli.add_command(demo)
+cli.add_command(extract)
+cli.add_command(layers)
+cli.add_command(cache)
 cli.add_command(lid)
 
 
