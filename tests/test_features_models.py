@@ -10,7 +10,7 @@ import torch
 
 from brainlid.errors import DatasetNotFoundError, DependencyError, FileFormatError, InputError
 from brainlid.features import extract, list_layers, load_model, weights_digest
-from brainlid.features.models import parse_spec
+from brainlid.features import parse_spec
 
 NET_SRC = textwrap.dedent(
     """
@@ -359,7 +359,7 @@ def test_timm_adapter(tmp_path):
         _assert_same_as_library(h.preprocess, t, cfg["std"], img)
 
     # the cfg → Preprocess translation against timm's own transform for other crop modes and sizes
-    from brainlid.features.models import _preprocess_from_timm
+    from brainlid.features.adapters import _preprocess_from_timm
 
     for extra in ({"crop_pct": 1.0}, {"crop_mode": "squash", "crop_pct": 0.9}, {"interpolation": "bilinear", "input_size": (3, 160, 160)}):
         c = {**cfg, **extra}
@@ -429,7 +429,7 @@ def test_open_clip_adapter(tmp_path):
     for img in (_smooth_image(200, 300), _smooth_image(300, 200, seed=1)):
         _assert_same_as_library(h.preprocess, preprocess, oc.OPENAI_DATASET_STD, img, tensor_exact=False)
     # other preprocess configs (SigLIP's squash resize with 0.5 mean/std; bilinear): translation vs open_clip's own transform
-    from brainlid.features.models import _preprocess_from_open_clip
+    from brainlid.features.adapters import _preprocess_from_open_clip
 
     for pc in ({"size": 224, "mean": (0.5,) * 3, "std": (0.5,) * 3, "resize_mode": "squash"}, {"size": 256, "interpolation": "bilinear"}):
         full = {**vars(PreprocessCfg()), **pc}

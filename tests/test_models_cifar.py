@@ -16,7 +16,6 @@ from brainlid.models.cifar_resnet import (
     CIFAR_STD,
     cifar_preprocess,
     load_cifar_resnet,
-    model_from_spec,
     resnet_layer_names,
 )
 
@@ -153,7 +152,7 @@ def test_layer_names_exist():
 
 
 def test_model_spec(tmp_path):
-    from brainlid.features import load_model
+    from brainlid.features.models import cifar_resnet_handle, load_model
 
     src = cifar_resnet(20, seed=9)
     _save_like_reference(src, tmp_path / "r20.th")
@@ -162,7 +161,8 @@ def test_model_spec(tmp_path):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(h.module(x), src(x))
-    r1, r2 = model_from_spec("20", "random:4"), model_from_spec("20", "random:4")
-    assert r1.weights_digest == r2.weights_digest != model_from_spec("20", "random:5").weights_digest
+    r1, r2 = load_model("cifar_resnet:20@random:4"), cifar_resnet_handle("20", "random:4")
+    assert r1.weights_digest == r2.weights_digest != load_model("cifar_resnet:20@random:5").weights_digest
+    assert load_model("cifar_resnet:20").weights_digest == load_model("cifar_resnet:20@random").weights_digest
     with pytest.raises(InputError, match="integer depth"):
         load_model("cifar_resnet:big@random")

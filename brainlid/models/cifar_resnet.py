@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._deprecate import forward
 from ..errors import DatasetNotFoundError, FileFormatError, InputError
 from ..io import torch_load_tensors
 
@@ -46,8 +47,10 @@ __all__ = [
     "load_cifar_resnet",
     "cifar_preprocess",
     "resnet_layer_names",
-    "model_from_spec",
 ]
+
+# the spec backend moved up to the features floor, which builds model handles (models/ imports nothing from features/)
+__getattr__ = forward(__name__, {"model_from_spec": "brainlid.features.models:cifar_resnet_handle"})
 
 #: per-channel input normalisation the pretrained checkpoints were trained with
 CIFAR_MEAN = (0.485, 0.456, 0.406)
@@ -304,40 +307,3 @@ def resnet_layer_names(depth: int) -> list[str]:
     n = _blocks_per_stage(depth)
     blocks = [f"layer{s}.{i}" for s in (1, 2, 3) for i in range(n)]
     return ["bn1", *blocks, "layer1", "layer2", "layer3", "pool", "linear"]
-
-
-def model_from_spec(name: str, weights: str | None = None, spec: str | None = None):
-    """Backend of the model spec ``cifar_resnet:DEPTH[@WEIGHTS]`` → a :class:`~brainlid.features.ModelHandle`.
-
-    ``WEIGHTS`` is a checkpoint path (Idelbayev's format, loaded by :func:`load_cifar_resnet`
-    with ``weights_only=True``), ``random`` (seed 0) or ``random:SEED``; omitted means ``random``.
-    The handle declares the CIFAR preprocessing: resize to 32 x 32 (bilinear, antialiased),
-    scale to [0, 1], normalise with :data:`CIFAR_MEAN` / :data:`CIFAR_STD`.
-
-    Examples: ``cifar_resnet:20@/data/resnet20-12fca82f.th``, ``cifar_resnet:56@random:3``.
-    """
-    from ..features.models import _finish
-    from ..features.preprocess import Preprocess
-
-    spec = spec or f"cifar_resnet:{name}" + (f"@{weights}" if weights else "")
-    try:
-        depth = int(str(name).strip())
-    except ValueError:
-        raise InputError(f"cifar_resnet spec needs an integer depth (cifar_resnet:20@PATH); got {name!r} in {spec!r}") from None
-    info = {"depth": depth}
-    if weights is None or weights == "random" or weights.startswith("random:"):
-        seed = 0
-        if weights and weights.startswith("random:"):
-            try:
-                seed = int(weights.split(":", 1)[1])
-            except ValueError:
-                raise InputError(f"random weights seed must be an integer, got {weights!r}") from None
-        module = cifar_resnet(depth, seed=seed)
-        info["weights"] = f"random:{seed}"
-    else:
-        module = load_cifar_resnet(weights, depth=depth)
-        info.update({k: v for k, v in module.checkpoint_info.items() if isinstance(v, (int, float, str))})
-        info["weights"] = str(weights)
-    pre = Preprocess(resize=(32, 32), crop=None, scale="auto", mean=CIFAR_MEAN, std=CIFAR_STD,
-                     interpolation="bilinear", source="cifar_resnet")
-    return _finish(module, spec, preprocess=pre, input_size=(3, 32, 32), info=info)
