@@ -167,7 +167,7 @@ def test_eof_anywhere_is_an_error_not_an_abort(env, capsys, monkeypatch):
 def test_torchvision_pairs_follow_pytorchs_rule():
     """Every known pair has torchvision minor = torch minor + 15 (PyTorch's scheme since 2.0); the
     pair for this project's CPU torch was read from torchvision 0.28.0's own metadata (torch==2.13.0)."""
-    from brainlid.features.models import TORCHVISION_FOR_TORCH, matching_torchvision, torch_install_command
+    from brainlid.features.adapters import TORCHVISION_FOR_TORCH, matching_torchvision, torch_install_command
 
     for t, tv in TORCHVISION_FOR_TORCH.items():
         assert int(tv.split(".")[1]) == int(t.split(".")[1]) + 15, (t, tv)
