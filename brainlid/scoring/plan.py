@@ -14,9 +14,9 @@ Layers (:func:`resolve_model_layers`)
     ``layers`` is one list of names / globs / ``re:`` regexes for every model, a mapping from the
     model's key (as given: mapping key, spec string or class name) to such a list, or None (the
     model's top-level child modules, :func:`default_layers`). Selectors are resolved once per model
-    to module names in depth order (:func:`brainlid.features.extract.resolve_layers`).
+    to module names in depth order (:func:`brainlid.features.resolve_layers`).
 Precomputed features
-    A :class:`~brainlid.features.extract.Features` given in place of a spec (features computed in
+    A :class:`~brainlid.features.Features` given in place of a spec (features computed in
     any framework, :mod:`brainlid.features.files`) is a model without an architecture: its layers
     are its arrays (``layers`` selects and orders them), it has no random-weights twin, and the
     runners' extraction step is a lookup of its rows by stimulus id (:meth:`Features.for_stimuli`).
@@ -83,7 +83,7 @@ def model_name(key: str, handle_or_spec, explicit_names: bool) -> str:
     """
     if explicit_names:
         return str(key)
-    from ..features.models import load_model
+    from ..features import load_model
 
     return str(load_model(handle_or_spec).model_id)
 
@@ -104,7 +104,7 @@ def default_layers(model) -> list[str]:
     """
     from torch import nn
 
-    from ..features.models import load_model
+    from ..features import load_model
 
     def expand(prefix: str, module) -> list[str]:
         out = []
@@ -145,8 +145,7 @@ def resolve_model_layers(key: str, model, layers) -> list[str]:
     InputError
         A mapping without an entry for ``key``, or a selector that matches no module.
     """
-    from ..features.extract import resolve_layers
-    from ..features.models import load_model
+    from ..features import load_model, resolve_layers
 
     handle = load_model(model)
     sel = _selectors_of(key, layers)
@@ -170,7 +169,7 @@ def _resolve_shared(key: str, handle, selectors: list[str], matched: set) -> lis
     CNN); :func:`plan_grid` raises when one matches no model at all. ``matched`` collects the
     selectors that matched here.
     """
-    from ..features.extract import resolve_layers
+    from ..features import resolve_layers
 
     mine, first_error = [], None
     for sel in selectors:
@@ -189,13 +188,13 @@ def _resolve_shared(key: str, handle, selectors: list[str], matched: set) -> lis
 
 
 def _features_layers(key: str, feats, layers, shared: list[str] | None, matched: set) -> tuple[str, ...]:
-    """The layers of precomputed :class:`~brainlid.features.extract.Features` standing for a model.
+    """The layers of precomputed :class:`~brainlid.features.Features` standing for a model.
 
     All of them (stored order) when ``layers`` is None; else the selectors (a mapping's entry
     for ``key``), in the order given; with a selection ``shared`` by several models, the
     selectors that match (collected in ``matched``).
     """
-    from ..features.extract import resolve_layer_names
+    from ..features import resolve_layer_names
 
     if shared is not None:
         mine = [s for s in shared if _matches(feats.layers, s)]
@@ -212,7 +211,7 @@ def _features_layers(key: str, feats, layers, shared: list[str] | None, matched:
 
 
 def _matches(names: list[str], selector: str) -> bool:
-    from ..features.extract import resolve_layer_names
+    from ..features import resolve_layer_names
 
     try:
         resolve_layer_names(names, [selector])
@@ -437,8 +436,7 @@ def plan_grid(
         No model or no benchmark, an unknown baseline, a layers mapping missing a model, an
         unknown layer, or two models that would get the same table name.
     """
-    from ..features.extract import Features, layer_selectors
-    from ..features.models import load_model
+    from ..features import Features, layer_selectors, load_model
     from . import baselines as bl
 
     named, explicit = named_models(models)
@@ -475,7 +473,7 @@ def plan_grid(
         rname = None if rspec is None else (f"{name}@random" if explicit else rspec)
         plans.append(ModelPlan(key, name, spec, lay, rspec, rname))
     if shared is not None and len(matched) < len(shared):
-        from ..features.extract import resolve_layer_names, resolve_layers
+        from ..features import resolve_layer_names, resolve_layers
 
         bad = next(s for s in shared if s not in matched)
         first = next(iter(named.values()))
