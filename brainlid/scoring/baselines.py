@@ -46,7 +46,7 @@ def random_weights_spec(spec) -> str | None:
     """
     if not isinstance(spec, str):
         return None
-    from ..features.models import parse_spec
+    from ..features import parse_spec
 
     source, name, weights = parse_spec(spec)
     if weights is not None and weights.startswith("random"):
