@@ -296,7 +296,7 @@ def counting_extract(stage, extract_fn=None):
     """``extract_fn`` (default :func:`brainlid.features.extract`) that advances ``stage`` once per
     (model, benchmark) cell scored: when the next extraction starts the previous cell is done (the
     last one ends with the stage). The bar's detail names the model being scored."""
-    from ..features.models import parse_spec
+    from ..features import parse_spec
 
     if extract_fn is None:
         from ..features import extract as extract_fn
