@@ -116,7 +116,7 @@ def _manifest_memory(path, data: BenchmarkData, limits: Limits | None) -> int | 
 
 def memory_refusal(need: int | None, budget: int) -> str:
     """The rejection reason of a job estimated at ``need`` bytes over ``budget`` ("" when it fits)."""
-    from ..features.cache import fmt_size
+    from ..features import fmt_size
 
     if not budget or need is None or need <= budget:
         return ""
