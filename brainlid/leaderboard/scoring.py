@@ -245,8 +245,8 @@ def prepare_bundle(
 
     Every benchmark of one bundle must share the same published stimulus set (e.g. all ROIs of
     one NSD subject). ``fixture=True`` falls back to fixture data when the dataset is absent.
-    ``model`` may be precomputed :class:`~brainlid.features.extract.Features` (any framework,
-    :func:`brainlid.features.files.load_features`): their rows for the published ids are taken
+    ``model`` may be precomputed :class:`~brainlid.features.Features` (any framework,
+    :func:`brainlid.features.load_features`): their rows for the published ids are taken
     (missing ids are an error, extra ids are dropped and ``note`` is called with a sentence), and
     ``metadata["model_name"]`` should name them.
     """
