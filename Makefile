@@ -9,13 +9,18 @@ PIP := $(BIN)/python -m pip
 TORCH ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench clean-venv system-deps test-models
+.PHONY: demo test docs bench clean-venv system-deps test-models
 
 demo: $(VENV)/.core-installed
 	$(BIN)/brainlid demo
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The documentation site, offline, into docs/_build/html; warnings are errors (a broken cross-reference
+# fails). It executes the tutorials (on synthetic data unless BRAINLID_DATA points at real copies).
+docs: $(VENV)/.test-installed
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 # System packages of the full test suite (leaderboard tests: a throw-away PostgreSQL server and headless
 # Chromium driven through /usr/bin/chromedriver). Installs only what is missing, only as root on Debian/Ubuntu;
@@ -49,7 +54,7 @@ $(VENV)/.core-installed: $(VENV)/.torch-installed pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.test-installed: $(VENV)/.core-installed
-	$(PIP) install --quiet -c constraints.txt -e ".[test]"
+	$(PIP) install --quiet -c constraints.txt -e ".[test,docs]"
 	touch $@
 
 # The peers we measure against live in their own environment: dadapy pins numpy<2.
