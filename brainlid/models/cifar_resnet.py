@@ -34,6 +34,9 @@ import re
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
 
 from .._deprecate import forward
 from ..errors import DatasetNotFoundError, FileFormatError, InputError
@@ -68,10 +71,8 @@ def _blocks_per_stage(depth: int) -> int:
 
 
 def _build_classes():
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-
+    # the classes stay nested: their source text is hashed into the code digest
+    # (brainlid.features.handle.code_digest), so moving them would change users' feature-cache keys
     class _PadShortcut(nn.Module):
         """Option-A shortcut: subsample by 2 and zero-pad ``pad`` channels on each side."""
 
@@ -158,8 +159,6 @@ def cifar_resnet(depth: int = 20, *, seed: int | None = 0, num_classes: int = 10
         In eval mode. Module names: ``conv1``, ``bn1``, ``layer{1,2,3}.{i}`` (BasicBlocks with
         ``conv1, bn1, conv2, bn2``), ``pool``, ``linear``.
     """
-    import torch
-    from torch import nn
 
     _blocks_per_stage(depth)
     _, CifarResNet = _classes()
@@ -211,7 +210,6 @@ def load_cifar_resnet(path: str | os.PathLike, depth: int | None = None):
     DatasetNotFoundError, FileFormatError
         Missing file; unreadable file; keys or shapes that do not fit the architecture.
     """
-    import torch
 
     path = Path(path).expanduser()
     if not path.is_file():
@@ -267,8 +265,6 @@ def cifar_preprocess(images, size: int = 32):
     -------
     torch.Tensor of shape (n, 3, size, size) float32, ``(x / 255 - mean) / std`` per channel.
     """
-    import torch
-    from torch.nn import functional as F
 
     if isinstance(images, (list, tuple)):
         if not images:
