@@ -80,7 +80,7 @@ def pool(x, pooling: Pooling, layer: str = "?"):
 
     See the module docstring for the layout convention and the modes.
     """
-    import torch.nn.functional as F
+    import torch.nn.functional as F  # heavy: torch
 
     b = x.shape[0]
     k = pooling.kind
@@ -118,7 +118,7 @@ def pool(x, pooling: Pooling, layer: str = "?"):
 
 def pooled_size(shape: tuple[int, ...], pooling: Pooling) -> int:
     """Number of features after pooling an output of ``shape`` (batch axis included)."""
-    import torch
+    import torch  # heavy: torch
 
     return int(pool(torch.zeros((1,) + tuple(shape[1:]), device="meta"), pooling).shape[1])
 
@@ -189,7 +189,7 @@ def srp_matrix(n_features: int, n_components: int, seed: int = 0):
     are preserved in expectation. Deterministic given ``seed`` (numpy ``default_rng``).
     Memory: about ``k·sqrt(d)`` non-zeros (e.g. 12 M for d = 1e6, k = 12 288).
     """
-    import scipy.sparse as sp
+    import scipy.sparse as sp  # heavy: scipy.sparse, only for SRP (alignment imports this module at CLI start-up)
 
     d, k = int(n_features), int(n_components)
     if d < 1 or k < 1:
@@ -220,7 +220,7 @@ def fit_pca(X_fit: np.ndarray, n_components: int, seed: int = 0):
     Projection of ``X`` is ``(X - mean) @ components.T``. Uses scikit-learn's PCA
     (exact SVD for small problems, randomised with ``random_state=seed`` for large ones).
     """
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # heavy: scikit-learn, not at CLI start-up
 
     n, d = X_fit.shape
     if n_components > min(n, d):

@@ -141,8 +141,8 @@ class Preprocess:
     # application ---------------------------------------------------------------------------
     def __call__(self, img: np.ndarray):
         """Preprocess one image ``(H, W)`` / ``(H, W, C)`` → float32 tensor ``(C, H', W')``."""
-        import torch
-        import torch.nn.functional as F
+        import torch  # heavy: torch
+        import torch.nn.functional as F  # heavy: torch
 
         a = np.asarray(img)
         if a.ndim == 2:
