@@ -42,7 +42,7 @@ def test_generative_features_score_near_the_ceiling(demo_home):
     """Planted truth on the real NSD path: the generative model's own features reach the noise ceiling."""
     from brainlid.data.fixtures import read_truth
     from brainlid.demo import _register_benchmarks
-    from brainlid.scoring.runner import score_features
+    from brainlid.scoring.cell import score_features
 
     _, _, root = demo_home
     bench = _register_benchmarks(root)[0]
@@ -101,7 +101,7 @@ def test_demo_end_to_end(demo_run):
 def test_scoring_progress_counts_every_cell(demo_home, monkeypatch):
     """The demo's scoring bar: its total (benchmarks × (models + random twins)) is exactly the number of
     extractions the runner makes, and each advance names the model scored next."""
-    import brainlid.scoring.runner as runner
+    import brainlid.scoring.serial as runner
     from brainlid.demo import _register_benchmarks, counting_extract, n_extractions
     from brainlid.scoring.tables import geometry_frame, score_frame
 

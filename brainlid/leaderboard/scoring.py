@@ -3,7 +3,7 @@
 * :func:`published_stimulus_ids` — the stimulus ids (in the required order: sorted) a bundle
   must carry for a benchmark: every stimulus of the benchmark's data (train and test);
 * :func:`check_bundle` — :func:`~brainlid.leaderboard.bundle.validate_bundle` then
-  :func:`brainlid.scoring.runner.score_features` on every benchmark of the bundle; returns a
+  :func:`brainlid.scoring.cell.score_features` on every benchmark of the bundle; returns a
   :class:`CheckReport` (``status`` ``"scored"`` or ``"rejected"`` with the reason);
 * :func:`benchmark_stimulus_set` — those stimuli, with their images, in that order (what
   ``brainlid benchmarks stimuli`` exports);
@@ -200,7 +200,7 @@ def check_bundle(
     paths removed by :func:`~brainlid.leaderboard.schema.public_reason`); raises on
     server-side problems met while scoring.
     """
-    from ..scoring.runner import score_features
+    from ..scoring.cell import score_features
 
     data = data or BenchmarkData(root)
     try:
@@ -252,7 +252,7 @@ def prepare_bundle(
     """
     from ..features import Features, extract
     from ..scoring.benchmarks import get_benchmark
-    from ..scoring.runner import default_layers
+    from ..scoring.plan import default_layers
 
     benches = [benchmarks] if isinstance(benchmarks, str) else list(benchmarks)
     if not benches:

@@ -264,9 +264,9 @@ def add_baselines(db: Database, model: str | None, benchmarks: Sequence[str], *,
 
     ``pixels`` needs no model; ``random`` and ``shuffled`` are built from ``model`` (a spec:
     the same architecture with random weights, and the model's features shuffled across
-    stimuli) through :func:`brainlid.scoring.runner.score`. Returns the new entry ids.
+    stimuli) through :func:`brainlid.scoring.serial.score`. Returns the new entry ids.
     """
-    from ..scoring.runner import score
+    from ..scoring.serial import score
 
     which = tuple(which)
     ids: list[str] = []
@@ -279,7 +279,7 @@ def add_baselines(db: Database, model: str | None, benchmarks: Sequence[str], *,
     if res is None:  # pixels only
         from ..scoring import baselines as bl
         from ..scoring.benchmarks import load_benchmark_data
-        from ..scoring.runner import score_features
+        from ..scoring.cell import score_features
 
         parts_s, parts_g = [], []
         for b in benchmarks:
