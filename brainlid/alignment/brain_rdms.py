@@ -24,11 +24,11 @@ Ceilings (METHODS §6; ``normalised = value / ceiling`` on every row, how in ``c
 With a single subject neither exists: the ceiling and normalised columns are NaN and
 ``ceiling_note`` says why.
 
-Benchmarks (for ``brainlid score``): :data:`RDM_BENCHMARKS` names the RDM datasets as
-``<dataset>.<subject>.<roi>.rsa`` ids — ``k92.human.IT.rsa``, ``k92.monkey.IT.rsa``, and
-``algonauts2019.<image set>.<roi>.rsa`` (ROIs ``EVC``, ``IT``, ``MEG_early``, ``MEG_late``; the
-subject slot holds the image set ``92``/``118`` and every subject is scored) — and
-:func:`load_rdm_benchmark` returns the :class:`BrainRDMs` (with its stimuli) for one id.
+The RDM benchmarks of ``brainlid score`` (``k92.human.IT.rsa``, ``algonauts2019.92.IT.rsa``, ...)
+are registered in :mod:`brainlid.scoring.benchmarks` (:data:`~brainlid.scoring.benchmarks.RDM_BENCHMARKS`,
+:func:`~brainlid.scoring.benchmarks.load_benchmark_rdms`) and scored by :mod:`brainlid.scoring.cell.rdms`
+with the functions here; the old names ``RDM_BENCHMARKS`` and ``load_rdm_benchmark`` still import from
+this module, with a ``DeprecationWarning``.
 
 Stimuli are joined by id (never by row order): the features' rows are named by
 ``stimulus_ids``; only stimuli present on both sides are scored, and the RDMs are
@@ -37,11 +37,13 @@ restricted to them in the features' order.
 
 from __future__ import annotations
 
+import warnings
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+from .._deprecate import forward
 from .._version import __version__
 from ..data.ids import as_ids, match_ids
 from ..data.rdms import BrainRDMs, condensed_positions
@@ -49,9 +51,11 @@ from ..errors import InputError
 from .ceiling import group_split_half_reliability, rsa_noise_ceiling
 from .rsa import compare_rdms, n_from_condensed, rdm
 
-__all__ = ["score_brain_rdms", "score_model_rdms", "SCORE_COLUMNS", "RDM_BENCHMARKS", "load_rdm_benchmark"]
+__all__ = ["score_brain_rdms", "score_model_rdms", "brain_rdm_ceilings", "PER_SUBJECT_CEILING", "GROUP_CEILING"]
 
-SCORE_COLUMNS = [
+# the columns of score_model_rdms / score_brain_rdms tables, in order (not a score-table schema: scoring frames
+# these rows into brainlid.scoring.tables.SCORE_COLUMNS)
+_COLUMNS = [
     "layer", "subject", "dataset", "roi", "metric", "rdm_method", "compare", "value", "ceiling",
     "ceiling_lower", "ceiling_upper", "ceiling_method", "normalised", "n_stimuli", "n_subjects", "ceiling_note",
     "brainlid_version",
@@ -62,8 +66,22 @@ PER_SUBJECT_CEILING = "loso-geometric-mean"
 GROUP_CEILING = "group-split-half"
 
 
-def _ceiling(subject_rdms: np.ndarray, compare: str) -> tuple[float, float, float, str]:
-    """(LOSO lower, LOSO upper, group-mean correlation ceiling √r_sb, note)."""
+def brain_rdm_ceilings(subject_rdms: np.ndarray, compare: str = "spearman") -> tuple[float, float, float, str]:
+    """The ceilings of brain RDMs (module docstring): LOSO bounds and the group-mean ceiling.
+
+    Parameters
+    ----------
+    subject_rdms : array (n_subjects, n_pairs)
+        Condensed RDM of each subject (:meth:`BrainRDMs.subject_rdms`).
+    compare : str
+        RDM comparison (:func:`brainlid.alignment.rsa.compare_rdms`).
+
+    Returns
+    -------
+    (lower, upper, group, note) : the leave-one-subject-out lower and upper bounds, the group-mean RDM's
+    correlation ceiling √r_sb (floats; NaN with one subject, ``note`` then says why; ``group`` NaN when
+    r_sb <= 0), and the note (``""`` otherwise).
+    """
     if subject_rdms.shape[0] < 2:
         nan = float("nan")
         return nan, nan, nan, "single subject: no leave-one-subject-out or split-half-over-subjects ceiling"
@@ -102,7 +120,10 @@ def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs
 
     Returns
     -------
-    DataFrame with :data:`SCORE_COLUMNS`; the model name is in ``layer``. Per-subject rows:
+    DataFrame, one row per (model RDM, subject) and (model RDM, ``"mean"``), columns ``layer, subject,
+    dataset, roi, metric, rdm_method, compare, value, ceiling, ceiling_lower, ceiling_upper,
+    ceiling_method, normalised, n_stimuli, n_subjects, ceiling_note, brainlid_version``; the model name
+    is in ``layer``. Per-subject rows:
     ``ceiling = √(ceiling_upper · ceiling_lower)``; the ``"mean"`` row: the group-mean RDM's own
     split-half ceiling; ``normalised = value / ceiling`` on both.
     """
@@ -113,7 +134,7 @@ def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs
     subj = brain_rdms.subject_rdms()
     group = brain_rdms.mean_rdm()
     if ceiling is None:
-        lo, hi, grp, note = _ceiling(subj, compare)
+        lo, hi, grp, note = brain_rdm_ceilings(subj, compare)
     elif len(ceiling) == 2:  # (lower, upper) only: the group-mean ceiling still comes from the subject RDMs
         (lo, hi), note = (float(c) for c in ceiling), ""
         grp = _group_ceiling(subj, compare)
@@ -147,12 +168,12 @@ def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs
                 "n_stimuli": brain_rdms.n_stimuli, "n_subjects": brain_rdms.n_subjects, "ceiling_note": note,
                 "brainlid_version": __version__,
             })
-    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    return pd.DataFrame(rows, columns=_COLUMNS)
 
 
 def score_brain_rdms(features: Mapping[str, np.ndarray], stimulus_ids, brain_rdms: BrainRDMs,
                      rdm_method: str = "correlation", compare: str = "spearman", *,
-                     min_stimuli: int = 3) -> pd.DataFrame:
+                     min_stimuli: int = 3, ceiling: tuple | None = None) -> pd.DataFrame:
     """RSA of model features against brain RDMs, per subject and on the mean, with the LOSO ceiling.
 
     Parameters
@@ -170,10 +191,13 @@ def score_brain_rdms(features: Mapping[str, np.ndarray], stimulus_ids, brain_rdm
         RDM comparison (:func:`brainlid.alignment.rsa.compare_rdms`), e.g. ``"spearman"``.
     min_stimuli : int
         Fewest shared stimuli accepted.
+    ceiling : (lower, upper, group, note) or None
+        The :func:`brain_rdm_ceilings` of ``brain_rdms`` restricted to the shared stimuli, when the
+        caller has them already (the RDM benchmarks reuse them for every model); default: computed.
 
     Returns
     -------
-    DataFrame, one row per (layer, subject) plus (layer, ``"mean"``), columns :data:`SCORE_COLUMNS`:
+    DataFrame, one row per (layer, subject) plus (layer, ``"mean"``), columns as :func:`score_model_rdms`:
     ``value`` (the comparison value), ``ceiling_lower`` / ``ceiling_upper`` (per-subject rows: LOSO
     noise ceiling of the brain RDMs over the scored stimuli), ``ceiling`` (the denominator:
     √(upper · lower) per subject, the group-mean RDM's split-half ceiling on the ``"mean"`` row),
@@ -211,35 +235,24 @@ def score_brain_rdms(features: Mapping[str, np.ndarray], stimulus_ids, brain_rdm
             raise InputError(f"features[{layer!r}] has shape {X.shape}; expected ({ids.size}, n_features) rows per stimulus id")
         model[str(layer)] = rdm(X[idx_feat], rdm_method)
     n_from_condensed(next(iter(model.values())).size)
-    ceiling = _ceiling(sub.subject_rdms(), compare)
+    if ceiling is None:
+        ceiling = brain_rdm_ceilings(sub.subject_rdms(), compare)
     out = score_model_rdms(model, sub, compare=compare, rdm_method=rdm_method, ceiling=ceiling[:3])
     out["ceiling_note"] = ceiling[3]
     return out
 
 
-#: RDM benchmark id -> (loader module, loader keyword arguments, key in the loaded RDMDataset)
-RDM_BENCHMARKS = {
-    "k92.human.IT.rsa": ("brainlid.data.k92", {}, "human.IT"),
-    "k92.monkey.IT.rsa": ("brainlid.data.k92", {}, "monkey.IT"),
-    **{f"algonauts2019.{s}.{roi}.rsa": ("brainlid.data.algonauts2019",
-                                         {"image_set": s, "modality": "meg" if roi.startswith("MEG") else "fmri"}, roi)
-       for s in ("92", "118") for roi in ("EVC", "IT", "MEG_early", "MEG_late")},
-}
+_moved = forward(__name__, {"RDM_BENCHMARKS": "brainlid.scoring.benchmarks",
+                            "load_rdm_benchmark": "brainlid.scoring.benchmarks:load_benchmark_rdms"})
 
 
-def load_rdm_benchmark(benchmark_id: str, root=None) -> BrainRDMs:
-    """The brain RDMs (with stimuli attached) of an RDM benchmark id in :data:`RDM_BENCHMARKS`.
-
-    ``root`` is the dataset root (default: from the dataset card, ``$BRAINLID_DATA/<folder>``).
-    Score a model with ``score_brain_rdms(extract(model, rdms.stimuli, layers), None, rdms)``.
-    """
-    import importlib
-
-    if benchmark_id not in RDM_BENCHMARKS:
-        import difflib
-
-        close = difflib.get_close_matches(benchmark_id, list(RDM_BENCHMARKS), n=3)
-        raise InputError(f"unknown RDM benchmark {benchmark_id!r}" + (f"; did you mean {', '.join(close)}?" if close
-                         else f"; available: {', '.join(RDM_BENCHMARKS)}"))
-    module, kwargs, key = RDM_BENCHMARKS[benchmark_id]
-    return importlib.import_module(module).load(root, **kwargs)[key]
+def __getattr__(name: str):
+    """Old names: the RDM-benchmark registry (moved to :mod:`brainlid.scoring.benchmarks`) and
+    ``SCORE_COLUMNS`` (the columns of :func:`score_model_rdms`; score tables have one schema,
+    :data:`brainlid.scoring.tables.SCORE_COLUMNS`), each with a ``DeprecationWarning``."""
+    if name == "SCORE_COLUMNS":
+        warnings.warn(f"{__name__}.SCORE_COLUMNS is deprecated: it lists the columns of score_brain_rdms' table "
+                      "(list(df.columns)); the score-table schema is brainlid.scoring.tables.SCORE_COLUMNS",
+                      DeprecationWarning, stacklevel=2)
+        return list(_COLUMNS)
+    return _moved(name)

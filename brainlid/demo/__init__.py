@@ -217,14 +217,15 @@ def write_synthetic_nsd(root: Path, seed: int = 0) -> Path:
 
 
 def _register_benchmarks(root: Path):
-    from ..scoring.benchmarks import Benchmark, _nsd_loader, register_benchmark
+    from ..scoring.benchmark_data import nsd_loader
+    from ..scoring.benchmarks import Benchmark, register_benchmark
 
     out = []
     for s in SUBJECTS:
         for metric in ("encoding", "rsa") if s == SUBJECTS[0] else ("encoding",):
             subj = f"subj{s:02d}"
             bid = f"{DEMO_DATASET}.{subj}.nsdgeneral.{metric}"
-            loader = _nsd_loader(subj, "func1pt8mm", "nsdgeneral")
+            loader = nsd_loader(subj, "func1pt8mm", "nsdgeneral")
             b = Benchmark(
                 id=bid, dataset=DEMO_DATASET, subject=subj, space="func1pt8mm", roi="nsdgeneral", metric=metric,
                 split="test", ceiling="ncsnr" if metric == "encoding" else "none", version=2,

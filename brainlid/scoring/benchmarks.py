@@ -43,7 +43,7 @@ train = the rest; no noise ceiling; LID on the test split.
 
 Built-in RDM benchmarks (``kind="rdms"``, version 2): ``k92.human.IT.rsa``, ``k92.monkey.IT.rsa``,
 ``algonauts2019.{92,118}.{EVC,IT,MEG_early,MEG_late}.rsa`` — published brain RDMs scored by
-:mod:`brainlid.scoring.rdm_benchmarks` (every layer on all images; best layer chosen on one seeded
+:mod:`brainlid.scoring.cell.rdms` (every layer on all images; best layer chosen on one seeded
 half of the images and reported on the other half; ceilings: √(upper · lower) of the leave-one-subject-out
 bounds on per-subject rows, the split-half-over-subjects reliability (√r_sb) on group-mean rows; LID on all
 images, stimulus set
@@ -69,14 +69,20 @@ User benchmarks
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 import numpy as np
+import pandas as pd
 
-from ..errors import DatasetNotFoundError, InputError
+from ..data import BrainData
+from .._docs import fill_doc
+from ..errors import InputError
+from .benchmark_data import (ALGONAUTS2023_TEST_FRACTION, REPS_META_KEY, algonauts2023_loader, hash_split, nsd_loader,
+                             rdm_loader, things_eeg2_loader, things_fmri_loader, unpack_loaded)
 
 __all__ = [
     "Benchmark",
@@ -87,11 +93,16 @@ __all__ = [
     "list_benchmarks",
     "benchmark_from_braindata",
     "load_benchmark_data",
+    "load_benchmark_rdms",
     "DEFAULT_PARAMS",
     "NSD_ROIS",
     "hash_split",
     "RSA_CEILING",
     "RDM_CEILINGS",
+    "RDM_BENCHMARKS",
+    "BenchmarkFamily",
+    "BUILTIN_FAMILIES",
+    "REPS_META_KEY",
 ]
 
 
@@ -177,7 +188,7 @@ class Benchmark:
     kind : {"responses", "rdms"}
         ``"responses"``: the data are responses (:class:`~brainlid.data.BrainData`), scored by
         encoding or RSA on held-out stimuli; ``"rdms"``: the data are published brain RDMs,
-        scored by :mod:`brainlid.scoring.rdm_benchmarks` (split-half layer selection).
+        scored by :mod:`brainlid.scoring.cell.rdms` (split-half layer selection).
     stimulus_set : str or None
         Name of the LID stimulus set when it is a whole published set (``"k92"``); default
         ``<dataset>.<subject>.<lid_split>``.
@@ -239,86 +250,7 @@ class Benchmark:
 _REGISTRY: dict[str, Benchmark] = {}
 _BUILTINS_LOADED = False
 
-
-#: ``BrainData.meta`` key of the repetition-level responses that :func:`load_benchmark_data` keeps for
-#: RSA benchmarks (a BrainData with ``has_reps``; the split-half RDM ceiling of the runner uses it).
-REPS_META_KEY = "responses_with_reps"
-
-
-def _nsd_loader(subject: str, space: str, roi: str, keep_reps: bool = False):
-    def load(root=None):
-        from ..data import nsd
-
-        # keep_reps (RSA): one read with repetitions; load_benchmark_data's average_reps() equals the loader's
-        # own average bit for bit (float32 sum in repetition order / n_reps), so the scores do not change
-        try:
-            out = nsd.load(root=root, subject=int(subject[4:]), space=space, roi=roi, average_reps=not keep_reps)
-        except DatasetNotFoundError as exc:
-            raise DatasetNotFoundError(f"benchmark nsd.{subject}.{roi}.* needs NSD {subject} ({space}): {exc}") from exc
-        return _unpack_loaded(out)
-
-    return load
-
-
-def _unpack_loaded(out):
-    """Accept ``(stimuli, brain)``, ``(brain, stimuli)`` or an object with ``.stimuli``/``.brain``."""
-    from ..data import BrainData, StimulusSet
-
-    if isinstance(out, BrainData):
-        return None, out
-    if isinstance(out, (tuple, list)) and len(out) == 2:
-        a, b = out
-        if isinstance(a, BrainData):
-            a, b = b, a
-        if isinstance(b, BrainData) and (a is None or isinstance(a, StimulusSet)):
-            return a, b
-    for sa, ba in (("stimuli", "brain"), ("stimuli", "data")):
-        if hasattr(out, sa) and hasattr(out, ba):
-            return getattr(out, sa), getattr(out, ba)
-    raise InputError(f"a benchmark loader must return (StimulusSet, BrainData); got {type(out).__name__}")
-
-
-def _things_eeg2_loader(subject: int, roi: str, keep_reps: bool = False):
-    """THINGS-EEG2 train + test; with ``keep_reps`` the test split's repetitions (the scored stimuli;
-    80 per image) are kept in ``meta[REPS_META_KEY]`` (the train split's are not, to save memory)."""
-
-    def load(root=None):
-        from ..data import BrainData, StimulusSet, things_eeg2
-        from ..data.provenance import data_source_of
-        from ..data.stimuli import FileReader
-
-        try:
-            parts = [_unpack_loaded(things_eeg2.load(root=root, subject=subject, split=sp)) for sp in ("train", "test")]
-            # the loader's own average is kept bit for bit; the repetitions are a second read (no ceiling)
-            te_reps = (_unpack_loaded(things_eeg2.load(root=root, subject=subject, split="test", average_reps=False,
-                                                       noise_ceiling=False))[1] if keep_reps else None)
-        except DatasetNotFoundError as exc:
-            raise DatasetNotFoundError(
-                f"benchmark things_eeg2.sub-{subject:02d}.{roi} needs THINGS-EEG2 sub-{subject:02d} (train and test "
-                f"preprocessed data) — fetch it as described in datasets/things_eeg2.toml: {exc}"
-            ) from exc
-        (s_tr, b_tr), (s_te, b_te) = parts
-        brain = BrainData(
-            np.concatenate([b_tr.responses, b_te.responses]), np.concatenate([b_tr.stimulus_ids, b_te.stimulus_ids]),
-            units=b_te.units, times=b_te.times, noise_ceiling=b_te.noise_ceiling,  # the ceiling of the scored (test) data
-            splits={"train": b_tr.stimulus_ids, "test": b_te.stimulus_ids}, subject=b_te.subject,
-            dataset=b_te.dataset, space=b_te.space, meta={"train": b_tr.meta, "test": b_te.meta,
-                                                          "data_source": data_source_of(b_te),
-                                                          **({REPS_META_KEY: te_reps} if te_reps is not None else {})},
-        )
-        stimuli = None
-        if s_tr is not None and s_te is not None and s_tr.has_images and s_te.has_images:
-            import pandas as pd
-
-            paths = list(getattr(s_tr.reader, "paths", [])) + list(getattr(s_te.reader, "paths", []))
-            if len(paths) == brain.n_stimuli:
-                stimuli = StimulusSet(brain.stimulus_ids, pd.concat([s_tr.metadata, s_te.metadata], ignore_index=True),
-                                      FileReader(paths), name="things_eeg2")
-        return stimuli, brain
-
-    return load
-
-
+THINGS_EEG2_SUBJECTS = tuple(range(1, 11))
 THINGS_EEG2_ROIS = ("posterior", "occipital")
 
 THINGS_FMRI_SUBJECTS = (1, 2, 3)
@@ -331,78 +263,135 @@ ALGONAUTS2023_SUBJECTS = tuple(range(1, 9))
 #: Algonauts 2023 benchmark "ROIs": a hemisphere (``lh``, ``rh``; ``all`` = both) or an ROI label of the release
 ALGONAUTS2023_ROIS = ("all", "lh", "rh") + tuple(r for r in NSD_ROIS if r != "nsdgeneral") + (
     "early", "ventral", "lateral", "parietal")
-#: Fraction of the Algonauts 2023 training images held out as the test split (the challenge's
-#: test responses are not public), chosen by :func:`hash_split`.
-ALGONAUTS2023_TEST_FRACTION = 0.2
+ALGONAUTS2019_ROIS = ("EVC", "IT", "MEG_early", "MEG_late")
+
+_RDM_DESCRIPTION = ("published brain RDMs ({dataset} {subject} {roi}, {n} images); RSA of correlation-distance model "
+                    "RDMs, Spearman; every layer on all images (split 'all'), best layer chosen on the pairs within a "
+                    "seeded half of the images (val) and reported on the other half (test); ceilings = sqrt(upper x "
+                    "lower) of the LOSO bounds per subject, split-half over subjects for the group mean")
+_HEMISPHERES = {"all": "both hemispheres", "lh": "left hemisphere", "rh": "right hemisphere"}
 
 
-def hash_split(ids, fraction: float, salt: str = "") -> np.ndarray:
-    """Boolean mask: is each stimulus id in the held-out part?
+@dataclass(frozen=True)
+class BenchmarkFamily:
+    """One row of the table of built-in benchmarks: a dataset's benchmarks over subjects × ROIs × metrics.
 
-    ``blake2b(salt + str(id))`` (8 bytes, big-endian) ``/ 2**64 < fraction``: a stimulus's split
-    depends on its id alone — not on which other stimuli a copy holds, the NumPy version or a
-    random stream — so the split is the same on every machine and for every subset of the data.
+    Every benchmark of a family has the id ``<dataset>.<subject>.<roi>.<metric>``, ``split = "test"`` and
+    version 2.
+
+    Attributes
+    ----------
+    dataset, space : str
+    subjects : tuple of (subject id, loader argument)
+        The subject slot of the ids (RDM benchmarks: the human/monkey RDM or the image set) and what the
+        dataset adapter takes for it.
+    rois, metrics : tuple of str
+    ceiling : mapping metric → str
+        The ``ceiling`` of the family's benchmarks of each metric (:attr:`Benchmark.ceiling`).
+    loader : callable ``(loader argument, roi, metric) -> loader(root)``
+        The dataset adapter (:mod:`brainlid.scoring.benchmark_data`); it fixes the split rule.
+    description : callable ``(subject, roi, metric) -> str``
+    params : mapping
+        Overrides of :data:`DEFAULT_PARAMS`.
+    kind, lid_split : str
+        As :class:`Benchmark`.
+    stimulus_set : str or None
+        The LID stimulus set, ``{subject}`` filled in (None: ``<dataset>.<subject>.<lid_split>``).
+    rdm_source : callable ``(subject, roi) -> (module, kwargs, key)`` or None
+        RDM benchmarks: where the brain RDMs are (:data:`RDM_BENCHMARKS`).
     """
-    import hashlib
 
-    if not 0 < fraction < 1:
-        raise InputError(f"fraction must be in (0, 1), got {fraction}")
-    out = np.empty(len(ids), dtype=bool)
-    for i, x in enumerate(np.asarray(ids).tolist()):
-        h = hashlib.blake2b(f"{salt}{x}".encode(), digest_size=8).digest()
-        out[i] = int.from_bytes(h, "big") / 2.0**64 < fraction
-    return out
+    dataset: str
+    space: str
+    subjects: tuple
+    rois: tuple
+    metrics: tuple
+    ceiling: Mapping[str, str]
+    loader: Callable
+    description: Callable
+    params: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = "responses"
+    lid_split: str = "test"
+    stimulus_set: str | None = None
+    rdm_source: Callable | None = None
 
-
-def _things_fmri_loader(subject: int, roi: str, keep_reps: bool = False):
-    def load(root=None):
-        from ..data import things_fmri
-
-        try:
-            stimuli, brain = _unpack_loaded(things_fmri.load(root=root, subject=subject, roi=roi))
-            if keep_reps:  # second read: the averaged data and their nc_testset ceiling stay the loader's
-                _, reps = _unpack_loaded(things_fmri.load(root=root, subject=subject, roi=roi, average_reps=False))
-                brain = replace(brain, meta={**brain.meta, REPS_META_KEY: reps})
-            return stimuli, brain
-        except DatasetNotFoundError as exc:
-            raise DatasetNotFoundError(
-                f"benchmark things_fmri.sub-{subject:02d}.{roi}.* needs THINGS-fMRI sub-{subject:02d} (betas_csv "
-                f"table and metadata; datasets/things_fmri.toml): {exc}"
-            ) from exc
-
-    return load
+    def benchmarks(self):
+        """The family's :class:`Benchmark` definitions (subjects, then ROIs, then metrics)."""
+        for (subject, arg), roi, metric in itertools.product(self.subjects, self.rois, self.metrics):
+            yield Benchmark(
+                id=f"{self.dataset}.{subject}.{roi}.{metric}", dataset=self.dataset, subject=subject, space=self.space,
+                roi=roi, metric=metric, split="test", ceiling=self.ceiling[metric], version=2,
+                lid_split=self.lid_split, params=dict(self.params),
+                description=self.description(subject, roi, metric), loader=self.loader(arg, roi, metric),
+                kind=self.kind, stimulus_set=self.stimulus_set.format(subject=subject) if self.stimulus_set else None,
+            )
 
 
-def _algonauts2023_loader(subject: int, roi: str):
-    def load(root=None):
-        from ..data import algonauts
-
-        hemi = {"all": "both", "lh": "lh", "rh": "rh"}.get(roi, "both")
-        try:
-            stimuli, brain = _unpack_loaded(algonauts.load(root=root, subject=subject, hemisphere=hemi,
-                                                           roi=None if roi in ("all", "lh", "rh") else roi))
-        except DatasetNotFoundError as exc:
-            raise DatasetNotFoundError(
-                f"benchmark algonauts2023.subj{subject:02d}.{roi}.encoding needs Algonauts 2023 subject {subject} "
-                f"(datasets/algonauts2023.toml): {exc}"
-            ) from exc
-        ids = np.asarray(brain.stimulus_ids)
-        test = hash_split(ids, ALGONAUTS2023_TEST_FRACTION, salt="algonauts2023:")
-        units = brain.units
-        if roi in ("lh", "rh"):  # the hemisphere is the benchmark's "ROI": a column load_benchmark_data selects on
-            units = units.assign(**{f"roi:{roi}": True})
-        return stimuli, replace(brain, units=units, splits={"train": np.sort(ids[~test]), "test": np.sort(ids[test])})
-
-    return load
+def _k92_source(subject: str, roi: str) -> tuple[str, dict, str]:
+    return "brainlid.data.k92", {}, f"{subject}.{roi}"
 
 
-def _rdm_loader(bid: str):
-    def load(root=None):
-        from .rdm_benchmarks import load_benchmark_rdms
+def _algonauts2019_source(subject: str, roi: str) -> tuple[str, dict, str]:
+    return "brainlid.data.algonauts2019", {"image_set": subject, "modality": "meg" if roi.startswith("MEG") else "fmri"}, roi
 
-        return load_benchmark_rdms(bid, root)
 
-    return load
+def _rdm_family(dataset: str, subjects: tuple, rois: tuple, stimulus_set: str, source: Callable) -> BenchmarkFamily:
+    return BenchmarkFamily(
+        dataset=dataset, space="rdm", subjects=tuple((s, s) for s in subjects), rois=rois, metrics=("rsa",),
+        ceiling={"rsa": ", ".join(RDM_CEILINGS)}, loader=lambda s, roi, metric: rdm_loader(*source(s, roi)),
+        description=lambda s, roi, metric: _RDM_DESCRIPTION.format(dataset=dataset, subject=s, roi=roi,
+                                                                   n=118 if s == "118" else 92),
+        params={"rsa_n_boot": 1000}, kind="rdms", lid_split="all", stimulus_set=stimulus_set, rdm_source=source)
+
+
+#: The built-in benchmarks, one row per dataset (module docstring); the registry is built from it.
+BUILTIN_FAMILIES: tuple[BenchmarkFamily, ...] = (
+    BenchmarkFamily(
+        dataset="nsd", space="func1pt8mm", subjects=tuple((s, s) for s in NSD_SUBJECTS), rois=NSD_ROIS,
+        metrics=METRICS, ceiling={"encoding": "ncsnr", "rsa": RSA_CEILING},
+        loader=lambda s, roi, metric: nsd_loader(s, "func1pt8mm", roi, keep_reps=metric == "rsa"),
+        description=lambda s, roi, metric: (
+            f"NSD {s} {roi} ({'voxelwise ridge encoding, R² and r' if metric == 'encoding' else 'RSA, correlation RDMs, Spearman'}); "
+            "test = shared images"),
+    ),
+    BenchmarkFamily(
+        dataset="things_eeg2", space="eeg", subjects=tuple((f"sub-{i:02d}", i) for i in THINGS_EEG2_SUBJECTS),
+        rois=THINGS_EEG2_ROIS, metrics=METRICS, ceiling={"encoding": "split-half", "rsa": RSA_CEILING},
+        loader=lambda i, roi, metric: things_eeg2_loader(i, roi, keep_reps=metric == "rsa"),
+        description=lambda s, roi, metric: (
+            f"THINGS-EEG2 {s} {roi} channels, time-resolved "
+            f"{'encoding (ridge per channel and time)' if metric == 'encoding' else 'RSA'}; "
+            "train = training images, test = the 200 test images"),
+        params={"pca": 100},
+    ),
+    BenchmarkFamily(
+        dataset="things_fmri", space="T1w", subjects=tuple((f"sub-{i:02d}", i) for i in THINGS_FMRI_SUBJECTS),
+        rois=THINGS_FMRI_ROIS, metrics=METRICS, ceiling={"encoding": "data", "rsa": RSA_CEILING},
+        loader=lambda i, roi, metric: things_fmri_loader(i, roi, keep_reps=metric == "rsa"),
+        description=lambda s, roi, metric: (
+            f"THINGS-fMRI {s} {roi} "
+            f"({'voxelwise ridge encoding, ceiling nc_testset' if metric == 'encoding' else 'RSA'}); "
+            "train = the 8,640 train images, test = the 100 test images (12 presentations averaged)"),
+    ),
+    BenchmarkFamily(
+        dataset="algonauts2023", space="fsaverage-challenge",
+        subjects=tuple((f"subj{i:02d}", i) for i in ALGONAUTS2023_SUBJECTS), rois=ALGONAUTS2023_ROIS,
+        metrics=("encoding",), ceiling={"encoding": "none"},
+        loader=lambda i, roi, metric: algonauts2023_loader(i, roi),
+        description=lambda s, roi, metric: (
+            f"Algonauts 2023 {s} {_HEMISPHERES.get(roi, f'ROI {roi}')}, vertexwise ridge encoding (no public ceiling); "
+            f"test = {ALGONAUTS2023_TEST_FRACTION:.0%} of the training images chosen by a hash "
+            "of the NSD id (the challenge's test responses are not public)"),
+    ),
+    _rdm_family("k92", ("human", "monkey"), ("IT",), "k92", _k92_source),
+    _rdm_family("algonauts2019", ("92", "118"), ALGONAUTS2019_ROIS, "algonauts2019.{subject}", _algonauts2019_source),
+)
+
+#: RDM benchmark id → (loader module, loader keyword arguments, key in the loaded RDMDataset)
+RDM_BENCHMARKS: Mapping[str, tuple[str, dict, str]] = MappingProxyType({
+    f"{fam.dataset}.{s}.{roi}.rsa": fam.rdm_source(s, roi)
+    for fam in BUILTIN_FAMILIES if fam.rdm_source is not None for s, _ in fam.subjects for roi in fam.rois
+})
 
 
 def _load_builtins() -> None:
@@ -410,90 +399,9 @@ def _load_builtins() -> None:
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
-    for subj in NSD_SUBJECTS:
-        for roi in NSD_ROIS:
-            for metric in METRICS:
-                bid = f"nsd.{subj}.{roi}.{metric}"
-                _REGISTRY.setdefault(
-                    bid,
-                    Benchmark(
-                        id=bid, dataset="nsd", subject=subj, space="func1pt8mm", roi=roi, metric=metric,
-                        split="test", ceiling="ncsnr" if metric == "encoding" else RSA_CEILING, version=2,
-                        description=(
-                            f"NSD {subj} {roi} ({'voxelwise ridge encoding, R² and r' if metric == 'encoding' else 'RSA, correlation RDMs, Spearman'}); "
-                            "test = shared images"
-                        ),
-                        loader=_nsd_loader(subj, "func1pt8mm", roi, keep_reps=metric == "rsa"),
-                    ),
-                )
-    for i in range(1, 11):
-        subj = f"sub-{i:02d}"
-        for roi in THINGS_EEG2_ROIS:
-            for metric in METRICS:
-                bid = f"things_eeg2.{subj}.{roi}.{metric}"
-                _REGISTRY.setdefault(
-                    bid,
-                    Benchmark(
-                        id=bid, dataset="things_eeg2", subject=subj, space="eeg", roi=roi, metric=metric, split="test",
-                        ceiling="split-half" if metric == "encoding" else RSA_CEILING, version=2,
-                        description=(f"THINGS-EEG2 {subj} {roi} channels, time-resolved "
-                                     f"{'encoding (ridge per channel and time)' if metric == 'encoding' else 'RSA'}; "
-                                     "train = training images, test = the 200 test images"),
-                        params={"pca": 100}, loader=_things_eeg2_loader(i, roi, keep_reps=metric == "rsa"),
-                    ),
-                )
-    for i in THINGS_FMRI_SUBJECTS:
-        subj = f"sub-{i:02d}"
-        for roi in THINGS_FMRI_ROIS:
-            for metric in METRICS:
-                bid = f"things_fmri.{subj}.{roi}.{metric}"
-                _REGISTRY.setdefault(
-                    bid,
-                    Benchmark(
-                        id=bid, dataset="things_fmri", subject=subj, space="T1w", roi=roi, metric=metric, split="test",
-                        ceiling="data" if metric == "encoding" else RSA_CEILING, version=2,
-                        description=(f"THINGS-fMRI {subj} {roi} "
-                                     f"({'voxelwise ridge encoding, ceiling nc_testset' if metric == 'encoding' else 'RSA'}); "
-                                     "train = the 8,640 train images, test = the 100 test images (12 presentations averaged)"),
-                        loader=_things_fmri_loader(i, roi, keep_reps=metric == "rsa"),
-                    ),
-                )
-    for i in ALGONAUTS2023_SUBJECTS:
-        subj = f"subj{i:02d}"
-        for roi in ALGONAUTS2023_ROIS:
-            bid = f"algonauts2023.{subj}.{roi}.encoding"
-            what = {"all": "both hemispheres", "lh": "left hemisphere", "rh": "right hemisphere"}.get(roi, f"ROI {roi}")
-            _REGISTRY.setdefault(
-                bid,
-                Benchmark(
-                    id=bid, dataset="algonauts2023", subject=subj, space="fsaverage-challenge", roi=roi,
-                    metric="encoding", split="test", ceiling="none", version=2,
-                    description=(f"Algonauts 2023 {subj} {what}, vertexwise ridge encoding (no public ceiling); "
-                                 f"test = {ALGONAUTS2023_TEST_FRACTION:.0%} of the training images chosen by a hash "
-                                 "of the NSD id (the challenge's test responses are not public)"),
-                    loader=_algonauts2023_loader(i, roi),
-                ),
-            )
-    from ..alignment.brain_rdms import RDM_BENCHMARKS
-
-    for bid in RDM_BENCHMARKS:
-        dataset, subject, roi, metric = bid.split(".")
-        n = 118 if subject == "118" else 92
-        stim_set = "k92" if dataset == "k92" else f"algonauts2019.{subject}"
-        _REGISTRY.setdefault(
-            bid,
-            Benchmark(
-                id=bid, dataset=dataset, subject=subject, space="rdm", roi=roi, metric="rsa", split="test",
-                ceiling=", ".join(RDM_CEILINGS), version=2, lid_split="all", kind="rdms", stimulus_set=stim_set,
-                params={"rsa_n_boot": 1000},
-                description=(f"published brain RDMs ({dataset} {subject} {roi}, {n} images); RSA of correlation-"
-                             "distance model RDMs, Spearman; every layer on all images (split 'all'), best layer "
-                             "chosen on the pairs within a seeded half of the images (val) and reported on the "
-                             "other half (test); ceilings = sqrt(upper x lower) of the LOSO bounds per subject, "
-                             "split-half over subjects for the group mean"),
-                loader=_rdm_loader(bid),
-            ),
-        )
+    for fam in BUILTIN_FAMILIES:
+        for bench in fam.benchmarks():
+            _REGISTRY.setdefault(bench.id, bench)
 
 
 def register_benchmark(bench: Benchmark, *, overwrite: bool = False) -> Benchmark:
@@ -525,8 +433,6 @@ def get_benchmark(bid: str | Benchmark) -> Benchmark:
 
 def list_benchmarks(dataset: str | None = None):
     """All registered benchmarks (optionally of one dataset) as a DataFrame sorted by id."""
-    import pandas as pd
-
     _load_builtins()
     rows = [b.describe() for b in _REGISTRY.values() if dataset is None or b.dataset == dataset]
     if dataset is not None and not rows:
@@ -570,8 +476,6 @@ def benchmark_from_braindata(
     **params
         Overrides of :data:`DEFAULT_PARAMS`.
     """
-    from ..data import BrainData
-
     if not isinstance(brain, BrainData):
         raise InputError(f"benchmark_from_braindata needs a BrainData, got {type(brain).__name__}")
     if roi is not None and roi not in brain.rois:
@@ -616,8 +520,8 @@ def load_benchmark_data(bench: Benchmark | str, root=None):
         raise InputError(f"benchmark {bench.id} has no loader")
     if bench.kind == "rdms":
         raise InputError(f"benchmark {bench.id} is scored from published brain RDMs, not responses: load it with "
-                         "brainlid.scoring.rdm_benchmarks.load_benchmark_rdms")
-    stimuli, brain = _unpack_loaded(bench.loader(root))
+                         "brainlid.scoring.benchmarks.load_benchmark_rdms")
+    stimuli, brain = unpack_loaded(bench.loader(root))
     reps = brain if brain.has_reps else brain.meta.get(REPS_META_KEY)
     if bench.roi != "all" and f"roi:{bench.roi}" in brain.units.columns:
         brain = brain.select(roi=bench.roi)
@@ -638,3 +542,33 @@ def load_benchmark_data(bench: Benchmark | str, root=None):
     if REPS_META_KEY in meta or REPS_META_KEY in brain.meta:
         brain = replace(brain, meta=meta)
     return stimuli, brain
+
+
+@fill_doc
+def load_benchmark_rdms(bench: Benchmark | str, root=None):
+    """The :class:`~brainlid.data.rdms.BrainRDMs` of an RDM benchmark (``kind="rdms"``), with the images attached.
+
+    Parameters
+    ----------
+    bench : Benchmark or str
+        E.g. ``"k92.human.IT.rsa"`` (:data:`RDM_BENCHMARKS`) or a registered benchmark of kind ``"rdms"``.
+    %(root)s
+        For k92, the folder with the three ``.mat`` files.
+
+    Returns
+    -------
+    BrainRDMs
+        Brain RDMs that come without images (k92's monkey IT) get the dataset's images (same ids, same order).
+        Score a model with ``brainlid.alignment.brain_rdms.score_brain_rdms(features, None, rdms)``.
+
+    Raises
+    ------
+    UnknownBenchmarkError
+        An id that is not registered (the message lists close ones).
+    InputError
+        A benchmark that is not an RDM benchmark.
+    """
+    bench = get_benchmark(bench)
+    if bench.kind != "rdms" or bench.loader is None:
+        raise InputError(f"benchmark {bench.id} is not an RDM benchmark (those are {', '.join(RDM_BENCHMARKS)})")
+    return bench.loader(root)
