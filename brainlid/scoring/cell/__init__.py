@@ -10,6 +10,7 @@ Dask :mod:`brainlid.scoring.distributed`).
 
 from .geometry import geometry_rows, model_model_rows
 from .layers import score_features
+from .rdms import rdm_score_rows, score_rdm_features
 from .responses import (RSA_CEILING_METHOD, base_row, batched_encoding_rows, encoding_rows, id_positions,
                         lid_positions, make_splits, rsa_split_half_ceiling, score_layer, split_ids,
                         unit_scores_batch, unit_scores_for_layer)
@@ -19,5 +20,5 @@ __all__ = [
     "make_splits", "split_ids", "base_row", "id_positions", "lid_positions", "score_layer", "encoding_rows",
     "unit_scores_batch", "batched_encoding_rows", "unit_scores_for_layer", "rsa_split_half_ceiling",
     "RSA_CEILING_METHOD", "geometry_rows", "model_model_rows", "select_best_layer", "keep_arrays", "prune_kept",
-    "KEEP_ARRAYS", "score_features",
+    "KEEP_ARRAYS", "score_features", "rdm_score_rows", "score_rdm_features",
 ]
