@@ -22,13 +22,16 @@ Schema (version :data:`SCHEMA_VERSION`)
   died or the server restarted), the lease (``lease_owner``, ``lease_expires``), ``kind`` (``entry`` or
   ``baseline``), ``rescore_of`` (the submission whose kept bundle this one scores again under the
   current benchmark versions) and timestamps;
-* ``scores`` / ``geometry`` — the tidy rows (:mod:`brainlid.scoring.tables`) of each
-  scored submission; scores keep ``benchmark_version`` and ``data_source`` (``real`` /
-  ``synthetic`` / ``unknown``, the default of rows stored before it existed), which the board shows;
+* ``scores`` / ``geometry`` — the tidy rows of each scored submission, one column per column of
+  :data:`brainlid.scoring.tables.SCORE_COLUMNS` / :data:`~brainlid.scoring.tables.GEOMETRY_COLUMNS`
+  (the one definition; :data:`STORED_COLUMNS`) plus ``row_id`` and ``submission_id``; rows stored
+  before a column existed hold its default (``data_source``: ``unknown``);
 * ``benchmarks(benchmark, test_private, note)`` — per-benchmark board settings.
 
 Migrations: ``MIGRATIONS[v]`` upgrades a version-``v`` database to ``v + 1``; opening a
-database runs the missing steps in one transaction; a newer database is refused.
+database runs the missing steps in one transaction; a newer database is refused. A column added
+to the score-table schema needs a migration that adds it here (a test compares the migrated
+tables with :data:`STORED_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -41,11 +44,16 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlparse
 
+from ..config import brainlid_home
 from ..errors import BrainlidError, InputError, require
+from ..scoring.tables import GEOMETRY_COLUMNS, SCORE_COLUMNS
 
-__all__ = ["Database", "SCHEMA_VERSION", "MIGRATIONS", "default_db_url", "DatabaseError"]
+__all__ = ["Database", "SCHEMA_VERSION", "MIGRATIONS", "STORED_COLUMNS", "default_db_url", "DatabaseError"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+
+#: Table → the score-table columns it stores, in the order of :mod:`brainlid.scoring.tables` (the one schema).
+STORED_COLUMNS: dict[str, tuple[str, ...]] = {"scores": tuple(SCORE_COLUMNS), "geometry": tuple(GEOMETRY_COLUMNS)}
 
 
 class DatabaseError(BrainlidError):
@@ -102,13 +110,16 @@ MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX submissions_team_sha ON submissions (team_id, bundle_sha256)",
         "UPDATE meta SET value = '4' WHERE key = 'schema_version'",
     ],
+    # geometry rows keep the score-table schema's data_source (they were stored without it)
+    4: [
+        "ALTER TABLE geometry ADD COLUMN data_source TEXT NOT NULL DEFAULT 'unknown'",
+        "UPDATE meta SET value = '5' WHERE key = 'schema_version'",
+    ],
 }
 
 
 def default_db_url() -> str:
     """``sqlite:///$BRAINLID_HOME/leaderboard/board.sqlite``."""
-    from ..config import brainlid_home
-
     return f"sqlite:///{brainlid_home() / 'leaderboard' / 'board.sqlite'}"
 
 
@@ -226,6 +237,18 @@ class Database:
         """Run one write statement in its own transaction; the number of rows it changed."""
         with self.transaction() as tx:
             return tx.execute(text, params)
+
+    def columns(self, table: str) -> list[str]:
+        """The column names of ``table`` (a plain identifier), in the table's order."""
+        if not table.isidentifier():
+            raise InputError(f"not a table name: {table!r}")
+        con = self._conn()
+        try:
+            cur = con.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+            return [d[0] for d in cur.description]
+        finally:
+            if self.dialect == "sqlite":
+                con.close()
 
     # ------------------------------------------------------------------ schema
     def _has_meta(self, tx) -> bool:

@@ -34,24 +34,21 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
-from .db import Database
+from ..scoring import geometry_frame, get_benchmark, score_frame
+from .db import STORED_COLUMNS, Database
 from .schema import MAX_NAME, check_text, public_reason
 
 __all__ = [
     "hash_token", "create_team", "team_for_token", "enqueue", "record_rejected", "claim", "heartbeat", "complete",
     "reject", "fail", "release", "get_submission", "list_submissions", "status_counts", "set_benchmark_privacy",
     "benchmark_settings", "requeue_for_rescore", "current_version", "find_duplicate", "expire_dead_local_leases", "STATUSES",
+    "table_rows", "SCORE_DB_COLUMNS", "GEOMETRY_DB_COLUMNS",
 ]
 
 STATUSES = ("queued", "scoring", "scored", "rejected")
-SCORE_DB_COLUMNS = ("model", "layer", "layer_index", "benchmark", "dataset", "subject", "roi", "metric", "split", "time",
-                    "value", "ci_low", "ci_high", "ceiling", "normalised", "n_units", "n_stimuli", "selected",
-                    "brainlid_version", "benchmark_version", "feature_cache_key", "ceiling_lower",
-                    "normalised_unit_mean", "alpha_edge_fraction", "ci_method", "ceiling_method", "data_source")
-#: Stored value of a score column the score table does not (yet) have (an older table).
-_DB_DEFAULTS = {"ci_method": "", "ceiling_method": "", "data_source": "unknown"}
-GEOMETRY_DB_COLUMNS = ("model", "layer", "layer_index", "stimulus_set", "n", "estimator", "K", "value",
-                       "brainlid_version", "benchmark_version", "feature_cache_key")
+#: The columns of the ``scores`` and ``geometry`` tables: those of :mod:`brainlid.scoring.tables`, the one schema.
+SCORE_DB_COLUMNS = STORED_COLUMNS["scores"]
+GEOMETRY_DB_COLUMNS = STORED_COLUMNS["geometry"]
 
 
 def _now() -> str:
@@ -167,21 +164,19 @@ def _clean(v):
     return v
 
 
-def _rows(df: pd.DataFrame, cols) -> list[tuple]:
-    if df is None or df.empty:
-        return []
-    df = df.copy()
-    for c in cols:  # a column the table does not have is stored as its default
-        if c not in df.columns:
-            df[c] = _DB_DEFAULTS.get(c)
-        elif c in _DB_DEFAULTS:  # a missing value (or "" where the default is not "") means "not recorded"
-            col = df[c].astype(object)
-            keep = col.notna() & (col != "") if _DB_DEFAULTS[c] else col.notna()
-            df[c] = col.where(keep, _DB_DEFAULTS[c])
-    out = []
-    for rec in df[list(cols)].itertuples(index=False):
-        out.append(tuple(_clean(v) for v in rec))
-    return out
+def table_rows(table: str, rows) -> list[tuple]:
+    """Rows for the ``scores`` or ``geometry`` table, one tuple of :data:`~brainlid.leaderboard.db.STORED_COLUMNS` each.
+
+    Parameters
+    ----------
+    table : {"scores", "geometry"}
+    rows : DataFrame or iterable of dicts
+        Score or geometry rows; typed by :func:`~brainlid.scoring.score_frame` /
+        :func:`~brainlid.scoring.geometry_frame` (missing columns get their defaults, unknown
+        ones are an error). NaN and ``<NA>`` become NULL, booleans 0/1.
+    """
+    frame = (score_frame if table == "scores" else geometry_frame)(rows if rows is not None else [])
+    return [tuple(_clean(v) for v in rec) for rec in frame[list(STORED_COLUMNS[table])].itertuples(index=False)]
 
 
 def _held(db: Database, tx, submission_id: str, owner: str) -> list[dict]:
@@ -196,10 +191,8 @@ def complete(db: Database, submission_id: str, owner: str, scores: pd.DataFrame,
 
     Returns False (and writes nothing) when the lease was lost.
     """
-    from ..scoring.tables import geometry_frame, score_frame
-
-    srows = [(submission_id, *r) for r in _rows(score_frame(scores if scores is not None else []), SCORE_DB_COLUMNS)]
-    grows = [(submission_id, *r) for r in _rows(geometry_frame(geometry if geometry is not None else []), GEOMETRY_DB_COLUMNS)]
+    srows = [(submission_id, *r) for r in table_rows("scores", scores)]
+    grows = [(submission_id, *r) for r in table_rows("geometry", geometry)]
     with db.transaction() as tx:
         if not _held(db, tx, submission_id, owner):
             return False
@@ -282,8 +275,6 @@ def set_benchmark_privacy(db: Database, benchmark: str, private: bool, note: str
 
     Raises :class:`~brainlid.errors.InputError` for a benchmark this brainlid does not define.
     """
-    from ..scoring.benchmarks import get_benchmark  # heavy: the scoring package imports its runner
-
     get_benchmark(benchmark)
     with db.transaction() as tx:
         tx.execute("DELETE FROM benchmarks WHERE benchmark = ?", (benchmark,))
@@ -297,8 +288,6 @@ def benchmark_settings(db: Database) -> dict[str, dict]:
 
 def current_version(benchmark: str) -> int | None:
     """The version this brainlid defines for ``benchmark``; None for a benchmark it no longer defines."""
-    from ..scoring.benchmarks import get_benchmark  # heavy: the scoring package imports its runner
-
     try:
         return int(get_benchmark(benchmark).version)
     except Exception:  # noqa: BLE001 - a benchmark this brainlid no longer defines
@@ -317,8 +306,6 @@ def requeue_for_rescore(db: Database, *, benchmarks: list[str] | None = None, ev
     queued, running or scored re-score is skipped (from then on its re-score is the entry to
     consider), so running this twice queues nothing new. Returns ``[(old id, new id), ...]``.
     """
-    from ..scoring.benchmarks import get_benchmark  # heavy: the scoring package imports its runner
-
     for b in benchmarks or ():
         get_benchmark(b)  # an unknown id is an error, not "nothing to do"
     scored: dict[str, dict] = {}
