@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 
 
@@ -73,26 +76,12 @@ def board_ids(board_data):
 
 
 @pytest.fixture(scope="session")
-def leaderboard_pg():
-    """A throw-away PostgreSQL cluster for the leaderboard tests, started once per run.
+def chromium():
+    """The path of a Chromium binary for headless browser tests (driven through ``/usr/bin/chromedriver``).
 
-    Skipped without Debian's ``initdb``/``pg_ctl`` or ``psycopg``.
+    Skipped without Chromium or chromedriver.
     """
-    from brainlid.leaderboard._testing import PostgresServer, find_pg_bin
-
-    if find_pg_bin() is None:
-        pytest.skip("PostgreSQL binaries (initdb/pg_ctl) not found; install Debian's postgresql package (see README)")
-    pytest.importorskip("psycopg")
-    server = PostgresServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def board_db_url(request, tmp_path):
-    """A new, empty leaderboard database URL: a SQLite file in ``tmp_path``, or a database on :func:`leaderboard_pg`."""
-    import uuid
-
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'board.sqlite'}"
-    return request.getfixturevalue("leaderboard_pg").create_database("t" + uuid.uuid4().hex[:12])
+    path = next(filter(None, (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome"))), None)
+    if path is None or not os.path.exists("/usr/bin/chromedriver"):
+        pytest.skip("chromium and /usr/bin/chromedriver are needed (Debian: apt-get install chromium chromium-driver)")
+    return path

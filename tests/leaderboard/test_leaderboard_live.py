@@ -20,29 +20,13 @@ pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
 from brainlid.leaderboard import queue as q  # noqa: E402
-from brainlid.leaderboard._testing import ServiceProcess, start_worker, wait_until  # noqa: E402
 from brainlid.leaderboard.bundle import write_bundle  # noqa: E402
 from brainlid.leaderboard.db import Database  # noqa: E402
-from brainlid.leaderboard.scoring import BenchmarkData  # noqa: E402
+from harness import ServiceProcess, start_worker, wait_until  # noqa: E402
 
 BENCH = "nsd.subj01.EBA.encoding"
 #: Serve options for tests that upload many bundles from one team.
 UNLIMITED = ["--rate-limit", "0", "--team-inflight", "0"]
-
-
-@pytest.fixture(scope="module")
-def nsd_root(leaderboard_nsd):
-    return leaderboard_nsd
-
-
-@pytest.fixture(scope="module")
-def ids(nsd_root):
-    return BenchmarkData(nsd_root).ids(BENCH)
-
-
-@pytest.fixture
-def db_url(board_db_url):  # SQLite, and PostgreSQL on the run's throw-away cluster (tests/conftest.py)
-    return board_db_url
 
 
 def _bundle(path, ids, seed, name="net", n_layers=2):
@@ -71,11 +55,11 @@ def _score_rows(db, sid):
     return db.query("SELECT COUNT(*) AS n FROM scores WHERE submission_id = ?", (sid,))[0]["n"]
 
 
-def test_50_concurrent_submissions_recorded_once(db_url, nsd_root, ids, tmp_path):
-    db = Database(db_url)
+def test_50_concurrent_submissions_recorded_once(board_db_url, leaderboard_nsd, board_ids, tmp_path):
+    db = Database(board_db_url)
     token = q.create_team(db, "lab <b>A</b>")
-    bundles = [_bundle(tmp_path / f"b{i}.zip", ids, i, name=f"net{i}") for i in range(5)]
-    with ServiceProcess(db_url, data_root=nsd_root, workers=0, home=tmp_path / "home",
+    bundles = [_bundle(tmp_path / f"b{i}.zip", board_ids, i, name=f"net{i}") for i in range(5)]
+    with ServiceProcess(board_db_url, data_root=leaderboard_nsd, workers=0, home=tmp_path / "home",
                         extra=["--max-upload-mb", "1", *UNLIMITED]) as svc:
         with ThreadPoolExecutor(50) as ex:
             res = list(ex.map(lambda i: _post(svc.url, bundles[i % 5], token), range(50)))
@@ -97,7 +81,7 @@ def test_50_concurrent_submissions_recorded_once(db_url, nsd_root, ids, tmp_path
         for _ in range(3):
             assert _post(svc.url, b"\0" * (6 << 20), token)[0] == 413
             assert _post(svc.url, b"\0" * (6 << 20), "blt_wrong")[0] == 401
-        bad = write_bundle(tmp_path / "bad.zip", {"a": np.arange(ids.size * 3, dtype=np.float32).reshape(-1, 3)}, ids[::-1], [BENCH], {"model_name": "x"})
+        bad = write_bundle(tmp_path / "bad.zip", {"a": np.arange(board_ids.size * 3, dtype=np.float32).reshape(-1, 3)}, board_ids[::-1], [BENCH], {"model_name": "x"})
         code, body = _post(svc.url, bad, token)
         assert code == 422 and "wrong order" in body["reason"]
         assert _get(f"{svc.url}/api/submissions/{body['id']}")["status"] == "rejected"
@@ -107,7 +91,7 @@ def test_50_concurrent_submissions_recorded_once(db_url, nsd_root, ids, tmp_path
 
         from brainlid.cli import cli
 
-        extra = _bundle(tmp_path / "b5.zip", ids, 5, name="net5")
+        extra = _bundle(tmp_path / "b5.zip", board_ids, 5, name="net5")
         res = CliRunner().invoke(cli, ["submit", "send", str(extra), "--server", svc.url, "--token", token])
         assert res.exit_code == 0 and re.match(r"submission [0-9a-f]{32}: queued", res.output)
         res = CliRunner().invoke(cli, ["submit", "send", str(bundles[1]), "--server", svc.url, "--token", "nope"])
@@ -118,26 +102,26 @@ def test_50_concurrent_submissions_recorded_once(db_url, nsd_root, ids, tmp_path
 
 
 @pytest.mark.slow  # worker start-up (imports, first-call compilation) dominates
-def test_killed_worker_and_restarted_service_lose_nothing(db_url, nsd_root, ids, tmp_path):
-    db = Database(db_url)
+def test_killed_worker_and_restarted_service_lose_nothing(board_db_url, leaderboard_nsd, board_ids, tmp_path):
+    db = Database(board_db_url)
     token = q.create_team(db, "lab")
     home = tmp_path / "home"
-    svc = ServiceProcess(db_url, data_root=nsd_root, workers=0, home=home).start()
+    svc = ServiceProcess(board_db_url, data_root=leaderboard_nsd, workers=0, home=home).start()
     sids = []
     try:
         for i in range(4):
-            code, body = _post(svc.url, _bundle(tmp_path / f"b{i}.zip", ids, i), token)
+            code, body = _post(svc.url, _bundle(tmp_path / f"b{i}.zip", board_ids, i), token)
             assert code == 202
             sids.append(body["id"])
         # the service dies (SIGKILL) with every job queued, and comes back
         svc.kill()
-        svc = ServiceProcess(db_url, data_root=nsd_root, workers=0, home=home).start()
+        svc = ServiceProcess(board_db_url, data_root=leaderboard_nsd, workers=0, home=home).start()
         assert q.status_counts(db)["queued"] == 4
-        code, body = _post(svc.url, _bundle(tmp_path / "b4.zip", ids, 4), token)
+        code, body = _post(svc.url, _bundle(tmp_path / "b4.zip", board_ids, 4), token)
         assert code == 202
         sids.append(body["id"])
         # a worker is killed (-9) while it scores
-        w = start_worker(db_url, data_root=nsd_root, lease=2.0, home=home, log=tmp_path / "w1.log")
+        w = start_worker(board_db_url, data_root=leaderboard_nsd, lease=2.0, home=home, log=tmp_path / "w1.log")
         try:
             victim = wait_until(lambda: [r["id"] for r in q.list_submissions(db, "scoring")], 120, 0.02, "a job in scoring")[0]
         finally:
@@ -146,8 +130,8 @@ def test_killed_worker_and_restarted_service_lose_nothing(db_url, nsd_root, ids,
         assert q.get_submission(db, victim)["status"] == "scoring"  # orphaned under a lease
         # ... and the service is killed again while jobs are queued, then restarted
         svc.kill()
-        svc = ServiceProcess(db_url, data_root=nsd_root, workers=0, home=home).start()
-        w2 = start_worker(db_url, data_root=nsd_root, lease=2.0, home=home, log=tmp_path / "w2.log")
+        svc = ServiceProcess(board_db_url, data_root=leaderboard_nsd, workers=0, home=home).start()
+        w2 = start_worker(board_db_url, data_root=leaderboard_nsd, lease=2.0, home=home, log=tmp_path / "w2.log")
         try:
             wait_until(lambda: all(q.get_submission(db, s)["status"] in ("scored", "rejected") for s in sids), 150, 0.2,
                        "every submission to finish")
@@ -174,12 +158,12 @@ def test_killed_worker_and_restarted_service_lose_nothing(db_url, nsd_root, ids,
         svc.stop()
 
 
-def test_lease_lost_writes_nothing(db_url):
+def test_lease_lost_writes_nothing(board_db_url):
     """A worker whose lease expired and was taken over cannot complete: no double scoring."""
     import pandas as pd
     import time
 
-    db = Database(db_url)
+    db = Database(board_db_url)
     q.enqueue(db, submission_id="s1", team_id=None, benchmarks=[BENCH], model_name="m", metadata={}, bundle_path="/x",
               bundle_sha256="", size_bytes=1)
     a = q.claim(db, "A", lease_seconds=2.0)
@@ -204,17 +188,20 @@ def test_lease_lost_writes_nothing(db_url):
     assert s2["status"] == "rejected" and "stopped 2 times" in s2["reason"] and s2["attempts"] == 0
 
 
-def test_migrations_and_tokens(db_url):
-    from brainlid.leaderboard.db import MIGRATIONS, SCHEMA_VERSION, DatabaseError
+def test_migrations_and_tokens(board_db_url):
+    from brainlid.leaderboard.db import MIGRATIONS, SCHEMA_VERSION, STORED_COLUMNS, DatabaseError
 
-    db = Database(db_url, migrate=False)
+    db = Database(board_db_url, migrate=False)
     assert db.migrate(target=1) == 0 and db.schema_version() == 1
     db.execute("INSERT INTO teams (name, token_hash, created) VALUES ('old', 'h', 'now')")
-    assert Database(db_url).schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
+    assert Database(board_db_url).schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
     assert db.query("SELECT name FROM teams") == [{"name": "old"}]  # data kept
+    for table, cols in STORED_COLUMNS.items():  # the migrated tables hold the one score-table schema
+        got = [c.lower() for c in db.columns(table)]  # PostgreSQL folds unquoted names (K) to lower case
+        assert sorted(got) == sorted(c.lower() for c in ["row_id", "submission_id", *cols]), table
     tok = q.create_team(db, "new")
     assert q.team_for_token(db, tok)["name"] == "new" and q.team_for_token(db, tok + "x") is None
     assert tok not in json.dumps(db.query("SELECT * FROM teams"))  # only the hash is stored
     db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(DatabaseError, match="newer"):
-        Database(db_url)
+        Database(board_db_url)

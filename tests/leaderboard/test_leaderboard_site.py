@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import html
-import os
 import re
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from brainlid.leaderboard import queue as q
 from brainlid.leaderboard.db import Database
 from brainlid.leaderboard.site import board_csv, board_rows, build_site, entry_data, render_entry, render_index, svg_scatter
 from brainlid.leaderboard.worker import add_reference_entry
+from harness import ServiceProcess, wait_until
 
 EVIL = "<script>alert(1)</script>"
 BENCH = "nsd.subj01.EBA.encoding"
@@ -130,32 +129,21 @@ def test_cli_build_and_token(db, tmp_path):
 
 
 # --------------------------------------------------------------------------- the browser
-def _chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        p = shutil.which(name)
-        if p:
-            return p
-    return None
-
-
-def test_browser_sort_open_entry_and_escape(db, tmp_path):
+def test_browser_sort_open_entry_and_escape(db, tmp_path, chromium):
     """Headless Chromium on the live server: sort a column, open an entry, the script name renders as text."""
-    if _chromium() is None or not os.path.exists("/usr/bin/chromedriver"):
-        pytest.skip("chromium and /usr/bin/chromedriver are needed (Debian: apt-get install chromium chromium-driver)")
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    from brainlid.leaderboard._testing import ServiceProcess, wait_until
 
     opts = webdriver.ChromeOptions()
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1300,1000",
                  "--disable-dev-shm-usage"):
         opts.add_argument(flag)
-    opts.binary_location = _chromium()
-    art = Path(__file__).resolve().parents[1] / "test-artifacts"
+    opts.binary_location = chromium
+    art = Path(__file__).resolve().parents[2] / "test-artifacts"
     art.mkdir(exist_ok=True)
     with ServiceProcess(f"sqlite:///{db.path}", workers=0, home=tmp_path / "home") as svc:
         driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)

@@ -8,9 +8,10 @@ import pytest
 from brainlid.leaderboard import queue as q
 from brainlid.leaderboard.bundle import write_bundle
 from brainlid.leaderboard.db import Database
-from brainlid.leaderboard.scoring import BenchmarkData, check_bundle
+from brainlid.leaderboard.scoring import check_bundle
 from brainlid.leaderboard.site import board_rows
 from brainlid.leaderboard.worker import Worker, add_baselines
+from harness import ServiceProcess
 
 BENCH = "nsd.subj01.EBA.encoding"
 NET = """
@@ -26,21 +27,11 @@ class Net(torch.nn.Module):
 """
 
 
-@pytest.fixture(scope="module")
-def nsd_root(leaderboard_nsd):
-    return leaderboard_nsd
-
-
-@pytest.fixture(scope="module")
-def data(nsd_root):
-    return BenchmarkData(nsd_root)
-
-
 @pytest.mark.slow  # worker start-up (imports, first-call compilation) dominates
-def test_worker_scores_what_check_reports(tmp_path, data):
+def test_worker_scores_what_check_reports(tmp_path, board_data):
     """The worker stores exactly the rows check_bundle computes; a bad bundle gets check's reason; a missing file too."""
     db = Database(tmp_path / "b.sqlite")
-    ids = data.ids(BENCH)
+    ids = board_data.ids(BENCH)
     rng = np.random.default_rng(1)
     good = write_bundle(tmp_path / "g.zip", {"a": rng.standard_normal((ids.size, 9)).astype(np.float32)}, ids, [BENCH],
                         {"model_name": "good"})
@@ -48,24 +39,24 @@ def test_worker_scores_what_check_reports(tmp_path, data):
     for sid, path in (("g", good), ("x", bad), ("m", tmp_path / "missing.zip")):
         q.enqueue(db, submission_id=sid, team_id=None, benchmarks=[BENCH], model_name=sid, metadata={}, bundle_path=str(path),
                   bundle_sha256="", size_bytes=1)
-    w = Worker(db, data, lease_seconds=30)
+    w = Worker(db, board_data, lease_seconds=30)
     assert w.run(exit_when_empty=True) == 3
     st = {s: q.get_submission(db, s) for s in "gxm"}
     assert [st[s]["status"] for s in "gxm"] == ["scored", "rejected", "rejected"]
     assert "wrong order" in st["x"]["reason"] and "missing on the server" in st["m"]["reason"]
-    ref = check_bundle(good, data=data).scores
+    ref = check_bundle(good, data=board_data).scores
     got = db.query("SELECT layer, split, metric, value FROM scores WHERE submission_id = 'g' ORDER BY split, metric")
     ref = ref.sort_values(["split", "metric"])
     np.testing.assert_allclose([g["value"] for g in got], ref["value"].to_numpy(float), rtol=1e-12)
     assert db.query("SELECT COUNT(*) AS n FROM geometry WHERE submission_id = 'g'")[0]["n"] > 0
 
 
-def test_baselines_are_reference_rows(tmp_path, nsd_root, monkeypatch):
+def test_baselines_are_reference_rows(tmp_path, leaderboard_nsd, monkeypatch):
     monkeypatch.setenv("BRAINLID_HOME", str(tmp_path / "home"))
     net = tmp_path / "net.py"
     net.write_text(NET)
     db = Database(tmp_path / "b.sqlite")
-    ids = add_baselines(db, f"module:{net}:Net", [BENCH], root=nsd_root, layers=["conv", "fc"])
+    ids = add_baselines(db, f"module:{net}:Net", [BENCH], root=leaderboard_nsd, layers=["conv", "fc"])
     rows = board_rows(db)
     names = {r["model"] for r in rows}
     assert names == {"baseline:pixels", f"module:{net}:Net@random", f"module:{net}:Net#shuffled"}, names
@@ -74,25 +65,24 @@ def test_baselines_are_reference_rows(tmp_path, nsd_root, monkeypatch):
     from brainlid.errors import InputError
 
     with pytest.raises(InputError, match="need --model"):
-        add_baselines(db, None, [BENCH], root=nsd_root)
-    assert len(add_baselines(db, None, [BENCH], root=nsd_root, which=["pixels"])) == 1
+        add_baselines(db, None, [BENCH], root=leaderboard_nsd)
+    assert len(add_baselines(db, None, [BENCH], root=leaderboard_nsd, which=["pixels"])) == 1
 
 
 @pytest.mark.slow  # worker start-up (imports, first-call compilation) dominates
-def test_single_machine_service_scores_in_process(tmp_path, nsd_root, data):
+def test_single_machine_service_scores_in_process(tmp_path, leaderboard_nsd, board_data):
     """`leaderboard serve --workers 1`: upload → scored without a separate worker; `submit send --wait` reports it."""
     pytest.importorskip("uvicorn")
     from click.testing import CliRunner
 
     from brainlid.cli import cli
-    from brainlid.leaderboard._testing import ServiceProcess
 
     url = f"sqlite:///{tmp_path / 'board.sqlite'}"
     token = q.create_team(Database(url), "lab")
-    ids = data.ids(BENCH)
+    ids = board_data.ids(BENCH)
     b = write_bundle(tmp_path / "b.zip", {"a": np.random.default_rng(0).standard_normal((ids.size, 5)).astype(np.float32)},
                      ids, [BENCH], {"model_name": "m"})
-    with ServiceProcess(url, data_root=nsd_root, workers=1, home=tmp_path / "home") as svc:
+    with ServiceProcess(url, data_root=leaderboard_nsd, workers=1, home=tmp_path / "home") as svc:
         res = CliRunner().invoke(cli, ["submit", "send", str(b), "--server", svc.url, "--token", token, "--wait",
                                        "--timeout", "120"])
     assert res.exit_code == 0, res.output

@@ -30,6 +30,7 @@ from brainlid.leaderboard.bundle import BundleError, validate_bundle, write_bund
 from brainlid.leaderboard.db import Database
 from brainlid.leaderboard.scoring import CheckReport
 from brainlid.leaderboard.uploads import RateLimiter, cleanup_storage
+from harness import ServiceProcess, raw_upload, start_worker, uploads_and_pages, wait_until
 
 BENCH = "nsd.subj01.EBA.encoding"
 NO_BENCH_CHECK = {"known_benchmark": lambda b: None}
@@ -169,7 +170,7 @@ def test_validation_memory_is_bounded_gate(tmp_path):
     _write_big_bundle(small, 1, 64, 256)
     assert big.stat().st_size > 1 << 30
     out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(big), str(small)], capture_output=True, text=True,
-                         timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=Path(__file__).resolve().parents[1])
+                         timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["layers"] == {"layer0": [[1024, 131072], "float32"], "layer1": [[1024, 131072], "float32"]}
@@ -373,7 +374,6 @@ def test_graceful_stop_releases_the_job(tmp_path, monkeypatch, leaderboard_nsd, 
 @pytest.mark.slow  # a worker process start
 def test_worker_process_sigterm_gives_the_job_back(tmp_path, leaderboard_nsd, board_ids):
     """`brainlid leaderboard worker` stopped with SIGTERM mid-job (grace 0) releases it: queued, nothing used."""
-    from brainlid.leaderboard._testing import start_worker, wait_until
 
     url = f"sqlite:///{tmp_path / 'b.sqlite'}"
     db = Database(url)
@@ -480,7 +480,6 @@ def _post(url, path, token, timeout=120):
 @pytest.fixture
 def live(tmp_path, leaderboard_nsd):
     pytest.importorskip("uvicorn")
-    from brainlid.leaderboard._testing import ServiceProcess
 
     started = []
 
@@ -496,20 +495,19 @@ def live(tmp_path, leaderboard_nsd):
 
 
 def test_slow_bodies_rate_limits_busy_board_and_duplicates(live, tmp_path, board_ids):
-    from brainlid.leaderboard._testing import _raw_upload
 
     svc = live("--rate-limit", "2", "--team-inflight", "0", "--max-pending-uploads", "2", "--body-timeout", "2")
     db = Database(svc.db_url)
     a, b = q.create_team(db, "a"), q.create_team(db, "b")
     host, port = "127.0.0.1", svc.port
     # a 1 byte/s trickle is cut with 408
-    assert asyncio.run(_raw_upload(host, port, a, b"x" * 100, pieces=100, pause=1.0)) == 408
+    assert asyncio.run(raw_upload(host, port, a, b"x" * 100, pieces=100, pause=1.0)) == 408
 
     async def busy():
         # two slow uploads hold both pending slots; a third is told to come back later
-        held = [asyncio.create_task(_raw_upload(host, port, b, b"y" * 1000, pieces=20, pause=0.05)) for _ in range(2)]
+        held = [asyncio.create_task(raw_upload(host, port, b, b"y" * 1000, pieces=20, pause=0.05)) for _ in range(2)]
         await asyncio.sleep(0.3)
-        third = await _raw_upload(host, port, b, b"z" * 10, pieces=1, pause=0.0)
+        third = await raw_upload(host, port, b, b"z" * 10, pieces=1, pause=0.0)
         return third, await asyncio.gather(*held)
 
     third, held = asyncio.run(busy())
@@ -529,7 +527,6 @@ def test_slow_bodies_rate_limits_busy_board_and_duplicates(live, tmp_path, board
 
 @pytest.mark.slow  # 200 connections plus a service start
 def test_pages_complete_while_200_slow_uploads_are_in_flight(live):
-    from brainlid.leaderboard._testing import uploads_and_pages
 
     svc = live(*UNLIMITED, "--max-pending-uploads", "256", "--body-timeout", "30")
     token = q.create_team(Database(svc.db_url), "load")
@@ -549,7 +546,6 @@ def test_three_kill9_during_one_job_score_it_once(live, tmp_path, board_ids):
     code, body, _ = _post(svc.url, _bundle(tmp_path / "b.zip", board_ids, 7, n_layers=2), token)
     assert code == 202
     sid = body["id"]
-    from brainlid.leaderboard._testing import wait_until
 
     for _ in range(3):
         pid = svc.proc.pid

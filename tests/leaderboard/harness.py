@@ -1,6 +1,8 @@
 """Helpers for tests of the leaderboard: free ports, live service/worker subprocesses, a throw-away PostgreSQL.
 
-Nothing here is used by the service itself.
+Test code, not part of the package: the tests in this folder import it as ``harness`` (pytest's
+default ``prepend`` import mode puts this folder on ``sys.path``); ``benchmarks/bench_leaderboard.py``
+as ``tests.leaderboard.harness`` (run from the repository root).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["free_port", "ServiceProcess", "start_worker", "PostgresServer", "find_pg_bin", "wait_until", "uploads_and_pages"]
+__all__ = ["free_port", "ServiceProcess", "start_worker", "PostgresServer", "find_pg_bin", "wait_until", "uploads_and_pages",
+           "raw_upload"]
 
 
 def free_port() -> int:
@@ -197,7 +200,7 @@ class PostgresServer:
 
 
 # --------------------------------------------------------------------------- load generation (tests, benchmarks)
-async def _raw_upload(host: str, port: int, token: str, body: bytes, pieces: int, pause: float,
+async def raw_upload(host: str, port: int, token: str, body: bytes, pieces: int, pause: float,
                       declared: int | None = None) -> int:
     """POST ``body`` in ``pieces`` with ``pause`` seconds between them; the answer's status code (0: connection lost).
 
@@ -274,7 +277,7 @@ def uploads_and_pages(url: str, token: str, *, n_uploads: int = 200, body: bytes
 
         async def one():
             try:
-                return await _raw_upload(host, port, token, body, pieces, pause)
+                return await raw_upload(host, port, token, body, pieces, pause)
             finally:
                 done[0] += 1
 

@@ -37,21 +37,6 @@ FORMULA = "=HYPERLINK(\"http://evil.example/\",\"click\")"
 
 # --------------------------------------------------------------------------- fixtures
 # the NSD fixture, its benchmark data and ids, PostgreSQL and the database URLs come from tests/conftest.py
-@pytest.fixture
-def nsd_root(leaderboard_nsd):
-    return leaderboard_nsd
-
-
-@pytest.fixture
-def data(board_data):
-    return board_data
-
-
-@pytest.fixture
-def ids(board_ids):
-    return board_ids
-
-
 class Board:
     """An in-process board (no workers) with one team token."""
 
@@ -73,17 +58,17 @@ class Board:
 
 
 @pytest.fixture
-def board(board_db_url, tmp_path, nsd_root):
+def board(board_db_url, tmp_path, leaderboard_nsd):
     """A board on SQLite and on PostgreSQL (where the database matters: what is stored and read back)."""
-    b = Board(board_db_url, tmp_path, nsd_root)
+    b = Board(board_db_url, tmp_path, leaderboard_nsd)
     with b.client:
         yield b
 
 
 @pytest.fixture
-def sqlite_board(tmp_path, nsd_root):
+def sqlite_board(tmp_path, leaderboard_nsd):
     """A board on SQLite only (cases decided before anything is stored)."""
-    b = Board(f"sqlite:///{tmp_path / 'board.sqlite'}", tmp_path, nsd_root)
+    b = Board(f"sqlite:///{tmp_path / 'board.sqlite'}", tmp_path, leaderboard_nsd)
     with b.client:
         yield b
 
@@ -152,14 +137,14 @@ def _bulk_entries(db, n):
     from brainlid.leaderboard.queue import SCORE_DB_COLUMNS
 
     now = "2026-01-01T00:00:00.000+00:00"
-    subs, scores = [], []
+    subs, rows = [], []
     for i in range(n):
         sid = f"e{i:03d}"
         subs.append((sid, json.dumps([BENCH]), f"m{i:03d}", json.dumps({"model_name": f"m{i:03d}"}), now, now))
-        row = {"model": f"m{i:03d}", "layer": "l0", "layer_index": 0, "benchmark": BENCH, "dataset": "nsd",
-               "subject": "subj01", "roi": "EBA", "metric": "encoding_r", "split": "test", "value": i / 1000,
-               "selected": 1, "data_source": "real"}
-        scores.append((sid, *[row.get(c, q._DB_DEFAULTS.get(c)) for c in SCORE_DB_COLUMNS]))
+        rows.append({"model": f"m{i:03d}", "layer": "l0", "layer_index": 0, "benchmark": BENCH, "dataset": "nsd",
+                     "subject": "subj01", "roi": "EBA", "metric": "encoding_r", "split": "test", "value": i / 1000,
+                     "selected": True, "data_source": "real"})
+    scores = [(s[0], *r) for s, r in zip(subs, q.table_rows("scores", rows))]
     with db.transaction() as tx:
         tx.executemany("INSERT INTO submissions (id, benchmarks, model_name, metadata, status, created, updated) "
                        "VALUES (?, ?, ?, ?, 'scored', ?, ?)", subs)
@@ -203,8 +188,8 @@ BAD_METADATA = [
 ]
 
 
-def test_bad_metadata_rejected_at_upload_naming_the_field(board, tmp_path, ids):
-    ok = _valid(tmp_path, ids)
+def test_bad_metadata_rejected_at_upload_naming_the_field(board, tmp_path, board_ids):
+    ok = _valid(tmp_path, board_ids)
     sids = []
     for i, (md, field) in enumerate(BAD_METADATA):
         p = _rewrite(ok, tmp_path / f"bad{i}.zip", manifest=_md(**md))
@@ -220,9 +205,9 @@ def test_bad_metadata_rejected_at_upload_naming_the_field(board, tmp_path, ids):
     _all_routes_ok(board.client, board.db, sids)
 
 
-def test_bad_layer_names_rejected(board, tmp_path, ids, data):
+def test_bad_layer_names_rejected(board, tmp_path, board_ids, board_data):
     """Layer names are checked like metadata (a NUL in one was a 202, then a failed PostgreSQL write)."""
-    ok = _valid(tmp_path, ids)
+    ok = _valid(tmp_path, board_ids)
     for i, name in enumerate(["l\ud800", "a\x00b", "\u200b", "x\u202ey", "y" * 201]):
         def f(man):
             man["layers"][0]["name"] = name
@@ -231,13 +216,13 @@ def test_bad_layer_names_rejected(board, tmp_path, ids, data):
         p = _rewrite(ok, tmp_path / f"layer{i}.zip", manifest=f)
         r = board.post(p)
         assert r.status_code == 422 and "layers[0].name" in r.json()["reason"], r.text
-        worker_view = check_bundle(p, data=data)  # the worker runs the same validation: the same reason, no attempt
+        worker_view = check_bundle(p, data=board_data)  # the worker runs the same validation: the same reason, no attempt
         assert worker_view.status == "rejected" and worker_view.reason == r.json()["reason"]
 
 
-def test_ids_out_of_range_deep_manifest_and_dot_members(sqlite_board, tmp_path, ids):
+def test_ids_out_of_range_deep_manifest_and_dot_members(sqlite_board, tmp_path, board_ids):
     board = sqlite_board
-    ok = _valid(tmp_path, ids)
+    ok = _valid(tmp_path, board_ids)
     big = _rewrite(ok, tmp_path / "big.zip", manifest=lambda m: {**m, "stimulus_ids": [2**63] + m["stimulus_ids"][1:]})
     r = board.post(big)
     assert r.status_code == 422 and "stimulus_ids[0]" in r.json()["reason"] and "64-bit" in r.json()["reason"]
@@ -253,13 +238,13 @@ def test_ids_out_of_range_deep_manifest_and_dot_members(sqlite_board, tmp_path, 
     assert r.status_code == 422 and "appears twice" in r.json()["reason"]
 
 
-def test_submit_check_one_line_for_hostile_manifests(tmp_path, ids, nsd_root):
+def test_submit_check_one_line_for_hostile_manifests(tmp_path, board_ids, leaderboard_nsd):
     """`brainlid submit check` answers "rejected: ..." (exit 1) where it printed a traceback."""
     from click.testing import CliRunner
 
     from brainlid.cli import cli
 
-    ok = _valid(tmp_path, ids)
+    ok = _valid(tmp_path, board_ids)
     text = zipfile.ZipFile(ok).read("manifest.json").decode()
     cases = {
         "big.zip": dict(manifest=lambda m: {**m, "stimulus_ids": [2**64] + m["stimulus_ids"][1:]}),
@@ -268,23 +253,23 @@ def test_submit_check_one_line_for_hostile_manifests(tmp_path, ids, nsd_root):
     }
     for name, kw in cases.items():
         p = _rewrite(ok, tmp_path / name, **kw)
-        res = CliRunner().invoke(cli, ["submit", "check", str(p), "--data-root", str(nsd_root)])
+        res = CliRunner().invoke(cli, ["submit", "check", str(p), "--data-root", str(leaderboard_nsd)])
         assert res.exit_code == 1, res.output
         lines = res.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("rejected: ") and "Traceback" not in res.output, res.output
 
 
 # --------------------------------------------------------------------------- Found #5: one validator
-def test_string_ids_for_integer_benchmark_rejected_at_upload(sqlite_board, tmp_path, ids, data):
+def test_string_ids_for_integer_benchmark_rejected_at_upload(sqlite_board, tmp_path, board_ids, board_data):
     board = sqlite_board
-    p = write_bundle(tmp_path / "str.zip", _feats(ids.size), [str(i) for i in ids], [BENCH], {"model_name": "n"})
+    p = write_bundle(tmp_path / "str.zip", _feats(board_ids.size), [str(i) for i in board_ids], [BENCH], {"model_name": "n"})
     r = board.post(p)
     assert r.status_code == 422, r.text
     assert "expected type: integer" in r.json()["reason"] and "strings" in r.json()["reason"]
-    assert check_bundle(p, data=data).reason == r.json()["reason"]  # worker and upload agree
+    assert check_bundle(p, data=board_data).reason == r.json()["reason"]  # worker and upload agree
 
 
-def test_missing_benchmark_data_rejected_at_upload_without_server_paths(board_db_url, tmp_path, ids, monkeypatch):
+def test_missing_benchmark_data_rejected_at_upload_without_server_paths(board_db_url, tmp_path, board_ids, monkeypatch):
     """A board without the benchmark's data says so at upload (422), never queues it, and shows no server path."""
     from starlette.testclient import TestClient
 
@@ -296,7 +281,7 @@ def test_missing_benchmark_data_rejected_at_upload_without_server_paths(board_db
     monkeypatch.setenv("BRAINLID_DATA", str(missing))
     app = create_app(board_db_url, storage=store, data_root=missing, workers=0)
     token = q.create_team(app.state.db, "lab")
-    p = _valid(tmp_path, ids)
+    p = _valid(tmp_path, board_ids)
     with TestClient(app, raise_server_exceptions=False) as c:
         r = c.post("/api/submissions", content=p.read_bytes(), headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 422, r.text
@@ -329,26 +314,26 @@ def test_public_reason_removes_paths():
 
 
 # --------------------------------------------------------------------------- Found #8 + the constant layer
-def test_constant_layer_message(tmp_path, ids, data):
+def test_constant_layer_message(tmp_path, board_ids, board_data):
     """An all-zero 40×8 layer is rejected at validation with a message that says what is wrong.
 
     Decision: reject (not accept) — a layer that is the same vector for every stimulus carries no
     information; its encoding r and LID are undefined, so scoring could only fail later.
     """
-    feats = _feats(ids.size)
-    feats["l1"] = np.zeros((ids.size, 8), np.float32)
-    p = write_bundle(tmp_path / "zero.zip", feats, ids, [BENCH], {"model_name": "n"})
-    with pytest.raises(BundleError, match=rf"layer 'l1' is constant: all {ids.size} rows are the same vector \(all values are 0\)"):
-        validate_bundle(p, published_ids=data.ids)
-    feats["l1"] = np.tile(np.arange(8, dtype=np.float32), (ids.size, 1))
-    p = write_bundle(tmp_path / "const.zip", feats, ids, [BENCH], {"model_name": "n"})
-    rep = check_bundle(p, data=data)
+    feats = _feats(board_ids.size)
+    feats["l1"] = np.zeros((board_ids.size, 8), np.float32)
+    p = write_bundle(tmp_path / "zero.zip", feats, board_ids, [BENCH], {"model_name": "n"})
+    with pytest.raises(BundleError, match=rf"layer 'l1' is constant: all {board_ids.size} rows are the same vector \(all values are 0\)"):
+        validate_bundle(p, published_ids=board_data.ids)
+    feats["l1"] = np.tile(np.arange(8, dtype=np.float32), (board_ids.size, 1))
+    p = write_bundle(tmp_path / "const.zip", feats, board_ids, [BENCH], {"model_name": "n"})
+    rep = check_bundle(p, data=board_data)
     assert rep.status == "rejected" and "constant" in rep.reason and "identical" not in rep.reason
     feats["l1"][3, 5] += 1e-3  # one differing value is enough: accepted
-    assert validate_bundle(write_bundle(tmp_path / "v.zip", feats, ids, [BENCH], {"model_name": "n"})).features["l1"].shape == (ids.size, 8)
+    assert validate_bundle(write_bundle(tmp_path / "v.zip", feats, board_ids, [BENCH], {"model_name": "n"})).features["l1"].shape == (board_ids.size, 8)
 
 
-def test_headers_csp_and_token(sqlite_board, tmp_path, ids):
+def test_headers_csp_and_token(sqlite_board, tmp_path, board_ids):
     board = sqlite_board
     r = board.client.get("/")
     csp = r.headers["content-security-policy"]
@@ -361,7 +346,7 @@ def test_headers_csp_and_token(sqlite_board, tmp_path, ids):
         digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
         assert f"{directive} 'sha256-{digest}'" in csp
     assert r.headers["x-frame-options"] == "DENY"
-    p = _valid(tmp_path, ids)
+    p = _valid(tmp_path, board_ids)
     r = board.client.post("/api/submissions", content=p.read_bytes(), headers={"X-Brainlid-Token": board.token})
     assert r.status_code == 401  # the undocumented header is gone: Authorization: Bearer only
 
@@ -479,7 +464,7 @@ def test_data_source_and_benchmark_version_shown(tmp_path):
     assert csvrows["syn"]["data_source"] == "synthetic" and csvrows["old"]["benchmark_version"] == str(cur - 1)
 
 
-def test_rescore_requeues_old_versions_and_keeps_the_old_scores(tmp_path, ids, data):
+def test_rescore_requeues_old_versions_and_keeps_the_old_scores(tmp_path, board_ids, board_data):
     from click.testing import CliRunner
 
     from brainlid.cli import cli
@@ -488,7 +473,7 @@ def test_rescore_requeues_old_versions_and_keeps_the_old_scores(tmp_path, ids, d
 
     cur = int(get_benchmark(BENCH).version)
     db = Database(tmp_path / "b.sqlite")
-    bundle = _valid(tmp_path, ids)
+    bundle = _valid(tmp_path, board_ids)
     _store_entry(db, "old", model="net", version=cur - 1)
     _store_entry(db, "now", model="net2", version=cur)
     db.execute("UPDATE submissions SET bundle_path = ? WHERE id IN ('old', 'now')", (str(bundle),))
@@ -498,7 +483,7 @@ def test_rescore_requeues_old_versions_and_keeps_the_old_scores(tmp_path, ids, d
     assert len(new) == 1 and new[0]["rescore_of"] == "old" and new[0]["status"] == "queued"
     again = CliRunner().invoke(cli, ["leaderboard", "rescore", "--db", str(db.path)])
     assert "re-queued 0" in again.output  # nothing queued twice
-    assert Worker(db, data).run_once()["status"] == "scored"
+    assert Worker(db, board_data).run_once()["status"] == "scored"
     vers = {r["submission_id"]: r["v"] for r in db.query("SELECT submission_id, MIN(benchmark_version) AS v FROM scores "
                                                           "GROUP BY submission_id")}
     assert vers == {"old": cur - 1, "now": cur, new[0]["id"]: cur}  # old scores kept, new set under the current version
