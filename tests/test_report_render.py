@@ -6,7 +6,6 @@ image loads and has a caption, no console errors. The screenshot is kept in ``te
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -16,8 +15,6 @@ import pytest
 
 from brainlid import analysis, plotting
 from brainlid.scoring.tables import geometry_frame, score_frame
-
-from test_leaderboard_site import _chromium  # noqa: E402  (tests/ is on sys.path under pytest's rootdir)
 
 KS = (5, 10, 20, 50, 100)
 GLOBALS = ("participation_ratio", "pca90", "pca95", "pca99", "twonn", "mle_full")
@@ -97,9 +94,7 @@ def demo_style_report(out: Path) -> Path:
                            title="brainlid demo-style report — SYNTHETIC", notes=["Synthetic data <b>only</b>."])
 
 
-def test_report_renders_at_1280_px(tmp_path):
-    if _chromium() is None or not os.path.exists("/usr/bin/chromedriver"):
-        pytest.skip("chromium and /usr/bin/chromedriver are needed (Debian: apt-get install chromium chromium-driver)")
+def test_report_renders_at_1280_px(tmp_path, chromium):
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
@@ -111,7 +106,7 @@ def test_report_renders_at_1280_px(tmp_path):
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1000",
                  "--disable-dev-shm-usage", "--hide-scrollbars"):
         opts.add_argument(flag)
-    opts.binary_location = _chromium()
+    opts.binary_location = chromium
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     art = Path(__file__).resolve().parents[1] / "test-artifacts"
     art.mkdir(exist_ok=True)
