@@ -6,7 +6,7 @@ Two measurements against ``brainlid leaderboard serve`` on 127.0.0.1 (a subproce
   ``n`` uploads (200; ``--quick``: 50) each send 20 kB in 10 pieces 0.3 s apart (then are
   validated and rejected: not zips). Reported: p50 / p99 of each path idle and busy, and the
   busy/idle ratios (machine speed cancels out); the goal is a busy p99 under 1 s.
-  (:func:`brainlid.leaderboard._testing.uploads_and_pages`, the generator the test uses.)
+  (:func:`tests.leaderboard.harness.uploads_and_pages`, the generator the test uses.)
 * **page at 5,000 entries vs at 100** — two boards filled with scored entries (one score row
   each, written straight into the database); ``GET /`` (first page, default 100 rows) and
   ``GET /api/leaderboard`` timed interleaved (median of ``repeats``); goal ≤ 2× (pagination).
@@ -68,7 +68,7 @@ def _get(url: str) -> bytes:
 
 def main(quick: bool = False) -> None:
     from brainlid.leaderboard import queue as q
-    from brainlid.leaderboard._testing import ServiceProcess, uploads_and_pages
+    from tests.leaderboard.harness import ServiceProcess, uploads_and_pages
     from brainlid.leaderboard.db import Database
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_leaderboard_"))
