@@ -357,6 +357,7 @@ def parse_size(text) -> int:
 
 
 def fmt_size(n: float) -> str:
+    """A byte count for people: ``512`` → ``"512 B"``, ``3_500_000`` → ``"3.3 MiB"`` (binary units, up to TiB)."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
             return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
