@@ -76,6 +76,7 @@ def cache_key(components: dict) -> str:
 
 
 def file_sha256(path) -> str:
+    """SHA-256 hex digest of a file's bytes, read in 4 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
@@ -140,9 +141,11 @@ class CacheEntry:
 
     # reading -------------------------------------------------------------------------------
     def is_complete(self) -> bool:
+        """Whether the entry is complete: its ``manifest.json`` exists (written last)."""
         return self.manifest_path.is_file()
 
     def manifest(self) -> dict:
+        """The entry's ``manifest.json`` (shape, dtype, SHA-256, provenance); unreadable → :class:`CorruptEntryError`."""
         try:
             return json.loads(self.manifest_path.read_text())
         except (OSError, ValueError) as exc:
@@ -163,6 +166,7 @@ class CacheEntry:
 
     # writing (call under lock()) --------------------------------------------------------------
     def lock(self, blocking: bool = True):
+        """A context manager holding the entry's ``fcntl`` lock (one writer at a time)."""
         return _flock(self.lock_path, blocking)
 
     def discard(self) -> None:
@@ -214,6 +218,7 @@ class CacheEntry:
         return np.unpackbits(bits, count=n).astype(bool)
 
     def write_rows(self, start: int, X: np.ndarray) -> None:
+        """Write ``X (n_rows, n_features)`` into the open data memmap from row ``start`` (not yet marked done)."""
         self._mm[start : start + X.shape[0]] = X
 
     def mark(self, start: int, stop: int) -> None:
@@ -257,6 +262,7 @@ class CacheEntry:
         self.finalize(manifest)
 
     def close(self) -> None:
+        """Release the data memmap opened for writing."""
         if self._mm is not None:
             del self._mm
         self._mm = None
@@ -264,6 +270,8 @@ class CacheEntry:
 
 @dataclass
 class EntryInfo:
+    """One cache entry as listed by :meth:`FeatureCache.entries`: key, folder, model, layer, shape, dtype, bytes, dates."""
+
     key: str
     path: Path
     model: str
@@ -285,6 +293,7 @@ class FeatureCache:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def entry(self, key: str) -> CacheEntry:
+        """The :class:`CacheEntry` of a 64-hex-digit ``key`` (it need not exist yet)."""
         if not re.fullmatch(r"[0-9a-f]{64}", key):
             raise InputError(f"not a cache key: {key!r}")
         return CacheEntry(self.root, key)

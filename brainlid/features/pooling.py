@@ -172,6 +172,7 @@ class Reduction:
         return cls(m.group(1), int(m.group(2)), int(m.group(3) or 0))
 
     def to_dict(self) -> dict:
+        """The reduction as a JSON-able dict (method, components, seed; PCA also its fit set's name and ids digest), as cache keys use it."""
         d = {"method": self.method, "n_components": self.n_components, "seed": self.seed}
         if self.method == "pca":
             d["fit_name"] = self.fit_name

@@ -115,10 +115,12 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
+        """A :class:`Preprocess` from :meth:`to_dict` output (unknown keys, e.g. ``source``, ignored)."""
         known = {k: v for k, v in d.items() if k in {"resize", "crop", "scale", "mean", "std", "to_rgb", "interpolation"}}
         return cls(**known)
 
     def describe(self) -> str:
+        """The preprocessing as one canonical JSON line (sorted keys)."""
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:

@@ -45,6 +45,7 @@ class Features(Mapping):
 
     @property
     def layers(self) -> list[str]:
+        """The layer names, in stored order."""
         return list(self._arrays)
 
     def __repr__(self):
