@@ -155,6 +155,15 @@ def alpha_edge_fraction(at_edge, n_alphas: int, axis=0):
     return at_edge.mean(axis=axis)
 
 
+ALPHA_SCALES = ("relative", "absolute")  #: the meanings of an α grid (see the module docstring)
+
+
+def check_alpha_scale(alpha_scale: str) -> None:
+    """Raise :class:`InputError` unless ``alpha_scale`` is one of :data:`ALPHA_SCALES`."""
+    if alpha_scale not in ALPHA_SCALES:
+        raise InputError(f"alpha_scale must be 'relative' or 'absolute', got {alpha_scale!r}")
+
+
 def kfold_indices(n: int, n_folds: int, seed: int | None = 0, shuffle: bool = True) -> list[np.ndarray]:
     """Row indices of ``n_folds`` folds of (almost) equal size; shuffled with ``seed`` when ``shuffle``."""
     order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
@@ -285,8 +294,7 @@ def ridge_cv_fit_predict(
     X, Y, Xt, al, n_folds = _check_inputs(X_train, Y_train, X_test, alphas, n_folds)
     if dtype not in ("float32", "float64"):
         raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    if alpha_scale not in ("absolute", "relative"):
-        raise InputError(f"alpha_scale must be 'absolute' or 'relative', got {alpha_scale!r}")
+    check_alpha_scale(alpha_scale)
     B = get_backend(backend)
     n, p = X.shape
     t_all = Y.shape[1]

@@ -48,8 +48,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ._ridge import (DEFAULT_ALPHAS, RELATIVE_ALPHAS, RidgeResult, alpha_edge_fraction, kfold_indices,
-                     ridge_cv_fit_predict)
+from ._ridge import (DEFAULT_ALPHAS, RELATIVE_ALPHAS, RidgeResult, alpha_edge_fraction, check_alpha_scale,
+                     kfold_indices, ridge_cv_fit_predict)
+from ..data.reliability import pearson_columns
 from ..features.pooling import fit_pca
 from .ceiling import normalise_r, normalise_r2
 from .uncertainty import bootstrap_counts, bootstrap_unit_sums
@@ -78,21 +79,9 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- per-column scores
-def pearson_r_columns(y_true, y_pred) -> np.ndarray:
-    """Pearson r between matching columns of two ``(n, t)`` arrays (float64 accumulation).
-
-    A column whose prediction or truth is constant gets r = 0 (no linear association
-    can be measured), never NaN.
-    """
-    a = np.asarray(y_true, dtype=np.float64)
-    b = np.asarray(y_pred, dtype=np.float64)
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    num = np.einsum("ij,ij->j", a, b)
-    den = np.sqrt(np.einsum("ij,ij->j", a, a) * np.einsum("ij,ij->j", b, b))
-    ok = den > 1e-12 * np.maximum(1.0, np.sqrt(np.einsum("ij,ij->j", a, a)))
-    r = np.where(ok, num / np.where(ok, den, 1.0), 0.0)
-    return np.clip(r, -1.0, 1.0)
+#: Pearson r between matching columns (:func:`brainlid.data.reliability.pearson_columns`: float64 sums,
+#: r = 0 for a constant column, float32 result); the name of the one per-column Pearson in this module
+pearson_r_columns = pearson_columns
 
 
 def r2_columns(y_true, y_pred) -> np.ndarray:
@@ -111,30 +100,11 @@ def r2_columns(y_true, y_pred) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- PCA on the training rows
 def pca_fit_transform(train, test, n_components: int, seed: int | None = 0):
-    """Project ``train`` and ``test`` on the first ``n_components`` PCs of ``train`` (fit on train only).
-
-    Uses scikit-learn's ``PCA`` (exact or randomized SVD chosen by shape, ``random_state=seed``).
-    ``n_components`` larger than ``min(n_train, n_features)`` is reduced to it with a warning.
-
-    Returns
-    -------
-    train_pcs, test_pcs : ndarray of shape (n_train, k), (n_test, k) float32
-    """
-    from sklearn.decomposition import PCA
-
-    n_components = int(n_components)
-    if n_components < 1:
-        raise InputError(f"pca must be a positive number of components, got {n_components}")
-    k_max = min(train.shape)
-    if n_components > k_max:
-        warnings.warn(
-            f"pca={n_components} exceeds min(n_train, n_features)={k_max}; using {k_max} components",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        n_components = k_max
-    model = PCA(n_components=n_components, random_state=seed).fit(train)
-    return model.transform(train).astype(np.float32), model.transform(test).astype(np.float32)
+    """Deprecated: :func:`train_pca`, the one train-only PCA policy of encoding (rescaled features; a
+    number of components >= ``min(n_train, n_features)`` keeps every feature, without a warning)."""
+    warnings.warn("brainlid.alignment.encoding.pca_fit_transform is deprecated; use train_pca (same train-only "
+                  "PCA, features rescaled first)", DeprecationWarning, stacklevel=2)
+    return train_pca(np.asarray(train), np.asarray(test), n_components, seed)
 
 
 # ----------------------------------------------------------------------------- the one encoding fit
@@ -148,17 +118,15 @@ def unit_scores(Y_true: np.ndarray, Y_pred: np.ndarray) -> tuple[np.ndarray, np.
     y = np.asarray(Y_true, dtype=np.float64)
     p = np.asarray(Y_pred, dtype=np.float64)
     yc = y - y.mean(axis=0)
-    pc = p - p.mean(axis=0)
     sst = (yc**2).sum(axis=0)
     sse = ((y - p) ** 2).sum(axis=0)
-    den = np.sqrt(sst * (pc**2).sum(axis=0))
     ok = sst > 1e-12
-    r = np.where(den > 1e-300, (yc * pc).sum(axis=0) / np.where(den > 1e-300, den, 1.0), 0.0)
     r2 = np.where(ok, 1.0 - sse / np.where(ok, sst, 1.0), 0.0)
-    return r.astype(np.float32), r2.astype(np.float32)
+    return pearson_columns(y, p), r2.astype(np.float32)
 
 
-def train_pca(X_fit: np.ndarray, X_eval: np.ndarray, n_components: int | None, seed: int | None = 0):
+def train_pca(X_fit: np.ndarray, X_eval: np.ndarray, n_components: int | None, seed: int | None = 0,
+              dtype=np.float32):
     """The one train-only PCA policy of encoding: rescale, then project on the fit rows' PCs.
 
     One global rescaling first (the RMS of the centred fit features, in float64): the PCA and the
@@ -174,19 +142,26 @@ def train_pca(X_fit: np.ndarray, X_eval: np.ndarray, n_components: int | None, s
     X_eval : array of shape (n_eval, n_features)
     n_components : int or None
     seed : int or None
+    dtype : numpy dtype
+        Of the rescaled features (the PCs are float32, :func:`~brainlid.features.pooling.fit_pca`).
 
     Returns
     -------
-    fit, eval : float32 arrays of shape (n_fit, k), (n_eval, k)
+    fit, eval : arrays of shape (n_fit, k), (n_eval, k)
     """
+    return _train_pca(X_fit, X_eval, n_components, seed, dtype)[:2]
+
+
+def _train_pca(X_fit, X_eval, n_components, seed, dtype):
+    """:func:`train_pca` and the rescaling factor ``sx`` (features / sx were projected)."""
     mean = X_fit.mean(axis=0, dtype=np.float64)
-    msq = float(np.mean(np.square(X_fit - mean)))
+    msq = _mean_square_deviation(X_fit)
     sx = np.sqrt(msq) if msq > 0 and np.isfinite(msq) else 1.0
-    Xs, Es = ((X_fit - mean) / sx).astype(np.float32), ((X_eval - mean) / sx).astype(np.float32)
+    Xs, Es = ((X_fit - mean) / sx).astype(dtype), ((X_eval - mean) / sx).astype(dtype)
     if n_components is None or n_components >= min(X_fit.shape):
-        return Xs, Es
+        return Xs, Es, sx
     m, comps = fit_pca(Xs, int(n_components), seed=seed)
-    return (Xs - m) @ comps.T, (Es - m) @ comps.T
+    return (Xs - m) @ comps.T, (Es - m) @ comps.T, sx
 
 
 class EncodeResult(NamedTuple):
@@ -197,8 +172,9 @@ class EncodeResult(NamedTuple):
     score still improves (:meth:`RidgeResult.unbracketed`); ``n_alphas``: grid size; ``boot``: metric →
     ``(n_boot[, n_times])`` sums over units of the score on each stimulus resample
     (:func:`brainlid.alignment.uncertainty.bootstrap_unit_sums`), or None without a bootstrap;
-    ``pred``: the held-out predictions ``(n_eval, n_units[, n_times])`` float32; ``alpha``: the chosen
-    absolute α per unit (float64, same shape as ``r``); ``solver``: the ridge form used.
+    ``pred``: the held-out predictions ``(n_eval, n_units[, n_times])`` (float32; float64 with
+    ``dtype="float64"``); ``alpha``: the chosen α per unit as a penalty in the units of the input
+    features (float64, same shape as ``r``); ``solver``: the ridge form used.
     """
 
     r: np.ndarray
@@ -243,23 +219,31 @@ def fit_encoding(X_fit, Y_fit, X_eval, Y_eval, *, pca: int | None = None, alphas
         Stimulus resamples of the bootstrap (none below 10 or with fewer than 2 eval stimuli).
     cv_seed : int or None
         Seed of the inner fold shuffle (scoring keeps 0 whatever the benchmark's seed).
-    alpha_scale, center, backend, dtype, n_targets_batch
+    alpha_scale : {"relative", "absolute"}
+        ``"absolute"``: ``alphas`` are penalties in the units of the input features (the rescaling
+        of :func:`train_pca` is undone on them: the same fit as without it).
+    center, backend, dtype, n_targets_batch
         As in :func:`ridge_cv_fit_predict`.
 
     Returns
     -------
     EncodeResult
     """
-    Xf, Xe = train_pca(X_fit, X_eval, pca, seed)
+    check_alpha_scale(alpha_scale)
+    fdtype = np.float32 if dtype == "float32" else np.float64
+    Xf, Xe, sx = _train_pca(X_fit, X_eval, pca, seed, fdtype)
+    alphas = np.asarray(alphas)
+    if alpha_scale == "absolute":  # the ridge sees features / sx: penalties / sx² give the same fit
+        alphas = alphas / (sx * sx)
     shape = Y_eval.shape
     Yf = Y_fit.reshape(Y_fit.shape[0], -1)
     n_cv = int(min(n_folds, Xf.shape[0]))
     res = ridge_cv_fit_predict(
-        np.ascontiguousarray(Xf, dtype=np.float32), np.ascontiguousarray(Yf, dtype=np.float32),
-        np.ascontiguousarray(Xe, dtype=np.float32), alphas=np.asarray(alphas), n_folds=n_cv, center=center,
+        np.ascontiguousarray(Xf, dtype=fdtype), np.ascontiguousarray(Yf, dtype=fdtype),
+        np.ascontiguousarray(Xe, dtype=fdtype), alphas=alphas, n_folds=n_cv, center=center,
         alpha_scale=alpha_scale, backend=backend, dtype=dtype, n_targets_batch=n_targets_batch, seed=cv_seed,
     )
-    pred = np.asarray(res.predictions, dtype=np.float32).reshape(shape)
+    pred = np.asarray(res.predictions, dtype=fdtype).reshape(shape)
     r, r2 = unit_scores(Y_eval, pred)
     n_eval, n_boot = int(shape[0]), int(n_boot)
     boot = None
@@ -267,7 +251,7 @@ def fit_encoding(X_fit, Y_fit, X_eval, Y_eval, *, pca: int | None = None, alphas
         counts = bootstrap_counts(n_eval, n_boot, np.random.default_rng(seed))
         boot = bootstrap_unit_sums(Y_eval, pred, counts, metrics=("r2", "r"))
     return EncodeResult(r, r2, res.at_grid_edge.reshape(shape[1:]), res.unbracketed().reshape(shape[1:]),
-                        int(res.alphas.size), boot, pred, res.best_alphas.reshape(shape[1:]), res.solver)
+                        int(res.alphas.size), boot, pred, (res.best_alphas * (sx * sx)).reshape(shape[1:]), res.solver)
 
 
 def fit_encoding_params(X_fit, Y_fit, X_eval, Y_eval, params) -> EncodeResult:
@@ -486,15 +470,12 @@ def encoding_scores(
         raise InputError(f"features have NaN/inf in {bad.size} stimuli (first rows: {bad[:5].tolist()})")
     if outer_aggregate not in ("pooled", "mean"):
         raise InputError(f"outer_aggregate must be 'pooled' or 'mean', got {outer_aggregate!r}")
-    if alpha_scale not in ("relative", "absolute"):
-        raise InputError(f"alpha_scale must be 'relative' or 'absolute', got {alpha_scale!r}")
+    check_alpha_scale(alpha_scale)
+    if pca is not None and int(pca) < 1:
+        raise InputError(f"pca must be a positive number of components, got {pca}")
     n = X.shape[0]
     n_units = Y.shape[1]
     n_times = Y.shape[2] if Y.ndim == 3 else None
-    if alpha_scale == "relative":  # one global scale (float64): PCA and ridge see O(1) numbers
-        msq = _mean_square_deviation(X)
-        if msq > 0 and np.isfinite(msq):
-            X = np.asarray(X / np.sqrt(msq), dtype=X.dtype if X.dtype.kind == "f" else np.float64)
 
     # outer split(s)
     if (train is None) != (test is None):
@@ -541,15 +522,11 @@ def encoding_scores(
     kept = np.flatnonzero(ok_units)
     Yk = Y[:, kept].reshape(n, -1)  # (n, kept * times)
 
-    def fit_one(Xs, Ys, tr, te):
-        Xtr, Xte = Xs[tr], Xs[te]
-        if pca is not None:
-            Xtr, Xte = pca_fit_transform(Xtr, Xte, pca, seed=seed)
-        res = ridge_cv_fit_predict(
-            Xtr, Ys[tr], Xte, alphas=alphas, n_folds=n_folds, center=center, backend=backend,
-            n_targets_batch=n_targets_batch, seed=seed, dtype=dtype, alpha_scale=alpha_scale,
-        )
-        return res.predictions, res.best_alphas, res.solver, res.at_grid_edge, res.unbracketed()
+    def fit_one(Xs, Ys, tr, te):  # the one encoding pipeline (scoring's): train-only PCA, ridge, scores
+        fit = fit_encoding(Xs[tr], Ys[tr], Xs[te], Ys[te], pca=pca, alphas=alphas, n_folds=n_folds, seed=seed,
+                           cv_seed=seed, alpha_scale=alpha_scale, center=center, backend=backend, dtype=dtype,
+                           n_targets_batch=n_targets_batch)
+        return fit.pred, fit.alpha, fit.solver, fit.at_edge, fit.unbracketed
 
     n_t = Yk.shape[1]
     fold_preds, fold_alphas, solver = [], [], None
@@ -573,27 +550,18 @@ def encoding_scores(
         fold_preds.append(pred)
         fold_alphas.append(alph)
 
+    te_all = np.concatenate([te for _, te in splits])
+    pred_all = np.concatenate(fold_preds, axis=0)
     if len(splits) == 1 or outer_aggregate == "pooled":
-        te_all = np.concatenate([te for _, te in splits])
-        pred_all = np.concatenate(fold_preds, axis=0)
-        r = pearson_r_columns(Yk[te_all], pred_all)
-        r2 = r2_columns(Yk[te_all], pred_all)
+        r, r2 = unit_scores(Yk[te_all], pred_all)
     else:
-        r = np.mean([pearson_r_columns(Yk[te], p) for (_, te), p in zip(splits, fold_preds)], axis=0)
-        r2 = np.mean([r2_columns(Yk[te], p) for (_, te), p in zip(splits, fold_preds)], axis=0)
-        te_all = np.concatenate([te for _, te in splits])
-        pred_all = np.concatenate(fold_preds, axis=0)
+        per_fold = [unit_scores(Yk[te], p) for (_, te), p in zip(splits, fold_preds)]
+        r, r2 = (np.mean([f[i] for f in per_fold], axis=0) for i in (0, 1))
     alpha = np.exp(np.mean(np.log(np.stack(fold_alphas)), axis=0))
 
     shape = (kept.size,) if n_times is None else (kept.size, n_times)
     edge_fraction = alpha_edge_fraction(edge.reshape(shape), np.size(alphas))
-    worst = float(np.max(unbr.reshape(shape).mean(axis=0)))
-    if worst > 0.5:
-        warnings.warn(
-            f"for {worst:.0%} of the units the ridge α is an end of the grid and the inner CV still improves towards "
-            "it (the grid does not bracket the optimum); widen alphas",
-            RuntimeWarning, stacklevel=2,
-        )
+    warn_alpha_edges(unbr.reshape(shape), "encoding_scores", stacklevel=3)
     out = EncodingScores(
         r=r.reshape(shape).astype(np.float32),
         r2=r2.reshape(shape).astype(np.float32),
@@ -822,8 +790,7 @@ def banded_encoding_scores(
     finally:
         set_backend(previous)
     Yte = Y[te]
-    r = pearson_r_columns(Yte, pred)
-    r2 = r2_columns(Yte, pred)
+    r, r2 = unit_scores(Yte, pred)
     # per-space split of R² (himalaya's r2_score_split convention: sums to the total R²)
     from himalaya.scoring import r2_score_split
 

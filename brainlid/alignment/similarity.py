@@ -529,7 +529,7 @@ def ridge_r2(A, B, *, n_components: int | None = 300, alphas=None, n_folds: int 
     """
     from sklearn.model_selection import KFold
 
-    from ._ridge import DEFAULT_ALPHAS, RELATIVE_ALPHAS, ridge_cv_fit_predict
+    from ._ridge import DEFAULT_ALPHAS, RELATIVE_ALPHAS, check_alpha_scale, ridge_cv_fit_predict
 
     A, B = _pair(A, B)
     n = A.shape[0]
@@ -537,8 +537,7 @@ def ridge_r2(A, B, *, n_components: int | None = 300, alphas=None, n_folds: int 
         raise InputError(f"n_folds must be in [2, n_stimuli={n}]; got {n_folds}")
     if multioutput not in ("variance_weighted", "uniform_average"):
         raise InputError(f"multioutput must be 'variance_weighted' or 'uniform_average'; got {multioutput!r}")
-    if alpha_scale not in ("relative", "absolute"):
-        raise InputError(f"alpha_scale must be 'relative' or 'absolute', got {alpha_scale!r}")
+    check_alpha_scale(alpha_scale)
     if alphas is None:
         alphas = RELATIVE_ALPHAS if alpha_scale == "relative" else DEFAULT_ALPHAS
     kf = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
