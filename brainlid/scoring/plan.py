@@ -49,7 +49,10 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError
-from .benchmarks import Benchmark, get_benchmark
+from ..features import Features, layer_selectors, load_model, resolve_layer_names, resolve_layers
+from . import baselines as bl
+from .baselines import PIXELS_MODEL
+from .benchmarks import Benchmark, get_benchmark, load_benchmark_data
 
 __all__ = [
     "SOURCES", "ModelPlan", "Group", "BenchPlan", "GridPlan", "plan_grid", "named_models", "model_name",
@@ -83,8 +86,6 @@ def model_name(key: str, handle_or_spec, explicit_names: bool) -> str:
     """
     if explicit_names:
         return str(key)
-    from ..features import load_model
-
     return str(load_model(handle_or_spec).model_id)
 
 
@@ -102,9 +103,7 @@ def default_layers(model) -> list[str]:
         Dotted module names in module order (``["conv1", ..., "layer4", "avgpool", "fc"]`` for a
         torchvision ResNet; ``["gray", "hidden.0", "hidden.1", "embed", "head"]`` for the demo MLP).
     """
-    from torch import nn
-
-    from ..features import load_model
+    from torch import nn  # heavy: torch (only when the default layers are asked for)
 
     def expand(prefix: str, module) -> list[str]:
         out = []
@@ -145,8 +144,6 @@ def resolve_model_layers(key: str, model, layers) -> list[str]:
     InputError
         A mapping without an entry for ``key``, or a selector that matches no module.
     """
-    from ..features import load_model, resolve_layers
-
     handle = load_model(model)
     sel = _selectors_of(key, layers)
     return resolve_layers(handle.module, sel if sel else default_layers(handle))
@@ -169,8 +166,6 @@ def _resolve_shared(key: str, handle, selectors: list[str], matched: set) -> lis
     CNN); :func:`plan_grid` raises when one matches no model at all. ``matched`` collects the
     selectors that matched here.
     """
-    from ..features import resolve_layers
-
     mine, first_error = [], None
     for sel in selectors:
         try:
@@ -194,8 +189,6 @@ def _features_layers(key: str, feats, layers, shared: list[str] | None, matched:
     for ``key``), in the order given; with a selection ``shared`` by several models, the
     selectors that match (collected in ``matched``).
     """
-    from ..features import resolve_layer_names
-
     if shared is not None:
         mine = [s for s in shared if _matches(feats.layers, s)]
         matched.update(mine)
@@ -211,8 +204,6 @@ def _features_layers(key: str, feats, layers, shared: list[str] | None, matched:
 
 
 def _matches(names: list[str], selector: str) -> bool:
-    from ..features import resolve_layer_names
-
     try:
         resolve_layer_names(names, [selector])
     except InputError:
@@ -254,8 +245,6 @@ def benchmark_inputs(bench: Benchmark | str, data_root=None):
         brain = load_benchmark_rdms(bench, data_root)
         stimuli = brain.stimuli
     else:
-        from .benchmarks import load_benchmark_data
-
         stimuli, brain = load_benchmark_data(bench, data_root)
     if stimuli is None:
         raise InputError(f"benchmark {bench.id} has no stimulus images: pass features to score_features instead")
@@ -378,8 +367,6 @@ class GridPlan:
     def groups(self, bench: Benchmark, ids: np.ndarray, geometry: _Once | None = None) -> list[Group]:
         """The groups of one benchmark whose LID stimulus ids are ``ids``; ``geometry`` carries the
         (model, LID ids) pairs already measured (a fresh one: every group measures geometry)."""
-        from .baselines import PIXELS_MODEL
-
         geometry = geometry if geometry is not None else _Once()
         token = hashlib.sha1(np.ascontiguousarray(ids).tobytes()).hexdigest()
 
@@ -436,9 +423,6 @@ def plan_grid(
         No model or no benchmark, an unknown baseline, a layers mapping missing a model, an
         unknown layer, or two models that would get the same table name.
     """
-    from ..features import Features, layer_selectors, load_model
-    from . import baselines as bl
-
     named, explicit = named_models(models)
     benches = [benchmarks] if isinstance(benchmarks, (str, Benchmark)) else list(benchmarks)
     if not benches or not named:
@@ -473,8 +457,6 @@ def plan_grid(
         rname = None if rspec is None else (f"{name}@random" if explicit else rspec)
         plans.append(ModelPlan(key, name, spec, lay, rspec, rname))
     if shared is not None and len(matched) < len(shared):
-        from ..features import resolve_layer_names, resolve_layers
-
         bad = next(s for s in shared if s not in matched)
         first = next(iter(named.values()))
         try:  # the single-model message names close matches
