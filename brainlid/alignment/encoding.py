@@ -1,11 +1,16 @@
 """Voxelwise (unit-wise) encoding models: features → brain responses by cross-validated ridge.
 
+One topic: the one encoding pipeline (:func:`fit_encoding`, which the scoring cell and
+:func:`encoding_scores` both call) and the ways to run it (explicit split or outer folds, time-resolved,
+joined to a :class:`~brainlid.data.BrainData`, banded over several feature spaces).
+
 Pipeline (METHODS.md §6)
 ------------------------
 1. Split the stimuli into training and test rows: an explicit ``train``/``test`` split,
    or ``n_outer_folds`` shuffled outer folds (every stimulus is predicted once).
-2. Optionally reduce the features to ``pca`` principal components fitted on the
-   **training rows only** (Yu et al. 2026 used 300).
+2. Rescale the features by the RMS of the centred training rows and optionally reduce them to
+   ``pca`` principal components fitted on the **training rows only** (Yu et al. 2026 used 300;
+   :func:`train_pca` — ``pca >= min(n_train, n_features)`` keeps every feature).
 3. Fit a ridge per unit with α chosen per unit by inner K-fold CV over a log grid
    and refit on all training rows (:func:`ridge_cv_fit_predict`, centring on the
    training split = an intercept). The grid is **relative** by default
@@ -14,23 +19,23 @@ Pipeline (METHODS.md §6)
    or the responses are multiplied by a constant. The fraction of units whose α is an end
    of the grid is reported (``EncodingScores.info["alpha_edge_fraction"]``), and a
    RuntimeWarning is raised when more than half of the units sit at an end where the
-   inner-CV score still improves (the grid does not bracket their optimum; an end reached
-   on a plateau — a constant prediction at the top, least squares at the bottom — is fine).
-4. Score the held-out predictions per unit: Pearson r and R² = 1 − SS_res/SS_tot
-   (SS_tot around the mean of the held-out responses, as scikit-learn's ``r2_score``).
-   With outer folds, the out-of-fold predictions of all stimuli are pooled and scored
-   once (``outer_aggregate="pooled"`` [ours]) or scored per fold and averaged
-   (``"mean"``).
+   inner-CV score still improves (:func:`warn_alpha_edges`; the grid does not bracket their
+   optimum; an end reached on a plateau — a constant prediction at the top, least squares at the
+   bottom — is fine).
+4. Score the held-out predictions per unit (:func:`unit_scores`): Pearson r and
+   R² = 1 − SS_res/SS_tot (SS_tot around the mean of the held-out responses, as scikit-learn's
+   ``r2_score``); a constant prediction or truth has r = 0. With outer folds, the out-of-fold
+   predictions of all stimuli are pooled and scored once (``outer_aggregate="pooled"`` [ours]) or
+   scored per fold and averaged (``"mean"``).
 
 Time-resolved responses ``(n_stimuli, n_units, n_times)`` are handled as
 ``n_units × n_times`` independent targets (the same as looping over time); scores
 come back as ``(n_units, n_times)``. Time-resolved features ``(n, p, n_times)`` fit one
 model per time point and need time-resolved responses with the same times.
 
-Unit hygiene: units with NaN/inf responses or constant responses (in the training
-or the test rows) cannot be scored; they are dropped with a warning and counted in
-``n_dropped`` — scores are never NaN. A constant prediction (e.g. α → ∞) has no
-correlation with anything: its r is reported as 0.
+Unit hygiene (:func:`encoding_scores`): units with NaN/inf responses or constant responses (in the
+training or the test rows) cannot be scored; they are dropped with a warning and counted in
+``n_dropped`` — scores are never NaN.
 
 :func:`brain_encoding_scores` joins features and a :class:`brainlid.data.BrainData` on
 stimulus ids and returns a tidy table with raw, ceiling and normalised scores.
