@@ -44,7 +44,7 @@ def main(quick: bool = False) -> None:
 
     from brainlid.data.fixtures import write_nsd
     from brainlid.scoring import distributed as D
-    from brainlid.scoring.runner import score
+    from brainlid.scoring.serial import score
 
     n_images, shape = (160, (10, 12, 8)) if quick else (500, (24, 24, 16))
     root = write_nsd(home / "nsd", subjects=(1, 2), n_images=n_images, n_shared=min(150, n_images // 3), n_sessions=3,

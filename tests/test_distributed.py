@@ -18,6 +18,7 @@ pytest.importorskip("distributed")
 
 from brainlid.errors import InputError  # noqa: E402
 from brainlid.scoring import distributed as D  # noqa: E402
+from brainlid.scoring.distributed import cluster as DC  # noqa: E402
 
 MODELS = {"mlp": "entrypoint:brainlid.demo.zoo:mlp_w64_d3@random", "cnn": "entrypoint:brainlid.demo.zoo:cnn_c4_d2@random"}
 LAYERS = {"mlp": ["hidden.0", "hidden.1", "embed"], "cnn": ["blocks.0", "blocks.1", "embed"]}
@@ -37,7 +38,7 @@ REALDATA = Path(os.environ.get("BRAINLID_REALDATA", Path(__file__).resolve().par
 def env(tmp_path_factory):
     """Synthetic NSD data (2 subjects), a brainlid home for the feature cache, and the serial reference."""
     from brainlid.demo import write_synthetic_nsd
-    from brainlid.scoring.runner import score
+    from brainlid.scoring.serial import score
 
     home = tmp_path_factory.mktemp("home")
     mp = pytest.MonkeyPatch()
@@ -186,7 +187,7 @@ def test_voxel_batches_match_whole_cells(env, cluster, tmp_path):
 def test_rdm_benchmarks_match_serial_one_task_per_group(env, alg19, cluster, tmp_path, data):
     """RDM benchmarks on Dask: one task per (model, benchmark) group; rows equal the serial run's,
     also when the client stops after its first commit and a rerun replays the journaled groups."""
-    from brainlid.scoring.runner import score
+    from brainlid.scoring.serial import score
 
     if data == "real k92":
         root, benches = REALDATA / "k92", ["k92.monkey.IT.rsa"]  # (human IT's 4-subject bootstrap takes ~15 s a model)
@@ -273,7 +274,7 @@ def test_rsa_cell_estimate_bounds_the_measured_peak(n, d, units, n_times, n_boot
     import warnings
 
     from brainlid.scoring.benchmarks import DEFAULT_PARAMS
-    from brainlid.scoring.runner import _rsa_rows
+    from brainlid.scoring.cell.responses import _rsa_rows
 
     p = {**DEFAULT_PARAMS, "rsa_n_boot": n_boot}
     bench = types.SimpleNamespace(params=p, metric="rsa")
@@ -345,7 +346,7 @@ def test_join_existing_cluster_and_bad_scheduler(cluster):
 
 
 def test_serial_scoring_does_not_import_dask():
-    code = ("import sys, brainlid.scoring, brainlid.scoring.runner, brainlid.cli; "
+    code = ("import sys, brainlid.scoring, brainlid.scoring.serial, brainlid.scoring.runner, brainlid.cli; "
             "bad = [m for m in ('dask', 'distributed', 'dask_jobqueue') if m in sys.modules]; "
             "assert not bad, bad")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -360,7 +361,7 @@ def test_thread_share_of_local_workers(cluster):
     def probe(n):  # what a task sees after the per-task thread limit
         from threadpoolctl import threadpool_info
 
-        D._worker_threads(n)
+        DC._worker_threads(n)
         return __import__("torch").get_num_threads(), {i["num_threads"] for i in threadpool_info()}, os.getpid()
 
     addrs = list(cluster.client.scheduler_info()["workers"])
@@ -404,12 +405,12 @@ def test_tasks_wait_for_the_worker_warm_up(monkeypatch):
     """A task arriving while the warm-up imports (in another thread) waits instead of importing at once."""
     import threading
 
-    monkeypatch.setattr(D, "_warm", False)
-    monkeypatch.setattr(D, "set_threads", lambda n: None)
+    monkeypatch.setattr(DC, "_warm", False)
+    monkeypatch.setattr(DC, "set_threads", lambda n: None)
     done = threading.Event()
-    with D._WARM_LOCK:  # the warm-up is importing
-        t = threading.Thread(target=lambda: (D._worker_threads(1), done.set()), daemon=True)
+    with DC._WARM_LOCK:  # the warm-up is importing
+        t = threading.Thread(target=lambda: (DC._worker_threads(1), done.set()), daemon=True)
         t.start()
         assert not done.wait(0.3)
-    assert done.wait(60) and D._warm
+    assert done.wait(60) and DC._warm
     t.join()
