@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+from scipy.io import loadmat
 
 from ..errors import FileFormatError
 
@@ -62,8 +64,6 @@ def read_expdesign(path: str | Path) -> dict[str, np.ndarray]:
         ``subjectim`` : (8, n_images) int64, 1-based 73k ids of each subject's images (shared first);
         ``sharedix`` : (n_shared,) int64, 1-based 73k ids of the shared images.
     """
-    from scipy.io import loadmat
-
     path = Path(path)
     try:
         raw = loadmat(path, variable_names=["masterordering", "subjectim", "sharedix"])
@@ -93,8 +93,6 @@ def _as_index(a: np.ndarray, path: Path, key: str) -> np.ndarray:
 
 def read_mgh_vector(path: str | Path, dtype=np.float32) -> np.ndarray:
     """A FreeSurfer ``.mgh`` / ``.mgz`` surface map of shape ``(n_vertices, 1, 1)`` as ``(n_vertices,)``."""
-    import nibabel as nib
-
     path = Path(path)
     try:
         img = nib.load(str(path))

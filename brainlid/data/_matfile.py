@@ -32,8 +32,12 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+import h5py
 import numpy as np
+from scipy.io import loadmat as _sp_loadmat, savemat, whosmat
+from scipy.io.matlab import mat_struct, matfile_version
 
+from .._atomic import atomic_path
 from ..errors import DatasetNotFoundError, FileFormatError, InputError
 
 __all__ = ["mat_version", "loadmat", "read_v5", "read_v73", "write_v73", "write_v5", "HDF5_SIGNATURE"]
@@ -88,8 +92,6 @@ def mat_version(path: str | os.PathLike) -> str:
     if hdf5_at_512:
         return "hdf5"
     try:
-        from scipy.io.matlab import matfile_version
-
         with open(path, "rb") as fh:
             major, _ = matfile_version(fh)
         if major == 0:
@@ -132,8 +134,6 @@ def read_v73(path: str | os.PathLike, variables: Iterable[str] | None = None) ->
 
 # --------------------------------------------------------------------------- v5 (scipy)
 def _read_scipy(path: Path, variables) -> dict[str, Any]:
-    from scipy.io import loadmat as _sp_loadmat
-
     names = None if variables is None else list(variables)
     try:
         out = _sp_loadmat(path, variable_names=names, simplify_cells=True)
@@ -143,16 +143,12 @@ def _read_scipy(path: Path, variables) -> dict[str, Any]:
         raise FileFormatError(f"cannot read {path} as a MATLAB v5 file: {exc}") from exc
     out = {k: _simplify(v) for k, v in out.items() if not k.startswith("__")}
     if names is not None and any(n not in out for n in names):
-        from scipy.io import whosmat
-
         _require(path, {name: None for name, _, _ in whosmat(path)}, names)
     return out
 
 
 def _simplify(v):
     """Turn the ``mat_struct`` objects scipy leaves inside multi-dimensional struct arrays into dicts."""
-    from scipy.io.matlab import mat_struct
-
     if isinstance(v, mat_struct):
         return {k: _simplify(getattr(v, k)) for k in v._fieldnames}
     if isinstance(v, dict):
@@ -205,8 +201,6 @@ def _char(data: np.ndarray):
 
 
 def _dataset_value(f, ds):
-    import h5py
-
     cls = _attr_str(ds, "MATLAB_class")
     if ds.attrs.get("MATLAB_empty", 0):
         dims = np.asarray(ds[()]).ravel().astype(int)
@@ -262,8 +256,6 @@ def _field_names(group) -> list[str]:
 
 def _group_value(f, group):
     """A MATLAB struct: a scalar struct -> dict; a struct array (fields hold references) -> array of dicts."""
-    import h5py
-
     names = _field_names(group)
     fields = {n: group[n] for n in names}
     ref_shapes = {n: d.shape for n, d in fields.items()
@@ -279,16 +271,12 @@ def _group_value(f, group):
 
 
 def _node_value(f, node):
-    import h5py
-
     if isinstance(node, h5py.Group):
         return _group_value(f, node)
     return _dataset_value(f, node)
 
 
 def _read_hdf5(path: Path, variables) -> dict[str, Any]:
-    import h5py
-
     names = None if variables is None else list(variables)
     try:
         f = h5py.File(path, "r")
@@ -325,8 +313,6 @@ def _matlab_class(a: np.ndarray) -> str:
 
 def _write_value(f, parent, name: str, value, refs_group) -> None:
     """Write one MATLAB value under ``parent[name]`` (axes reversed, MATLAB_class attributes)."""
-    import h5py
-
     if isinstance(value, dict):
         g = parent.create_group(name)
         g.attrs["MATLAB_class"] = np.bytes_("struct")
@@ -376,10 +362,6 @@ def write_v73(path: str | os.PathLike, variables: dict[str, Any]) -> Path:
     reversed), ``str`` (``char``), ``dict`` (scalar struct), ``list`` (1 x n cell). Cell
     contents go to the ``#refs#`` group, as MATLAB does.
     """
-    import h5py
-
-    from .._atomic import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", userblock_size=_USERBLOCK, libver="earliest") as f:
@@ -399,10 +381,6 @@ def write_v73(path: str | os.PathLike, variables: dict[str, Any]) -> Path:
 
 def write_v5(path: str | os.PathLike, variables: dict[str, Any]) -> Path:
     """Write variables to a MATLAB v5 file with :func:`scipy.io.savemat` (atomically)."""
-    from scipy.io import savemat
-
-    from .._atomic import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:

@@ -37,12 +37,9 @@ from .stimuli import StimulusSet
 __all__ = ["load", "check", "summarize", "ROI_CLASSES", "read_mapping", "read_roi_masks", "image_list"]
 
 ROI_CLASSES = ("prf-visualrois", "floc-bodies", "floc-faces", "floc-places", "floc-words", "streams")
+CARD = "algonauts2023"
 SUBJECTS = tuple(range(1, 9))
 _NAME_RE = re.compile(r"^(train|test)-(\d{4})_nsd-(\d{5})\.png$")
-
-
-def _card():
-    return get_card("algonauts2023")
 
 
 def _check_subject(subject) -> int:
@@ -131,7 +128,7 @@ def load(root=None, subject: int = 1, hemisphere: str = "both", roi: str | Seque
         (the release averages up to 3 repetitions), no noise ceiling unless the copy has
         ``test_split/noise_ceiling``), and ``extra["test_stimuli"]`` (test images, no responses).
     """
-    card = _card()
+    card = get_card(CARD)
     subject = _check_subject(subject)
     if hemisphere not in ("both", "lh", "rh"):
         raise InputError(f"hemisphere must be 'both', 'lh' or 'rh', got {hemisphere!r}")
@@ -211,7 +208,7 @@ def read_roi_masks(root=None, subject: int = 1, space: str = "fsaverage") -> dic
     ``space="challenge"`` one label per challenge vertex (the loader's ``vertex`` order). Classes whose
     files are missing are left out.
     """
-    card = _card()
+    card = get_card(CARD)
     subject = _check_subject(subject)
     if space not in ("fsaverage", "challenge"):
         raise InputError(f"space must be 'fsaverage' or 'challenge', got {space!r}")
@@ -235,7 +232,7 @@ def _member(lab: np.ndarray, code: int | None) -> np.ndarray:
 
 def check(root=None, subject: int | None = None) -> pd.DataFrame:
     """What a local Algonauts 2023 copy holds, per subject (see :mod:`brainlid.data.cards`)."""
-    card = _card()
+    card = get_card(CARD)
     root = card.root(root, must_exist=False)
     rows: list[dict] = []
     if not root.is_dir():

@@ -35,6 +35,7 @@ import pandas as pd
 
 from ..errors import FileFormatError, InputError, StimulusMismatchError
 from ._matfile import loadmat, mat_version
+from .cards import check_frame, get_card, probe
 from .provenance import detect_data_source
 from .rdms import BrainRDMs, RDMDataset
 from .stimuli import ArrayReader, FileReader, StimulusSet
@@ -51,12 +52,6 @@ VARIABLES = {
 }
 _IMG_RE = re.compile(r"^image_(\d+)$")
 _DISSIM = "1 - pearson"
-
-
-def _card():
-    from .cards import get_card
-
-    return get_card(CARD)
 
 
 def _check_args(image_set, modality=None) -> str:
@@ -131,7 +126,7 @@ def load_stimuli(root: str | os.PathLike | None = None, image_set: str = "92") -
         The names, pixels and image files disagree in number.
     """
     image_set = _check_args(image_set)
-    card = _card()
+    card = get_card(CARD)
     base = card.root(root)
     mat_path = card.file(base, "stimuli_mat", space=image_set)
     folder = card.file(base, "images", space=image_set)
@@ -205,7 +200,7 @@ def load(root: str | os.PathLike | None = None, image_set: str = "92", modality:
         ``{"MEG_early": ..., "MEG_late": ...}`` for MEG (subjects x sessions as in the file).
     """
     image_set = _check_args(image_set, modality)
-    card = _card()
+    card = get_card(CARD)
     base = card.root(root)
     key, variables = VARIABLES[modality]
     path = card.require(card.file(base, key, space=image_set), f"{modality} RDM file", space=image_set)
@@ -233,9 +228,7 @@ def load(root: str | os.PathLike | None = None, image_set: str = "92", modality:
 
 def check(root: str | os.PathLike | None = None, subject=None) -> pd.DataFrame:
     """What of the copy is present and readable, per image set (card space) and file."""
-    from .cards import check_frame, probe
-
-    card = _card()
+    card = get_card(CARD)
     base = card.root(root, must_exist=False)
     rows = []
     for image_set in IMAGE_SETS:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
 
@@ -278,8 +279,6 @@ class BrainData:
     # persistence ----------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write to HDF5 (no pickle), atomically. Read back with :meth:`load`."""
-        import h5py
-
         path = Path(path)
         str_dt = h5py.string_dtype("utf-8")
         with atomic_path(path, suffix=".h5") as tmp:
@@ -313,8 +312,6 @@ class BrainData:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "BrainData":
         """Read a file written by :meth:`save`."""
-        import h5py
-
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"BrainData file not found: {path}")
@@ -367,6 +364,4 @@ def _read_col(ds):
 
 
 def h5_is_str(ds) -> bool:
-    import h5py
-
     return h5py.check_string_dtype(ds.dtype) is not None

@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import FileFormatError, StimulusMismatchError
-from ._matfile import loadmat
+from ._matfile import loadmat, mat_version
+from .cards import check_frame, get_card, probe
 from .provenance import detect_data_source
 from .rdms import BrainRDMs, RDMDataset, check_square_rdms
 from .stimuli import ArrayReader, StimulusSet
@@ -45,14 +46,8 @@ MODEL_NAMES = ("animacy", "FaceBodyManmadeNatobj", "monkeyIT", "EVA", "HMAX", "V
 _DISSIM = "1 - pearson"
 
 
-def _card():
-    from .cards import get_card
-
-    return get_card(CARD)
-
-
 def _file(root, key: str) -> Path:
-    card = _card()
+    card = get_card(CARD)
     base = card.root(root)
     return card.require(card.file(base, key), f"{key} file")
 
@@ -188,7 +183,7 @@ def load(root: str | os.PathLike | None = None) -> RDMDataset:
     mod = _file(root, "model_rdms")
     rdms = {"human.IT": _human_it(brain, ids, stimuli)}
     rdms.update(_fig1(sup, ids))
-    source = detect_data_source(_card().root(root))
+    source = detect_data_source(get_card(CARD).root(root))
     for r in rdms.values():
         r.info["data_source"] = source
     return RDMDataset(stimuli, rdms, _models(mod, ids.size),
@@ -198,9 +193,7 @@ def load(root: str | os.PathLike | None = None) -> RDMDataset:
 
 def check(root: str | os.PathLike | None = None, subject=None) -> pd.DataFrame:
     """What of the k92 copy is present and readable: one row per file (``subject`` is empty)."""
-    from .cards import check_frame, probe
-
-    card = _card()
+    card = get_card(CARD)
     base = card.root(root, must_exist=False)
     wanted = {"supplemental": ["stimuli_92objs", "RDMs_mIT_hIT_fig1"], "brain_rdms": ["RDMs"], "model_rdms": ["Models"]}
     rows = []
@@ -208,8 +201,6 @@ def check(root: str | os.PathLike | None = None, subject=None) -> pd.DataFrame:
         path = card.file(base, key)
 
         def reader(p, variables=variables):
-            from ._matfile import mat_version
-
             version = mat_version(p)
             loadmat(p, variables)
             return f"MATLAB v{version}: {', '.join(variables)}"

@@ -71,6 +71,7 @@ __all__ = [
     "trial_ids",
 ]
 
+CARD = "nsd"
 SPACES = ("func1pt8mm", "func1mm", "nativesurface", "fsaverage")
 VOLUME_SPACES = ("func1pt8mm", "func1mm")
 BETA_VERSIONS = ("betas_fithrf_GLMdenoise_RR", "betas_fithrf", "betas_assumehrf")
@@ -95,10 +96,6 @@ SPLITS = ("shared1000", "algonauts")
 _ALGONAUTS_SHARED_SUBJECTS = (1, 2, 5, 7)
 _BLOCK_BYTES = 64 << 20  # streamed NIfTI / MGH reads: at most this many bytes of raw volumes at once
 _SESSION_RE = re.compile(r"^(?:(lh|rh)\.)?betas_session(\d{2})\.(hdf5|nii\.gz|nii|mat|mgh)$")
-
-
-def _card():
-    return get_card("nsd")
 
 
 def _check_subject(subject) -> int:
@@ -338,7 +335,7 @@ def find_sessions(root, subject: int, space: str, beta: str = BETA_VERSIONS[0], 
     """Session files present for a subject and space: ``{session: {"": path}}`` for volumes
     (HDF5 preferred over NIfTI unless ``fmt`` says otherwise) and ``{session: {"lh": path, "rh": path}}``
     for surfaces (a session needs both hemispheres to be listed; ``"lh"``/``"rh"`` alone are kept too)."""
-    card = _card()
+    card = get_card(CARD)
     d = card.file(Path(root), "betas_dir", subject=subject, space=space, beta=beta)
     if not d.is_dir():
         return {}
@@ -364,7 +361,7 @@ def find_sessions(root, subject: int, space: str, beta: str = BETA_VERSIONS[0], 
 
 # ------------------------------------------------------------------------------------------ ROIs
 def _label_path(root: Path, subject: int, space: str, roifile: str, hemi: str = "") -> Path:
-    card = _card()
+    card = get_card(CARD)
     if space in VOLUME_SPACES:
         if hemi:
             return card.file(root, "roi_vol_hemi", subject=subject, space=space, roi=roifile, hemi=hemi)
@@ -375,7 +372,7 @@ def _label_path(root: Path, subject: int, space: str, roifile: str, hemi: str = 
 
 def _ctab_path(root: Path, subject: int, space: str, roifile: str) -> Path:
     key = "ctab_fsavg" if space == "fsaverage" else "ctab_native"
-    return _card().file(root, key, subject=subject, roi=roifile)
+    return get_card(CARD).file(root, key, subject=subject, roi=roifile)
 
 
 @dataclass(frozen=True)
@@ -411,7 +408,7 @@ def _roi_table(root: Path, subject: int, space: str, fallbacks: list | None = No
 
 def available_rois(root=None, subject: int = 1, space: str = "func1pt8mm") -> list[str]:
     """ROI names :func:`load` accepts for this subject and space (from the label and ctab files present)."""
-    card = _card()
+    card = get_card(CARD)
     root = card.root(root)
     return sorted(_roi_table(root, _check_subject(subject), _check_space(space)), key=str.lower)
 
@@ -516,7 +513,7 @@ def load(
     InputError
         Bad subject, space, ROI name, split, or sessions.
     """
-    card = _card()
+    card = get_card(CARD)
     subject = _check_subject(subject)
     space = _check_space(space)
     if beta not in BETA_VERSIONS:
@@ -855,7 +852,7 @@ def check(root=None, subject: int | None = None) -> pd.DataFrame:
     Rows: shared files (expdesign, stim info, image brick), then per subject and space the
     session files (each opened cheaply: shape and truncation), ncsnr, ROI label files and ctabs.
     """
-    card = _card()
+    card = get_card(CARD)
     root = card.root(root, must_exist=False)
     rows: list[dict] = []
 

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import h5py
 import numpy as np
 import pandas as pd
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import DatasetNotFoundError, FileFormatError, InputError
 from .ids import as_ids, ids_bytes, match_ids
@@ -121,8 +123,6 @@ class FileReader(ImageReader):
         return len(self.paths)
 
     def read(self, i):
-        from PIL import Image, UnidentifiedImageError
-
         path = self.paths[i]
         try:
             with Image.open(path) as im:
@@ -170,8 +170,6 @@ class HDF5Reader(ImageReader):
     """
 
     def __init__(self, path, key: str, rows=None, identity: str | None = None):
-        import h5py
-
         self.path, self.key = Path(path), key
         if not self.path.exists():
             raise DatasetNotFoundError(f"HDF5 image file not found: {self.path}")
@@ -196,8 +194,6 @@ class HDF5Reader(ImageReader):
         return state
 
     def _dataset(self):
-        import h5py
-
         if self._file is None:
             self._file = h5py.File(self.path, "r")
         return self._file[self.key]

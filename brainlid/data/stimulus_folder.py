@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .._atomic import atomic_path, atomic_write_bytes
 from .._progress import Stage
@@ -41,8 +42,6 @@ def png_name(position: int, n: int) -> str:
 
 
 def _png_bytes(image, position: int) -> bytes:
-    from PIL import Image
-
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]

@@ -49,6 +49,7 @@ from ._subjects import bids_subject
 from .provenance import detect_data_source
 from .reliability import split_half_reliability
 from .brain import BrainData
+from .cards import Loaded, check_frame, get_card, probe
 from .stimuli import FileReader, StimulusSet
 from .things_images import count_concept_folders, image_ids
 
@@ -81,12 +82,6 @@ TARGET_CODE = 99999
 
 
 # --------------------------------------------------------------------------- small helpers
-def _card():
-    from .cards import get_card
-
-    return get_card(CARD)
-
-
 def _root(root) -> Path:
     return data_root(FOLDER, root)
 
@@ -125,7 +120,7 @@ def read_npy_dict(path, root, required=()) -> dict:
     """
     path, root = Path(path), Path(root)
     if not path.exists():
-        raise _card().not_found(path, "file")
+        raise get_card(CARD).not_found(path, "file")
     if not path.resolve().is_relative_to(root.resolve()):
         raise InputError(f"refusing to unpickle {path}: it is not inside the dataset root {root}")
     try:
@@ -144,7 +139,7 @@ def read_npy_dict(path, root, required=()) -> dict:
 
 
 def _find_image_metadata(root: Path) -> Path | None:
-    for rel in (_card().relpath("image_metadata"), "image_metadata.npy", "eeg_dataset/image_metadata.npy", "stimuli/image_metadata.npy"):
+    for rel in (get_card(CARD).relpath("image_metadata"), "image_metadata.npy", "eeg_dataset/image_metadata.npy", "stimuli/image_metadata.npy"):
         if (root / rel).exists():
             return root / rel
     return None
@@ -161,7 +156,7 @@ def image_table(root=None, split: str = "train") -> pd.DataFrame:
     _check_split(split, ("train", "test"))
     r = _root(root)
     meta_path = _find_image_metadata(r)
-    img_dir = _card().file(r, _IMG_KEYS[split])
+    img_dir = get_card(CARD).file(r, _IMG_KEYS[split])
     if meta_path is not None:
         meta = read_npy_dict(meta_path, r, required=_META_KEYS)
         files = [str(f) for f in np.asarray(meta[f"{split}_img_files"]).ravel()]
@@ -170,7 +165,7 @@ def image_table(root=None, split: str = "train") -> pd.DataFrame:
             raise FileFormatError(f"{meta_path}: {len(files)} {split}_img_files but {len(concepts)} {split}_img_concepts")
         things = meta.get(f"{split}_img_concepts_THINGS")
         things = [str(c) for c in np.asarray(things).ravel()] if things is not None else [""] * len(files)
-        folder = _card().relpath(_IMG_KEYS[split])
+        folder = get_card(CARD).relpath(_IMG_KEYS[split])
         paths = [f"{folder}/{c}/{f}" for c, f in zip(concepts, files)]
         paths = [p if (r / p).exists() else "" for p in paths]
     elif img_dir.is_dir():
@@ -182,7 +177,7 @@ def image_table(root=None, split: str = "train") -> pd.DataFrame:
         things = [""] * len(files)
         paths = [str(p.relative_to(r)).replace("\\", "/") for p in found]
     else:
-        raise _card().not_found(_card().file(r, "image_metadata"), "image list", extra=f"(nor the image folder {img_dir})")
+        raise get_card(CARD).not_found(get_card(CARD).file(r, "image_metadata"), "image list", extra=f"(nor the image folder {img_dir})")
     return pd.DataFrame(
         {"stimulus_id": image_ids(files), "file": files, "concept": concepts, "concept_things": things, "path": paths}
     )
@@ -195,7 +190,7 @@ def load_stimuli(root=None, split: str = "train") -> StimulusSet:
     if (table["path"] == "").any():
         missing = table.loc[table["path"] == "", "file"].tolist()
         raise DatasetNotFoundError(
-            f"{len(missing)} THINGS-EEG2 {split} image file(s) missing under {_card().file(r, _IMG_KEYS[split])}, e.g. {missing[:3]}"
+            f"{len(missing)} THINGS-EEG2 {split} image file(s) missing under {get_card(CARD).file(r, _IMG_KEYS[split])}, e.g. {missing[:3]}"
         )
     return StimulusSet(
         ids=table["stimulus_id"].to_numpy(),
@@ -361,7 +356,7 @@ def _times_in_seconds(times: np.ndarray) -> tuple[np.ndarray, str]:
 
 def _load_prep_split(r: Path, sub: str, split: str, prep_dir, average_reps: bool, noise_ceiling: bool, nc_splits: int, seed):
     if prep_dir is None:
-        path = _card().file(r, f"preprocessed_{split}", subject=int(sub[4:]))
+        path = get_card(CARD).file(r, f"preprocessed_{split}", subject=int(sub[4:]))
     else:
         path = r / prep_dir / sub / _PREP_FILES[split]
     d = read_npy_dict(path, r, required=_PREP_KEYS)
@@ -392,8 +387,6 @@ def load(root=None, subject=1, split: str = "train", average_reps: bool = True, 
     ids in the same order (metadata ``file``, ``concept``, ``concept_things``, ``split``, ``path``)
     that reads the images from ``image_set/`` when they are present (reader ``None`` otherwise).
     """
-    from .cards import Loaded
-
     brain = load_brain(root, subject, split, average_reps, **options)
     return Loaded(_stimuli_for(_root(root), brain), brain)
 
@@ -648,7 +641,7 @@ def mvnn_whitener(data: np.ndarray, codes: np.ndarray, dim: str = "epochs") -> n
 
 
 def _raw_recordings(r: Path, sub: str, split: str, sessions=None) -> list[tuple[str, list[tuple[Path, Path]]]]:
-    card = _card()
+    card = get_card(CARD)
     n = int(sub[4:])
     base = card.file(r, "source_dir", subject=n)
     if not base.is_dir():
@@ -811,9 +804,7 @@ def _npy_detail(path: Path) -> str:
 
 def check(root=None, subject=None) -> pd.DataFrame:
     """What of THINGS-EEG2 is present: one row per (subject, item), status present / missing / unreadable."""
-    from .cards import check_frame, probe
-
-    card = _card()
+    card = get_card(CARD)
     r = card.root(root, must_exist=False)
     rows = []
 

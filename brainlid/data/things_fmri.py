@@ -47,6 +47,7 @@ from ..errors import FileFormatError, InputError, StimulusMismatchError
 from ._subjects import bids_subject
 from .provenance import detect_data_source
 from .brain import BrainData
+from .cards import Loaded, check_frame, get_card, probe
 from .stimuli import FileReader, StimulusSet
 from .things_images import image_id, image_ids
 
@@ -87,14 +88,8 @@ NON_ROI_COLUMNS = (
 _sub = bids_subject
 
 
-def _card():
-    from .cards import get_card
-
-    return get_card(CARD)
-
-
 def _paths(root, sub: str) -> dict[str, Path]:
-    card = _card()
+    card = get_card(CARD)
     r = card.root(root)
     n = int(sub[4:])
     return {
@@ -109,7 +104,7 @@ def _paths(root, sub: str) -> dict[str, Path]:
 
 def _need(path: Path, what: str) -> Path:
     if not path.exists():
-        raise _card().not_found(path, what)
+        raise get_card(CARD).not_found(path, what)
     return path
 
 
@@ -481,7 +476,6 @@ def load(root=None, subject=1, roi=None, average_reps: bool = True, source: str 
     THINGS images from ``images`` (the THINGS folder, default the ``things_images`` card's root)
     when they are there, else it is ``None`` (THINGS-fMRI does not ship the images).
     """
-    from .cards import Loaded
     from .things_images import _root as things_root
 
     brain = load_brain(root, subject, roi, average_reps, source, **options)
@@ -628,14 +622,14 @@ def _load_betas_vol(p, sub, roi, average_reps, split, which_nc) -> BrainData:
             raise StimulusMismatchError(f"{vox_path.name} has {n_meta} voxel rows but {p['mask'].name} has {n_mask} brain voxels")
         units = _voxel_table(vox_path, rows, available)
     elif roi is not None:
-        raise _card().not_found(vox_path, "voxel metadata (needed to select an ROI)")
+        raise get_card(CARD).not_found(vox_path, "voxel metadata (needed to select an ROI)")
     else:
         rows = np.arange(n_mask)
         units = pd.DataFrame({"voxel_x": coords[0], "voxel_y": coords[1], "voxel_z": coords[2]})
     sel = tuple(c[rows] for c in coords)
     run_files = sorted(_need(p["betas_vol"], "betas_vol folder").glob(f"ses-things*/{sub}_ses-things*_run-*_betas.nii.gz"))
     if not run_files:
-        raise _card().not_found(p["betas_vol"] / f"ses-thingsNN/{sub}_ses-thingsNN_run-RR_betas.nii.gz", "betas_vol run")
+        raise get_card(CARD).not_found(p["betas_vol"] / f"ses-thingsNN/{sub}_ses-thingsNN_run-RR_betas.nii.gz", "betas_vol run")
     columns, names, sessions, runs = [], [], [], []
     for f in run_files:
         cond_path = f.with_name(f.name.replace("_betas.nii.gz", "_conditions.tsv"))
@@ -677,9 +671,7 @@ def _load_betas_vol(p, sub, roi, average_reps, split, which_nc) -> BrainData:
 # --------------------------------------------------------------------------- check
 def check(root=None, subject=None) -> pd.DataFrame:
     """What of THINGS-fMRI is present: one row per (subject, item), status present / missing / unreadable."""
-    from .cards import check_frame, probe
-
-    card = _card()
+    card = get_card(CARD)
     r = card.root(root, must_exist=False)
     subs = [int(_sub(s)[4:]) for s in np.atleast_1d(subject)] if subject is not None else list(card.subjects.get("ids", [1]))
 

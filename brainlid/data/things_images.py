@@ -28,6 +28,7 @@ import pandas as pd
 
 from ..config import data_root
 from ..errors import DatasetNotFoundError, FileFormatError
+from .cards import Loaded, check_frame, get_card, probe
 from .stimuli import IMAGE_SUFFIXES, FileReader, StimulusSet
 
 __all__ = ["FOLDER", "CARD", "image_id", "image_ids", "load", "load_concepts", "load_stimuli", "check"]
@@ -52,12 +53,6 @@ def image_ids(names) -> np.ndarray:
     return np.asarray([image_id(n) for n in names], dtype=str)
 
 
-def _card():
-    from .cards import get_card
-
-    return get_card(CARD)
-
-
 def _root(root) -> Path:
     return data_root(FOLDER, root)
 
@@ -70,7 +65,7 @@ def load_concepts(root=None) -> pd.DataFrame:
     has ``concept_index`` (1..1854) and ``uniqueID``.
     """
     r = _root(root)
-    card = _card()
+    card = get_card(CARD)
     tsv, uniq = card.file(r, "concepts"), card.file(r, "unique_id")
     if tsv.exists():
         try:
@@ -82,7 +77,7 @@ def load_concepts(root=None) -> pd.DataFrame:
     elif uniq.exists():
         df = pd.read_csv(uniq, header=None, names=["uniqueID"], dtype=str, keep_default_na=False)
     else:
-        raise _card().not_found(tsv, "concept metadata", extra=f"(nor {uniq})")
+        raise get_card(CARD).not_found(tsv, "concept metadata", extra=f"(nor {uniq})")
     df.insert(0, "concept_index", np.arange(1, len(df) + 1, dtype=np.int64))
     return df
 
@@ -109,10 +104,10 @@ def load_stimuli(root=None, concepts=None, name: str = "things") -> StimulusSet:
         Image order follows ``Metadata/Image-specific/image_paths.csv`` when it lists the files.
     """
     r = _root(root)
-    card = _card()
+    card = get_card(CARD)
     images = card.file(r, "images")
     if not images.is_dir():
-        raise _card().not_found(images, "image folder", extra="Unzip the object_images_*.zip archives there.")
+        raise get_card(CARD).not_found(images, "image folder", extra="Unzip the object_images_*.zip archives there.")
     listed = card.file(r, "image_paths")
     rel: list[str]
     if listed.exists():
@@ -153,8 +148,6 @@ def load_stimuli(root=None, concepts=None, name: str = "things") -> StimulusSet:
 
 def load(root=None, concepts=None):
     """The THINGS images as ``Loaded(stimuli, brain=None)`` (a stimulus-only set; see :func:`load_stimuli`)."""
-    from .cards import Loaded
-
     return Loaded(load_stimuli(root, concepts=concepts), None)
 
 
@@ -168,9 +161,7 @@ def count_concept_folders(path, expected: int | None = None) -> str:
 
 def check(root=None, subject=None) -> pd.DataFrame:
     """What of the THINGS image set is present: one row per expected item (``subject`` is unused)."""
-    from .cards import check_frame, probe
-
-    card = _card()
+    card = get_card(CARD)
     r = card.root(root, must_exist=False)
     rows = []
 
