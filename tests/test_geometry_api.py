@@ -131,7 +131,7 @@ def test_bad_inputs_give_clear_errors(X):
         lid(X[:10], k=10)
     with pytest.raises(InputError, match="identical"):
         lid(np.ones((50, 4)), k=5)
-    with pytest.raises(InputError, match="only 3 distinct ones.*largest valid k is 2"):
+    with pytest.raises(InputError, match=r"too large for 3 distinct points \(X has 30 rows\): the largest valid k is 2"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DuplicatePointsWarning)
             lid(np.repeat(X[:3], 10, axis=0), k=5)
@@ -163,3 +163,60 @@ def test_sweep_drops_k_beyond_distinct_points_with_warning(X):
         df = lid_sweep(Xd, ks=[5, 19, 25, 39])
     assert list(df.K) == [5, 19]
     assert df.value.iloc[1] == pytest.approx(lid(X[:20], 19), rel=1e-12)
+
+
+def test_registries_are_the_one_vocabulary(X):
+    import inspect
+
+    assert list(geo.ESTIMATORS) == ["mle", "mom", "mada", "twonn"]
+    assert geo.ESTIMATORS["mle"] is geo.mle_pointwise and geo.ESTIMATORS["twonn"] is geo.twonn_pointwise
+    assert list(geo.AGGREGATES) == ["mean", "median", "harmonic"] and list(geo.NORMS) == ["k-1", "k-2", "k"]
+    g = global_dimension(X, full_mle=False)
+    assert tuple(k for k in g if k not in ("n", "n_distinct", "dim")) == geo.GLOBAL_MEASURES
+    assert geo.DEFAULT_K == 20 and geo.DEFAULT_KS == (5, 10, 20, 50, 100, 200, 500, 1000)
+    for fn in (lid, lid_pointwise, summarize):
+        assert inspect.signature(fn).parameters["k"].default == geo.DEFAULT_K
+    for cls in (geo.MLE, geo.MOM, geo.MADA, geo.TwoNN):
+        assert cls().n_neighbors == geo.DEFAULT_K
+    with pytest.raises(InputError, match="unknown aggregate 'mode'; choose one of mean, median, harmonic"):
+        geo.check_options("mle", aggregate="mode")
+
+
+def test_check_k_is_one_check_with_one_message(X):
+    assert geo.check_k(20.0, 30) == 20 and type(geo.check_k(np.int64(3), 30)) is int
+    with pytest.raises(InputError, match=r"k=30 is too large for 30 points: the largest valid k is 29 \(self"):
+        geo.check_k(30, 30)
+    with pytest.raises(InputError, match="k=1 is too small: the smallest valid k is 2"):
+        geo.check_k(1, 30, min_k=2)
+    with pytest.raises(InputError, match="k must be an integer, got 2.5"):
+        geo.check_k(2.5, 30)
+    # the entry points and the pointwise functions all say it the same way
+    nb = geo.neighbours(X[:50], 10)
+    with pytest.raises(InputError, match="k=11 is too large for 10 neighbour distances per point: the largest valid k is 10"):
+        geo.mle_pointwise(nb.dists, 11)
+    with pytest.raises(InputError, match="k=2 is too small: the smallest valid k is 3"):
+        geo.mle_pointwise(nb.dists, 2, norm="k-2")
+    for call in (lambda: lid(X[:10], k=10), lambda: geo.MLE(n_neighbors=10).fit(X[:10]),
+                 lambda: summarize(X[:10], k=10), lambda: geo.knn(X[:10], 10)):
+        with pytest.raises(InputError, match=r"k=10 is too large for 10 points: the largest valid k is 9"):
+            call()
+    assert lid(X, 10.0) == lid(X, 10)
+
+
+def test_functions_moved_out_of_estimators_keep_their_old_path():
+    import brainlid.geometry.dimension as dim
+    import brainlid.geometry.estimators as old
+
+    for name in ("lid", "lid_pointwise", "lid_sweep", "global_dimension", "summarize", "neighbours", "Neighbours"):
+        with pytest.warns(DeprecationWarning, match=f"import {name} from brainlid.geometry.dimension"):
+            assert getattr(old, name) is getattr(dim, name)
+
+
+def test_registry_modules_import_neither_torch_nor_sklearn_nor_pandas():
+    import subprocess
+    import sys
+
+    code = ("import sys, brainlid.geometry as g; g.ESTIMATORS, g.DEFAULT_K, g.check_k; "
+            "print(sorted(m for m in ('torch', 'sklearn', 'pandas', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

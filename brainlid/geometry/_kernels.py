@@ -26,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..backend import compute_threads
+
 KERNELS = "auto"  # "auto", "numba" or "numpy": see use_compiled
 _KERNELS: dict[str, object] = {}
 _sift_down = _heapify = _offer = _offer_row = None  # compiled heap helpers, set by _build
@@ -173,15 +175,9 @@ def _build():
                     topk_cols=topk_cols)
 
 
-def _n_threads() -> int:
-    from ..backend import compute_threads
-
-    return compute_threads()
-
-
 def _split_rows(n_rows: int, work: int, call) -> None:
     """Run ``call(start, stop)`` over row ranges, in threads when the work is large."""
-    threads = min(_n_threads(), n_rows)
+    threads = min(compute_threads(), n_rows)
     if threads <= 1 or work < _PARALLEL_MIN_WORK:
         call(0, n_rows)
         return

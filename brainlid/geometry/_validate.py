@@ -27,6 +27,7 @@ __all__ = [
     "DuplicatePointsWarning",
     "check_points",
     "check_k",
+    "check_choice",
     "parse_memory_budget",
     "unique_rows",
     "format_indices",
@@ -145,11 +146,34 @@ def check_points(X, name: str = "X", min_rows: int = 1, dtype=np.float32) -> np.
     return out
 
 
-def check_k(k, n_points: int, *, exclude_self: bool = True, name: str = "k", min_k: int = 1,
+def check_k(k, n_points: int, *, min_k: int = 1, exclude_self: bool = True, name: str = "k",
             what: str = "points") -> int:
-    """Validate a neighbour count against the number of points.
+    """Validate a neighbourhood size: the one check of ``k`` in the geometry API.
 
-    With ``exclude_self`` the largest valid ``k`` is ``n_points - 1``.
+    Parameters
+    ----------
+    k : int
+        Neighbourhood size (an integral float such as ``20.0`` is accepted).
+    n_points : int
+        Points it is checked against; with ``exclude_self`` the largest valid ``k`` is
+        ``n_points - 1`` (a point is not its own neighbour), else ``n_points``.
+    min_k : int
+        Smallest valid ``k`` (e.g. 2 for the MLE, see :func:`brainlid.geometry.local.min_k`).
+    exclude_self : bool
+        See ``n_points``.
+    name, what : str
+        Names of ``k`` and of the points in the message.
+
+    Returns
+    -------
+    int
+        ``k`` as a Python int.
+
+    Raises
+    ------
+    InputError
+        ``k`` is not an integer, or is outside ``[min_k, largest]``; the message names the
+        valid bound: ``"k=30 is too large for 25 points: the largest valid k is 24 (self is excluded)"``.
     """
     if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
         if isinstance(k, float) and float(k).is_integer():
@@ -159,13 +183,20 @@ def check_k(k, n_points: int, *, exclude_self: bool = True, name: str = "k", min
     k = int(k)
     largest = n_points - 1 if exclude_self else n_points
     if k < min_k:
-        raise InputError(f"{name} must be >= {min_k}, got {k}")
+        raise InputError(f"{name}={k} is too small: the smallest valid {name} is {min_k}")
     if k > largest:
         raise InputError(
             f"{name}={k} is too large for {n_points} {what}: the largest valid {name} is {largest}"
             + (" (self is excluded)" if exclude_self else "")
         )
     return k
+
+
+def check_choice(value, options, what: str):
+    """``value`` if it is one of ``options`` (a registry's keys), else InputError listing them."""
+    if value not in options:
+        raise InputError(f"unknown {what} {value!r}; choose one of {', '.join(options)}")
+    return value
 
 
 def unique_rows(X: np.ndarray):

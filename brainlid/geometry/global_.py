@@ -9,6 +9,8 @@ These are the "global" counterparts the paper contrasts with local LID (METHODS.
 * :func:`participation_ratio` — PR = (Σλ)² / Σλ² (Gao et al. 2017; Elmoznino & Bonner 2024).
 * :func:`pca_dimensions` — smallest m with Σ_{i<=m} λ_i / Σλ >= t, for t = 0.90, 0.95, 0.99
   (a relative tolerance of 1e-9 absorbs rounding at exact thresholds).
+* :data:`GLOBAL_MEASURES` — the names of the measures :func:`brainlid.geometry.global_dimension`
+  returns (participation ratio, PCA dimensions at 90/95/99 %, TwoNN linear fit and MLE, MLE at K = N − 1).
 * :func:`twonn_from_distances` — TwoNN (Facco et al. 2017) from r_1, r_2: μ = r_2/r_1;
   ``"linear"``: sort μ, keep the smallest ⌊N(1 − discard)⌋ (discard = 0.1), fit
   −log(1 − i/N) = d·log μ_(i) by least squares through the origin,
@@ -25,6 +27,7 @@ from ._kernels import abs_max, centre_f32, power_of_two_scale
 from ._validate import check_points
 
 __all__ = [
+    "GLOBAL_MEASURES",
     "PCA_THRESHOLDS",
     "covariance_eigenvalues",
     "participation_ratio",
@@ -33,6 +36,9 @@ __all__ = [
 ]
 
 PCA_THRESHOLDS = (0.90, 0.95, 0.99)
+# the global measures :func:`brainlid.geometry.global_dimension` returns (and the score tables' global
+# ``estimator`` values, with ``K = NaN``), in order; ``mle_full`` is None when it is skipped
+GLOBAL_MEASURES = ("participation_ratio", "pca90", "pca95", "pca99", "twonn", "twonn_mle", "mle_full")
 
 
 def covariance_eigenvalues(X, chunk_rows: int = 1024) -> np.ndarray:

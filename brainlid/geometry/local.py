@@ -20,6 +20,15 @@ Estimators (pointwise)
     m̂(x) = k / Σ_{y ∈ V_k(x)} log μ_y   — the global MLE form (N−1)/Σ log μ of Facco et al.
     (2017) / Denti et al. (2022) restricted to V_k(x). Needs the kNN indices.
 
+Registries
+----------
+:data:`ESTIMATORS` (name → pointwise function), :data:`NORMS` (MLE normalisation → the offset
+o of its numerator c = k − o), :data:`AGGREGATES` (name → function of the pointwise values) sit at the
+end of this module, beside the functions they name; their keys are the vocabulary of the whole
+package (the ``brainlid lid`` options, the score tables' ``estimator`` column, the docs).
+:data:`DEFAULT_K` is the one default neighbourhood size and :data:`DEFAULT_KS` the one default
+K-sweep. The module imports only numpy, so the command line can read them without start-up cost.
+
 Aggregation over points (``aggregate``)
 ---------------------------------------
 ``"mean"`` (the paper's), ``"median"``, ``"harmonic"``: n / Σ_x 1/m̂(x). For ``mle`` the
@@ -48,12 +57,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ._validate import format_indices
+from ._validate import check_choice, check_k, format_indices
 
 __all__ = [
     "ESTIMATORS",
     "NORMS",
     "AGGREGATES",
+    "DEFAULT_K",
     "DEFAULT_KS",
     "mle_pointwise",
     "mom_pointwise",
@@ -65,10 +75,10 @@ __all__ = [
     "min_k",
 ]
 
-ESTIMATORS = ("mle", "mom", "mada", "twonn")
-NORMS = ("k-1", "k-2", "k")
-AGGREGATES = ("mean", "median", "harmonic")
-DEFAULT_KS = (5, 10, 20, 50, 100, 200, 500, 1000)
+DEFAULT_K = 20  # the default neighbourhood size of every LID function, estimator and command
+DEFAULT_KS = (5, 10, 20, 50, 100, 200, 500, 1000)  # the default K-sweep (before capping at n − 1)
+# MLE normalisation → offset o of the numerator c = k − o (registry: the keys are the choices)
+NORMS = {"k-1": 1, "k-2": 2, "k": 0}
 
 
 def default_ks(n_points: int) -> list[int]:
@@ -77,24 +87,20 @@ def default_ks(n_points: int) -> list[int]:
 
 
 def min_k(estimator: str, norm: str = "k-1") -> int:
-    """Smallest neighbourhood size for which ``estimator`` is defined."""
+    """Smallest neighbourhood size for which ``estimator`` is defined (k − o >= 1 for the MLE)."""
     if estimator == "mle":
-        return 3 if norm == "k-2" else 2
+        return max(2, NORMS[norm] + 1)
     if estimator == "twonn":
         return 1
     return 2
 
 
 def _check_estimator(estimator: str) -> str:
-    if estimator not in ESTIMATORS:
-        raise InputError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
-    return estimator
+    return check_choice(estimator, ESTIMATORS, "estimator")
 
 
 def _check_norm(norm: str) -> str:
-    if norm not in NORMS:
-        raise InputError(f"unknown normalisation {norm!r}; choose one of {', '.join(NORMS)}")
-    return norm
+    return check_choice(norm, NORMS, "normalisation")
 
 
 def _validate_dists(dists) -> np.ndarray:
@@ -116,16 +122,8 @@ def _validate_dists(dists) -> np.ndarray:
 
 def _resolve_k(d: np.ndarray, k: int | None, kmin: int) -> int:
     kmax = d.shape[1]
-    if k is None:
-        k = kmax
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)):
-        raise InputError(f"k must be an integer, got {k!r}")
-    k = int(k)
-    if k < kmin:
-        raise InputError(f"k={k} is too small for this estimator; the smallest valid k is {kmin}")
-    if k > kmax:
-        raise InputError(f"k={k} exceeds the {kmax} neighbour distances given; the largest valid k is {kmax}")
-    return k
+    return check_k(kmax if k is None else k, kmax, min_k=kmin, exclude_self=False,
+                   what="neighbour distances per point")
 
 
 def positive_neighbors(dists, k: int, indices=None):
@@ -188,8 +186,7 @@ def mle_pointwise(dists, k: int | None = None, norm: str = "k-1") -> np.ndarray:
     S = (logs[:, -1:] - logs[:, :-1]).sum(axis=1)  # Σ_{j<k} log(r_k/r_j)
     if (S <= 0).any():
         _undefined(S <= 0, k, "all k neighbour distances are equal")
-    c = {"k-1": k - 1, "k-2": k - 2, "k": k}[norm]
-    return c / S
+    return (k - NORMS[norm]) / S
 
 
 def mom_pointwise(dists, k: int | None = None) -> np.ndarray:
@@ -256,28 +253,65 @@ def twonn_pointwise(dists, indices, k: int | None = None) -> np.ndarray:
 
 
 def pointwise(estimator: str, dists, k: int | None = None, *, indices=None, norm: str = "k-1") -> np.ndarray:
-    """Dispatch to the pointwise estimator named ``estimator`` (one of :data:`ESTIMATORS`)."""
-    _check_estimator(estimator)
+    """Dispatch to the pointwise estimator named ``estimator`` (a key of :data:`ESTIMATORS`).
+
+    ``indices`` (the kNN indices) is needed by ``"twonn"`` only, ``norm`` is used by ``"mle"`` only.
+    Returns ndarray (n,) float64.
+    """
+    fn = ESTIMATORS[_check_estimator(estimator)]
     if estimator == "mle":
-        return mle_pointwise(dists, k, norm)
-    if estimator == "mom":
-        return mom_pointwise(dists, k)
-    if estimator == "mada":
-        return mada_pointwise(dists, k)
-    if indices is None:
-        raise InputError("the local TwoNN estimator needs the kNN indices (indices=...)")
-    return twonn_pointwise(dists, indices, k)
+        return fn(dists, k, norm)
+    if estimator == "twonn":
+        if indices is None:
+            raise InputError("the local TwoNN estimator needs the kNN indices (indices=...)")
+        return fn(dists, indices, k)
+    return fn(dists, k)
 
 
 def aggregate(values, how: str = "mean") -> float:
-    """Combine pointwise estimates: ``"mean"``, ``"median"`` or ``"harmonic"`` (n / Σ 1/m̂)."""
-    if how not in AGGREGATES:
-        raise InputError(f"unknown aggregate {how!r}; choose one of {', '.join(AGGREGATES)}")
+    """Combine pointwise estimates: ``"mean"``, ``"median"`` or ``"harmonic"`` (n / Σ 1/m̂).
+
+    Parameters
+    ----------
+    values : array-like of shape (n,)
+        Pointwise estimates.
+    how : str
+        A key of :data:`AGGREGATES`.
+
+    Returns
+    -------
+    float
+    """
+    check_choice(how, AGGREGATES, "aggregate")
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
         raise InputError("no pointwise estimates to aggregate")
-    if how == "mean":
-        return float(v.mean())
-    if how == "median":
-        return float(np.median(v))
+    return AGGREGATES[how](v)
+
+
+def _mean(v: np.ndarray) -> float:
+    return float(v.mean())
+
+
+def _median(v: np.ndarray) -> float:
+    return float(np.median(v))
+
+
+def _harmonic_mean(v: np.ndarray) -> float:
     return float(v.size / np.sum(1.0 / v))
+
+
+# ----------------------------------------------------------------------------- registries
+# name → pointwise function (signatures as above: twonn also takes the kNN indices, mle a norm)
+ESTIMATORS = {
+    "mle": mle_pointwise,
+    "mom": mom_pointwise,
+    "mada": mada_pointwise,
+    "twonn": twonn_pointwise,
+}
+# name → function of the (n,) float64 pointwise values
+AGGREGATES = {
+    "mean": _mean,
+    "median": _median,
+    "harmonic": _harmonic_mean,
+}
