@@ -112,7 +112,7 @@ def test_duplicates_reported_as_one_warning_line(tmp_path, capsys, X):
     assert main(["lid", str(tmp_path / "d2.npy"), "--k", "10", "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)["sweep"]) == {"5", "10", "20"}
     assert main(["lid", str(tmp_path / "d2.npy"), "--k", "30"]) == 1
-    assert "only 30 distinct ones; k=30 is too large: the largest valid k is 29" in capsys.readouterr().err
+    assert "k=30 is too large for 30 distinct points (X has 60 rows): the largest valid k is 29" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
