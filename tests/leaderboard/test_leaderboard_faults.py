@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from brainlid.leaderboard import bundle as bmod
+from brainlid.leaderboard import archive
 from brainlid.leaderboard import queue as q
 from brainlid.leaderboard.bundle import BundleError, validate_bundle, write_bundle
 from brainlid.leaderboard.db import Database
@@ -67,7 +67,7 @@ def _one_layer_zip(path, arr: np.ndarray, fmt: str = "npy", dtype: str | None = 
 @pytest.mark.parametrize("chunk", [7, 1 << 20])
 def test_streamed_layers_equal_what_numpy_and_safetensors_read(tmp_path, monkeypatch, chunk):
     """Chunked reads (7-byte chunks split values and rows) give the arrays numpy/safetensors load, and the same verdicts."""
-    monkeypatch.setattr(bmod, "_CHUNK", chunk)
+    monkeypatch.setattr(archive, "CHUNK", chunk)
     rng = np.random.default_rng(3)
     X = rng.standard_normal((37, 11)).astype(np.float32)
     cases = [(X, "npy"), (np.asfortranarray(X), "npy"), (X.astype(np.float16), "npy"), (X, "safetensors"),
