@@ -33,14 +33,13 @@ is ``Authorization: Bearer <token>`` only.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
-import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from ..config import brainlid_home
 from ..errors import require
 from . import queue as q
 from . import site
@@ -48,11 +47,9 @@ from .bundle import Limits
 from .db import Database
 from .scoring import BenchmarkData
 from .uploads import UploadPolicy, Uploads, cleanup_storage
-from .worker import Worker, default_memory_budget
+from .worker import Worker, default_memory_budget, stop_workers
 
 __all__ = ["create_app", "default_storage"]
-
-log = logging.getLogger("brainlid.leaderboard")
 
 
 class _BadQuery(ValueError):
@@ -61,8 +58,6 @@ class _BadQuery(ValueError):
 
 def default_storage(db: Database) -> Path:
     """Bundle storage beside a SQLite file (``<db>.bundles``), else ``$BRAINLID_HOME/leaderboard/bundles``."""
-    from ..config import brainlid_home
-
     if db.dialect == "sqlite":
         return db.path.with_name(db.path.name + ".bundles")
     return brainlid_home() / "leaderboard" / "bundles"
@@ -92,8 +87,11 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
         the queue (at no cost to the submitter)
     """
     require("starlette", "leaderboard", "the leaderboard service")
+    # optional: starlette (the leaderboard extra), needed only to build the app
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
@@ -124,12 +122,7 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
         try:
             yield
         finally:
-            stop.set()
-            end = time.monotonic() + stop_grace
-            for w, t in threads:
-                t.join(timeout=max(0.0, end - time.monotonic()))
-                if t.is_alive() and w.release_current():  # the job goes back to the queue at no cost
-                    log.warning("stopped while scoring: gave the job back to the queue")
+            stop_workers(threads, stop, stop_grace)  # a job still being scored goes back to the queue at no cost
             upload.close()
 
     async def get_submission(request: Request):
@@ -226,9 +219,6 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
         resp.headers.setdefault("x-frame-options", "DENY")
         resp.headers.setdefault("referrer-policy", "no-referrer")
         return resp
-
-    from starlette.middleware import Middleware
-    from starlette.middleware.base import BaseHTTPMiddleware
 
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BaseHTTPMiddleware, dispatch=security_headers)])
     app.state.db = db

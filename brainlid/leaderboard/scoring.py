@@ -16,6 +16,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +26,12 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..config import cache_dir
+from ..data.fixtures import write_nsd
 from ..errors import BrainlidError, DatasetNotFoundError, InputError
+from ..features import Features, extract
+from ..scoring import get_benchmark, load_benchmark_data, score_features
+from ..scoring.plan import benchmark_inputs, default_layers
 from .bundle import Bundle, BundleError, Limits, validate_bundle, write_bundle
 from .schema import public_reason
 
@@ -43,8 +50,6 @@ class BenchmarkData:
         self._lock = threading.Lock()
 
     def load(self, bench_id: str):
-        from ..scoring.benchmarks import load_benchmark_data
-
         with self._lock:
             if bench_id not in self._cache:
                 try:
@@ -79,8 +84,6 @@ def benchmark_stimulus_set(bench_id: str, root=None):
     the benchmark's :class:`~brainlid.data.stimuli.StimulusSet` with images, restricted to the
     stimuli that have brain data and sorted by id — what ``brainlid benchmarks stimuli`` exports.
     """
-    from ..scoring.plan import benchmark_inputs
-
     stimuli, brain = benchmark_inputs(bench_id, root)
     return stimuli.subset(ids=published_stimulus_ids((stimuli, brain)))
 
@@ -90,20 +93,12 @@ def fixture_root(bench_id: str) -> Path:
 
     Only NSD benchmarks have a fixture; written once (atomically by folder rename).
     """
-    from ..config import cache_dir
-    from ..scoring.benchmarks import get_benchmark
-
     bench = get_benchmark(bench_id)
     if bench.dataset != "nsd":
         raise DatasetNotFoundError(f"benchmark {bench_id} needs its dataset ({bench.dataset}); there is no fixture for it")
     subj = int(bench.subject[4:])
     root = cache_dir("leaderboard-fixture") / f"nsd-subj{subj:02d}"
     if not (root / ".complete").exists():
-        import shutil
-        import tempfile
-
-        from ..data.fixtures import write_nsd
-
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root.parent))
         write_nsd(tmp, subjects=(subj,), spaces=(bench.space,))
         (tmp / ".complete").write_text("ok\n")
@@ -147,15 +142,14 @@ class CheckReport:
                 for r in s[cols].to_dict(orient="records")]
 
 
-def _validate(path, data: BenchmarkData, limits: Limits | None, require_data: bool = True, load: bool = True) -> Bundle:
+def _validate(path, data: BenchmarkData, limits: Limits | None, require_data: bool = True, load: bool = True,
+              sha256: str | None = None) -> Bundle:
     """The one validation of a bundle (upload handler, worker, ``submit check``).
 
     With ``require_data`` a benchmark whose data are not on this machine is a rejection (the
     server cannot check the stimulus ids or score it), never a scoring attempt; without it
     the ids are not checked against that benchmark.
     """
-    from ..scoring.benchmarks import get_benchmark
-
     def ids(b):
         try:
             return data.ids(b)
@@ -166,7 +160,7 @@ def _validate(path, data: BenchmarkData, limits: Limits | None, require_data: bo
                                   "give --data-root or allow the fixture)") from None
             return None
 
-    return validate_bundle(path, limits=limits, known_benchmark=get_benchmark, published_ids=ids, load=load)
+    return validate_bundle(path, limits=limits, known_benchmark=get_benchmark, published_ids=ids, load=load, sha256=sha256)
 
 
 def check_bundle(
@@ -177,6 +171,7 @@ def check_bundle(
     limits: Limits | None = None,
     score: bool = True,
     require_data: bool = True,
+    sha256: str | None = None,
 ) -> CheckReport:
     """Validate a bundle and score it on each of its benchmarks — what the service does.
 
@@ -193,6 +188,9 @@ def check_bundle(
         A benchmark whose dataset is missing here is a rejection (the service: never a scoring
         attempt); ``submit check`` passes a ``data`` with ``fixture_fallback=True`` instead.
         False: validate without the dataset (ids unchecked; scoring then raises).
+    sha256 : str or None
+        The file's SHA-256 when the caller computed it already (hashed once, where the bytes
+        arrive); None: hashed by :func:`~brainlid.leaderboard.bundle.validate_bundle`.
 
     Returns
     -------
@@ -200,11 +198,9 @@ def check_bundle(
     paths removed by :func:`~brainlid.leaderboard.schema.public_reason`); raises on
     server-side problems met while scoring.
     """
-    from ..scoring.cell import score_features
-
     data = data or BenchmarkData(root)
     try:
-        bundle = _validate(path, data, limits, require_data, load=score)  # the upload check keeps no arrays
+        bundle = _validate(path, data, limits, require_data, load=score, sha256=sha256)  # the upload check keeps no arrays
     except BundleError as exc:
         return CheckReport("rejected", public_reason(exc))
     if not score:
@@ -250,10 +246,6 @@ def prepare_bundle(
     (missing ids are an error, extra ids are dropped and ``note`` is called with a sentence), and
     ``metadata["model_name"]`` should name them.
     """
-    from ..features import Features, extract
-    from ..scoring.benchmarks import get_benchmark
-    from ..scoring.plan import default_layers
-
     benches = [benchmarks] if isinstance(benchmarks, str) else list(benchmarks)
     if not benches:
         raise InputError("give at least one benchmark")

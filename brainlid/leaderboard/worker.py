@@ -9,7 +9,7 @@ any machine that sees the database and the bundle storage) or in-process
 Before a job is scored its peak memory is estimated from the manifest's layer shapes and the
 benchmark's sizes (:func:`estimate_scoring_memory`); a job over the worker's ``memory_budget``
 is rejected with the estimate in the reason instead of being tried (and killing the worker).
-A worker that stops gracefully gives its job back (:meth:`Worker.release_current`).
+A worker that stops gracefully gives its job back (:func:`stop_workers`, :meth:`Worker.release_current`).
 
 Reference rows (:func:`add_baselines`, :func:`add_reference_entry`) are the baselines the
 board shows beside the entries: raw pixels, random weights, stimulus-shuffled features.
@@ -30,12 +30,17 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BrainlidError, InputError
+from ..features import fmt_size
+from ..scoring import get_benchmark, load_benchmark_data, score, score_features
+from ..scoring.baselines import PIXELS_MODEL, pixel_features
+from ..scoring.distributed import cell_sizes, estimate_benchmark_cell_memory, estimate_rdm_group_memory
 from . import queue as q
 from .bundle import Limits, read_manifest
 from .db import Database
 from .scoring import BenchmarkData, check_bundle
 
-__all__ = ["Worker", "add_baselines", "add_reference_entry", "estimate_scoring_memory", "default_memory_budget"]
+__all__ = ["Worker", "add_baselines", "add_reference_entry", "estimate_scoring_memory", "default_memory_budget",
+           "memory_refusal", "stop_workers"]
 
 log = logging.getLogger("brainlid.leaderboard")
 
@@ -78,9 +83,6 @@ def estimate_scoring_memory(layers: Sequence[tuple[Sequence[int], str]], benchma
     for published-RDM benchmarks. Benchmarks whose data this server lacks add nothing (the job
     is refused elsewhere). Meant as an upper bound (tests compare it with measured peaks).
     """
-    from ..scoring.benchmarks import get_benchmark
-    from ..scoring.distributed import cell_sizes, estimate_benchmark_cell_memory, estimate_rdm_group_memory
-
     dims = [(int(shape[0]), int(shape[1]), np.dtype(dt).itemsize) for shape, dt in layers]
     resident = SCORING_BASE + sum(n * d * (size + (4 if size < 4 else 0)) for n, d, size in dims)
     work = LAYER_FACTOR * 4 * max(n * d for n, d, _ in dims)
@@ -116,8 +118,6 @@ def _manifest_memory(path, data: BenchmarkData, limits: Limits | None) -> int | 
 
 def memory_refusal(need: int | None, budget: int) -> str:
     """The rejection reason of a job estimated at ``need`` bytes over ``budget`` ("" when it fits)."""
-    from ..features import fmt_size
-
     if not budget or need is None or need <= budget:
         return ""
     return (f"scoring this bundle needs an estimated {fmt_size(need)} of memory, over this board's scoring budget of "
@@ -200,7 +200,7 @@ class Worker:
             ok = q.reject(self.db, job["id"], self.owner, refusal)
             return "rejected" if ok else "lease-lost"
         try:
-            report = check_bundle(path, data=self.data, limits=self.limits)
+            report = check_bundle(path, data=self.data, limits=self.limits, sha256=job.get("bundle_sha256") or None)
         except Exception as exc:  # noqa: BLE001 - server-side failure: retried up to max_attempts
             log.exception("scoring %s failed", job["id"])
             q.fail(self.db, job["id"], self.owner, f"attempt {int(job['attempts'] or 0) + 1} failed on the server: {exc}",
@@ -240,6 +240,34 @@ class Worker:
         return n
 
 
+def stop_workers(workers: Sequence[tuple[Worker, threading.Thread]], stop: threading.Event, grace: float) -> list[str]:
+    """Stop worker loops gracefully: the one stop of ``serve`` (in-process workers) and ``leaderboard worker``.
+
+    Sets ``stop`` (each loop ends after its current job), waits up to ``grace`` seconds in all
+    for the jobs being scored, then gives every job still being scored back to the queue at no
+    cost (:meth:`Worker.release_current`; a later result of its thread is not stored).
+
+    Parameters
+    ----------
+    workers : sequence of (Worker, the thread running its :meth:`Worker.run`)
+    stop : the event the loops watch
+    grace : seconds to wait for the running jobs (in all, not per worker)
+
+    Returns
+    -------
+    list of str — the owners of the workers whose job was given back.
+    """
+    stop.set()
+    end = time.monotonic() + grace
+    released = []
+    for w, t in workers:
+        t.join(timeout=max(0.0, end - time.monotonic()))
+        if t.is_alive() and w.release_current():
+            log.warning("worker %s stopped while scoring: gave the job back to the queue", w.owner)
+            released.append(w.owner)
+    return released
+
+
 def add_reference_entry(db: Database, name: str, scores: pd.DataFrame, geometry: pd.DataFrame, *,
                         metadata: dict | None = None) -> str:
     """Store precomputed rows as a ``baseline`` reference entry (scored); returns its id."""
@@ -266,8 +294,6 @@ def add_baselines(db: Database, model: str | None, benchmarks: Sequence[str], *,
     the same architecture with random weights, and the model's features shuffled across
     stimuli) through :func:`brainlid.scoring.serial.score`. Returns the new entry ids.
     """
-    from ..scoring.serial import score
-
     which = tuple(which)
     ids: list[str] = []
     if model is None:
@@ -277,16 +303,12 @@ def add_baselines(db: Database, model: str | None, benchmarks: Sequence[str], *,
     res = score(model if model is not None else [], benchmarks, layers=layers, data_root=root, store=False,
                 baselines=which, pooling=pooling, batch_size=batch_size, return_result=True) if model is not None else None
     if res is None:  # pixels only
-        from ..scoring import baselines as bl
-        from ..scoring.benchmarks import load_benchmark_data
-        from ..scoring.cell import score_features
-
         parts_s, parts_g = [], []
         for b in benchmarks:
             stimuli, brain = load_benchmark_data(b, root)
             if stimuli is None:
                 raise InputError(f"benchmark {b} ships no images: no pixel baseline")
-            s, g = score_features({"pixels": bl.pixel_features(stimuli)}, stimuli.ids, b, brain, model=bl.PIXELS_MODEL)
+            s, g = score_features({"pixels": pixel_features(stimuli)}, stimuli.ids, b, brain, model=PIXELS_MODEL)
             parts_s.append(s)
             parts_g.append(g)
         scores, geom = pd.concat(parts_s, ignore_index=True), pd.concat(parts_g, ignore_index=True)
