@@ -248,7 +248,7 @@ def run_demo(out: str | os.PathLike | None = None, *, home: str | os.PathLike | 
     synthetic. ``progress``: a bar (or spinner) per stage on stderr; None shows it on a terminal
     outside CI (:func:`brainlid._progress.progress_wanted`); the ``log`` lines come either way.
     """
-    from ..scoring.runner import score
+    from ..scoring.serial import score
     from . import zoo as zoo_mod
 
     t_start = time.perf_counter()
@@ -286,7 +286,7 @@ def run_demo(out: str | os.PathLike | None = None, *, home: str | os.PathLike | 
 
 
 def n_extractions(specs) -> int:
-    """Feature extractions :func:`brainlid.scoring.runner.score` runs per benchmark for these specs with
+    """Feature extractions :func:`brainlid.scoring.serial.score` runs per benchmark for these specs with
     the default baselines: each model and, where the spec allows one, its random-weights twin."""
     from ..scoring.baselines import random_weights_spec
 
@@ -344,7 +344,7 @@ def _brain_map(scores: pd.DataFrame, root: Path, bench, models: dict, folder: Pa
     from ..features import extract
     from ..plotting import brain_map
     from ..scoring.benchmarks import load_benchmark_data
-    from ..scoring.runner import unit_scores_for_layer
+    from ..scoring.cell import unit_scores_for_layer
 
     enc = scores[(scores["benchmark"] == bench.id) & (scores["split"] == "test") & (scores["metric"] == "encoding_r2")
                  & scores["selected"].astype(bool) & scores["model"].isin(list(models))]

@@ -1,7 +1,7 @@
 """The scoring grid as a plan, shared by the serial and the Dask runners.
 
 :func:`plan_grid` decides *what* is scored *where*; it extracts nothing and scores nothing.
-The serial :func:`brainlid.scoring.runner.score` and the Dask
+The serial :func:`brainlid.scoring.serial.score` and the Dask
 :func:`brainlid.scoring.distributed.score_distributed` both walk the same plan, so the grid's
 rules live here once:
 
@@ -52,7 +52,7 @@ from ..errors import InputError
 from ..features import Features, layer_selectors, load_model, resolve_layer_names, resolve_layers
 from . import baselines as bl
 from .baselines import PIXELS_MODEL
-from .benchmarks import Benchmark, get_benchmark, load_benchmark_data
+from .benchmarks import Benchmark, get_benchmark, load_benchmark_data, load_benchmark_rdms
 
 __all__ = [
     "SOURCES", "ModelPlan", "Group", "BenchPlan", "GridPlan", "plan_grid", "named_models", "model_name",
@@ -230,7 +230,7 @@ def benchmark_inputs(bench: Benchmark | str, data_root=None):
     ``brain`` is the :class:`~brainlid.data.BrainData` of a response benchmark
     (:func:`~brainlid.scoring.benchmarks.load_benchmark_data`) or the
     :class:`~brainlid.data.rdms.BrainRDMs` of an RDM benchmark (``kind="rdms"``,
-    :func:`~brainlid.scoring.rdm_benchmarks.load_benchmark_rdms`, images attached); ``stimuli``
+    :func:`~brainlid.scoring.benchmarks.load_benchmark_rdms`, images attached); ``stimuli``
     is the benchmark's StimulusSet restricted to the ids that have brain data.
 
     Raises
@@ -240,8 +240,6 @@ def benchmark_inputs(bench: Benchmark | str, data_root=None):
     """
     bench = get_benchmark(bench)
     if bench.kind == "rdms":
-        from .rdm_benchmarks import load_benchmark_rdms
-
         brain = load_benchmark_rdms(bench, data_root)
         stimuli = brain.stimuli
     else:
@@ -399,7 +397,7 @@ def plan_grid(
     Parameters
     ----------
     models : spec, module, Features, a sequence of them, or a mapping name → spec
-        As :func:`brainlid.scoring.runner.score` takes them (Features: precomputed features).
+        As :func:`brainlid.scoring.serial.score` takes them (Features: precomputed features).
     benchmarks : id, Benchmark or a sequence of them
         Unknown ids fail here, before any data are read.
     layers : None, str, sequence of str, or mapping model key → sequence

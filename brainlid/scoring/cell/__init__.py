@@ -5,6 +5,7 @@ Dask :mod:`brainlid.scoring.distributed`).
   the provenance of a row;
 * :mod:`.selection` — best-layer choice on ``val`` rows, the comparison arrays kept;
 * :mod:`.geometry` — LID / global geometry rows, model–model rows;
+* :mod:`.rdms` — the rows of RDM benchmarks (published brain RDMs, split-half layer selection);
 * :mod:`.layers` — :func:`score_features`, all layers of one model on one benchmark.
 """
 

@@ -1,7 +1,7 @@
 """All layers of one model on one benchmark: :func:`score_features`.
 
 Scores every layer (:func:`~brainlid.scoring.cell.responses.score_layer`, or the split-half selection of
-RDM benchmarks, :func:`~brainlid.scoring.rdm_benchmarks.score_rdm_features`), measures each layer's
+RDM benchmarks, :func:`~brainlid.scoring.cell.rdms.score_rdm_features`), measures each layer's
 geometry on the benchmark's LID stimuli and marks the best layer on ``val``.
 """
 
@@ -15,9 +15,9 @@ import pandas as pd
 from ...data.provenance import data_source_of
 from ...errors import InputError
 from ..benchmarks import Benchmark, get_benchmark, load_benchmark_data
-from ..rdm_benchmarks import score_rdm_features
 from ..tables import geometry_frame, score_frame
 from .geometry import geometry_rows
+from .rdms import score_rdm_features
 from .responses import lid_positions, make_splits, score_layer
 from .selection import prune_kept, select_best_layer
 
@@ -59,7 +59,7 @@ def score_features(
     (scores, geometry) : DataFrames in the tidy schemas.
     """
     bench = get_benchmark(bench)
-    if bench.kind == "rdms":  # published brain RDMs: split-half selection (brainlid.scoring.rdm_benchmarks)
+    if bench.kind == "rdms":  # published brain RDMs: split-half selection (brainlid.scoring.cell.rdms)
         return score_rdm_features(features, feature_ids, bench, brain, model=model, root=root,
                                   feature_cache_key=feature_cache_key, geometry=geometry, keep=keep,
                                   keep_layers=keep_layers)

@@ -38,13 +38,13 @@ from ..._version import __version__
 from ...alignment.ceiling import normalise_r, normalise_r2, rdm_split_half
 from ...alignment.encoding import alpha_edge_fraction, fit_encoding_params, warn_alpha_edges
 from ...alignment.rsa import compare_rdms, rdm
+from ...alignment.rsa_bootstrap import BOOTSTRAP_METHODS, CI_METHOD, rdm_bootstrap_ci
 from ...alignment.uncertainty import basic_interval
 from ...data.ids import match_ids
 from ...data.provenance import data_source_of
 from ...errors import InputError
 from ..benchmarks import REPS_META_KEY, RSA_CEILING, Benchmark, get_benchmark
 from ..plan import lid_ids
-from ..rdm_benchmarks import BOOTSTRAP_METHODS, CI_METHOD, rdm_bootstrap_ci
 from .selection import keep_arrays
 
 __all__ = [
@@ -338,7 +338,7 @@ def _rsa_rows(X_eval, Y_eval, times, p, base, ceiling=None, keep: dict | None = 
       in the noise). NaN where r_sb <= ``p["ceiling_floor"]``. ``ceiling_method`` records it.
 
     ``ci_low``/``ci_high``: the variance-corrected stimulus bootstrap of ``value``
-    (:func:`brainlid.scoring.rdm_benchmarks.rdm_bootstrap_ci`). ``keep``: a dict that receives the
+    (:func:`brainlid.alignment.rsa_bootstrap.rdm_bootstrap_ci`). ``keep``: a dict that receives the
     condensed ``model_rdm`` and the ``brain_rdms`` (n_times or 1, n_pairs), both float32.
     """
     model_rdm = rdm(X_eval, method=p["rdm_method"])
