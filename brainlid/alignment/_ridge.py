@@ -1,5 +1,8 @@
 """Ridge regression with a per-target α chosen by K-fold cross-validation: the fast solver.
 
+One topic: this one solver (its primal and dual forms share the fold algebra below and the α grid's
+meaning, :func:`check_alpha_scale`), as himalaya keeps its solvers in one ``_solvers.py``.
+
 :func:`ridge_cv_fit_predict` fits ``Y ≈ X β`` (one β column per target) with the
 ridge penalty ``α‖β‖²``, chooses α per target from a grid by inner K-fold
 cross-validation, refits on the whole training split with each target's α and
