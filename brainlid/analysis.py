@@ -56,11 +56,12 @@ import pandas as pd
 
 from . import stats
 from .errors import InputError
+from .geometry import DEFAULT_K, GLOBAL_MEASURES as _GEOMETRY_MEASURES
 
 __all__ = ["analyze", "AnalysisResult", "model_table", "read_generalization", "read_families", "family_of",
            "assign_families", "check_data_sources", "is_baseline", "GLOBAL_MEASURES", "DEFAULT_FAMILY_RULE"]
 
-GLOBAL_MEASURES = ("participation_ratio", "pca90", "pca95", "pca99", "twonn", "mle_full")
+GLOBAL_MEASURES = tuple(m for m in _GEOMETRY_MEASURES if m != "twonn_mle")  # analysed: all but the TwoNN MLE
 
 #: The default family rule: the leading letters of the architecture name, with a ``v<digits>``
 #: version kept (``convnext_atto`` → ``convnext``, ``resnet50`` → ``resnet``, ``convnextv2_tiny`` →
@@ -349,7 +350,7 @@ def model_table(
     geometry: pd.DataFrame,
     generalization: pd.DataFrame | None = None,
     *,
-    k: int = 20,
+    k: int = DEFAULT_K,
     estimator: str = "mle",
     layer: str = "last",
     stimulus_set: str | None = None,
@@ -465,7 +466,7 @@ def analyze(
     geometry: pd.DataFrame,
     generalization=None,
     *,
-    k: int = 20,
+    k: int = DEFAULT_K,
     estimator: str = "mle",
     layer: str = "last",
     stimulus_set: str | None = None,
