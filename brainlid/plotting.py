@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .geometry import DEFAULT_K
 
 __all__ = ["scatter_fit", "family_scatter", "r_vs_k", "layer_profiles", "score_vs_time", "brain_map", "analysis_figures",
            "save_figure", "draw_intervals"]
@@ -520,7 +521,7 @@ def benchmark_metric(scores: pd.DataFrame, benchmark: str, prefer: str | None = 
     return next((m for m in _PRIMARY_METRICS if m in have.index), have.index[0])
 
 
-def layer_profiles(scores: pd.DataFrame, geometry: pd.DataFrame, *, benchmark: str, k: int = 20, estimator: str = "mle",
+def layer_profiles(scores: pd.DataFrame, geometry: pd.DataFrame, *, benchmark: str, k: int = DEFAULT_K, estimator: str = "mle",
                    metric: str | None = None, models=None, families=None, stem=None):
     """LID (at K) and test brain score against layer depth, one line per model.
 
