@@ -27,7 +27,7 @@ import pandas as pd
 
 from .._atomic import atomic_path
 from ..errors import FileFormatError, InputError
-from .ids import as_ids, match_ids
+from .ids import as_ids, ids_in, positions_of
 
 __all__ = ["BrainData"]
 
@@ -138,7 +138,7 @@ class BrainData:
         splits = {}
         for name, ids in (self.splits or {}).items():
             ids = as_ids(ids, f"split {name!r}")
-            missing = np.setdiff1d(ids, self.stimulus_ids) if ids.dtype.kind == self.stimulus_ids.dtype.kind else ids
+            missing = ids[~ids_in(ids, self.stimulus_ids)] if ids.dtype.kind == self.stimulus_ids.dtype.kind else ids
             if missing.size:
                 raise InputError(f"split {name!r} names {missing.size} id(s) not in stimulus_ids, e.g. {list(missing[:5])}")
             splits[str(name)] = ids
@@ -226,12 +226,7 @@ class BrainData:
             out = out._take_units(_as_selection(units, out.n_units, "unit"))
         if stimuli is not None:
             want = as_ids(stimuli, "stimuli")
-            idx_self, idx_want = match_ids(out.stimulus_ids, want, names=(f"{out.dataset} {out.subject}", "selection"))
-            if idx_want.size != want.size:
-                missing = np.setdiff1d(want, out.stimulus_ids)
-                raise InputError(f"{missing.size} requested stimulus id(s) not in the data, e.g. {list(missing[:5])}")
-            pos = np.empty(want.size, dtype=np.int64)
-            pos[idx_want] = idx_self
+            pos = positions_of(out.stimulus_ids, want, where="the data", names=(f"{out.dataset} {out.subject}", "selection"))
             out = out._take_stimuli(pos)
         if time is not None:
             if out.times is None:
@@ -256,7 +251,7 @@ class BrainData:
 
     def _take_stimuli(self, pos: np.ndarray) -> "BrainData":
         ids = self.stimulus_ids[pos]
-        splits = {k: v[np.isin(v, ids)] for k, v in self.splits.items()}
+        splits = {k: v[ids_in(v, ids)] for k, v in self.splits.items()}
         splits = {k: v for k, v in splits.items() if v.size}  # a split emptied by the selection is dropped
         n_reps = None if self.n_reps is None else self.n_reps[pos]
         return replace(self, responses=self.responses[pos], stimulus_ids=ids, n_reps=n_reps, splits=splits)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError, StimulusMismatchError
 
-__all__ = ["as_ids", "match_ids", "ids_bytes", "ids_digest"]
+__all__ = ["as_ids", "match_ids", "positions_of", "ids_in", "ids_bytes", "ids_digest"]
 
 
 def as_ids(ids, name: str = "stimulus_ids") -> np.ndarray:
@@ -104,6 +104,73 @@ def match_ids(ids_a, ids_b, *, min_overlap: int = 1, names: tuple[str, str] = ("
             stacklevel=2,
         )
     return idx_a, idx_b
+
+
+def positions_of(have, want, *, where: str, names: tuple[str, str] = ("have", "requested"), min_overlap: int = 1,
+                 error: type[Exception] = InputError) -> np.ndarray:
+    """Positions in ``have`` of every id of ``want``, in ``want``'s order (:func:`match_ids`, all required).
+
+    Parameters
+    ----------
+    have : array-like of shape (n_have,)
+        Ids of the object being indexed (without duplicates).
+    want : array-like of shape (n_want,)
+        Requested ids (without duplicates).
+    where : str
+        What ``have`` is, for the message (``"the data"``, ``"stimulus set 'x'"``).
+    names : tuple of str
+        The two sides' names in :func:`match_ids`' messages.
+    min_overlap : int
+        Passed to :func:`match_ids`.
+    error : exception class
+        Raised when some requested ids are missing (default :class:`~brainlid.errors.InputError`).
+
+    Returns
+    -------
+    pos : ndarray of int64, shape (n_want,)
+        ``have[pos] == want``.
+
+    Raises
+    ------
+    error
+        ``"<n> requested stimulus id(s) not in <where>, e.g. [...]"``.
+    """
+    want = as_ids(want, f"{names[1]} ids")
+    idx_have, idx_want = match_ids(have, want, min_overlap=min_overlap, names=names)
+    if idx_want.size != want.size:
+        missing = np.delete(want, idx_want)
+        raise error(f"{missing.size} requested stimulus id(s) not in {where}, e.g. {list(missing[:5])}")
+    pos = np.empty(want.size, dtype=np.int64)
+    pos[idx_want] = idx_have
+    return pos
+
+
+def ids_in(ids, other, *, names: tuple[str, str] = ("ids", "other")) -> np.ndarray:
+    """Which of ``ids`` are also in ``other``: the membership form of :func:`match_ids`.
+
+    Parameters
+    ----------
+    ids : array-like of shape (n,)
+        Stimulus ids without duplicates.
+    other : array-like of shape (m,)
+        Stimulus ids without duplicates; may be empty (then nothing is in it).
+    names : tuple of str
+        What the two sides are called in messages.
+
+    Returns
+    -------
+    mask : ndarray of shape (n,) bool
+        ``mask[i]`` is True when ``ids[i]`` occurs in ``other``.
+    """
+    if np.size(ids) == 0:
+        return np.zeros(0, dtype=bool)
+    a = as_ids(ids, f"{names[0]} ids")
+    mask = np.zeros(a.size, dtype=bool)
+    if np.size(other) == 0:
+        return mask
+    idx_a, _ = match_ids(a, other, min_overlap=0, names=names)
+    mask[idx_a] = True
+    return mask
 
 
 def ids_bytes(ids) -> bytes:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import InputError, StimulusMismatchError
 from .condensed import condensed_positions, condensed_subset, n_from_condensed, square_rdm
-from .ids import as_ids, match_ids
+from .ids import as_ids, positions_of
 from .stimuli import StimulusSet
 
 __all__ = [
@@ -300,15 +300,8 @@ class BrainRDMs:
             r, sess = r[:, idx], [sess[i] for i in idx]
         if stimulus_ids is not None:
             want = as_ids(stimulus_ids, "requested stimulus ids")
-            idx_self, idx_want = match_ids(self.stimulus_ids, want, min_overlap=3, names=(self.dataset, "requested"))
-            if idx_want.size != want.size:
-                missing = np.setdiff1d(want, self.stimulus_ids)
-                raise StimulusMismatchError(
-                    f"{missing.size} requested stimulus id(s) are not in the {self.dataset} {self.roi} RDMs, "
-                    f"e.g. {list(missing[:5])}"
-                )
-            pos = np.empty(want.size, dtype=np.int64)
-            pos[idx_want] = idx_self
+            pos = positions_of(self.stimulus_ids, want, where=f"the {self.dataset} {self.roi} RDMs", min_overlap=3,
+                               names=(self.dataset, "requested"), error=StimulusMismatchError)
             r = r[..., condensed_positions(pos, self.n_stimuli)]
             ids = self.stimulus_ids[pos]
             stim = self.stimuli.subset(positions=pos) if self.stimuli is not None else None

@@ -22,7 +22,7 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DatasetNotFoundError, FileFormatError, InputError
-from .ids import as_ids, ids_bytes, match_ids
+from .ids import as_ids, ids_bytes, positions_of
 
 __all__ = ["ImageReader", "ArrayReader", "FileReader", "HDF5Reader", "StimulusSet", "IMAGE_SUFFIXES"]
 
@@ -329,14 +329,8 @@ class StimulusSet:
 
     def positions_of(self, ids) -> np.ndarray:
         """Positions of ``ids`` in this set (error naming any id not found)."""
-        want = as_ids(ids, "requested ids")
-        idx_self, idx_want = match_ids(self.ids, want, names=(self.name, "requested"))
-        if idx_want.size != want.size:
-            missing = np.setdiff1d(want, self.ids)
-            raise InputError(f"{missing.size} id(s) not in stimulus set {self.name!r}, e.g. {list(missing[:5])}")
-        out = np.empty(want.size, dtype=np.int64)
-        out[idx_want] = idx_self
-        return out
+        return positions_of(self.ids, as_ids(ids, "requested ids"), where=f"stimulus set {self.name!r}",
+                            names=(self.name, "requested"))
 
     def subset(self, ids=None, positions=None, name: str | None = None) -> "StimulusSet":
         """A new set restricted to ``ids`` (in that order) or to ``positions``."""
