@@ -24,7 +24,7 @@ import click
 from .._version import __version__
 from ..errors import BrainlidError
 
-COMMAND_MODULES = ["_score", "_compare", "_leaderboard"]
+COMMAND_MODULES = ["_compare", "_leaderboard"]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -46,10 +46,13 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}").register(cli)
 
 from .align import align  # noqa: E402
+from .analyze import analyze  # noqa: E402
+from .benchmarks import benchmarks  # noqa: E402
 from .datasets import datasets  # noqa: E402
 from .demo import demo  # noqa: E402
 from .features import cache, extract, layers  # noqa: E402
 from .geometry import lid  # noqa: E402
+from .score import score  # noqa: E402
 
 cli.add_command(align)
 cli.add_command(datasets)
@@ -58,6 +61,9 @@ cli.add_command(extract)
 cli.add_command(layers)
 cli.add_command(cache)
 cli.add_command(lid)
+cli.add_command(score)
+cli.add_command(benchmarks)
+cli.add_command(analyze)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,7 +42,7 @@ def register(cli: click.Group) -> None:
         from ..errors import InputError
         from ..scoring.store import ResultsStore
         from ._paths import check_output_dir
-        from ._score import split_ids
+        from ._common import split_ids
 
         if len(models) != 2:
             raise InputError(f"give --model exactly twice (A and B), got {len(models)}")
@@ -64,7 +64,7 @@ def register(cli: click.Group) -> None:
         if as_json:
             click.echo(json.dumps(json.loads(df.to_json(orient="records")), indent=1))
             return
-        from ._score import _echo_table
+        from ._common import echo_table as _echo_table
 
         _echo_table(df[TERMINAL_COLUMNS], title=f"{models[0]} − {models[1]} (paired bootstrap, {n_boot} resamples, "
                                                f"{level:.0%} intervals)")

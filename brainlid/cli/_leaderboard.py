@@ -130,7 +130,7 @@ def register(cli: click.Group) -> None:
         """
         from ..errors import InputError
         from ..leaderboard.scoring import prepare_bundle
-        from ._score import split_ids
+        from ._common import split_ids
 
         if (model is None) == (features is None):
             raise InputError("give either --model or --features, not both" if model else "give --model SPEC or --features DIR|FILE")
