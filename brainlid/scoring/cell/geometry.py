@@ -32,7 +32,7 @@ def geometry_rows(
     """
     X = np.asarray(X, dtype=np.float32)
     n = X.shape[0]
-    ks = [k for k in (ks or (5, 10, 20, 50, 100, 200, 500, 1000)) if 2 <= k <= n - 1]
+    ks = [k for k in (ks or geometry.DEFAULT_KS) if 2 <= k <= n - 1]
     base = {"model": model, "layer": layer, "layer_index": layer_index, "stimulus_set": stimulus_set, "n": n,
             "brainlid_version": __version__, "benchmark_version": benchmark_version,
             "feature_cache_key": feature_cache_key, "data_source": data_source}
