@@ -81,6 +81,7 @@ import pandas as pd
 from ..data import BrainData
 from .._docs import fill_doc
 from ..errors import InputError
+from ..geometry import DEFAULT_KS
 from .benchmark_data import (ALGONAUTS2023_TEST_FRACTION, REPS_META_KEY, algonauts2023_loader, hash_split, nsd_loader,
                              rdm_loader, things_eeg2_loader, things_fmri_loader, unpack_loaded)
 
@@ -130,7 +131,7 @@ DEFAULT_PARAMS: Mapping[str, Any] = MappingProxyType(
         "rdm_compare": "spearman",
         "n_boot": 1000,  # bootstrap over the evaluated stimuli for the CI of the encoding ROI mean
         "rsa_n_boot": 200,  # bootstrap over stimuli for the CI of RSA scores (cost ~ n_times × n_stimuli² each)
-        "lid_ks": (5, 10, 20, 50, 100, 200, 500, 1000),
+        "lid_ks": DEFAULT_KS,
         "lid_estimators": ("mle",),
         "seed": 0,
     }
