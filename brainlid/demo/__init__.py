@@ -42,6 +42,7 @@ from .._atomic import atomic_write_text
 from .._progress import Stage
 from ..config import brainlid_home
 from ..errors import InputError
+from ..geometry import DEFAULT_K
 
 __all__ = ["run_demo", "DemoResult", "digits_stimuli", "train_zoo", "write_synthetic_nsd", "SUMMARY_COLUMNS",
            "DEMO_DATASET"]
@@ -51,7 +52,7 @@ DEMO_DATASET = "nsd_synthetic"
 N_SHARED = 150
 N_UNIQUE = 160
 SUBJECTS = (1, 2)
-K_HEADLINE = 20
+K_HEADLINE = DEFAULT_K
 
 #: The summary table's columns, in order (explained in the README).
 SUMMARY_COLUMNS = {
