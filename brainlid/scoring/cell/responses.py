@@ -40,7 +40,7 @@ from ...alignment.encoding import alpha_edge_fraction, fit_encoding_params, warn
 from ...alignment.rsa import compare_rdms, rdm
 from ...alignment.rsa_bootstrap import BOOTSTRAP_METHODS, CI_METHOD, rdm_bootstrap_ci
 from ...alignment.uncertainty import basic_interval
-from ...data.ids import match_ids
+from ...data.ids import match_ids, positions_of
 from ...data.provenance import data_source_of
 from ...errors import InputError
 from ..benchmarks import REPS_META_KEY, RSA_CEILING, Benchmark, get_benchmark
@@ -104,19 +104,13 @@ def _aligned(X: np.ndarray, feature_ids, brain):
     return X[ix], brain.responses[ib], ids
 
 
-def id_positions(ids: np.ndarray, want: np.ndarray, what: str) -> np.ndarray:
-    """Positions in ``ids`` of each id in ``want`` (same order); :class:`InputError` naming ``what`` when
-    some are missing."""
+def id_positions(ids, want, what: str) -> np.ndarray:
+    """Positions in ``ids`` (the features' stimulus ids) of each id in ``want``, in ``want``'s order.
 
-    order = np.argsort(ids)
-    pos = np.searchsorted(ids, want, sorter=order)
-    pos = np.clip(pos, 0, ids.size - 1)
-    found = order[pos]
-    hit = ids[found] == want
-    if not hit.all():
-        missing = want[~hit]
-        raise InputError(f"{missing.size} {what} stimulus id(s) have no features, e.g. {list(missing[:5])}")
-    return found
+    The one id join (:func:`brainlid.data.ids.positions_of`); :class:`InputError` naming ``what`` (e.g.
+    ``"test"``, ``"LID"``) when some of ``want`` have no features. Returns int64 ``(n_want,)``.
+    """
+    return positions_of(ids, want, where=f"the features (the {what} stimuli)", names=("features", f"{what} stimuli"))
 
 
 
