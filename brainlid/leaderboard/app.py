@@ -20,7 +20,7 @@ Routes
     ``Link`` header (``rel="first|prev|next|last"``) and ``X-Total-Count``/``X-Page``/``X-Pages``
     say where the others are.
 ``GET /[?benchmark=&q=&sort=&desc=&page=&per_page=]``, ``GET /entries/{id}``, ``GET /leaderboard.csv``
-    The pages (:mod:`brainlid.leaderboard.site`); the CSV holds every row.
+    The pages (:mod:`brainlid.leaderboard.site`); the CSV (:mod:`brainlid.leaderboard.board`) holds every row.
 
 Every response carries a Content-Security-Policy without ``'unsafe-inline'`` (the page's one
 inline style and script are allowed by hash) and with ``frame-ancestors 'none'``. A NUL or
@@ -41,8 +41,8 @@ from pathlib import Path
 
 from ..config import brainlid_home
 from ..errors import require
+from . import board, site
 from . import queue as q
-from . import site
 from .bundle import Limits
 from .db import Database
 from .scoring import BenchmarkData
@@ -141,12 +141,12 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
 
     def _json(obj, status_code: int = 200, headers: dict | None = None) -> Response:
         # ASCII JSON without NaN: any stored text encodes, nothing stored can make a route fail
-        return Response(site.json_text(obj), status_code=status_code, media_type="application/json", headers=headers)
+        return Response(board.json_text(obj), status_code=status_code, media_type="application/json", headers=headers)
 
     def _page_args(request: Request) -> tuple[int, int]:
         p = request.query_params
         out = []
-        for key, default, hi in (("page", 1, 10**9), ("per_page", site.PER_PAGE, site.MAX_PER_PAGE)):
+        for key, default, hi in (("page", 1, 10**9), ("per_page", board.PER_PAGE, board.MAX_PER_PAGE)):
             raw = p.get(key, "")
             if raw == "":
                 out.append(default)
@@ -162,9 +162,9 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
         except _BadQuery as exc:
             return _json({"error": str(exc)}, status_code=422)
         benchmark = request.query_params.get("benchmark") or None
-        rows = await run_in_threadpool(site.board_rows, db, benchmark)
-        shown, page, pages = site.paginate(rows, page, per_page)
-        base = {"benchmark": benchmark or "", "per_page": per_page if per_page != site.PER_PAGE else ""}
+        rows = await run_in_threadpool(board.board_rows, db, benchmark)
+        shown, page, pages = board.paginate(rows, page, per_page)
+        base = {"benchmark": benchmark or "", "per_page": per_page if per_page != board.PER_PAGE else ""}
         links = [f'<{request.url.path}{site.live_href(**base, page=n)}>; rel="{rel}"'
                  for rel, n in (("first", 1), ("prev", page - 1), ("next", page + 1), ("last", pages)) if 1 <= n <= pages]
         return _json(shown, headers={"link": ", ".join(links), "x-total-count": str(len(rows)),
@@ -176,20 +176,20 @@ def create_app(db_url: str | None = None, *, storage: str | os.PathLike | None =
             page_no, per_page = _page_args(request)
         except _BadQuery as exc:
             return HTMLResponse(f"<!doctype html><title>bad request</title><p>{site.e(exc)}</p>", status_code=422)
-        rows = await run_in_threadpool(site.board_rows, db)
+        rows = await run_in_threadpool(board.board_rows, db)
         page = site.render_index(rows, title=title, live=True, benchmark=p.get("benchmark", ""), text=p.get("q", ""),
                                  sort=p.get("sort", ""), desc=p.get("desc", "1") != "0", page=page_no, per_page=per_page)
         return HTMLResponse(page)
 
     async def entry(request: Request):
-        d = await run_in_threadpool(site.entry_data, db, request.path_params["id"])
+        d = await run_in_threadpool(board.entry_data, db, request.path_params["id"])
         if d is None or d["submission"]["status"] not in ("scored", "rejected", "queued", "scoring"):
             return HTMLResponse("<!doctype html><title>not found</title><p>No such entry.</p>", status_code=404)
         return HTMLResponse(site.render_entry(d, title=title))
 
     async def board_csv(request: Request):
-        rows = await run_in_threadpool(site.board_rows, db, request.query_params.get("benchmark") or None)
-        return PlainTextResponse(site.board_csv(rows), media_type="text/csv",
+        rows = await run_in_threadpool(board.board_rows, db, request.query_params.get("benchmark") or None)
+        return PlainTextResponse(board.board_csv(rows), media_type="text/csv",
                                  headers={"content-disposition": "attachment; filename=leaderboard.csv"})
 
     async def health(request: Request):

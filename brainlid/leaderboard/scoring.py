@@ -3,7 +3,7 @@
 * :func:`published_stimulus_ids` — the stimulus ids (in the required order: sorted) a bundle
   must carry for a benchmark: every stimulus of the benchmark's data (train and test);
 * :func:`check_bundle` — :func:`~brainlid.leaderboard.bundle.validate_bundle` then
-  :func:`brainlid.scoring.cell.score_features` on every benchmark of the bundle; returns a
+  :func:`brainlid.scoring.score_features` on every benchmark of the bundle; returns a
   :class:`CheckReport` (``status`` ``"scored"`` or ``"rejected"`` with the reason);
 * :func:`benchmark_stimulus_set` — those stimuli, with their images, in that order (what
   ``brainlid benchmarks stimuli`` exports);

@@ -1,61 +1,50 @@
 """The board's pages, rendered on the server: shared by the live service and the static build.
 
-* :func:`board_rows` — one row per (entry, benchmark): the test scores of the layer chosen on
-  the validation split, CIs, ceiling-normalised value, LID of that layer, parameters;
 * :func:`render_index` — the sortable, filterable table, baselines as reference rows, and an
   LID-vs-score scatter as inline SVG (readable without JavaScript; a small inline script adds
   client-side sorting and filtering);
 * :func:`render_entry` — one entry: metadata, scores per benchmark / layer / split / time, the
-  LID K-sweep of every layer, plots;
-* :func:`board_csv`, :func:`build_site` — the CSV download and the static site.
+  LID K-sweep of every layer, plots (:func:`svg_scatter`, :func:`svg_lines`);
+* :func:`build_site` — the static site (pages, CSV and JSON).
+
+The rows the pages show, and the CSV/JSON exports, come from :mod:`brainlid.leaderboard.board`
+(``board_rows``, ``entry_data``, ``board_csv``, ... were defined here; the old import path still
+works, with a DeprecationWarning).
 
 Every string that comes from a submission is passed through :func:`html.escape` (quotes
 included) and :func:`~brainlid.leaderboard.schema.visible` (control, bidi and lone-surrogate
 characters shown as ``\\uXXXX``) before it reaches a page; URLs are shown as links only with an
-http(s) scheme; numbers that cannot be shown are shown as "–". CSV cells that a spreadsheet
-would run as a formula (text starting with ``= + - @``, tab or CR) are prefixed with ``'``
-(OWASP); numbers stay numbers. The pages' only inline style and script are allowed by their
-SHA-256 in the Content-Security-Policy (:data:`CSP`), never by ``'unsafe-inline'``.
-
-The board table is paginated (:data:`PER_PAGE` rows a page, at most :data:`MAX_PER_PAGE`), and
-:func:`board_rows` is computed once per state of the database (cached until a submission or a
-benchmark setting changes), so a page costs about the same at 100 and at 5,000 entries.
+http(s) scheme; numbers that cannot be shown are shown as "–". The pages' only inline style and
+script are allowed by their SHA-256 in the Content-Security-Policy (:data:`CSP`), never by
+``'unsafe-inline'``.
 """
 
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import html
-import io
-import json
 import math
 import os
-import threading
 from pathlib import Path
 from typing import Callable, Iterable
 from urllib.parse import urlencode
 
 from .._atomic import atomic_write_text
+from .._deprecate import forward
 from .._version import __version__
+from . import board
 from . import queue as q
 from .db import Database
 from .schema import safe_float, visible
 
-__all__ = ["board_rows", "entry_data", "render_index", "render_entry", "board_csv", "board_json", "json_text", "build_site",
-           "paginate", "csv_cell", "LID_K", "BOARD_COLUMNS", "PER_PAGE", "MAX_PER_PAGE", "CSP",
-           "CSP_HEADER"]
+__all__ = ["render_index", "render_entry", "build_site", "filter_rows", "live_href", "svg_scatter", "svg_lines", "e",
+           "CSP", "CSP_HEADER"]
 
-#: The K at which the table's LID column reports the MLE (falls back to the nearest K measured).
-LID_K = 20.0
-PRIMARY_METRIC = {"encoding": "encoding_r", "rsa": "rsa_spearman"}
-BOARD_COLUMNS = ["entry_id", "kind", "model", "team", "benchmark", "dataset", "subject", "roi", "test_set", "layer",
-                 "metric", "value", "ci_low", "ci_high", "ceiling", "normalised", "r2", "lid", "lid_k", "parameters",
-                 "training_data", "submitted", "data_source", "benchmark_version", "current_version"]
-#: Rows a board page shows by default, and at most (``?per_page=``).
-PER_PAGE = 100
-MAX_PER_PAGE = 500
+#: Names that moved to :mod:`brainlid.leaderboard.board` (the old path warns).
+__getattr__ = forward(__name__, {name: "brainlid.leaderboard.board" for name in (
+    "board_rows", "entry_data", "board_csv", "board_json", "json_text", "paginate", "csv_cell", "LID_K",
+    "PRIMARY_METRIC", "BOARD_COLUMNS", "PER_PAGE", "MAX_PER_PAGE")})
 
 
 def e(x) -> str:
@@ -81,169 +70,6 @@ def _fmt_params(v) -> str:
         if f >= div:
             return f"{f / div:.1f}{unit}"
     return f"{int(f)}"
-
-
-# --------------------------------------------------------------------------- data
-_CACHE: dict[str, tuple] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def _board_state(db: Database) -> tuple:
-    """A cheap fingerprint of everything the board rows depend on (changes whenever a row could)."""
-    rows = db.query("SELECT '' AS k, COUNT(*) AS n, MAX(updated) AS u FROM submissions UNION ALL "
-                    "SELECT benchmark, test_private, NULL FROM benchmarks")  # one round trip
-    return tuple(sorted((r["k"], r["n"], r["u"] or "") for r in rows))
-
-
-def board_rows(db: Database, benchmark: str | None = None) -> list[dict]:
-    """One dict per (scored entry or baseline, benchmark) with :data:`BOARD_COLUMNS`.
-
-    Computed once per database state (see :func:`_board_state`) and then served from memory: the
-    dicts are shared between callers, treat them as read-only.
-    """
-    state = _board_state(db)
-    with _CACHE_LOCK:
-        hit = _CACHE.get(db.url)
-    if hit is None or hit[0] != state:
-        rows = _board_rows(db)
-        with _CACHE_LOCK:
-            _CACHE[db.url] = (state, rows)
-    else:
-        rows = hit[1]
-    return [r for r in rows if r["benchmark"] == benchmark] if benchmark else list(rows)
-
-
-def _data_source(rows: list[dict]) -> str:
-    src = {str(r.get("data_source") or "unknown") for r in rows}
-    return "synthetic" if "synthetic" in src else "real" if src == {"real"} else "unknown"
-
-
-def _board_rows(db: Database) -> list[dict]:
-    subs = {s["id"]: s for s in q.list_submissions(db, "scored")}
-    if not subs:
-        return []
-    privacy = q.benchmark_settings(db)
-    srows = db.query("SELECT sc.* FROM scores sc WHERE sc.split = 'test' AND sc.selected = 1 "
-                     "ORDER BY sc.submission_id, sc.benchmark, sc.metric")
-    grows = db.query("SELECT submission_id, layer, stimulus_set, estimator, K AS kk, value FROM geometry WHERE estimator = 'mle'")
-    lid: dict[tuple, dict[float, float]] = {}
-    for g in grows:
-        if _num(g["kk"]) is not None and _num(g["value"]) is not None:
-            lid.setdefault((g["submission_id"], g["layer"]), {})[float(g["kk"])] = float(g["value"])
-    by: dict[tuple, dict] = {}
-    for r in srows:
-        sid = r["submission_id"]
-        if sid not in subs:
-            continue
-        key = (sid, r["benchmark"])
-        rec = by.setdefault(key, {"rows": []})
-        rec["rows"].append(r)
-    out = []
-    versions = {bench: q.current_version(bench) for bench in {b for _, b in by}}  # once per benchmark, not per row
-    for (sid, bench), rec in by.items():
-        s = subs[sid]
-        rows = rec["rows"]
-        metric_kind = "rsa" if any(str(r["metric"]).startswith("rsa") for r in rows) else "encoding"
-        pm = PRIMARY_METRIC[metric_kind]
-        prim = [r for r in rows if r["metric"] == pm] or rows
-        r2 = [r for r in rows if r["metric"] == "encoding_r2"]
-
-        def mean(rs, col):
-            vals = [_num(r[col]) for r in rs]
-            vals = [v for v in vals if v is not None]
-            return sum(vals) / len(vals) if vals else None
-
-        layer = prim[0]["layer"]
-        sweep = lid.get((sid, layer), {})
-        k = min(sweep, key=lambda kk: (abs(kk - LID_K), kk)) if sweep else None
-        md = s["metadata"]
-        out.append({
-            "entry_id": sid, "kind": s["kind"], "model": s["model_name"], "team": s.get("team") or "",
-            "benchmark": bench, "dataset": prim[0]["dataset"], "subject": prim[0]["subject"], "roi": prim[0]["roi"],
-            "test_set": "private" if privacy.get(bench, {}).get("test_private") else "public",
-            "layer": layer, "metric": prim[0]["metric"], "value": mean(prim, "value"), "ci_low": mean(prim, "ci_low"),
-            "ci_high": mean(prim, "ci_high"), "ceiling": mean(prim, "ceiling"), "normalised": mean(prim, "normalised"),
-            "r2": mean(r2, "value") if r2 else None, "lid": sweep.get(k) if k is not None else None, "lid_k": k,
-            "parameters": md.get("parameters"), "training_data": md.get("training_data", ""),
-            "submitted": (s.get("scored_at") or s["created"])[:10], "data_source": _data_source(prim),
-            "benchmark_version": prim[0].get("benchmark_version"),
-            "current_version": versions[bench],
-        })
-    def older(r):  # rows of an older benchmark version rank after the current version's (not comparable)
-        v, cur = _num(r["benchmark_version"]), _num(r["current_version"])
-        return v is not None and cur is not None and v < cur
-
-    out.sort(key=lambda r: (r["benchmark"], r["kind"] != "entry", older(r),
-                            -(r["value"] if r["value"] is not None else -1e9), r["entry_id"]))
-    return out
-
-
-def entry_data(db: Database, entry_id: str) -> dict | None:
-    """Everything the entry page shows: the submission row, all its score rows and geometry rows."""
-    sub = q.get_submission(db, entry_id)
-    if sub is None:
-        return None
-    scores = db.query("SELECT * FROM scores WHERE submission_id = ? ORDER BY benchmark, layer_index, split, metric, time",
-                      (entry_id,))
-    # K AS kk: PostgreSQL folds unquoted identifiers to lower case
-    geom = db.query("SELECT layer, layer_index, stimulus_set, n, estimator, K AS kk, value FROM geometry "
-                    "WHERE submission_id = ? ORDER BY layer_index, estimator, K", (entry_id,))
-    for g in geom:
-        g["K"] = g.pop("kk")
-    return {"submission": sub, "scores": scores, "geometry": geom, "privacy": q.benchmark_settings(db)}
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(v):
-    """A CSV cell a spreadsheet shows as text: numbers stay numbers; text that a spreadsheet would run as a
-    formula (starting with ``= + - @``, tab or CR) gets a leading ``'`` (OWASP CSV-injection rule)."""
-    if v is None:
-        return ""
-    if isinstance(v, (bool, int, float)):
-        return v
-    text = visible(str(v))
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def board_csv(rows: list[dict]) -> str:
-    """The board rows as CSV text (:data:`BOARD_COLUMNS`), cells neutralised by :func:`csv_cell`."""
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=BOARD_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: csv_cell(r.get(k)) for k in BOARD_COLUMNS})
-    return buf.getvalue()
-
-
-def _json_safe(v):
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if isinstance(v, dict):
-        return {str(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    return v if isinstance(v, (str, int, bool, type(None))) else str(v)
-
-
-def json_text(obj, indent: int | None = None) -> str:
-    """JSON text of anything the board serves: ASCII only (any stored text encodes, lone surrogates
-    included) and no NaN/inf (invalid JSON) — null instead."""
-    return json.dumps(_json_safe(obj), indent=indent, ensure_ascii=True, allow_nan=False)
-
-
-def board_json(rows: list[dict]) -> str:
-    """The board rows as JSON text (:func:`json_text`)."""
-    return json_text(rows, indent=1)
-
-
-def paginate(rows: list, page: int = 1, per_page: int = PER_PAGE) -> tuple[list, int, int]:
-    """``(rows of the page, page, number of pages)``; ``page`` is clamped to the existing pages (1-based)."""
-    per_page = max(1, min(int(per_page), MAX_PER_PAGE))
-    pages = max(1, math.ceil(len(rows) / per_page))
-    page = max(1, min(int(page), pages))
-    return rows[(page - 1) * per_page: page * per_page], page, pages
 
 
 # --------------------------------------------------------------------------- SVG
@@ -463,7 +289,7 @@ def live_href(**params) -> str:
 def render_index(rows: list[dict], *, title: str = "brainlid leaderboard", live: bool = True,
                  link: Callable[[str], str] = lambda i: f"/entries/{i}", benchmarks: Iterable[str] | None = None,
                  benchmark: str = "", text: str = "", sort: str = "", desc: bool = True, csv_href: str = "/leaderboard.csv",
-                 page: int = 1, per_page: int = PER_PAGE, page_href: Callable[[int], str] | None = None) -> str:
+                 page: int = 1, per_page: int = board.PER_PAGE, page_href: Callable[[int], str] | None = None) -> str:
     """The leaderboard page (table, filters, scatter). ``live``: sort/filter/page links go to the server.
 
     Shows page ``page`` (1-based) of ``per_page`` rows of the filtered, sorted rows, with links
@@ -472,11 +298,11 @@ def render_index(rows: list[dict], *, title: str = "brainlid leaderboard", live:
     """
     all_benches = sorted(set(benchmarks or []) | {r["benchmark"] for r in rows})
     matching = filter_rows(rows, benchmark=benchmark, text=text, sort=sort, desc=desc)
-    shown, page, pages = paginate(matching, page, per_page)
+    shown, page, pages = board.paginate(matching, page, per_page)
     if page_href is None:
         def page_href(n):
             return live_href(sort=sort, desc=("" if desc else "0") if sort else "", benchmark=benchmark, q=text,
-                              page=n if n > 1 else "", per_page=per_page if per_page != PER_PAGE else "")
+                              page=n if n > 1 else "", per_page=per_page if per_page != board.PER_PAGE else "")
     nav = ""
     if pages > 1:
         prev = f'<a rel="prev" href="{e(page_href(page - 1))}">← previous</a>' if page > 1 else "<span>← previous</span>"
@@ -497,7 +323,7 @@ def render_index(rows: list[dict], *, title: str = "brainlid leaderboard", live:
             ths.append(f"<th>{label}</th>")
             continue
         nd = "0" if (sort == key and desc) else "1"
-        href = e(live_href(sort=key, desc=nd, benchmark=benchmark, q=text, per_page=per_page if per_page != PER_PAGE else ""))
+        href = e(live_href(sort=key, desc=nd, benchmark=benchmark, q=text, per_page=per_page if per_page != board.PER_PAGE else ""))
         aria = f' aria-sort="{"descending" if desc else "ascending"}"' if sort == key else ""
         ths.append(f'<th data-key="{key}"{aria}><a href="{href if live else "#"}">{label}</a></th>')
     trs = []
@@ -523,7 +349,7 @@ def render_index(rows: list[dict], *, title: str = "brainlid leaderboard", live:
     pts = [{"x": r["lid"], "y": r["normalised"] if _num(r["normalised"]) is not None else r["value"],
             "label": f'{r["model"]} · {r["benchmark"]}', "id": r["entry_id"], "kind": r["kind"]} for r in shown]
     use_norm = any(_num(r["normalised"]) is not None for r in shown)
-    scatter = svg_scatter(pts, x_label=f"LID (MLE, K≈{LID_K:g}) of the selected layer",
+    scatter = svg_scatter(pts, x_label=f"LID (MLE, K≈{board.LID_K:g}) of the selected layer",
                           y_label="ceiling-normalised score" if use_norm else "score", link=link)
     privs = sorted({r["benchmark"] for r in rows if r["test_set"] == "private"})
     body = (f"<h1>{e(title)}</h1><p class='sub'>Models scored against brain data from submitted features. "
@@ -579,7 +405,7 @@ def render_entry(data: dict, *, title: str = "brainlid leaderboard", home: str =
             if pts:
                 series[split] = sorted(pts)
         plot = svg_lines(series, x_label="layer index", y_label=metric) if series else ""
-        tags = _version_tag(rows[0].get("benchmark_version"), q.current_version(bench)) + _synthetic_tag(_data_source(rows))
+        tags = _version_tag(rows[0].get("benchmark_version"), q.current_version(bench)) + _synthetic_tag(board.rows_data_source(rows))
         secs.append(f"<h2>{e(bench)} <span class='tag {'private' if priv else 'public'}'>{'private' if priv else 'public'}-test</span>"
                     f"{tags}</h2>"
                     f"<div class='cols'><div>{plot}</div></div>"
@@ -611,25 +437,25 @@ def render_entry(data: dict, *, title: str = "brainlid leaderboard", home: str =
 
 
 def build_site(db: Database, out: str | os.PathLike, *, title: str = "brainlid leaderboard",
-               per_page: int = PER_PAGE) -> list[Path]:
-    """Render the board as a static site: ``index.html`` (then ``index-2.html``, … per :data:`PER_PAGE` rows),
+               per_page: int = board.PER_PAGE) -> list[Path]:
+    """Render the board as a static site: ``index.html`` (then ``index-2.html``, … per :data:`~brainlid.leaderboard.board.PER_PAGE` rows),
     ``entries/<id>.html``, ``leaderboard.csv/.json`` (all rows)."""
     out = Path(out)
-    rows = board_rows(db)
+    rows = board.board_rows(db)
     written = []
 
     def page_name(n: int) -> str:
         return "index.html" if n == 1 else f"index-{n}.html"
 
-    n_pages = paginate(rows, 1, per_page)[2]
+    n_pages = board.paginate(rows, 1, per_page)[2]
     pages = {page_name(n): render_index(rows, title=title, live=False, link=lambda i: f"entries/{i}.html",
                                         csv_href="leaderboard.csv", page=n, per_page=per_page, page_href=page_name)
              for n in range(1, n_pages + 1)}
-    pages["leaderboard.csv"] = board_csv(rows)
-    pages["leaderboard.json"] = board_json(rows)
+    pages["leaderboard.csv"] = board.board_csv(rows)
+    pages["leaderboard.json"] = board.board_json(rows)
     for sub in q.list_submissions(db):
         if sub["status"] in ("scored",):
-            data = entry_data(db, sub["id"])
+            data = board.entry_data(db, sub["id"])
             pages[f"entries/{sub['id']}.html"] = render_entry(data, title=title, home="../index.html",
                                                              link=lambda i: f"{i}.html")
     for name, text in pages.items():

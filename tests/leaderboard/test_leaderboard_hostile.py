@@ -25,6 +25,7 @@ pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 
 from brainlid.leaderboard import queue as q  # noqa: E402
+from brainlid.leaderboard import board as board_mod  # noqa: E402
 from brainlid.leaderboard import site  # noqa: E402
 from brainlid.leaderboard.bundle import BundleError, validate_bundle, write_bundle  # noqa: E402
 from brainlid.leaderboard.db import Database, DatabaseError  # noqa: E402
@@ -407,11 +408,11 @@ def test_pagination_of_page_and_api(tmp_path):
     db = Database(tmp_path / "b.sqlite")
     n = 230
     _bulk_entries(db, n)
-    rows = site.board_rows(db)
+    rows = board_mod.board_rows(db)
     assert len(rows) == n and [r["model"] for r in rows][:2] == ["m229", "m228"]  # by score
     page1 = site.render_index(rows)
     got = re.findall(r'<tr class="entry"[^>]*><td><a href="/entries/(e\d+)"', page1)
-    assert len(got) == site.PER_PAGE == 100 and got[0] == "e229"
+    assert len(got) == board_mod.PER_PAGE == 100 and got[0] == "e229"
     assert "page 1 of 3" in page1 and 'rel="next" href="?page=2"' in page1
     page3 = site.render_index(rows, page=3)
     got3 = re.findall(r'<tr class="entry"[^>]*><td><a href="/entries/(e\d+)"', page3)
@@ -450,7 +451,7 @@ def test_data_source_and_benchmark_version_shown(tmp_path):
     _store_entry(db, "old", model="oldnet", source="", version=cur - 1, values=(0.5, 0.1))  # the best score
     stored = {r["submission_id"]: r["data_source"] for r in db.query("SELECT submission_id, data_source FROM scores")}
     assert stored == {"syn": "synthetic", "real": "real", "old": "unknown"}
-    ordered = site.board_rows(db)
+    ordered = board_mod.board_rows(db)
     assert ordered[-1]["entry_id"] == "old"  # same score, but an older version ranks after the current ones
     rows = {r["entry_id"]: r for r in ordered}
     assert rows["syn"]["data_source"] == "synthetic" and rows["old"]["benchmark_version"] == cur - 1
@@ -458,9 +459,9 @@ def test_data_source_and_benchmark_version_shown(tmp_path):
     tr = {m.group(1): m.group(0) for m in re.finditer(r'<tr class="entry"[^>]*><td><a href="/entries/(\w+)".*?</tr>', page)}
     assert 'class="tag synthetic"' in tr["syn"] and "synthetic" not in tr["real"]
     assert f"v{cur - 1} (old)" in tr["old"] and f">v{cur}<" in tr["real"] and "(old)" not in tr["real"]
-    ent = site.render_entry(site.entry_data(db, "old"))
+    ent = site.render_entry(board_mod.entry_data(db, "old"))
     assert f"v{cur - 1} (old)" in ent and f"benchmark is now version {cur}" in ent
-    csvrows = {r["entry_id"]: r for r in csv.DictReader(io.StringIO(site.board_csv(list(rows.values()))))}
+    csvrows = {r["entry_id"]: r for r in csv.DictReader(io.StringIO(board_mod.board_csv(list(rows.values()))))}
     assert csvrows["syn"]["data_source"] == "synthetic" and csvrows["old"]["benchmark_version"] == str(cur - 1)
 
 
@@ -594,15 +595,15 @@ def test_arbitrary_metadata_stores_and_renders(board_db_url, tmp_path):
         sid = uuid.uuid4().hex
         _store_entry(db, sid, model=clean["model_name"], md=clean, layers=(layer_ok, layer_ok + "_2"))
         stored.append((sid, clean, layer_ok))
-        page = site.render_index(site.board_rows(db))
-        ent = site.render_entry(site.entry_data(db, sid))
+        page = site.render_index(board_mod.board_rows(db))
+        ent = site.render_entry(board_mod.entry_data(db, sid))
         for p in (page, ent):
             p.encode("utf-8")
         assert html.escape(visible(clean["model_name"]), quote=True) in ent
         assert html.escape(visible(layer_ok), quote=True) in ent
-        row = next(r for r in csv.DictReader(io.StringIO(site.board_csv(site.board_rows(db)))) if r["entry_id"] == sid)
+        row = next(r for r in csv.DictReader(io.StringIO(board_mod.board_csv(board_mod.board_rows(db)))) if r["entry_id"] == sid)
         name = visible(clean["model_name"])
-        assert row["model"] in (name, "'" + name) and (row["model"] == name) != name.startswith(site._FORMULA_START)
+        assert row["model"] in (name, "'" + name) and (row["model"] == name) != name.startswith(board_mod.FORMULA_START)
 
     run()
     assert stored, "no example passed validation"

@@ -13,7 +13,8 @@ import pytest
 
 from brainlid.leaderboard import queue as q
 from brainlid.leaderboard.db import Database
-from brainlid.leaderboard.site import board_csv, board_rows, build_site, entry_data, render_entry, render_index, svg_scatter
+from brainlid.leaderboard.board import board_csv, board_rows, entry_data
+from brainlid.leaderboard.site import build_site, render_entry, render_index, svg_scatter
 from brainlid.leaderboard.worker import add_reference_entry
 from harness import ServiceProcess, wait_until
 
@@ -200,3 +201,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         assert main(argv) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("brainlid: error: ") and msg in err[0], err
+
+
+def test_moved_board_names_forward_from_site():
+    """The board's data and exports moved from site to board: the old import path warns and gives the same object."""
+    from brainlid.leaderboard import board, site
+
+    with pytest.warns(DeprecationWarning, match="import board_rows from brainlid.leaderboard.board"):
+        assert site.board_rows is board.board_rows

@@ -9,7 +9,7 @@ from brainlid.leaderboard import queue as q
 from brainlid.leaderboard.bundle import write_bundle
 from brainlid.leaderboard.db import Database
 from brainlid.leaderboard.scoring import check_bundle
-from brainlid.leaderboard.site import board_rows
+from brainlid.leaderboard.board import board_rows
 from brainlid.leaderboard.worker import Worker, add_baselines
 from harness import ServiceProcess
 
