@@ -24,7 +24,7 @@ import click
 from .._version import __version__
 from ..errors import BrainlidError
 
-COMMAND_MODULES = ["_compare", "_leaderboard"]
+COMMAND_MODULES = ["_leaderboard"]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -48,6 +48,7 @@ for _name in COMMAND_MODULES:
 from .align import align  # noqa: E402
 from .analyze import analyze  # noqa: E402
 from .benchmarks import benchmarks  # noqa: E402
+from .compare import compare  # noqa: E402
 from .datasets import datasets  # noqa: E402
 from .demo import demo  # noqa: E402
 from .features import cache, extract, layers  # noqa: E402
@@ -64,6 +65,7 @@ cli.add_command(lid)
 cli.add_command(score)
 cli.add_command(benchmarks)
 cli.add_command(analyze)
+cli.add_command(compare)
 
 
 def main(argv: list[str] | None = None) -> int:
