@@ -38,7 +38,7 @@ _STRIDE = 16  # pass-1 stride of the top-c selection
 
 
 def _build():
-    import numba
+    import numba  # heavy: numba (~0.5 s), loaded on the first compiled call only
 
     fm = {"reassoc", "contract", "nsz", "arcp"}  # vectorise the sums; no finite-math assumptions
     jit = numba.njit(fastmath=fm, cache=True, nogil=True)

@@ -36,8 +36,8 @@ __all__ = [
 ]
 
 PCA_THRESHOLDS = (0.90, 0.95, 0.99)
-# the global measures :func:`brainlid.geometry.global_dimension` returns (and the score tables' global
-# ``estimator`` values, with ``K = NaN``), in order; ``mle_full`` is None when it is skipped
+#: The global measures :func:`brainlid.geometry.global_dimension` returns (and the score tables' global
+#: ``estimator`` values, with ``K = NaN``), in order; ``mle_full`` is None when it is skipped
 GLOBAL_MEASURES = ("participation_ratio", "pca90", "pca95", "pca99", "twonn", "twonn_mle", "mle_full")
 
 

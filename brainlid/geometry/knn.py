@@ -147,7 +147,7 @@ def _gemm(A: np.ndarray, B: np.ndarray, out: np.ndarray) -> None:
     With ``GEMM_BACKEND = "torch"`` large products go through torch; by default numpy (BLAS).
     """
     if GEMM_BACKEND == "torch" and A.shape[0] * B.shape[1] * A.shape[1] >= 2**24:
-        import torch  # only on request: importing torch takes ~3 s
+        import torch  # heavy: torch (~3 s), only when a torch backend is asked for
 
         torch.mm(torch.from_numpy(A), torch.from_numpy(B), out=torch.from_numpy(out))
     else:
@@ -163,7 +163,7 @@ def _top(V: np.ndarray, c: int, axis: int = 1, compiled: bool | None = None) -> 
     all give the same values.
     """
     if CANDIDATE_BACKEND == "torch":
-        import torch  # only on request: importing torch takes ~3 s
+        import torch  # heavy: torch (~3 s), only when a torch backend is asked for
 
         v, i = torch.topk(torch.from_numpy(V), c, dim=axis, largest=True, sorted=False)
         v, i = v.numpy(), i.numpy()

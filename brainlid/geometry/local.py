@@ -75,9 +75,11 @@ __all__ = [
     "min_k",
 ]
 
-DEFAULT_K = 20  # the default neighbourhood size of every LID function, estimator and command
-DEFAULT_KS = (5, 10, 20, 50, 100, 200, 500, 1000)  # the default K-sweep (before capping at n − 1)
-# MLE normalisation → offset o of the numerator c = k − o (registry: the keys are the choices)
+#: The default neighbourhood size of every LID function, estimator and command.
+DEFAULT_K = 20
+#: The default K-sweep (capped at n − 1 by :func:`default_ks`).
+DEFAULT_KS = (5, 10, 20, 50, 100, 200, 500, 1000)
+#: MLE normalisation → offset o of the numerator c = k − o (registry: the keys are the choices)
 NORMS = {"k-1": 1, "k-2": 2, "k": 0}
 
 
@@ -302,14 +304,14 @@ def _harmonic_mean(v: np.ndarray) -> float:
 
 
 # ----------------------------------------------------------------------------- registries
-# name → pointwise function (signatures as above: twonn also takes the kNN indices, mle a norm)
+#: name → pointwise function (signatures as above: twonn also takes the kNN indices, mle a norm)
 ESTIMATORS = {
     "mle": mle_pointwise,
     "mom": mom_pointwise,
     "mada": mada_pointwise,
     "twonn": twonn_pointwise,
 }
-# name → function of the (n,) float64 pointwise values
+#: name → function of the (n,) float64 pointwise values
 AGGREGATES = {
     "mean": _mean,
     "median": _median,
