@@ -70,6 +70,8 @@ class Limits:
 
 
 def check_member_name(name: str) -> None:
+    """Refuse (:class:`BundleError`) a member name that is absolute, non-portable, has ``.``/``..`` parts,
+    characters outside ``[A-Za-z0-9_-./]`` or a pickle/checkpoint suffix."""
     if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or "\\" in name:
         raise BundleError(f"archive member {name!r} has an absolute or non-portable path")
     parts = name.split("/")  # PurePosixPath would drop '.' components before they are seen
@@ -100,6 +102,7 @@ class MemberStream:
             raise BundleError(f"archive member {info.filename!r} is corrupt or unsupported: {exc}") from None
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (never unbounded), every check applied to them; ``b""`` at the end."""
         if size is None or size < 0:  # never unbounded: at most what the header declares, plus one byte to catch a liar
             size = max(self.info.file_size - self.n, 0) + 1
         try:
@@ -129,6 +132,7 @@ class MemberStream:
         return self.sha.hexdigest()
 
     def close(self) -> None:
+        """Close the member's stream."""
         self.fh.close()
 
     def __enter__(self):

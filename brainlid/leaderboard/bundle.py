@@ -108,6 +108,7 @@ class Bundle:
 
     @property
     def model_name(self) -> str:
+        """The metadata's ``model_name`` (``""`` when absent)."""
         return str(self.metadata.get("model_name", ""))
 
 

@@ -244,6 +244,7 @@ def release(db: Database, submission_id: str, owner: str) -> bool:
 
 
 def get_submission(db: Database, submission_id: str) -> dict | None:
+    """The submission row with its team name, ``benchmarks`` and ``metadata`` decoded; None for an unknown id."""
     rows = db.query("SELECT s.*, t.name AS team FROM submissions s LEFT JOIN teams t ON t.team_id = s.team_id "
                     "WHERE s.id = ?", (submission_id,))
     if not rows:
@@ -255,6 +256,7 @@ def get_submission(db: Database, submission_id: str) -> dict | None:
 
 
 def list_submissions(db: Database, status: str | None = None) -> list[dict]:
+    """Every submission (or those with ``status``), oldest first, as :func:`get_submission` returns them."""
     q = "SELECT s.*, t.name AS team FROM submissions s LEFT JOIN teams t ON t.team_id = s.team_id"
     rows = db.query(q + (" WHERE s.status = ?" if status else "") + " ORDER BY s.created, s.id", (status,) if status else ())
     for r in rows:
@@ -264,6 +266,7 @@ def list_submissions(db: Database, status: str | None = None) -> list[dict]:
 
 
 def status_counts(db: Database) -> dict[str, int]:
+    """Number of submissions per status (every one of :data:`STATUSES`, 0 when none)."""
     rows = db.query("SELECT status, COUNT(*) AS n FROM submissions GROUP BY status")
     out = {s: 0 for s in STATUSES}
     out.update({r["status"]: int(r["n"]) for r in rows})
@@ -282,6 +285,7 @@ def set_benchmark_privacy(db: Database, benchmark: str, private: bool, note: str
 
 
 def benchmark_settings(db: Database) -> dict[str, dict]:
+    """Benchmark id → ``{"test_private": bool, "note": str}`` for the benchmarks given settings."""
     return {r["benchmark"]: {"test_private": bool(r["test_private"]), "note": r["note"]}
             for r in db.query("SELECT benchmark, test_private, note FROM benchmarks")}
 

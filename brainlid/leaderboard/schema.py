@@ -188,6 +188,7 @@ class TextField:
     url: bool = False
 
     def check(self, value, field: str) -> str:
+        """The value as clean text (a URL checked when ``url``); :class:`SchemaError` naming ``field`` otherwise."""
         text = check_text(value, field, max_len=self.max_len, multiline=self.multiline, allow_empty=not self.required)
         if self.url and text:
             if not re.match(r"^https?://[^\s/?#]+", text) or any(c.isspace() for c in text):
@@ -204,6 +205,7 @@ class IntField:
     what: str = ""
 
     def check(self, value, field: str) -> int:
+        """The value as an ``int`` in ``[lo, hi]``; :class:`SchemaError` naming ``field`` otherwise."""
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise SchemaError(field, f"must be an integer{self.what}, got {_json_type(value)}")
         v = int(value)

@@ -50,6 +50,8 @@ class BenchmarkData:
         self._lock = threading.Lock()
 
     def load(self, bench_id: str):
+        """``(stimuli, BrainData)`` of a benchmark (:func:`brainlid.scoring.load_benchmark_data`), loaded once;
+        with ``fixture_fallback`` a missing NSD dataset is replaced by :func:`fixture_root`."""
         with self._lock:
             if bench_id not in self._cache:
                 try:
@@ -62,6 +64,7 @@ class BenchmarkData:
             return self._cache[bench_id]
 
     def ids(self, bench_id: str) -> np.ndarray:
+        """The benchmark's :func:`published_stimulus_ids`, ``(n_stimuli,)``."""
         return published_stimulus_ids(self.load(bench_id))
 
 

@@ -116,6 +116,7 @@ class RateLimiter:
         return "", 0
 
     def release(self, key) -> None:
+        """End one upload of ``key`` counted by :meth:`acquire`."""
         self._busy[key] -= 1
         if self._busy[key] <= 0:
             del self._busy[key]
@@ -184,6 +185,7 @@ class Uploads:
         self._teams: dict[str, tuple[float, asyncio.Future]] = {}
 
     def close(self) -> None:
+        """Shut both thread pools down (pending work is cancelled)."""
         self.validators.shutdown(wait=False, cancel_futures=True)
         self.db_pool.shutdown(wait=False, cancel_futures=True)
 
