@@ -296,3 +296,11 @@ def test_group_split_half_matches_brute_force_over_every_ordered_split(n_sub):
     r_sb, r_half, got_k = group_split_half_reliability(v)
     assert r_half == pytest.approx(np.mean(r), rel=1e-12) and got_k == k
     assert r_sb == pytest.approx(k * np.mean(r) / (1 + (k - 1) * np.mean(r)), rel=1e-12)
+
+
+def test_reliability_formulas_live_in_data_and_are_re_exported():
+    import brainlid.alignment.ceiling as ceiling
+    import brainlid.data.reliability as reliability
+
+    for name in ("nc_from_ncsnr", "spearman_brown", "spearman_brown_factor", "split_half_reliability"):
+        assert getattr(ceiling, name) is getattr(reliability, name)

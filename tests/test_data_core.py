@@ -173,3 +173,51 @@ def test_match_ids():
         match_ids([1, 1], [1])
     with pytest.raises(InputError, match="not whole numbers"):
         match_ids([1.5], [1])
+
+
+# ----------------------------------------------------------------------------- one id hash, one join
+def test_ids_digest_is_the_feature_cache_hash_and_stimulus_digest_bytes():
+    import hashlib
+
+    from brainlid.data.ids import ids_bytes, ids_digest
+    from brainlid.features.cache import ids_digest as cache_ids_digest
+
+    ids = np.array([3, 1, 2])
+    # the bytes every cache key was built from: dtype kind, then the ids joined by \x1f
+    expected = hashlib.sha256(b"i" + "\x1f".join(["3", "1", "2"]).encode()).hexdigest()
+    assert ids_digest(ids) == expected and cache_ids_digest is ids_digest
+    assert ids_digest(["3", "1", "2"]) != ids_digest(ids)  # kind is part of the identity
+    st = StimulusSet(ids)
+    h = hashlib.sha256(b"brainlid-stimuli-v1")
+    h.update(ids_bytes(st.ids))
+    h.update(b"\x1e")
+    h.update(b"no-images")
+    assert st.digest == h.hexdigest()
+
+
+def test_positions_of_and_ids_in():
+    from brainlid.data.ids import ids_in, positions_of
+
+    have = np.array([10, 20, 30, 40])
+    np.testing.assert_array_equal(positions_of(have, [30, 10], where="x"), [2, 0])
+    with pytest.raises(InputError, match=r"1 requested stimulus id\(s\) not in the set, e.g. \[99\]"):
+        positions_of(have, [10, 99], where="the set")
+    np.testing.assert_array_equal(ids_in(have, [40, 20, 7]), [False, True, False, True])
+    assert not ids_in(have, np.array([], dtype=np.int64)).any()
+    assert ids_in(np.array([], dtype=np.int64), have).shape == (0,)
+
+
+def test_pearson_columns_constant_rule_and_dtype():
+    from brainlid.data.reliability import pearson_columns
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((40, 4, 3))
+    b = a + rng.standard_normal((40, 4, 3))
+    a[:, 0] = 2.0  # a constant column: r = 0, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = pearson_columns(a, b)
+    assert r.shape == (4, 3) and r.dtype == np.float32
+    assert (r[0] == 0).all()
+    ref = np.corrcoef(a[:, 2, 1], b[:, 2, 1])[0, 1]
+    assert r[2, 1] == pytest.approx(ref, abs=1e-6)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from brainlid.alignment.ceiling import nc_from_ncsnr
+from brainlid.data.reliability import nc_from_ncsnr
 from brainlid.data import nsd
 from brainlid.data.fixtures import read_truth, write_nsd
 from brainlid.errors import DatasetNotFoundError, FileFormatError, InputError, StimulusMismatchError

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.io import loadmat
 
-from brainlid.alignment.ceiling import split_half_reliability
+from brainlid.data.reliability import split_half_reliability
 from brainlid.data import things_eeg2
 from brainlid.data.fixtures import read_truth, write_things_eeg2
 from brainlid.data.fixtures._things import EEG2_CHANNELS

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainlid.alignment.ceiling import split_half_reliability
+from brainlid.data.reliability import split_half_reliability
 from brainlid.data import things_fmri
 from brainlid.data.fixtures import read_truth, write_things_fmri
 from brainlid.errors import DatasetNotFoundError, FileFormatError, InputError, StimulusMismatchError

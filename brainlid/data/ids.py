@@ -139,7 +139,7 @@ def positions_of(have, want, *, where: str, names: tuple[str, str] = ("have", "r
     idx_have, idx_want = match_ids(have, want, min_overlap=min_overlap, names=names)
     if idx_want.size != want.size:
         missing = np.delete(want, idx_want)
-        raise error(f"{missing.size} requested stimulus id(s) not in {where}, e.g. {list(missing[:5])}")
+        raise error(f"{missing.size} requested stimulus id(s) not in {where}, e.g. {missing[:5].tolist()}")
     pos = np.empty(want.size, dtype=np.int64)
     pos[idx_want] = idx_have
     return pos
