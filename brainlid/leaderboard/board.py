@@ -21,6 +21,7 @@ import json
 import math
 import threading
 
+from ..geometry import DEFAULT_K
 from . import queue as q
 from .db import Database
 from .schema import safe_float, visible
@@ -29,7 +30,7 @@ __all__ = ["board_rows", "entry_data", "rows_data_source", "board_csv", "board_j
            "csv_cell", "FORMULA_START", "LID_K", "PRIMARY_METRIC", "BOARD_COLUMNS", "PER_PAGE", "MAX_PER_PAGE"]
 
 #: The K at which the table's LID column reports the MLE (falls back to the nearest K measured).
-LID_K = 20.0
+LID_K = float(DEFAULT_K)
 PRIMARY_METRIC = {"encoding": "encoding_r", "rsa": "rsa_spearman"}
 BOARD_COLUMNS = ["entry_id", "kind", "model", "team", "benchmark", "dataset", "subject", "roi", "test_set", "layer",
                  "metric", "value", "ci_low", "ci_high", "ceiling", "normalised", "r2", "lid", "lid_k", "parameters",
