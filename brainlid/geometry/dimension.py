@@ -85,10 +85,12 @@ class Neighbours:
 
     @property
     def n_distinct(self) -> int:
+        """Number of distinct points (rows of ``X``)."""
         return self.X.shape[0]
 
     @property
     def k_max(self) -> int:
+        """Largest neighbourhood size available (columns of ``dists``)."""
         return self.dists.shape[1]
 
     def expand(self, values: np.ndarray) -> np.ndarray:
