@@ -1,7 +1,7 @@
 """Calibration of RSA scores against simulated known truth (issue 14, RSA half).
 
-Every check runs the real scoring functions (``runner.score_layer`` for single-subject RSA,
-``rdm_benchmarks.rdm_score_rows`` for RDM benchmarks, ``rdm_bootstrap_ci`` for intervals) on data
+Every check runs the real scoring functions (``scoring.cell.score_layer`` for single-subject RSA,
+``scoring.cell.rdm_score_rows`` for RDM benchmarks, ``rdm_bootstrap_ci`` for intervals) on data
 whose true signal is known:
 
 * the true model (the noise-free signal) normalises to 1 — within ±0.05 (mean over seeds) where the
@@ -21,11 +21,11 @@ import pytest
 
 from brainlid.alignment.ceiling import split_half_reliability
 from brainlid.alignment.rsa import compare_rdms, rdm
+from brainlid.alignment.rsa_bootstrap import rdm_bootstrap_ci
 from brainlid.data.brain import BrainData
 from brainlid.data.rdms import BrainRDMs
 from brainlid.scoring import benchmarks as bm
-from brainlid.scoring import rdm_benchmarks as rb
-from brainlid.scoring import runner
+from brainlid.scoring.cell import rdm_score_rows, score_layer
 
 N_STIM, N_UNITS, N_LATENT = 60, 60, 5
 SEEDS = range(6)
@@ -46,8 +46,8 @@ def _rsa_test_row(S, trials, model_X, n_boot=0):
     splits = {"fit": ids, "val": ids, "train": ids, "test": ids}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rows = runner.score_layer(model_X.astype(np.float32), ids, loaded, b, model="m", layer="l", splits=splits,
-                                  which=("test",))
+        rows = score_layer(model_X.astype(np.float32), ids, loaded, b, model="m", layer="l", splits=splits,
+                           which=("test",))
     assert len(rows) == 1
     return rows[0]
 
@@ -133,8 +133,8 @@ def test_time_resolved_rsa_normalises_per_time_point():
         _, loaded = bm.load_benchmark_data(b)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            rows = runner.score_layer(S.astype(np.float32), ids, loaded, b, model="m", layer="l", which=("test",),
-                                      splits={"fit": ids, "val": ids, "train": ids, "test": ids})
+            rows = score_layer(S.astype(np.float32), ids, loaded, b, model="m", layer="l", which=("test",),
+                               splits={"fit": ids, "val": ids, "train": ids, "test": ids})
         rows = sorted(rows, key=lambda r: r["time"])
         assert len(rows) == amp.size
         norm.append([r["normalised"] for r in rows])
@@ -178,7 +178,7 @@ def _rdm_rows(S, sigma, n_sub, rng, model_X, n_boot=0):
     brain = BrainRDMs(subj, ids, roi="IT", dataset="sim")
     bench = bm.Benchmark(id="sim.s.IT.rsa", dataset="sim", subject="s", space="rdm", roi="IT", metric="rsa",
                          kind="rdms", lid_split="all", stimulus_set="sim", params={"rsa_n_boot": n_boot})
-    rows = rb.rdm_score_rows({"l": model_X.astype(np.float32)}, ids, bench, brain, model="m")
+    rows = rdm_score_rows({"l": model_X.astype(np.float32)}, ids, bench, brain, model="m")
     return [r for r in rows if r["split"] == "all"], subj
 
 
@@ -250,7 +250,7 @@ def test_rsa_interval_coverage_is_nominal():
         corrected, plain = [], []
         for rep in range(200):
             a, b = draw(np.random.default_rng(rep), n, sigma, mix)
-            lo, hi, dist = rb.rdm_bootstrap_ci(a, b, n, n_boot=200, seed=rep, return_distribution=True)
+            lo, hi, dist = rdm_bootstrap_ci(a, b, n, n_boot=200, seed=rep, return_distribution=True)
             lo0, hi0 = np.quantile(dist, [0.025, 0.975])  # the plain percentile interval of the same resamples
             corrected.append(lo <= truth <= hi)
             plain.append(lo0 <= truth <= hi0)

@@ -121,14 +121,15 @@ def test_real_files_load():
 
 
 def test_rdm_benchmark_ids(tmp_path):
-    from brainlid.alignment.brain_rdms import RDM_BENCHMARKS, load_rdm_benchmark, score_brain_rdms
+    from brainlid.alignment.brain_rdms import score_brain_rdms
+    from brainlid.scoring.benchmarks import RDM_BENCHMARKS, load_benchmark_rdms
 
     truth, _, X = write_small_k92(tmp_path)
     assert "k92.human.IT.rsa" in RDM_BENCHMARKS and "algonauts2019.92.IT.rsa" in RDM_BENCHMARKS
-    rdms = load_rdm_benchmark("k92.human.IT.rsa", root=tmp_path)
+    rdms = load_benchmark_rdms("k92.human.IT.rsa", root=tmp_path)
     assert rdms.subjects == ["BE", "KO", "SN", "TI"] and rdms.stimuli is not None
     df = score_brain_rdms({"truth": X}, rdms.stimuli.ids, rdms)
     assert df[df.subject == "mean"].value.item() > 0.3
-    assert load_rdm_benchmark("k92.monkey.IT.rsa", root=tmp_path).n_subjects == 1
+    assert load_benchmark_rdms("k92.monkey.IT.rsa", root=tmp_path).n_subjects == 1
     with pytest.raises(InputError, match="did you mean k92.human.IT.rsa"):
-        load_rdm_benchmark("k92.human.it.rsa", root=tmp_path)
+        load_benchmark_rdms("k92.human.it.rsa", root=tmp_path)

@@ -10,13 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainlid.alignment.brain_rdms import RDM_BENCHMARKS, score_brain_rdms
+from brainlid.alignment.brain_rdms import score_brain_rdms
 from brainlid.alignment.rsa import compare_rdms, rdm
+from brainlid.alignment.rsa_bootstrap import rdm_bootstrap_ci, split_half
 from brainlid.alignment.uncertainty import bootstrap_counts
 from brainlid.data.rdms import BrainRDMs
 from brainlid.errors import InputError
-from brainlid.scoring import rdm_benchmarks as rb
-from brainlid.scoring.benchmarks import Benchmark, list_benchmarks, load_benchmark_data
+from brainlid.scoring.benchmarks import (RDM_BENCHMARKS, Benchmark, list_benchmarks, load_benchmark_data,
+                                         load_benchmark_rdms)
+from brainlid.scoring.cell import score_rdm_features
 
 REALDATA = Path(os.environ.get("BRAINLID_REALDATA", Path(__file__).resolve().parents[1].parent / "shared" / "realdata"))
 RESNET20 = REALDATA / "cifar_resnets" / "resnet20-12fca82f.th"
@@ -44,8 +46,8 @@ def test_bootstrap_replicates_equal_materialised_resamples(method):
     A = np.stack([rdm(rng.standard_normal((n, 5))) for _ in range(2)]).astype(np.float64)
     A[1, ::3] = A[1, 0]  # ties in a model RDM (average ranks must be right)
     B = np.stack([rdm(rng.standard_normal((n, 4))) for _ in range(3)]).astype(np.float64)
-    lo, hi, dist = rb.rdm_bootstrap_ci(A, B, n, compare=method, n_boot=25, seed=7, return_distribution=True,
-                                       correct=False)
+    lo, hi, dist = rdm_bootstrap_ci(A, B, n, compare=method, n_boot=25, seed=7, return_distribution=True,
+                                    correct=False)
     counts = bootstrap_counts(n, 25, np.random.default_rng(7))
     V = np.vstack([A, B])
     for b in range(25):
@@ -61,7 +63,7 @@ def test_bootstrap_interval_covers_estimate_and_shrinks_with_stimuli():
         F = rng.standard_normal((n, 10))
         m, bnd = rdm(F), rdm(F + rng.standard_normal((n, 10)))
         est = compare_rdms(m, bnd)
-        lo, hi = rb.rdm_bootstrap_ci(m, bnd, n, n_boot=200, seed=0)
+        lo, hi = rdm_bootstrap_ci(m, bnd, n, n_boot=200, seed=0)
         assert isinstance(lo, float) and lo < est < hi
         widths.append(hi - lo)
     assert widths[1] < widths[0] * 0.75  # ~1/sqrt(n) narrowing
@@ -70,11 +72,11 @@ def test_bootstrap_interval_covers_estimate_and_shrinks_with_stimuli():
 def test_bootstrap_rejects_bad_input():
     d = rdm(np.random.default_rng(0).standard_normal((6, 3)))
     with pytest.raises(InputError, match="supports"):
-        rb.rdm_bootstrap_ci(d, d, 6, compare="pearson_whitened")
+        rdm_bootstrap_ci(d, d, 6, compare="pearson_whitened")
     with pytest.raises(InputError, match="over 6 stimuli"):
-        rb.rdm_bootstrap_ci(d, d, 7)
+        rdm_bootstrap_ci(d, d, 7)
     with pytest.raises(InputError, match="n_boot"):
-        rb.rdm_bootstrap_ci(d, d, 6, n_boot=3)
+        rdm_bootstrap_ci(d, d, 6, n_boot=3)
 
 
 # ------------------------------------------------------------------------------------- registry
@@ -89,16 +91,51 @@ def test_rdm_benchmarks_registered_with_their_stimulus_sets():
         load_benchmark_data("k92.human.IT.rsa")
 
 
+
+def test_registry_is_built_from_one_table():
+    from brainlid.scoring.benchmarks import BUILTIN_FAMILIES, get_benchmark
+
+    ids = [b.id for fam in BUILTIN_FAMILIES for b in fam.benchmarks()]
+    assert len(ids) == len(set(ids)) and set(RDM_BENCHMARKS) <= set(ids)
+    for fam in BUILTIN_FAMILIES:
+        b = next(fam.benchmarks())
+        assert get_benchmark(b.id) == b and b.version == 2 and b.kind == fam.kind
+    assert get_benchmark("things_eeg2.sub-10.occipital.rsa").params["pca"] == 100
+    assert get_benchmark("algonauts2019.118.IT.rsa").params["rsa_n_boot"] == 1000
+    assert RDM_BENCHMARKS["algonauts2019.118.MEG_late.rsa"] == (
+        "brainlid.data.algonauts2019", {"image_set": "118", "modality": "meg"}, "MEG_late")
+    with pytest.raises(InputError, match="not an RDM benchmark"):
+        load_benchmark_rdms("nsd.subj01.EBA.rsa")
+
+
+def test_old_paths_forward_with_a_deprecation_warning():
+    import brainlid.alignment.brain_rdms as old_align
+    import brainlid.scoring.rdm_benchmarks as old
+    from brainlid.alignment import rsa_bootstrap
+    from brainlid.scoring import benchmarks, cell
+
+    for name, new in (("rdm_bootstrap_ci", rsa_bootstrap.rdm_bootstrap_ci), ("split_half", split_half),
+                      ("CI_METHOD", rsa_bootstrap.CI_METHOD), ("score_rdm_features", cell.score_rdm_features),
+                      ("rdm_score_rows", cell.rdm_score_rows), ("load_benchmark_rdms", load_benchmark_rdms)):
+        with pytest.warns(DeprecationWarning, match=name):
+            assert getattr(old, name) is new
+    with pytest.warns(DeprecationWarning, match="scoring.benchmarks"):
+        assert old_align.RDM_BENCHMARKS is benchmarks.RDM_BENCHMARKS
+    with pytest.warns(DeprecationWarning, match="load_benchmark_rdms"):
+        assert old_align.load_rdm_benchmark is load_benchmark_rdms
+    with pytest.warns(DeprecationWarning, match="scoring.tables.SCORE_COLUMNS"):
+        assert old_align.SCORE_COLUMNS[:2] == ["layer", "subject"]
+
 def test_split_half():
     ids = np.array([f"s{i:02d}" for i in range(15)])[::-1]
-    a, b = rb.split_half(ids, seed=3)
+    a, b = split_half(ids, seed=3)
     assert a.size == 7 and b.size == 8 and np.intersect1d(a, b).size == 0
     np.testing.assert_array_equal(np.union1d(a, b), np.sort(ids))
-    a2, _ = rb.split_half(ids[::-1], seed=3)
+    a2, _ = split_half(ids[::-1], seed=3)
     np.testing.assert_array_equal(a, a2)  # depends on the ids, not their order
-    assert not np.array_equal(rb.split_half(ids, seed=4)[0], a)
+    assert not np.array_equal(split_half(ids, seed=4)[0], a)
     with pytest.raises(InputError):
-        rb.split_half(ids[:5])
+        split_half(ids[:5])
 
 
 # ------------------------------------------------------------------------------------- synthetic scoring
@@ -119,7 +156,7 @@ def _synthetic(n=30, n_subjects=3, seed=0):
 
 def test_all_split_equals_score_brain_rdms_and_geometry_on_all_images():
     feats, fids, brain, bench = _synthetic()
-    scores, geom = rb.score_rdm_features(feats, fids, bench, brain, model="m")
+    scores, geom = score_rdm_features(feats, fids, bench, brain, model="m")
     ref = score_brain_rdms(feats, fids, brain)
     got = scores[scores.split == "all"].set_index(["layer", "subject"])
     ref = ref.set_index(["layer", "subject"])
@@ -153,8 +190,8 @@ def test_all_split_equals_score_brain_rdms_and_geometry_on_all_images():
 
 def test_layer_selection_never_uses_the_reported_half():
     feats, fids, brain, bench = _synthetic()
-    scores, _ = rb.score_rdm_features(feats, fids, bench, brain, model="m", geometry=False)
-    val_half, test_half = rb.split_half(np.intersect1d(fids, brain.stimulus_ids), 0)
+    scores, _ = score_rdm_features(feats, fids, bench, brain, model="m", geometry=False)
+    val_half, test_half = split_half(np.intersect1d(fids, brain.stimulus_ids), 0)
     # scramble every dissimilarity that involves a held-out image: val rows and the choice must not move
     D = np.stack([brain.square(s) for s in range(brain.n_subjects)])
     rng = np.random.default_rng(5)
@@ -166,7 +203,7 @@ def test_layer_selection_never_uses_the_reported_half():
         D[s][mask] = noise[mask]
         np.fill_diagonal(D[s], 0)
     brain2 = BrainRDMs.from_square(D, brain.stimulus_ids, roi="IT", dataset="synth")
-    scores2, _ = rb.score_rdm_features(feats, fids, bench, brain2, model="m", geometry=False)
+    scores2, _ = score_rdm_features(feats, fids, bench, brain2, model="m", geometry=False)
     v1 = scores[scores.split == "val"].set_index("layer").value
     v2 = scores2[scores2.split == "val"].set_index("layer").value
     pd.testing.assert_series_equal(v1, v2)
@@ -177,6 +214,27 @@ def test_layer_selection_never_uses_the_reported_half():
     assert (scores[scores.split == "val"].n_stimuli == val_half.size).all()
     assert (scores[scores.split == "test"].n_stimuli == test_half.size).all()
 
+
+
+def test_ceilings_computed_once_per_benchmark_split_and_brain_rdms(monkeypatch):
+    """A second model on the same benchmark reuses the ceilings of the first (same rows); other brain RDMs
+    under the same benchmark id get their own."""
+    from brainlid.scoring.cell import rdms as cell_rdms
+
+    feats, fids, brain, bench = _synthetic(seed=3)
+    calls = []
+    real = cell_rdms.brain_rdm_ceilings
+    monkeypatch.setattr(cell_rdms, "brain_rdm_ceilings", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(cell_rdms, "_CEILINGS", {})
+    first, _ = score_rdm_features(feats, fids, bench, brain, model="a", geometry=False)
+    assert len(calls) == 3  # val, test, all
+    second, _ = score_rdm_features(feats, fids, bench, brain, model="b", geometry=False)
+    assert len(calls) == 3
+    cols = ["ceiling", "ceiling_lower", "normalised", "value"]
+    pd.testing.assert_frame_equal(first[cols], second[cols])
+    _, _, brain2, _ = _synthetic(seed=4)
+    score_rdm_features(feats, fids, bench, brain2, model="a", geometry=False)
+    assert len(calls) == 6
 
 # ------------------------------------------------------------------------------------- Algonauts 2019 fixture
 @pytest.fixture(scope="module")
@@ -198,7 +256,7 @@ def test_algonauts2019_fixture_end_to_end(alg19, tmp_path, monkeypatch):
     assert set(s.benchmark) == {"algonauts2019.92.IT.rsa", "algonauts2019.92.MEG_late.rsa"}
     assert {"baseline:pixels", SMALL_MODEL, f"{SMALL_MODEL}#shuffled"} <= set(s.model)
     assert set(s.split) == {"val", "test", "all"} and s.ci_low.notna().sum() > 0
-    rdms = rb.load_benchmark_rdms("algonauts2019.92.IT.rsa", alg19)
+    rdms = load_benchmark_rdms("algonauts2019.92.IT.rsa", alg19)
     feats = extract(SMALL_MODEL, rdms.stimuli, ["layer1", "layer3"], progress=False)
     ref = score_brain_rdms(feats, None, rdms)
     mine = s[(s.model == SMALL_MODEL) & (s.benchmark == "algonauts2019.92.IT.rsa") & (s.split == "all")]
