@@ -341,3 +341,24 @@ def test_check_data_source_before_skipping_stored_cells(tmp_path):
     st.check_data_source("nsd.subj02.EBA.encoding", 2, "real")
     with pytest.raises(DataSourceConflictError, match="from synthetic data, and this run reads real data"):
         st.check_data_source("nsd.subj01.EBA.encoding", 2, "real")
+
+
+def test_store_columns_come_from_the_table_schema(tmp_path, monkeypatch):
+    """The SQL tables hold every column of brainlid.scoring.tables (the one schema): a column added to the
+    schema is added to an existing store when it is opened, and old rows read it as its default."""
+    from brainlid.scoring import store as store_mod
+
+    path = tmp_path / "s.sqlite"
+    st = ResultsStore(path)
+    st.add_cell("scores", _rows(model="old"))
+    con = sqlite3.connect(path)
+    for kind, cols in (("scores", tables.SCORE_COLUMNS), ("geometry", tables.GEOMETRY_COLUMNS)):
+        assert {r[1] for r in con.execute(f"PRAGMA table_info({kind})")} == set(cols) | {"cell_id"}
+    con.close()
+    wider = {**tables.SCORE_COLUMNS, "extra_score": "float64"}
+    monkeypatch.setitem(store_mod._KINDS, "scores", (wider, lambda rows: tables._frame(rows, wider, "scores")))
+    st = ResultsStore(path)
+    con = sqlite3.connect(path)
+    assert "extra_score" in {r[1] for r in con.execute("PRAGMA table_info(scores)")}
+    con.close()
+    assert st.scores()["extra_score"].isna().all() and len(st.scores()) == len(_rows())

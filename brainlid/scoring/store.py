@@ -62,6 +62,7 @@ class DataSourceConflictError(BrainlidError):
     """
 
 
+#: SQLite type of each column type of the table schema (:mod:`brainlid.scoring.tables`)
 _SQL_TYPES = {"string": "TEXT", "float64": "REAL", "Int64": "INTEGER", "boolean": "INTEGER"}
 
 #: The first schema (brainlid 0.1.0.dev0 before the ``split``/``selected``/``layer_index`` columns).
@@ -210,6 +211,7 @@ class ResultsStore:
                         con.execute(stmt)
                     version += 1
                     con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+                _add_schema_columns(con)
         except sqlite3.DatabaseError as exc:
             raise FileFormatError(f"{self.path} is not a readable results store: {exc}") from exc
 
@@ -492,6 +494,19 @@ def _where_sql(where: dict, columns, what: str) -> tuple[list[str], list]:
         clauses.append(f"{k} IN ({', '.join('?' * len(vals))})")
         params.extend(int(x) if isinstance(x, np.integer) else x for x in vals)
     return clauses, params
+
+
+def _add_schema_columns(con) -> None:
+    """Add to the ``scores`` / ``geometry`` tables any column of the table schema
+    (:data:`brainlid.scoring.tables.SCORE_COLUMNS`, :data:`~brainlid.scoring.tables.GEOMETRY_COLUMNS`, the one
+    schema) they lack, typed by :data:`_SQL_TYPES`; existing rows read it as the column's default (NULL → NaN,
+    ``""``, ``<NA>``, ``data_source`` ``"unknown"``: :func:`~brainlid.scoring.tables.score_frame`). The
+    :data:`MIGRATIONS` keep what a column list cannot say (defaults of old rows, indexes, new tables)."""
+    for kind, (columns, _) in _KINDS.items():
+        have = {row[1] for row in con.execute(f"PRAGMA table_info({kind})")}
+        for name, dtype in columns.items():
+            if name not in have:
+                con.execute(f"ALTER TABLE {kind} ADD COLUMN {name} {_SQL_TYPES[dtype]}")
 
 
 def _statements(script: str) -> Iterable[str]:
