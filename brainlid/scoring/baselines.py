@@ -14,8 +14,10 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+from PIL import Image
 
 from ..errors import InputError
+from ..features import parse_spec
 
 __all__ = ["BASELINES", "parse_baselines", "random_weights_spec", "shuffle_features", "pixel_features",
            "PIXELS_MODEL"]
@@ -46,8 +48,6 @@ def random_weights_spec(spec) -> str | None:
     """
     if not isinstance(spec, str):
         return None
-    from ..features import parse_spec
-
     source, name, weights = parse_spec(spec)
     if weights is not None and weights.startswith("random"):
         return None
@@ -82,8 +82,6 @@ def pixel_features(stimuli, size: int = 32) -> np.ndarray:
 
     Returns ``(n_stimuli, size²)`` float32, rows in the stimulus set's order.
     """
-    from PIL import Image
-
     out = np.empty((len(stimuli), size * size), dtype=np.float32)
     for start in range(0, len(stimuli), 256):
         imgs = stimuli.images(np.arange(start, min(start + 256, len(stimuli))))
