@@ -76,7 +76,6 @@ def make_splits(brain, bench: Benchmark) -> dict[str, np.ndarray]:
     return {"fit": fit, "val": val, "train": train, "test": test}
 
 
-
 def split_ids(splits: Mapping[str, np.ndarray], split: str) -> tuple[np.ndarray, np.ndarray]:
     """The (fit, eval) stimulus ids of a scored split: ``"val"`` fits on ``fit`` and scores ``val``;
     ``"test"`` fits on ``train`` (= fit ∪ val) and scores ``test`` (``splits`` from :func:`make_splits`)."""
@@ -111,7 +110,6 @@ def id_positions(ids, want, what: str) -> np.ndarray:
     ``"test"``, ``"LID"``) when some of ``want`` have no features. Returns int64 ``(n_want,)``.
     """
     return positions_of(ids, want, where=f"the features (the {what} stimuli)", names=("features", f"{what} stimuli"))
-
 
 
 def lid_positions(ids, bench: Benchmark, brain) -> np.ndarray:
