@@ -95,10 +95,10 @@ def test_rdm_benchmarks_registered_with_their_stimulus_sets():
 def test_registry_is_built_from_one_table():
     from brainlid.scoring.benchmarks import BUILTIN_FAMILIES, get_benchmark
 
-    ids = [b.id for fam in BUILTIN_FAMILIES for b in fam.benchmarks()]
+    ids = [d["id"] for fam in BUILTIN_FAMILIES for d in fam.definitions()]
     assert len(ids) == len(set(ids)) and set(RDM_BENCHMARKS) <= set(ids)
     for fam in BUILTIN_FAMILIES:
-        b = next(fam.benchmarks())
+        b = Benchmark(**next(fam.definitions()))
         assert get_benchmark(b.id) == b and b.version == 2 and b.kind == fam.kind
     assert get_benchmark("things_eeg2.sub-10.occipital.rsa").params["pca"] == 100
     assert get_benchmark("algonauts2019.118.IT.rsa").params["rsa_n_boot"] == 1000
