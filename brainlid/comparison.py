@@ -47,15 +47,22 @@ Kriegeskorte (2023), "Statistical inference on representational geometries", eLi
 
 from __future__ import annotations
 
+import warnings
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from .alignment.encoding import unit_scores
+from .alignment.rsa import compare_rdms, n_from_condensed
+from .alignment.rsa_bootstrap import excess_shrink, rdm_bootstrap_ci, second_order_excess
+from .alignment.uncertainty import bootstrap_counts, bootstrap_unit_sums
+from .errors import FileFormatError, InputError
+from .scoring.benchmarks import get_benchmark
+from .scoring.store import ResultsStore
 
 __all__ = ["COMPARISON_COLUMNS", "holm", "paired_summary", "dual_bootstrap_variance", "group_summary",
-           "encoding_replicates", "rsa_replicates", "compare_models", "CI_METHOD_PAIRED", "CI_METHOD_GROUP"]
+           "encoding_replicates", "encoding_replicates_by_units", "rsa_replicates", "compare_models", "CI_METHOD_PAIRED", "CI_METHOD_GROUP"]
 
 CI_METHOD_PAIRED = "paired-stimulus-bootstrap"  #: ``ci_method`` of one benchmark's rows
 CI_METHOD_GROUP = "dual-bootstrap-subjects-stimuli"  #: ``ci_method`` of group-level rows (Schütt et al. 2023)
@@ -116,8 +123,6 @@ def paired_summary(d_hat, reps, *, shrink=1.0, level: float = 0.95) -> tuple[np.
         raise InputError(f"replicates must have shape (n_boot, *{d.shape}); got {R.shape}")
     if not 0 < level < 1:
         raise InputError(f"level must be in (0, 1), got {level}")
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices → NaN
         q_lo, q_hi = np.nanquantile(R, [(1 - level) / 2, (1 + level) / 2], axis=0)
@@ -221,34 +226,42 @@ def encoding_replicates(y, pred_a, pred_b, counts, *, units=None) -> dict:
     dict ``"r2"`` / ``"r"`` → ``(est_a, est_b, reps_a, reps_b)`` with estimates of shape
     ``([n_times])`` and replicates ``(n_boot[, n_times])`` (ROI means; NaN with no unit).
     """
-    from .alignment.uncertainty import bootstrap_unit_sums
-    from .scoring.runner import unit_scores
+    return encoding_replicates_by_units(y, pred_a, pred_b, counts, [units])[0]
 
+
+def encoding_replicates_by_units(y, pred_a, pred_b, counts, unit_sets) -> list[dict]:
+    """:func:`encoding_replicates` for several unit sets (``None``: every unit), one bootstrap pass per model.
+
+    Parameters
+    ----------
+    y, pred_a, pred_b, counts
+        As :func:`encoding_replicates`.
+    unit_sets : sequence of (bool array of shape (n_units[, n_times]) or None)
+
+    Returns
+    -------
+    list of dict, one per unit set, as :func:`encoding_replicates` returns.
+    """
     y, a, b = np.asarray(y), np.asarray(pred_a), np.asarray(pred_b)
     if not (y.shape == a.shape == b.shape) or y.ndim not in (2, 3):
         raise InputError(f"responses {y.shape} and predictions {a.shape}, {b.shape} must have one shape "
                          "(n_stimuli, n_units[, n_times])")
-    n_units = np.full(y.shape[2:], float(y.shape[1]))
-    if units is not None:
-        u = np.asarray(units, dtype=bool)
-        if u.ndim == 1:  # a subset of units: a copy of the kept columns only
-            y, a, b = y[:, u], a[:, u], b[:, u]
-            n_units = np.full(y.shape[2:], float(u.sum()))
-        else:  # kept (unit, time) cells: the others set to 0 in both, which score 0 (a constant unit)
-            y, a, b = (np.where(u, x, 0).astype(x.dtype) for x in (y, a, b))
-            n_units = u.sum(axis=0).astype(np.float64)
+    masks = []
+    for units in unit_sets:  # a unit subset (n_units,) or kept (unit, time) cells, as a (n_units[, n_times]) mask
+        u = np.ones(y.shape[1:], dtype=bool) if units is None else np.asarray(units, dtype=bool)
+        masks.append(np.broadcast_to(u.reshape(u.shape + (1,) * (y.ndim - 1 - u.ndim)), y.shape[1:]))
+    masks = np.stack(masks)
+    n_units = masks.sum(axis=1).astype(np.float64)  # (n_sets[, n_times])
     with np.errstate(invalid="ignore", divide="ignore"):
         inv = np.where(n_units > 0, 1.0 / np.where(n_units > 0, n_units, 1.0), np.nan)
-        out = {}
         per = {}
         for label, P in (("a", a), ("b", b)):
-            r, r2 = unit_scores(y, P)
-            sums = bootstrap_unit_sums(y, P, counts, metrics=("r2", "r"))
-            per[label] = {"r2": (r2.sum(axis=0, dtype=np.float64) * inv, sums["r2"] * inv),
-                          "r": (r.sum(axis=0, dtype=np.float64) * inv, sums["r"] * inv)}
-        for m in ("r2", "r"):
-            out[m] = (per["a"][m][0], per["b"][m][0], per["a"][m][1], per["b"][m][1])
-    return out
+            scores = dict(zip(("r", "r2"), unit_scores(y, P)))
+            sums = bootstrap_unit_sums(y, P, counts, metrics=("r2", "r"), masks=masks)
+            per[label] = {m: [((scores[m] * mask).sum(axis=0, dtype=np.float64) * inv[j], sums[m][j] * inv[j])
+                              for j, mask in enumerate(masks)] for m in ("r2", "r")}
+    return [{m: (per["a"][m][j][0], per["b"][m][j][0], per["a"][m][j][1], per["b"][m][j][1]) for m in ("r2", "r")}
+            for j in range(len(masks))]
 
 
 def rsa_replicates(model_a, model_b, brain_rdms, *, compare: str = "spearman", n_boot: int = 1000, seed: int = 0):
@@ -269,9 +282,6 @@ def rsa_replicates(model_a, model_b, brain_rdms, *, compare: str = "spearman", n
     (est, reps, n) : est (2, k) float64, reps (n_boot, 2, k) (uncorrected; pairs of a stimulus with its
     own copy left out, :func:`brainlid.alignment.rsa_bootstrap.rdm_bootstrap_ci`), n the number of stimuli.
     """
-    from .alignment.rsa import compare_rdms, n_from_condensed
-    from .alignment.rsa_bootstrap import rdm_bootstrap_ci
-
     M = np.stack([np.asarray(model_a, dtype=np.float64), np.asarray(model_b, dtype=np.float64)])
     B = np.atleast_2d(np.asarray(brain_rdms, dtype=np.float64))
     n = n_from_condensed(M.shape[1])
@@ -284,8 +294,6 @@ def rsa_replicates(model_a, model_b, brain_rdms, *, compare: str = "spearman", n
 def _difference_excess(model_a, model_b, brain_rdms, n: int, compare: str, brain_weights=None) -> np.ndarray:
     """Bootstrap excess variance (:func:`~brainlid.alignment.rsa_bootstrap.second_order_excess`) of A − B against
     each brain RDM (k,), or of the ``brain_weights`` combination (a scalar in a (1,) array)."""
-    from .alignment.rsa_bootstrap import second_order_excess
-
     M = np.stack([np.asarray(model_a), np.asarray(model_b)])
     B = np.atleast_2d(np.asarray(brain_rdms))
     if brain_weights is not None:
@@ -329,8 +337,6 @@ def _pick_rows(store, models: Sequence[str], bench: str, layer: str) -> dict:
 
 
 def _load(store, model: str, layer: str, bench: str, version: int, need: Sequence[str], layer_choice: str) -> dict:
-    from .errors import FileFormatError
-
     try:
         arrs = store.load_arrays(model, layer, bench, version)
     except FileFormatError as exc:  # e.g. the store file copied without its arrays folder
@@ -352,9 +358,6 @@ def _check_value(stored, recomputed, model: str, bench: str, store, layer_choice
 
 def _bench_record(store, a: str, b: str, bench: str, layer: str, n_boot: int, seed: int) -> dict:
     """One benchmark's per-metric estimates and difference replicates (see :func:`compare_models`)."""
-    from .alignment.uncertainty import bootstrap_counts
-    from .scoring.benchmarks import get_benchmark
-
     rows = _pick_rows(store, (a, b), bench, layer)
     ra, rb = rows[a], rows[b]
     version = int(ra["benchmark_version"].iloc[0])
@@ -374,12 +377,12 @@ def _bench_record(store, a: str, b: str, bench: str, layer: str, n_boot: int, se
         y, pa, pb = shared["responses"], own_a["pred"], own_b["pred"]
         n = int(y.shape[0])
         counts = bootstrap_counts(n, n_boot, np.random.default_rng(seed))
-        allu = encoding_replicates(y, pa, pb, counts)
         nc = shared.get("noise_ceiling")
-        kept = None
-        if nc is not None:
+        unit_sets = [None]
+        if nc is not None:  # the units above the ceiling floor (normalised difference), from the same pass
             ncz = np.nan_to_num(np.asarray(nc, dtype=np.float64), nan=0.0)
-            kept = encoding_replicates(y, pa, pb, counts, units=ncz > float(params.get("ceiling_floor", 0.1)))
+            unit_sets.append(ncz > float(params.get("ceiling_floor", 0.1)))
+        allu, kept = (encoding_replicates_by_units(y, pa, pb, counts, unit_sets) + [None])[:2]
         for metric, key in (("encoding_r2", "r2"), ("encoding_r", "r")):
             xa, xb = ra[ra["metric"] == metric], rb[rb["metric"] == metric]
             ea, eb, rpa, rpb = allu[key]
@@ -429,8 +432,6 @@ def _bench_record(store, a: str, b: str, bench: str, layer: str, n_boot: int, se
 
 def _subject_counts(n_subjects: int, n_boot: int, seed: int) -> np.ndarray:
     """(n_boot, S) multinomial subject counts, from a stream independent of the stimulus counts."""
-    from .alignment.uncertainty import bootstrap_counts
-
     return bootstrap_counts(n_subjects, n_boot, np.random.default_rng([int(seed), 18]))
 
 
@@ -468,8 +469,6 @@ def compare_models(store, model_a: str, model_b: str, benchmarks, *, layer: str 
         A model or layer missing, different benchmark versions or data sources, arrays missing (the
         message says what to re-run) or not reproducing the stored score.
     """
-    from .scoring.store import ResultsStore
-
     st = store if isinstance(store, ResultsStore) else ResultsStore(store)
     benches = [benchmarks] if isinstance(benchmarks, str) else list(dict.fromkeys(benchmarks))
     if not benches:
@@ -528,8 +527,6 @@ def compare_models(store, model_a: str, model_b: str, benchmarks, *, layer: str 
 
 def _shrink(reps, excess):
     """:func:`~brainlid.alignment.rsa_bootstrap.excess_shrink` of the replicates (1.0 with no excess)."""
-    from .alignment.rsa_bootstrap import excess_shrink
-
     return excess_shrink(reps, excess) if np.any(excess) else 1.0
 
 

@@ -24,8 +24,8 @@ import pytest
 from numpy.polynomial.hermite_e import hermegauss
 
 from brainlid.alignment.uncertainty import bootstrap_counts, paired_bootstrap_test
-from brainlid.comparison import (compare_models, dual_bootstrap_variance, encoding_replicates, group_summary, holm,
-                                 paired_summary, rsa_replicates)
+from brainlid.comparison import (compare_models, dual_bootstrap_variance, encoding_replicates,
+                                 encoding_replicates_by_units, group_summary, holm, paired_summary, rsa_replicates)
 from brainlid.errors import InputError
 
 SIGMA = 1.0  # noise sd of the responses (signal variance 1)
@@ -141,6 +141,24 @@ def test_time_resolved_and_kept_units_match_each_time_point_alone():
             for got, want in zip(whole[m], alone[m]):
                 np.testing.assert_allclose(np.asarray(got)[..., t], want, rtol=1e-6, atol=1e-9)
 
+
+
+def test_every_unit_and_kept_units_from_one_pass():
+    """encoding_replicates_by_units (what compare_models uses: every unit and the units above the ceiling floor
+    in one bootstrap pass per model) gives each set what encoding_replicates gives it alone."""
+    rng = np.random.default_rng(6)
+    y, pa, pb = _pair(rng, 30, 9, 4, 0.3, 0.8)
+    counts = bootstrap_counts(30, 40, np.random.default_rng(3))
+    kept = rng.random(9) > 0.4
+    every, some = encoding_replicates_by_units(y, pa, pb, counts, [None, kept])
+    for got, units in ((every, None), (some, kept)):
+        want = encoding_replicates(y, pa, pb, counts, units=units)
+        for m in ("r2", "r"):
+            for g, w in zip(got[m], want[m]):
+                np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    alone = encoding_replicates(y[:, kept], pa[:, kept], pb[:, kept], counts)  # the kept units' own arrays
+    for g, w in zip(some["r"], alone["r"]):
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
 
 def test_identical_models_give_zero_and_p_one():
     rng = np.random.default_rng(0)
