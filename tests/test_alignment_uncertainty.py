@@ -146,6 +146,30 @@ def test_unit_sums_equal_brute_force_and_do_not_depend_on_the_block_size():
         bootstrap_unit_sums(y, p, W, metrics=("auc",))
 
 
+
+def test_unit_sums_over_masks_in_one_pass():
+    """masks: the sums over each mask's units (or (unit, time) cells) from one pass; every unit's mask gives
+    the unmasked sums bit for bit, a subset the sums over the subset's units."""
+    rng = np.random.default_rng(5)
+    n, u, T = 30, 6, 3
+    y = rng.normal(size=(n, u, T))
+    p = 0.5 * y + rng.normal(size=(n, u, T))
+    W = bootstrap_counts(n, 20, np.random.default_rng(2))
+    keep = np.array([True, False, True, True, False, True])
+    cells = rng.random((u, T)) > 0.5
+    masks = np.stack([np.ones((u, T), bool), np.broadcast_to(keep[:, None], (u, T)), cells])
+    got = bootstrap_unit_sums(y, p, W, masks=masks, memory_budget=1)
+    plain = bootstrap_unit_sums(y, p, W, memory_budget=1)
+    sub = bootstrap_unit_sums(y[:, keep], p[:, keep], W)
+    zeroed = bootstrap_unit_sums(np.where(cells, y, 0), np.where(cells, p, 0), W)  # cells outside score 0
+    for k in ("r2", "r"):
+        assert got[k].shape == (3, 20, T)
+        np.testing.assert_array_equal(got[k][0], plain[k])
+        np.testing.assert_allclose(got[k][1], sub[k], rtol=1e-12)
+        np.testing.assert_allclose(got[k][2], zeroed[k], rtol=1e-12, atol=1e-12)
+    with pytest.raises(InputError, match="masks"):
+        bootstrap_unit_sums(y, p, W, masks=keep)
+
 def test_basic_interval_reflects_the_quantiles_around_the_estimate():
     dist = np.arange(1001, dtype=float) / 1000  # quantiles 0.025 and 0.975 are exactly these values
     lo, hi = basic_interval(0.3, dist, 0.95)

@@ -205,6 +205,7 @@ def bootstrap_unit_sums(
     *,
     metrics: tuple[str, ...] = ("r2", "r"),
     memory_budget: int = BOOT_BLOCK_BUDGET,
+    masks=None,
 ) -> dict[str, np.ndarray]:
     """Per-resample sums over units of held-out R² and/or Pearson r (the numerators of ROI means).
 
@@ -218,10 +219,13 @@ def bootstrap_unit_sums(
     metrics : tuple of {"r2", "r"}
     memory_budget : int
         Bytes for the temporaries of one block of units (about ``8·n_boot·7`` per column).
+    masks : bool array of shape (n_masks, n_units[, n_times]) or None
+        Sum over the units (or (unit, time) cells) of each mask instead, from the same resamples
+        in one pass (e.g. every unit and the units above a ceiling floor).
 
     Returns
     -------
-    dict metric → ndarray of shape (n_boot[, n_times]) float64
+    dict metric → ndarray of shape (n_boot[, n_times]) float64 (with ``masks``: (n_masks, n_boot[, n_times]))
         Σ over units of the metric on each resample (a unit constant on a resample scores 0).
         Divide by ``n_units`` for the ROI mean of each resample.
     """
@@ -236,10 +240,15 @@ def bootstrap_unit_sums(
         raise InputError(f"counts must have shape (n_boot, {y.shape[0]}); got {W.shape}")
     n, n_units = y.shape[:2]
     rest = y.shape[2:]
+    if masks is not None:
+        masks = np.asarray(masks, dtype=bool)
+        if masks.ndim != y.ndim or masks.shape[1:] != y.shape[1:]:
+            raise InputError(f"masks must have shape (n_masks, {', '.join(map(str, y.shape[1:]))}); got {masks.shape}")
     per_unit = int(np.prod(rest, dtype=np.int64)) if rest else 1
-    per_col = 8 * (7 * W.shape[0] + 4 * n)
+    per_col = 8 * (7 * W.shape[0] + 4 * n)  # (the blocks do not depend on masks: same sums as without)
     step = max(1, int(memory_budget // max(per_col * per_unit, 1)))
-    sums = {m: np.zeros((W.shape[0], *rest)) for m in metrics}
+    lead = () if masks is None else (masks.shape[0],)
+    sums = {m: np.zeros((*lead, W.shape[0], *rest)) for m in metrics}
     for u0 in range(0, n_units, step):
         yb = np.asarray(y[:, u0:u0 + step], dtype=np.float64).reshape(n, -1)
         pb = np.asarray(p[:, u0:u0 + step], dtype=np.float64).reshape(n, -1)
@@ -247,7 +256,12 @@ def bootstrap_unit_sums(
             raise InputError("y_true and predictions must be finite")
         scores = _weighted_scores(W, yb, pb, tuple(metrics))
         for m, sc in zip(metrics, scores):
-            sums[m] += sc.reshape(W.shape[0], -1, *rest).sum(axis=1)
+            sc = sc.reshape(W.shape[0], -1, *rest)
+            if masks is None:
+                sums[m] += sc.sum(axis=1)
+            else:
+                for j, mask in enumerate(masks[:, u0:u0 + step]):
+                    sums[m][j] += (sc * mask).sum(axis=1)
     return sums
 
 
