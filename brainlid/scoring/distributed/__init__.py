@@ -22,7 +22,7 @@ Tasks
       **voxel batches** (one task per batch of units, see :func:`plan_voxel_batches`); their
       per-unit scores are joined on the client, which makes the rows;
     * one **group** task per (model, RDM benchmark) (``kind="rdms"``, published brain RDMs):
-      :func:`brainlid.scoring.rdm_benchmarks.score_rdm_features` on all the model's layers
+      :func:`brainlid.scoring.cell.score_rdm_features` on all the model's layers
       together, read by cache key on the worker — the split-half layer selection compares every
       layer on the same image halves, and an RDM of ≤ a few hundred images is cheap, so the
       group is not split (its memory is checked with :func:`estimate_rdm_group_memory`);

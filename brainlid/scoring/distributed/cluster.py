@@ -50,6 +50,7 @@ class ClusterHandle:
     description: str
 
     def close(self) -> None:
+        """Close what this handle opened: its client and the cluster it started (a joined scheduler keeps running)."""
         if self.owned:
             try:
                 self.client.close()
@@ -135,20 +136,7 @@ def connect(
     if isinstance(scheduler, distributed.Client):
         handle = _describe(scheduler, None, False)
     elif scheduler == "local":
-        _keep_script_out_of_workers()
-        cores = available_cores()
-        n = int(workers) if workers is not None else max(1, min(cores, 8))
-        threads = max(1, cores // n)
-        limit = mem if mem is not None else int(_total_memory() * 0.9 / n)
-        dash = ":0" if importlib.util.find_spec("bokeh") is not None else None
-        cluster = distributed.LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, memory_limit=limit, dashboard_address=dash,
-            silence_logs=logging.ERROR,
-        )
-        client = distributed.Client(cluster)
-        handle = ClusterHandle(client, cluster, True, threads, limit,
-                               f"local cluster: {n} worker process(es) × 1 task, {threads} BLAS thread(s) each, "
-                               f"{_fmt(limit)} per worker")
+        handle = _start_local(distributed, workers, mem)
     elif isinstance(scheduler, str) and scheduler.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
         try:
             client = distributed.Client(scheduler, timeout="30s")
@@ -159,15 +147,7 @@ def connect(
         # joined, not started: close the client only
         handle.owned = True
     elif scheduler == "slurm":
-        cfg = load_slurm_config(slurm_config)
-        jobs = int(workers or cfg.get("jobs", 1))
-        cluster, shape = slurm_cluster(cfg, memory_per_worker=mem)
-        cluster.scale(jobs=jobs)
-        client = distributed.Client(cluster)
-        handle = ClusterHandle(client, cluster, True, shape["blas_threads"], shape["memory_limit"],
-                               f"SLURM cluster: {jobs} job(s) × {shape['processes']} worker(s), {shape['slots']} task "
-                               f"slot(s) and {shape['blas_threads']} BLAS thread(s) per task, "
-                               f"{_fmt(shape['memory_limit'])} per worker")
+        handle = _start_slurm(distributed, workers, mem, slurm_config)
     else:
         raise InputError(f"--scheduler must be 'local', 'slurm' or tcp://HOST:PORT, got {scheduler!r}")
     try:  # import torch, himalaya and the scoring code on every worker now, while the client plans
@@ -178,6 +158,38 @@ def connect(
         log(handle.description)
         log(_dashboard_line(handle.client))
     return handle
+
+
+def _start_local(distributed, workers: int | None, mem: int | None) -> ClusterHandle:
+    """A :class:`distributed.LocalCluster` of ``workers`` processes (default one per core, at most 8), one task
+    and ``cores // workers`` BLAS threads each, ``mem`` bytes each (default 90 % of the machine shared)."""
+    _keep_script_out_of_workers()
+    cores = available_cores()
+    n = int(workers) if workers is not None else max(1, min(cores, 8))
+    threads = max(1, cores // n)
+    limit = mem if mem is not None else int(_total_memory() * 0.9 / n)
+    dash = ":0" if importlib.util.find_spec("bokeh") is not None else None
+    cluster = distributed.LocalCluster(
+        n_workers=n, threads_per_worker=1, processes=True, memory_limit=limit, dashboard_address=dash,
+        silence_logs=logging.ERROR,
+    )
+    client = distributed.Client(cluster)
+    return ClusterHandle(client, cluster, True, threads, limit,
+                        f"local cluster: {n} worker process(es) × 1 task, {threads} BLAS thread(s) each, "
+                        f"{_fmt(limit)} per worker")
+
+
+def _start_slurm(distributed, workers: int | None, mem: int | None, slurm_config) -> ClusterHandle:
+    """A SLURM cluster from :func:`load_slurm_config` with ``workers`` jobs (default the config's ``jobs``, else 1)."""
+    cfg = load_slurm_config(slurm_config)
+    jobs = int(workers or cfg.get("jobs", 1))
+    cluster, shape = slurm_cluster(cfg, memory_per_worker=mem)
+    cluster.scale(jobs=jobs)
+    client = distributed.Client(cluster)
+    return ClusterHandle(client, cluster, True, shape["blas_threads"], shape["memory_limit"],
+                        f"SLURM cluster: {jobs} job(s) × {shape['processes']} worker(s), {shape['slots']} task "
+                        f"slot(s) and {shape['blas_threads']} BLAS thread(s) per task, "
+                        f"{_fmt(shape['memory_limit'])} per worker")
 
 
 def _worker_version() -> str:

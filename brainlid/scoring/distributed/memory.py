@@ -73,8 +73,8 @@ def estimate_cell_memory(n_fit: int, n_eval: int, n_features: int, n_units: int,
       (:func:`brainlid.alignment.rsa.rdm`): one column chunk ``min(8·n_eval·d, 32 MiB)`` and two
       row blocks of the n×n product ``2·min(8·n_eval², 64 MiB)``; the condensed RDMs
       ``4·(1 + n_times)·P``; with ``n_boot >= 10`` the variance-corrected stimulus bootstrap
-      (:func:`~brainlid.scoring.rdm_benchmarks.rdm_bootstrap_ci`: float64 RDM stack, tie groups and
-      weighted ranks, then :func:`~brainlid.scoring.rdm_benchmarks.second_order_excess`'s
+      (:func:`~brainlid.alignment.rsa_bootstrap.rdm_bootstrap_ci`: float64 RDM stack, tie groups and
+      weighted ranks, then :func:`~brainlid.alignment.rsa_bootstrap.second_order_excess`'s
       standardised ranks and influence blocks) ``14·8·(1 + n_times)·P`` (measured 13–16× with
       tracemalloc at 200–500 stimuli and 1–60 time points) plus the counts ``8·n_boot·n_eval``;
       with ``n_reps > 1`` the split-half ceiling's half RDMs and ranks ``8·8·(1 + n_times)·P``;

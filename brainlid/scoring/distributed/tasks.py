@@ -21,10 +21,9 @@ from ...features import FeatureCache, extract
 from ...features.cache import ids_digest
 from .. import baselines as bl
 from ..cell import (base_row, batched_encoding_rows, geometry_rows, lid_positions, make_splits, model_model_rows,
-                    score_layer, unit_scores_batch)
+                    score_layer, score_rdm_features, unit_scores_batch)
 from ..benchmarks import UnknownBenchmarkError, get_benchmark
 from ..plan import benchmark_inputs
-from ..rdm_benchmarks import score_rdm_features
 from .cluster import _worker_threads
 
 
@@ -92,14 +91,19 @@ class _Cell:
         return (self.model, self.layer, self.bench)
 
 
+def _check_ids(bench_id: str, ids, digests) -> None:
+    """Refuse to score when the benchmark's stimulus ids on this worker are not those the client planned with."""
+    if any(d != ids_digest(ids) for d in digests):
+        raise BrainlidError(f"benchmark {bench_id}: the stimulus ids on this worker differ from the client's "
+                            "(different data root or dataset version on the workers?)")
+
+
 def _cell_features(cell: _Cell):
     """(X, feature ids, BrainData) of a cell, read on the worker."""
     sub, brain = _bench_inputs(cell.bench, cell.data_root)
     if cell.source == "pixels":
         return bl.pixel_features(sub), np.asarray(sub.ids), brain
-    if ids_digest(sub.ids) != cell.ids_digest:
-        raise BrainlidError(f"benchmark {cell.bench}: the stimulus ids on this worker differ from the client's "
-                            "(different data root or dataset version on the workers?)")
+    _check_ids(cell.bench, sub.ids, [cell.ids_digest])
     X = _read_features(cell.cache_root, cell.key)
     if cell.source == "shuffled":
         X = bl.shuffle_features({cell.layer: np.asarray(X)}, seed=cell.shuffle_seed)[cell.layer]
@@ -145,7 +149,7 @@ def _join_unit_batches(cell: _Cell, parts: list[dict]) -> list[dict]:
 
 def _rdm_group_task(cells: tuple, threads: int) -> dict:
     """Score every layer of one (model, RDM benchmark) group on a worker
-    (:func:`brainlid.scoring.rdm_benchmarks.score_rdm_features`, as the serial runner): score rows
+    (:func:`brainlid.scoring.cell.score_rdm_features`, as the serial runner): score rows
     of all layers (the split-half layer selection needs them together) and, when asked, their
     geometry rows."""
     _worker_threads(threads)
@@ -168,8 +172,7 @@ def _model_model_task(bench_id: str, data_root, keys: dict, ids_digests: dict, c
     bench = get_benchmark(bench_id)
     sub, brain = _bench_inputs(bench_id, data_root)
     ids = np.asarray(sub.ids)
-    if any(d != ids_digest(ids) for d in ids_digests.values()):
-        raise BrainlidError(f"benchmark {bench_id}: stimulus ids on this worker differ from the client's")
+    _check_ids(bench_id, ids, ids_digests.values())
     pos = lid_positions(ids, bench, brain)
     feats = {name: np.asarray(_read_features(cache_root, key), dtype=np.float32)[pos] for name, (layer, key) in keys.items()}
     return model_model_rows(feats, stimulus_set=bench.lid_stimulus_set, metrics=tuple(metrics),
