@@ -34,6 +34,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..._docs import DOCS, fill_doc
 from ..._version import __version__
 from ...alignment.ceiling import normalise_r, normalise_r2, rdm_split_half
 from ...alignment.encoding import alpha_edge_fraction, fit_encoding_params, warn_alpha_edges
@@ -47,6 +48,14 @@ from ..benchmarks import REPS_META_KEY, RSA_CEILING, Benchmark, get_benchmark
 from ..plan import lid_ids
 from .selection import keep_arrays
 
+DOCS.setdefault("bench", """bench : Benchmark or str
+        The benchmark, or its id (:func:`~brainlid.scoring.benchmarks.get_benchmark`).""")
+DOCS.setdefault("brain", """brain : BrainData
+        The benchmark's responses ``(stimulus, unit[, time])`` with its splits, ROI already selected
+        (:func:`~brainlid.scoring.benchmarks.load_benchmark_data`).""")
+DOCS.setdefault("splits", """splits : mapping str → array
+        Stimulus ids of the ``fit``, ``val``, ``train`` and ``test`` splits (:func:`make_splits`).""")
+
 __all__ = [
     "make_splits", "split_ids", "base_row", "id_positions", "lid_positions", "score_layer", "encoding_rows",
     "unit_scores_for_layer", "unit_scores_batch", "batched_encoding_rows", "rsa_split_half_ceiling",
@@ -55,12 +64,29 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- splits
+@fill_doc
 def make_splits(brain, bench: Benchmark) -> dict[str, np.ndarray]:
     """Stimulus ids of the fit, val, train (= fit ∪ val) and test splits.
 
     ``val`` is a seeded ``params["val_fraction"]`` of the train split (at least 3 ids), used
     only to choose the best layer; ``fit`` is the rest. Ids present in both train and test are
     removed from train (test wins), so no stimulus is fitted and scored.
+
+    Parameters
+    ----------
+    %(brain)s
+    bench : Benchmark
+        Its ``split`` names the test split; ``params["seed"]`` and ``params["val_fraction"]`` draw ``val``.
+
+    Returns
+    -------
+    dict str → ndarray
+        ``fit``, ``val``, ``train``, ``test``: sorted stimulus ids.
+
+    Raises
+    ------
+    InputError
+        The data lack a split, or have fewer than 6 train or 3 test stimuli.
     """
     p = bench.params
     if "train" not in brain.splits or bench.split not in brain.splits:
@@ -76,19 +102,49 @@ def make_splits(brain, bench: Benchmark) -> dict[str, np.ndarray]:
     return {"fit": fit, "val": val, "train": train, "test": test}
 
 
+@fill_doc
 def split_ids(splits: Mapping[str, np.ndarray], split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The (fit, eval) stimulus ids of a scored split: ``"val"`` fits on ``fit`` and scores ``val``;
-    ``"test"`` fits on ``train`` (= fit ∪ val) and scores ``test`` (``splits`` from :func:`make_splits`)."""
+    """The (fit, eval) stimulus ids of a scored split.
+
+    Parameters
+    ----------
+    %(splits)s
+    split : {"val", "test"}
+        ``"val"`` fits on ``fit`` and scores ``val``; ``"test"`` fits on ``train`` (= fit ∪ val) and
+        scores ``test``.
+
+    Returns
+    -------
+    fit_ids, eval_ids : ndarray
+    """
     if split not in ("val", "test"):
         raise InputError(f"split must be 'val' or 'test', got {split!r}")
     return (splits["fit"], splits["val"]) if split == "val" else (splits["train"], splits["test"])
 
 
+@fill_doc
 def base_row(bench: Benchmark, brain, *, model: str, layer: str, layer_index: int = 0,
              feature_cache_key: str = "") -> dict:
-    """The provenance columns of a cell's score rows: model, layer, layer_index, benchmark, dataset,
-    subject, roi, brainlid_version, benchmark_version, feature_cache_key and the data's ``data_source``
-    (:func:`brainlid.data.provenance.data_source_of`)."""
+    """The provenance columns of a cell's score rows.
+
+    Parameters
+    ----------
+    bench : Benchmark
+    %(brain)s
+    model, layer : str
+        Names written in the rows.
+    layer_index : int
+        Position of the layer in the requested order.
+    feature_cache_key : str
+        The features' cache key (``""`` for features not from the cache).
+
+    Returns
+    -------
+    dict
+        model, layer, layer_index, benchmark, dataset, subject, roi, brainlid_version,
+        benchmark_version, feature_cache_key and the data's ``data_source``
+        (:func:`brainlid.data.provenance.data_source_of`).
+    """
     return {
         "model": model, "layer": layer, "layer_index": layer_index, "benchmark": bench.id, "dataset": bench.dataset,
         "subject": bench.subject, "roi": bench.roi, "brainlid_version": __version__,
@@ -112,9 +168,23 @@ def id_positions(ids, want, what: str) -> np.ndarray:
     return positions_of(ids, want, where=f"the features (the {what} stimuli)", names=("features", f"{what} stimuli"))
 
 
+@fill_doc
 def lid_positions(ids, bench: Benchmark, brain) -> np.ndarray:
-    """Positions in ``ids`` of the benchmark's LID stimuli (:func:`brainlid.scoring.plan.lid_ids`), where the
-    geometry of a layer is measured."""
+    """Positions in ``ids`` of the benchmark's LID stimuli, where the geometry of a layer is measured.
+
+    Parameters
+    ----------
+    ids : array-like of shape (n_stimuli,)
+        The features' stimulus ids.
+    bench : Benchmark
+    brain : BrainData or BrainRDMs
+        The benchmark's data (:func:`brainlid.scoring.plan.lid_ids` reads the LID split or the RDM images).
+
+    Returns
+    -------
+    ndarray of int64, shape (n_lid,)
+        ``ids[pos]`` are the LID stimuli in sorted order.
+    """
     return id_positions(np.asarray(ids), lid_ids(bench, brain), "LID")
 
 
@@ -124,6 +194,7 @@ def _fit_eval_positions(ids: np.ndarray, splits, split: str) -> tuple[np.ndarray
 
 
 # --------------------------------------------------------------------------- one cell
+@fill_doc
 def score_layer(
     X,
     feature_ids,
@@ -145,12 +216,12 @@ def score_layer(
     X : array of shape (n_stimuli, n_features) float32
         The layer's features, one row per id in ``feature_ids``.
     feature_ids : array-like of shape (n_stimuli,)
-    brain : BrainData
-        The benchmark's responses ``(stimulus, unit[, time])`` (ROI already selected).
-    bench : Benchmark or id
-    model, layer, layer_index : provenance of the rows
-    splits : mapping or None
-        From :func:`make_splits` (computed when None).
+        Stimulus ids of the rows of ``X``; joined with the data on ids, never on row order.
+    %(brain)s
+    %(bench)s
+    model, layer, layer_index : provenance of the rows (:func:`base_row`)
+    %(splits)s
+        Computed when None.
     which : sequence of {"val", "test"}
         ``"val"`` fits on ``fit`` and scores ``val`` (for layer selection); ``"test"`` fits on
         ``train`` (= fit ∪ val) and scores ``test``.
@@ -199,6 +270,7 @@ def score_layer(
             keep_arrays(keep, own, model, layer, bench, "test")
             keep_arrays(keep, shared, "", "", bench, "test")
     return rows
+
 
 def _encoding_rows(X_fit, Y_fit, X_eval, Y_eval, nc, times, p, base, keep: dict | None = None) -> list[dict]:
     fit = fit_encoding_params(X_fit, Y_fit, X_eval, Y_eval, p)
@@ -374,11 +446,25 @@ def _rsa_rows(X_eval, Y_eval, times, p, base, ceiling=None, keep: dict | None = 
         })
     return rows
 
+
+@fill_doc
 def unit_scores_for_layer(X, feature_ids, brain, bench: Benchmark | str, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """Per-unit held-out (r, R²) of one layer on an encoding benchmark, e.g. for a brain map.
 
-    ``split="test"`` fits on the train split and scores the test split; ``"val"`` fits on the
-    fit split and scores the validation split. Returns arrays of shape ``(n_units[, n_times])``.
+    Parameters
+    ----------
+    X : array of shape (n_stimuli, n_features)
+    feature_ids : array-like of shape (n_stimuli,)
+        Stimulus ids of the rows of ``X``.
+    %(brain)s
+    %(bench)s
+    split : {"test", "val"}
+        ``"test"`` fits on the train split and scores the test split; ``"val"`` fits on the fit
+        split and scores the validation split (:func:`split_ids`).
+
+    Returns
+    -------
+    r, r2 : float32 arrays of shape (n_units[, n_times])
     """
     bench = get_benchmark(bench)
     splits = make_splits(brain, bench)
@@ -389,6 +475,7 @@ def unit_scores_for_layer(X, feature_ids, brain, bench: Benchmark | str, split: 
 
 
 # --------------------------------------------------------------------------- voxel batches
+@fill_doc
 def unit_scores_batch(X, ids, brain, bench: Benchmark, splits: Mapping[str, np.ndarray], units) -> dict:
     """Per-unit scores of units ``[start, stop)`` of an encoding cell, for the val and test splits.
 
@@ -403,10 +490,9 @@ def unit_scores_batch(X, ids, brain, bench: Benchmark, splits: Mapping[str, np.n
     X : array of shape (n_stimuli, n_features)
     ids : array-like of shape (n_stimuli,)
         Stimulus ids of the rows of ``X``.
-    brain : BrainData
+    %(brain)s
     bench : Benchmark
-    splits : mapping
-        From :func:`make_splits`.
+    %(splits)s
     units : (int, int)
         The batch's unit range ``[start, stop)``.
     """
