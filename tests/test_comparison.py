@@ -82,7 +82,7 @@ def test_rsa_paired_interval_covers_the_population_difference():
     model, r ≈ 0.6, the corrected interval covered 0.875 — the limit documented in rdm_bootstrap_ci.)"""
     noise, tau_a, tau_b = 6.0, 0.5, 1.0
     from brainlid.alignment.rsa import compare_rdms, rdm
-    from brainlid.comparison import _difference_excess, _shrink
+    from brainlid.comparison.paired import _difference_excess, _shrink
 
     rng = np.random.default_rng(0)
     W = rng.standard_normal((8, 30))
