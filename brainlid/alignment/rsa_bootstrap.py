@@ -43,7 +43,18 @@ def split_half(ids, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split of stimulus ids into a selection half and a held-out half (both sorted).
 
     The selection half has ``n // 2`` ids drawn by ``np.random.default_rng(seed)`` from the
-    sorted ids; the held-out half is the rest (``n - n // 2``). Same ids and seed → same halves.
+    sorted ids; the held-out half is the rest (``n - n // 2``). Same ids and seed → same halves,
+    whatever the order the ids come in.
+
+    Parameters
+    ----------
+    ids : array-like of shape (n_stimuli,)
+        Stimulus ids (at least 6).
+    seed : int
+
+    Returns
+    -------
+    (selection, held_out) : sorted arrays of shape (n // 2,) and (n - n // 2,)
     """
     ids = np.sort(np.asarray(ids))
     if ids.size < 6:
