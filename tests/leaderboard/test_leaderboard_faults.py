@@ -284,7 +284,7 @@ def test_memory_estimate_counts_the_benchmarks_bootstrap(board_data, board_ids):
     import dataclasses
 
     from brainlid.leaderboard.worker import LAYER_FACTOR, SCORING_BASE, estimate_scoring_memory
-    from brainlid.scoring.benchmarks import get_benchmark
+    from brainlid.scoring import get_benchmark
     from brainlid.scoring.distributed import cell_sizes, estimate_benchmark_cell_memory
 
     bench, (_, brain) = get_benchmark(BENCH), board_data.load(BENCH)

@@ -442,7 +442,7 @@ def test_pagination_of_page_and_api(tmp_path):
 
 # --------------------------------------------------------------------------- issue 14: data source and versions
 def test_data_source_and_benchmark_version_shown(tmp_path):
-    from brainlid.scoring.benchmarks import get_benchmark
+    from brainlid.scoring import get_benchmark
 
     cur = int(get_benchmark(BENCH).version)
     db = Database(tmp_path / "b.sqlite")
@@ -470,7 +470,7 @@ def test_rescore_requeues_old_versions_and_keeps_the_old_scores(tmp_path, board_
 
     from brainlid.cli import cli
     from brainlid.leaderboard.worker import Worker
-    from brainlid.scoring.benchmarks import get_benchmark
+    from brainlid.scoring import get_benchmark
 
     cur = int(get_benchmark(BENCH).version)
     db = Database(tmp_path / "b.sqlite")

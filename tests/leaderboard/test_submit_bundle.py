@@ -83,7 +83,7 @@ def test_round_trip_exact(tmp_path, board_ids, board_data, fmt):
 
 def test_check_bundle_equals_runner(tmp_path, board_ids, board_data):
     """check_bundle's scores are exactly score_features' on the same arrays (same code path, nothing altered)."""
-    from brainlid.scoring.runner import score_features
+    from brainlid.scoring import score_features
 
     p = _valid(tmp_path, board_ids)
     rep = check_bundle(p, data=board_data)
@@ -209,7 +209,7 @@ def test_cli_prepare_and_check(tmp_path, leaderboard_nsd, board_ids, monkeypatch
     assert list(b.features) == ["conv", "fc"] and b.features["conv"].shape == (board_ids.size, 8)
     assert b.metadata == {"model_name": "TinyNet", "parameters": 1234}
     from brainlid.features import extract
-    from brainlid.scoring.benchmarks import load_benchmark_data
+    from brainlid.scoring import load_benchmark_data
 
     stim, _ = load_benchmark_data(BENCH, leaderboard_nsd)
     ref = extract(f"module:{tiny_net_py}:Net@random", stim.subset(ids=board_ids), layers=["fc"], cache=False, progress=False)
