@@ -350,3 +350,22 @@ def test_brain_encoding_scores_time_resolved_with_reps():
     np.testing.assert_allclose(df["r2"].to_numpy(), ref.r2.ravel(), rtol=1e-5)
     np.testing.assert_allclose(df["time_s"].to_numpy(), np.tile([0.0, 0.01, 0.02], u))
     assert df.attrs["summary"]["n_kept"] == [4, 4, 3]
+
+
+def test_encoding_scores_and_the_scoring_cell_share_one_pipeline():
+    """encoding_scores with an explicit split is fit_encoding on those rows (the scoring cell's fit)."""
+    from brainlid.alignment.encoding import fit_encoding, train_pca
+
+    X, Y, Xt, Yt = _problem(120, 30, 6, n_test=40, seed=3)
+    F, R = np.vstack([X, Xt]).astype(np.float32), np.vstack([Y, Yt]).astype(np.float32)
+    tr, te = np.arange(120), np.arange(120, 160)
+    s = encoding_scores(F, R, train=tr, test=te, pca=10, seed=0, return_predictions=True)
+    fit = fit_encoding(F[tr], R[tr], F[te], R[te], pca=10, seed=0)
+    np.testing.assert_array_equal(s.r, fit.r)
+    np.testing.assert_array_equal(s.r2, fit.r2)
+    np.testing.assert_array_equal(s.predictions, fit.pred)
+    # the one PCA policy: pca >= min(n_train, n_features) keeps every (rescaled) feature, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a, b = train_pca(F[tr], F[te], 500)
+    assert a.shape == (120, 30) and b.shape == (40, 30)

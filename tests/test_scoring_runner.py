@@ -216,3 +216,31 @@ def test_registry_errors_and_random_spec(data):
     _, _, brain, _ = data
     with pytest.raises(InputError, match="unknown ROI"):
         bm.benchmark_from_braindata("x", brain, roi="FFA", register=False)
+
+
+def test_unit_batches_join_to_the_whole_cell(data, bench):
+    """The Dask runner's voxel batches (unit_scores_batch + batched_encoding_rows) give score_layer's rows."""
+    F, ids, brain, _ = data
+    sub = brain.select(roi="EBA")
+    splits = cell.make_splits(sub, bench)
+    whole = cell.score_layer(F, ids, sub, bench, model="m", layer="l", splits=splits, feature_cache_key="k")
+    n = sub.responses.shape[1]
+    parts = [cell.unit_scores_batch(F, ids, sub, bench, splits, (a, min(a + 7, n))) for a in range(0, n, 7)]
+    base = cell.base_row(bench, sub, model="m", layer="l", feature_cache_key="k")
+    joined = cell.batched_encoding_rows(bench, sub, base, parts)
+    a, b = pd.DataFrame(whole), pd.DataFrame(joined)
+    assert list(a.columns) == list(b.columns) and len(a) == len(b) == 4
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6)
+
+
+def test_finish_tables_concatenates_deduplicates_and_writes(tmp_path):
+    from brainlid.scoring.tables import finish_tables, geometry_frame, score_frame
+
+    g = {"model": "m", "layer": "l", "stimulus_set": "s", "estimator": "mle", "K": 5.0, "value": 3.0, "n": 10}
+    geoms = [geometry_frame([g]), geometry_frame([{**g, "value": 9.0}]), geometry_frame([])]
+    row = {"model": "m", "layer": "l", "benchmark": "b", "metric": "encoding_r2", "split": "test", "value": 0.5}
+    scores, geom, paths = finish_tables([score_frame([row]), score_frame([])], geoms, out=tmp_path)
+    assert len(scores) == 1 and len(geom) == 1 and geom["value"].iloc[0] == 3.0  # the first measurement kept
+    assert sorted(p.name for p in paths) == ["geometry.csv", "geometry.parquet", "scores.csv", "scores.parquet"]
+    empty_scores, empty_geom, none = finish_tables([], [])
+    assert empty_scores.empty and empty_geom.empty and none == []
