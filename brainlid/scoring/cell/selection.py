@@ -25,7 +25,10 @@ KEEP_ARRAYS = ("selected", "all", "none")  #: ``keep_arrays=`` of :func:`brainli
 def keep_arrays(keep: dict, arrays: Mapping[str, np.ndarray], model: str, layer: str, bench: Benchmark,
                 split: str) -> None:
     """Add ``arrays`` (name → array) to a ``keep`` collector under ``(model, layer, benchmark, version, split,
-    name)``; a benchmark's own arrays (``model = ""``) are added once."""
+    name)``; a benchmark's own arrays (``model = layer = ""``) are added once (the first kept wins).
+
+    ``keep`` is what :meth:`brainlid.scoring.store.ResultsStore.add_arrays` stores; the arrays are kept by
+    reference (no copy)."""
     for name, a in arrays.items():
         keep.setdefault((model, layer, bench.id, int(bench.version), split, name), a)
 
@@ -46,8 +49,25 @@ def select_best_layer(rows: pd.DataFrame | list[dict], metric: str | None = None
 
     The criterion is the mean over time (if any) of the ``val`` value of ``metric`` (default:
     ``encoding_r2`` for encoding benchmarks, the RSA metric otherwise). The ``test`` rows play no
-    part in the choice. Returns the table with ``selected`` set on every row (val and test) of
-    the chosen layer.
+    part in the choice.
+
+    Parameters
+    ----------
+    rows : DataFrame or list of dict
+        Score rows of one or more (model, benchmark) pairs, ``val`` rows included
+        (:data:`brainlid.scoring.tables.SCORE_COLUMNS`).
+    metric : str or None
+        The selection metric (default as above).
+
+    Returns
+    -------
+    DataFrame
+        A copy of the table with ``selected`` True on every row (val and test) of each chosen layer.
+
+    Raises
+    ------
+    InputError
+        A (model, benchmark) without ``val`` rows of the metric.
     """
     df = score_frame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
     df["selected"] = False
