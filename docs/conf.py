@@ -45,6 +45,14 @@ root_doc = "index"
 # tutorials: jupytext percent scripts, executed; a failing cell fails the build
 nb_custom_formats = {".py": ["jupytext.reads", {"fmt": "py:percent"}]}
 nb_execution_mode = os.environ.get("BRAINLID_DOCS_EXECUTE", "force")
+# tutorial 7 needs the small real datasets (BRAINLID_REALDATA, else ../shared/realdata beside the repository);
+# without them its page shows the code unexecuted rather than failing the build
+_REALDATA = Path(os.environ.get("BRAINLID_REALDATA") or REPO.parent / "shared" / "realdata")
+if (_REALDATA / "k92").is_dir() and (_REALDATA / "cifar_resnets").is_dir():
+    os.environ["BRAINLID_REALDATA"] = str(_REALDATA)
+    nb_execution_excludepatterns: list[str] = []
+else:
+    nb_execution_excludepatterns = ["tutorials/07_real_brains.py"]
 nb_execution_timeout = 900
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True

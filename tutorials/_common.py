@@ -88,10 +88,10 @@ def save(fig, out: Path, name: str) -> Path:
 
     path = Path(out) / name
     fig.savefig(path, dpi=110)
-    if "ipykernel" in sys.modules:  # run as a notebook (the documentation site): show the figure inline too
-        from IPython.display import display
+    if "ipykernel" in sys.modules:  # run as a notebook (the documentation site): show the saved PNG inline too
+        from IPython.display import Image, display
 
-        display(fig)
+        display(Image(filename=str(path)))
     plt.close(fig)
     print("wrote", path)
     return path
