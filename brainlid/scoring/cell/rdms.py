@@ -38,6 +38,7 @@ fit, and no train/validation/test split of responses. Their benchmarks
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Mapping
 
 import numpy as np
@@ -60,6 +61,7 @@ __all__ = ["rdm_score_rows", "score_rdm_features"]
 #: (benchmark id, version, compare, ids digest, brain-RDM digest) → ceilings (:func:`brain_rdm_ceilings`)
 _CEILINGS: dict[tuple, tuple] = {}
 _CEILINGS_MAX = 64  # entries kept (oldest dropped): a few benchmarks × 3 splits
+_CEILINGS_LOCK = threading.Lock()  # Dask workers score several cells in threads
 
 
 def _ceilings(bench: Benchmark, sub, compare: str) -> tuple:
@@ -68,11 +70,15 @@ def _ceilings(bench: Benchmark, sub, compare: str) -> tuple:
     subject_rdms = np.ascontiguousarray(sub.subject_rdms())
     key = (bench.id, bench.version, compare, ids_digest(sub.stimulus_ids),
            hashlib.sha256(f"{subject_rdms.dtype.str}|{subject_rdms.shape}|".encode() + subject_rdms.tobytes()).hexdigest())
-    if key not in _CEILINGS:
-        if len(_CEILINGS) >= _CEILINGS_MAX:
-            _CEILINGS.pop(next(iter(_CEILINGS)))
-        _CEILINGS[key] = brain_rdm_ceilings(subject_rdms, compare)
-    return _CEILINGS[key]
+    with _CEILINGS_LOCK:
+        hit = _CEILINGS.get(key)
+    if hit is None:
+        hit = brain_rdm_ceilings(subject_rdms, compare)
+        with _CEILINGS_LOCK:
+            while len(_CEILINGS) >= _CEILINGS_MAX:
+                _CEILINGS.pop(next(iter(_CEILINGS)))
+            _CEILINGS[key] = hit
+    return hit
 
 
 def _layer_keys(feature_cache_key: str | Mapping[str, str], features) -> Mapping[str, str]:
