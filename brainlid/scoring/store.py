@@ -26,6 +26,7 @@ brainlid is refused with a clear error instead of being modified.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sqlite3
 import warnings
@@ -36,6 +37,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from .._atomic import atomic_path
 from .._version import __version__
 from ..config import results_store_path
 from ..errors import BrainlidError, FileFormatError
@@ -422,10 +424,6 @@ class ResultsStore:
         The ``.npy`` files are written atomically before the references (one transaction), so a
         reference never names a missing file.
         """
-        import hashlib
-
-        from .._atomic import atomic_path
-
         refs = []
         for key, arr in arrays.items():
             if len(key) != 6:
