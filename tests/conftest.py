@@ -85,3 +85,31 @@ def chromium():
     if path is None or not os.path.exists("/usr/bin/chromedriver"):
         pytest.skip("chromium and /usr/bin/chromedriver are needed (Debian: apt-get install chromium chromium-driver)")
     return path
+
+
+@pytest.fixture
+def headless_chrome(chromium):
+    """A factory of headless Chromium drivers: ``headless_chrome(width=1280, height=1000)`` → a selenium
+    driver with the browser console log kept (``driver.get_log("browser")``); every driver is quit after
+    the test."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    drivers = []
+
+    def make(width: int = 1280, height: int = 1000, *extra_flags: str):
+        opts = webdriver.ChromeOptions()
+        for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--no-first-run", f"--window-size={width},{height}",
+                     "--disable-dev-shm-usage", *extra_flags):
+            opts.add_argument(flag)
+        opts.binary_location = chromium
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+        driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
+        driver.set_page_load_timeout(60)
+        drivers.append(driver)
+        return driver
+
+    yield make
+    for d in drivers:
+        d.quit()

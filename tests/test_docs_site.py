@@ -72,29 +72,15 @@ def test_a_broken_cross_reference_fails_the_build(tmp_path, demo_home):
     assert "no_such_page" in res.stderr
 
 
-def test_pages_render_in_a_browser(site, chromium, tmp_path):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1000",
-                 "--disable-dev-shm-usage"):
-        opts.add_argument(flag)
-    opts.binary_location = chromium
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
-    try:
-        driver.set_page_load_timeout(60)
-        for page, text in (("index.html", "Score AI models against human brain data"),
-                           ("tutorials/01_quick_start.html", "DATA: SYNTHETIC")):
-            driver.get((site / page).as_uri())
-            body = driver.execute_script("return document.body.innerText")
-            assert text in body, page
-            assert "brainlid" in driver.title
-            imgs = driver.execute_script("return [...document.images].map(i => [i.src, i.complete && i.naturalWidth > 0])")
-            assert imgs and all(ok for _, ok in imgs), (page, imgs)
-            severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
-            assert not severe, (page, severe)
-    finally:
-        driver.quit()
+def test_pages_render_in_a_browser(site, headless_chrome):
+    driver = headless_chrome()
+    for page, text in (("index.html", "Score AI models against human brain data"),
+                       ("tutorials/01_quick_start.html", "DATA: SYNTHETIC")):
+        driver.get((site / page).as_uri())
+        body = driver.execute_script("return document.body.innerText")
+        assert text in body, page
+        assert "brainlid" in driver.title
+        imgs = driver.execute_script("return [...document.images].map(i => [i.src, i.complete && i.naturalWidth > 0])")
+        assert imgs and all(ok for _, ok in imgs), (page, imgs)
+        severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+        assert not severe, (page, severe)

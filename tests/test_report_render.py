@@ -94,53 +94,39 @@ def demo_style_report(out: Path) -> Path:
                            title="brainlid demo-style report — SYNTHETIC", notes=["Synthetic data <b>only</b>."])
 
 
-def test_report_renders_at_1280_px(tmp_path, chromium):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
+def test_report_renders_at_1280_px(tmp_path, headless_chrome):
     report = demo_style_report(tmp_path / "analysis")
     text = report.read_text()
     assert text.count("<img ") >= 15 and "<details>" in text
-    opts = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,1000",
-                 "--disable-dev-shm-usage", "--hide-scrollbars"):
-        opts.add_argument(flag)
-    opts.binary_location = chromium
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     art = Path(__file__).resolve().parents[1] / "test-artifacts"
     art.mkdir(exist_ok=True)
-    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
-    try:
-        driver.set_page_load_timeout(60)
-        driver.get(report.as_uri())
-        inner = driver.execute_script("return window.innerWidth")
-        assert 1200 <= inner <= 1280
-        # no horizontal overflow, also with every collapsed table opened
-        for opened in (False, True):
-            if opened:
-                driver.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
-            width = driver.execute_script("return document.documentElement.scrollWidth")
-            wide = driver.execute_script(
-                "return [...document.querySelectorAll('table, figure, img, p, div')]"
-                ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)"
-                ".map(e => e.tagName + ': ' + e.textContent.slice(0, 80))")
-            assert width <= inner and not wide, (opened, width, wide)
-        # every image loaded, has alt text and a non-empty caption in its <figure>
-        imgs = driver.execute_script(
-            "return [...document.images].map(i => [i.complete && i.naturalWidth > 0, i.alt, "
-            "i.closest('figure') ? (i.closest('figure').querySelector('figcaption') || {}).textContent || '' : ''])")
-        assert len(imgs) >= 15
-        for loaded, alt, caption in imgs:
-            assert loaded and alt.strip() and len(caption.strip()) > 40, (loaded, alt, caption)
-        severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
-        assert not severe, severe
-        driver.execute_script("document.querySelectorAll('details').forEach(d => d.open = false)")
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(1280, min(int(height) + 150, 16000))
-        driver.save_screenshot(str(art / "report-1280.png"))
-    finally:
-        driver.quit()
+    driver = headless_chrome(1280, 1000, "--hide-scrollbars")
+    driver.get(report.as_uri())
+    inner = driver.execute_script("return window.innerWidth")
+    assert 1200 <= inner <= 1280
+    # no horizontal overflow, also with every collapsed table opened
+    for opened in (False, True):
+        if opened:
+            driver.execute_script("document.querySelectorAll('details').forEach(d => d.open = true)")
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        wide = driver.execute_script(
+            "return [...document.querySelectorAll('table, figure, img, p, div')]"
+            ".filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5)"
+            ".map(e => e.tagName + ': ' + e.textContent.slice(0, 80))")
+        assert width <= inner and not wide, (opened, width, wide)
+    # every image loaded, has alt text and a non-empty caption in its <figure>
+    imgs = driver.execute_script(
+        "return [...document.images].map(i => [i.complete && i.naturalWidth > 0, i.alt, "
+        "i.closest('figure') ? (i.closest('figure').querySelector('figcaption') || {}).textContent || '' : ''])")
+    assert len(imgs) >= 15
+    for loaded, alt, caption in imgs:
+        assert loaded and alt.strip() and len(caption.strip()) > 40, (loaded, alt, caption)
+    severe = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+    assert not severe, severe
+    driver.execute_script("document.querySelectorAll('details').forEach(d => d.open = false)")
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1280, min(int(height) + 150, 16000))
+    driver.save_screenshot(str(art / "report-1280.png"))
     assert (art / "report-1280.png").stat().st_size > 10_000
 
 

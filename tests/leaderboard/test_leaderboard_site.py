@@ -130,60 +130,48 @@ def test_cli_build_and_token(db, tmp_path):
 
 
 # --------------------------------------------------------------------------- the browser
-def test_browser_sort_open_entry_and_escape(db, tmp_path, chromium):
+def test_browser_sort_open_entry_and_escape(db, tmp_path, headless_chrome):
     """Headless Chromium on the live server: sort a column, open an entry, the script name renders as text."""
-    webdriver = pytest.importorskip("selenium.webdriver")
+    pytest.importorskip("selenium.webdriver")
     from selenium.common.exceptions import NoAlertPresentException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-
-    opts = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1300,1000",
-                 "--disable-dev-shm-usage"):
-        opts.add_argument(flag)
-    opts.binary_location = chromium
     art = Path(__file__).resolve().parents[2] / "test-artifacts"
     art.mkdir(exist_ok=True)
     with ServiceProcess(f"sqlite:///{db.path}", workers=0, home=tmp_path / "home") as svc:
-        driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
-        try:
-            driver.set_page_load_timeout(60)
-            driver.get(svc.url + "/")
+        driver = headless_chrome(1300, 1000)
+        driver.get(svc.url + "/")
 
-            def models():
-                return [r.find_element(By.CSS_SELECTOR, "td a").text
-                        for r in driver.find_elements(By.CSS_SELECTOR, "#board tbody tr") if r.is_displayed()]
+        def models():
+            return [r.find_element(By.CSS_SELECTOR, "td a").text
+                    for r in driver.find_elements(By.CSS_SELECTOR, "#board tbody tr") if r.is_displayed()]
 
-            assert models() == [EVIL, "ResNet", "baseline:pixels"]  # the name is text, not a script
-            head = driver.find_element(By.CSS_SELECTOR, 'th[data-key="score"] a')
-            th = driver.find_element(By.CSS_SELECTOR, 'th[data-key="score"]')
-            head.click()  # first click: descending
-            wait_until(lambda: th.get_attribute("aria-sort") == "descending", 10, 0.1, "descending sort")
-            assert models() == [EVIL, "ResNet", "baseline:pixels"]
-            head.click()  # second click: ascending
-            wait_until(lambda: th.get_attribute("aria-sort") == "ascending", 10, 0.1, "ascending sort")
-            assert models() == ["baseline:pixels", "ResNet", EVIL]
-            assert "sort=" not in driver.current_url  # sorted in the page by the script, not by reloading
-            driver.find_element(By.CSS_SELECTOR, 'th[data-key="params"] a').click()  # a second column
-            wait_until(lambda: models()[0] == EVIL, 10, 0.1, "sort by parameters")  # 25M first
-            # client-side filter
-            driver.find_element(By.ID, "q").send_keys("resnet")
-            wait_until(lambda: models() == ["ResNet"], 10, 0.1, "filtering")
-            driver.find_element(By.ID, "q").clear()
-            driver.get(svc.url + "/")
-            driver.save_screenshot(str(art / "leaderboard-index.png"))
-            driver.find_element(By.LINK_TEXT, EVIL).click()
-            wait_until(lambda: "/entries/e1" in driver.current_url, 20, 0.1, "the entry page")
-            assert driver.find_element(By.TAG_NAME, "h1").text == EVIL
-            assert "LID K-sweep" in driver.page_source
-            with pytest.raises(NoAlertPresentException):
-                driver.switch_to.alert.text  # noqa: B018 - no script ran
-            assert driver.execute_script("return document.querySelectorAll('script').length") == 0
-            driver.save_screenshot(str(art / "leaderboard-entry.png"))
-        finally:
-            driver.quit()
+        assert models() == [EVIL, "ResNet", "baseline:pixels"]  # the name is text, not a script
+        head = driver.find_element(By.CSS_SELECTOR, 'th[data-key="score"] a')
+        th = driver.find_element(By.CSS_SELECTOR, 'th[data-key="score"]')
+        head.click()  # first click: descending
+        wait_until(lambda: th.get_attribute("aria-sort") == "descending", 10, 0.1, "descending sort")
+        assert models() == [EVIL, "ResNet", "baseline:pixels"]
+        head.click()  # second click: ascending
+        wait_until(lambda: th.get_attribute("aria-sort") == "ascending", 10, 0.1, "ascending sort")
+        assert models() == ["baseline:pixels", "ResNet", EVIL]
+        assert "sort=" not in driver.current_url  # sorted in the page by the script, not by reloading
+        driver.find_element(By.CSS_SELECTOR, 'th[data-key="params"] a').click()  # a second column
+        wait_until(lambda: models()[0] == EVIL, 10, 0.1, "sort by parameters")  # 25M first
+        # client-side filter
+        driver.find_element(By.ID, "q").send_keys("resnet")
+        wait_until(lambda: models() == ["ResNet"], 10, 0.1, "filtering")
+        driver.find_element(By.ID, "q").clear()
+        driver.get(svc.url + "/")
+        driver.save_screenshot(str(art / "leaderboard-index.png"))
+        driver.find_element(By.LINK_TEXT, EVIL).click()
+        wait_until(lambda: "/entries/e1" in driver.current_url, 20, 0.1, "the entry page")
+        assert driver.find_element(By.TAG_NAME, "h1").text == EVIL
+        assert "LID K-sweep" in driver.page_source
+        with pytest.raises(NoAlertPresentException):
+            driver.switch_to.alert.text  # noqa: B018 - no script ran
+        assert driver.execute_script("return document.querySelectorAll('script').length") == 0
+        driver.save_screenshot(str(art / "leaderboard-entry.png"))
     assert (art / "leaderboard-entry.png").stat().st_size > 1000
 
 
