@@ -1,4 +1,4 @@
-"""Noise ceilings and ceiling-normalised scores: the one module that owns these formulas.
+"""Noise ceilings and ceiling-normalised scores (one topic: the one module that owns these formulas).
 
 Conventions (METHODS.md §6)
 ---------------------------
