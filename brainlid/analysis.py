@@ -54,9 +54,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import plotting, stats
+from ._atomic import atomic_path
 from .errors import InputError
 from .geometry import DEFAULT_K, GLOBAL_MEASURES as _GEOMETRY_MEASURES
+from .report import analysis_report
 
 __all__ = ["analyze", "AnalysisResult", "model_table", "read_generalization", "read_families", "family_of",
            "assign_families", "check_data_sources", "is_baseline", "GLOBAL_MEASURES", "DEFAULT_FAMILY_RULE"]
@@ -651,9 +653,6 @@ def _pairwise_rows(models: pd.DataFrame, pairwise: dict, measures, estimator: st
 def write_analysis(res: AnalysisResult, out, *, scores=None, geometry=None, report: bool = True,
                    title: str = "brainlid analysis", notes: list[str] | None = None, extra_figures: dict | None = None) -> dict:
     """Write the tables (CSV), the figures (PNG + SVG) and the HTML report into ``out``."""
-    from . import plotting
-    from ._atomic import atomic_path
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
@@ -666,8 +665,6 @@ def write_analysis(res: AnalysisResult, out, *, scores=None, geometry=None, repo
     figs.update({str(k): Path(v) for k, v in (extra_figures or {}).items()})
     files.update({f"fig:{k}": v for k, v in figs.items()})
     if report:
-        from .report import analysis_report
-
         files["report"] = analysis_report(res, out / "report.html", figures=figs, title=title, notes=notes, scores=scores)
     res.files = files
     return files

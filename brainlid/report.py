@@ -11,6 +11,7 @@ import base64
 import html
 import math
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -20,6 +21,8 @@ import pandas as pd
 
 from ._atomic import atomic_write_text
 from ._version import __version__
+from .plotting import (MEASURE_WORDS, benchmark_metric, describe_measure, describe_target, format_number, format_p,
+                       metric_words)
 
 __all__ = ["html_table", "embed_png", "render_report", "analysis_report", "data_source_banners", "comparison_section",
            "figure_caption", "column_label", "COLUMN_LABELS"]
@@ -63,8 +66,6 @@ COLLAPSE_ROWS = 24
 
 def column_label(col: str, metric: str | None = None, value: str = "value") -> str:
     """A table column id in words: the fixed vocabulary, dimension measures and alignment targets."""
-    from .plotting import MEASURE_WORDS, describe_measure, describe_target
-
     c = str(col)
     if c in COLUMN_LABELS:
         return COLUMN_LABELS[c]
@@ -82,8 +83,6 @@ def _is_p(col: str) -> bool:
 
 def _cell_text(v, col: str) -> tuple[str, bool]:
     """(formatted text, is numeric) of one cell: p-values by :func:`format_p`, numbers to 3 significant digits."""
-    from .plotting import format_number, format_p
-
     if v is None or v is pd.NA:
         return "", False
     if isinstance(v, (bool, np.bool_)):
@@ -95,16 +94,12 @@ def _cell_text(v, col: str) -> tuple[str, bool]:
 
 def _breakable(text: str) -> str:
     """Escape ``text`` and let long identifiers (``nsd.subj01.EBA.encoding``) wrap after ``. _ :``."""
-    import re
-
     out = html.escape(text)
     return re.sub(r"(?<=[._:])(?=[^\s<>&])", "<wbr>", out) if len(text) > 18 else out
 
 
 def _merge_intervals(df: pd.DataFrame) -> pd.DataFrame:
     """Pairs ``X_ci_low``/``X_ci_high`` (and ``ci_low``/``ci_high``) → one column ``X 95% CI`` with ``[low, high]``."""
-    from .plotting import format_number
-
     out = df.copy()
     for low in [c for c in df.columns if str(c).endswith("ci_low")]:
         high = str(low)[: -len("low")] + "high"
@@ -185,8 +180,6 @@ def embed_png(path: str | os.PathLike, caption: str = "", *, alt: str | None = N
 def figure_caption(name: str, settings: Mapping | None = None, scores: pd.DataFrame | None = None) -> tuple[str, str, bool]:
     """``(caption, alt, wide)`` of a figure of :func:`brainlid.plotting.analysis_figures` from its name
     (``kind:what``): what it shows and how to read it, in words."""
-    from .plotting import benchmark_metric, describe_measure, describe_target, metric_words
-
     s = dict(settings or {})
     kind, _, what = str(name).partition(":")
     metric, value = s.get("metric"), s.get("value", "value")

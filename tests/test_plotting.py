@@ -45,7 +45,7 @@ def test_score_vs_time_with_ceiling_band(tmp_path):
 def test_draw_intervals_draws_the_interval_not_value_plus_minus(horizontal):
     """A basic bootstrap interval may lie wholly below the value (errorbar(yerr=...) raised on it): the lines
     span exactly [ci_low, ci_high] at each position; NaN intervals are skipped."""
-    fig = plotting._figure()
+    fig = plotting.style._figure()
     ax = fig.add_subplot()
     value, low, high = np.array([0.30, 0.10, 0.2]), np.array([0.12, 0.05, np.nan]), np.array([0.25, 0.16, 0.3])
     (ax.barh if horizontal else ax.bar)([0, 1, 2], value)
