@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from ...config import data_root
 from ...errors import FileFormatError, InputError, StimulusMismatchError
 from ..brain import BrainData
 from ..cards import Loaded, check_frame, get_card, probe
 from ..ids import positions_of
 from ..provenance import detect_data_source
 from ..stimuli import FileReader, StimulusSet
-from ..things_images import _root as things_root, image_id, image_ids
+from ..things_images import FOLDER as THINGS_FOLDER, image_id, image_ids
 from .layout import CARD, _need, _paths, _sub
 from .metadata import _voxel_selection, _voxel_table, read_stimulus_metadata
 from .store import _buffer_bytes, _Table, response_table_info
@@ -100,7 +101,7 @@ def load(root=None, subject=1, roi=None, average_reps: bool = True, source: str 
                                         names=("stimulus metadata", brain.subject), error=StimulusMismatchError)]
         meta = pd.DataFrame({c: first[c].to_numpy() for c in ("stimulus", "concept", "trial_type") if c in first.columns}).assign(n_reps=brain.n_reps)
     reader = None
-    tr = things_root(images)
+    tr = data_root(THINGS_FOLDER, images)
     if "concept" in meta.columns:
         paths = [tr / "Images" / c / f for c, f in zip(meta["concept"], meta["stimulus"])]
         if paths and all(p.exists() for p in paths):
