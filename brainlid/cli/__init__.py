@@ -1,30 +1,43 @@
 """The ``brainlid`` command line (click).
 
-Each command group lives in its own module (``brainlid/cli/_<name>.py``) that
-defines ``register(cli)``, adding its commands to the root group;
-:data:`COMMAND_MODULES` lists them. Errors that brainlid raises on bad input
-(:class:`brainlid.errors.BrainlidError`), unreadable files and bad values are
-printed as one line ``brainlid: error: ...`` with exit code 1; ``--debug`` shows
-the traceback instead.
+Every command is a module-level ``click`` command or group in a public module of this package,
+one module per command group, importable and runnable on its own
+(``from brainlid.cli.score import score``; ``CliRunner().invoke(score, [...])``):
 
-Start-up: the command modules import only click and the standard library at load time;
-every command imports what it needs (numpy kernels, pandas, torch, scikit-learn, …) inside
-its body. Importing torch alone takes ~3 s, so ``brainlid --help``, ``brainlid lid`` and
-``brainlid align`` never load it (tests/test_cli_startup.py checks the import graph;
-benchmarks/bench_startup.py measures the wall time).
+* :mod:`.geometry` — ``lid``; :mod:`.align` — ``align``;
+* :mod:`.datasets` — ``datasets list|info|check|fetch``;
+* :mod:`.features` — ``extract``, ``layers``, ``cache list|clear``;
+* :mod:`.score` — ``score``; :mod:`.benchmarks` — ``benchmarks list|stimuli``;
+  :mod:`.analyze` — ``analyze``; :mod:`.compare` — ``compare``;
+* :mod:`.submit` — ``submit prepare|check|send``; :mod:`.leaderboard` — ``leaderboard serve|worker|build|...``;
+* :mod:`.demo` — ``demo``.
+
+:data:`cli` is the root group that adds them all; :func:`main` runs it. Errors that brainlid
+raises on bad input (:class:`brainlid.errors.BrainlidError`), unreadable files and bad values are
+printed as one line ``brainlid: error: ...`` with exit code 1; ``--debug`` shows the traceback
+instead.
+
+Start-up: the command modules import only click, the standard library and brainlid's light ground
+modules (errors, config) at load time; every command imports what it needs (numpy kernels,
+pandas, torch, scikit-learn, …) inside its body, with a comment saying why. Defaults and choices
+kept by the library (estimator names, the upload policy) are read when help is shown or the
+command runs (:class:`._common.LazyChoice`, :class:`._common.LazyDefaultOption`). Importing torch
+alone takes ~3 s, so ``brainlid --help``, ``brainlid lid`` and ``brainlid align`` never load it
+(tests/test_cli_startup.py checks the import graph; benchmarks/bench_startup.py measures the wall
+time).
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 
 from .._version import __version__
 from ..errors import BrainlidError
+from . import align, analyze, benchmarks, compare, datasets, demo, features, geometry, leaderboard, score, submit
 
-COMMAND_MODULES = ["_leaderboard"]
+__all__ = ["cli", "main", "COMMANDS"]
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -42,30 +55,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"{__name__}.{_name}").register(cli)
-
-from .align import align  # noqa: E402
-from .analyze import analyze  # noqa: E402
-from .benchmarks import benchmarks  # noqa: E402
-from .compare import compare  # noqa: E402
-from .datasets import datasets  # noqa: E402
-from .demo import demo  # noqa: E402
-from .features import cache, extract, layers  # noqa: E402
-from .geometry import lid  # noqa: E402
-from .score import score  # noqa: E402
-
-cli.add_command(align)
-cli.add_command(datasets)
-cli.add_command(demo)
-cli.add_command(extract)
-cli.add_command(layers)
-cli.add_command(cache)
-cli.add_command(lid)
-cli.add_command(score)
-cli.add_command(benchmarks)
-cli.add_command(analyze)
-cli.add_command(compare)
+#: Every command and group of the root, in the order of the data flow (``--help`` lists them sorted); the
+#: package's attributes ``brainlid.cli.score`` etc. stay the modules, each holding its command of that name
+COMMANDS = [datasets.datasets, features.extract, features.layers, features.cache, geometry.lid, align.align,
+            benchmarks.benchmarks, score.score, analyze.analyze, compare.compare, submit.submit,
+            leaderboard.leaderboard, demo.demo]
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:
