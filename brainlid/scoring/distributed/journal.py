@@ -19,8 +19,8 @@ import pandas as pd
 
 from ..._atomic import atomic_write_text
 from ..._version import __version__
+from ...data.ids import ids_digest
 from ...data.provenance import data_source_of
-from ...features.cache import ids_digest
 from ..benchmarks import get_benchmark
 from ..store import DuplicateCellError
 from .memory import cell_sizes

@@ -15,7 +15,7 @@ import numpy as np
 
 from ...alignment.uncertainty import BOOT_BLOCK_BUDGET
 from ...errors import InputError
-from ...features.cache import fmt_size
+from ...features import fmt_size
 from ..benchmarks import REPS_META_KEY
 from ..cell import make_splits
 

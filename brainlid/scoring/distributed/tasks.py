@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...data.ids import ids_digest
 from ...data.provenance import data_source_of
 from ...errors import BrainlidError, InputError
 from ...features import FeatureCache, extract
-from ...features.cache import ids_digest
 from .. import baselines as bl
 from ..cell import (base_row, batched_encoding_rows, geometry_rows, lid_positions, make_splits, model_model_rows,
                     score_layer, score_rdm_features, unit_scores_batch)
