@@ -140,7 +140,8 @@ def test_fixture_copy_scored_through_the_api_is_synthetic_on_every_row(nsd_copy,
 
 
 def test_rdm_benchmark_rows_carry_the_source(tmp_path):
-    from brainlid.scoring.rdm_benchmarks import load_benchmark_rdms, score_rdm_features
+    from brainlid.scoring.benchmarks import load_benchmark_rdms
+    from brainlid.scoring.cell import score_rdm_features
 
     root = fixtures.write_algonauts2019(tmp_path / "a19", image_set="92", n_images=12, n_subjects=3, image_size=16)
     rdms = load_benchmark_rdms("algonauts2019.92.IT.rsa", root)
@@ -152,7 +153,8 @@ def test_rdm_benchmark_rows_carry_the_source(tmp_path):
 
 @pytest.mark.skipif(not REAL_K92.is_dir(), reason="real k92 data not available")
 def test_real_k92_rows_are_real():
-    from brainlid.scoring.rdm_benchmarks import load_benchmark_rdms, score_rdm_features
+    from brainlid.scoring.benchmarks import load_benchmark_rdms
+    from brainlid.scoring.cell import score_rdm_features
 
     rdms = load_benchmark_rdms("k92.human.IT.rsa", REAL_K92)
     X = np.random.default_rng(0).standard_normal((rdms.n_stimuli, 5)).astype(np.float32)
