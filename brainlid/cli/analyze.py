@@ -9,7 +9,8 @@ import click
 
 from ..config import results_store_path
 from ..errors import InputError
-from ._common import echo_table
+from ._common import LazyDefaultOption, echo_table
+from .geometry import default_k
 
 
 @click.command("analyze")
@@ -19,7 +20,8 @@ from ._common import echo_table
 @click.option("--generalization", type=click.Path(path_type=Path), default=None,
               help="CSV of accuracies (model, top1[, img_size, param_count]); timm's results-imagenet.csv works as is.")
 @click.option("--img-size", type=int, default=None, help="Pick this image size's rows of the generalization CSV.")
-@click.option("--k", "k", default=20, show_default=True, type=int, help="The K fixed in advance for the headline.")
+@click.option("--k", "k", cls=LazyDefaultOption, default_from=default_k, show_default=True, type=int,
+              help="The K fixed in advance for the headline.")
 @click.option("--estimator", default="mle", show_default=True)
 @click.option("--layer", default="last", show_default=True, help="'last', 'selected' or a layer name.")
 @click.option("--reference", default=None, help="Reference model for model–model alignment.")

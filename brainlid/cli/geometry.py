@@ -12,7 +12,7 @@ import warnings
 import click
 
 from ..errors import BrainlidError, InputError
-from ._common import LazyChoice
+from ._common import LazyChoice, LazyDefaultOption
 
 
 MLE_FULL_REASON = ("not computed by `brainlid lid`: the MLE at K = N - 1 needs all N x (N - 1) neighbour distances; "
@@ -35,11 +35,19 @@ def parse_ks(text: str | None) -> list[int] | None:
     return out
 
 
-def _estimator_names() -> tuple[str, ...]:
-    """The LID estimators' names, from the registry :data:`brainlid.geometry.ESTIMATORS`."""
-    from ..geometry import ESTIMATORS  # start-up: numpy; `brainlid --help` lists commands without it
+def _geometry(name: str):
+    """Reads ``brainlid.geometry.<name>`` when called: a registry (its keys) or a default (the value)."""
+    def read():
+        from .. import geometry  # start-up: numpy; `brainlid --help` lists commands without it
 
-    return tuple(ESTIMATORS)
+        value = getattr(geometry, name)
+        return tuple(value) if isinstance(value, (dict, tuple, list)) else value
+
+    return read
+
+
+#: :data:`brainlid.geometry.DEFAULT_K`, read when ``--k`` needs it (``lid``, ``analyze``)
+default_k = _geometry("DEFAULT_K")
 
 
 def _render(result: dict, path: str) -> None:
@@ -71,11 +79,12 @@ def _render(result: dict, path: str) -> None:
 @click.command("lid")
 @click.argument("features", type=click.Path(dir_okay=False))
 @click.option("--key", default=None, help="Array/dataset/tensor name inside FEATURES (.npz, .h5, .pt, .safetensors).")
-@click.option("--k", "k", type=int, default=20, show_default=True, help="Neighbourhood size of the headline LID.")
-@click.option("--estimator", type=LazyChoice(_estimator_names), default="mle", show_default=True)
-@click.option("--aggregate", type=click.Choice(["mean", "median", "harmonic"]), default="mean", show_default=True,
+@click.option("--k", "k", type=int, cls=LazyDefaultOption, default_from=default_k, show_default=True,
+              help="Neighbourhood size of the headline LID.")
+@click.option("--estimator", type=LazyChoice(_geometry("ESTIMATORS")), default="mle", show_default=True)
+@click.option("--aggregate", type=LazyChoice(_geometry("AGGREGATES")), default="mean", show_default=True,
               help="Combine pointwise estimates (harmonic + mle = MacKay–Ghahramani).")
-@click.option("--norm", type=click.Choice(["k-1", "k-2", "k"]), default="k-1", show_default=True,
+@click.option("--norm", type=LazyChoice(_geometry("NORMS")), default="k-1", show_default=True,
               help="MLE normalisation.")
 @click.option("--sweep", "sweep", default=None, metavar="K1,K2,...",
               help="K values of the sweep [default: 5,10,20,50,100,200,500,1000 up to n-1].")
