@@ -18,6 +18,7 @@ from PIL import Image
 
 from brainlid.cli import main
 from brainlid.features import Features
+from support import REALDATA
 
 ENC = "nsd.subj01.EBA.encoding"
 RSA = "nsd.subj01.EBA.rsa"
@@ -299,10 +300,7 @@ def test_reader_string_ids_nested_layers_and_messages(tmp_path):
 def test_rdm_benchmark_round_trip_on_real_k92(setup, tmp_path, monkeypatch):
     """Real data: the 92 images exported as PNGs, features extracted from them, scored with --features on the
     human-IT RDM benchmark → the same rows as --model reading the images from the .mat file."""
-    import os
-    from pathlib import Path
-
-    k92 = Path(os.environ.get("BRAINLID_REALDATA", Path(__file__).resolve().parents[1].parent / "shared" / "realdata")) / "k92"
+    k92 = REALDATA / "k92"
     if not k92.is_dir():
         pytest.skip(f"real k92 data not found at {k92} (../shared/realdata)")
     monkeypatch.setenv("BRAINLID_HOME", str(tmp_path / "home"))
