@@ -28,6 +28,7 @@ from scipy import stats as st
 from brainlid import analysis, stats
 from brainlid.errors import InputError
 from brainlid.scoring.tables import geometry_frame, score_frame, write_table
+from brainlid.stats.scopes import _bootstrap_r, _weighted_r
 
 REALDATA = Path(os.environ.get("BRAINLID_REALDATA", Path(__file__).resolve().parents[1].parent / "shared" / "realdata"))
 
@@ -93,12 +94,12 @@ def test_weighted_bootstrap_equals_expanded_samples(method):
     x[3] = x[2]  # a tie
     W = rng.multinomial(x.size, np.full(x.size, 1 / x.size), size=6).astype(float)
     corr = st.pearsonr if method == "pearson" else st.spearmanr
-    got = stats._weighted_r(x, y, W, None, method)
+    got = _weighted_r(x, y, W, None, method)
     want = [corr(np.repeat(x, w.astype(int)), np.repeat(y, w.astype(int)))[0] for w in W]
     np.testing.assert_allclose(got, want, atol=1e-12)
     # within families, cluster bootstrap: each copy of a family is centred (and ranked) on its own
     C = rng.multinomial(5, np.full(5, 0.2), size=6).astype(float)
-    got = stats._bootstrap_r(x, y, fam, 5, "within", method, C[:, fam], C, cluster=True)
+    got = _bootstrap_r(x, y, fam, 5, "within", method, C[:, fam], C, cluster=True)
     for s in range(6):
         parts = []
         for f in range(5):
