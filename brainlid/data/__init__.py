@@ -13,8 +13,9 @@ into the CLI's start-up.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .._lazy import lazy_face
 
 if TYPE_CHECKING:
     from .brain import BrainData
@@ -23,27 +24,16 @@ if TYPE_CHECKING:
 
 #: public name -> submodule that defines it
 _FACE = {
-    "BrainData": "brain",
-    "StimulusSet": "stimuli",
-    "ImageReader": "stimuli",
-    "ArrayReader": "stimuli",
-    "FileReader": "stimuli",
-    "HDF5Reader": "stimuli",
-    "as_ids": "ids",
-    "match_ids": "ids",
-    "ids_digest": "ids",
+    "BrainData": ".brain",
+    "StimulusSet": ".stimuli",
+    "ImageReader": ".stimuli",
+    "ArrayReader": ".stimuli",
+    "FileReader": ".stimuli",
+    "HDF5Reader": ".stimuli",
+    "as_ids": ".ids",
+    "match_ids": ".ids",
+    "ids_digest": ".ids",
 }
 
 __all__ = list(_FACE)
-
-
-def __getattr__(name: str):
-    if name in _FACE:
-        value = getattr(importlib.import_module(f"{__name__}.{_FACE[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_FACE))
+__getattr__, __dir__ = lazy_face(__name__, _FACE)
