@@ -8,6 +8,7 @@ import pytest
 from scipy import stats as st
 
 from brainlid import analysis
+from brainlid.analysis.inputs import _match_generalization
 from brainlid.errors import InputError
 from brainlid.scoring.tables import geometry_frame, score_frame
 
@@ -107,7 +108,7 @@ def test_read_generalization_timm_format(tmp_path):
     g = analysis.read_generalization(csv, img_size=224)
     assert g.set_index("model").loc["convnext_atto.d2_in1k", "top1"] == 75.7
     assert g.set_index("model").loc["resnet18.a1_in1k", "n_params"] == pytest.approx(11.69e9)
-    matched = analysis._match_generalization(["timm:convnext_atto.d2_in1k", "timm:resnet18.a1_in1k@random", "x"], g)
+    matched = _match_generalization(["timm:convnext_atto.d2_in1k", "timm:resnet18.a1_in1k@random", "x"], g)
     assert matched["top1"].tolist()[:2] == [75.7, 73.2] and np.isnan(matched["top1"].iloc[2])
     with pytest.raises(InputError, match="top1"):
         analysis.read_generalization(pd.DataFrame({"model": ["a"], "x": [1]}))
