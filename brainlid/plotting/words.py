@@ -10,6 +10,7 @@ import re
 import textwrap
 
 import numpy as np
+import pandas as pd
 
 # ----------------------------------------------------------------------------- words and numbers for people
 #: Metric ids of the score table in words (axis labels, captions, table headers).
