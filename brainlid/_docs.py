@@ -26,6 +26,29 @@ DOCS: dict[str, str] = {
         (see :mod:`brainlid.config`).""",
     "stimulus_ids": """stimulus_ids : array-like of shape (n_stimuli,)
         Identifiers of the stimuli, one per row; data are joined on them, never on row order.""",
+    # statistics across models (brainlid.stats, brainlid.analysis)
+    "models_xy": """x, y : array-like of shape (n_models,)
+        One value per model; non-finite values are an error (drop those models first).""",
+    "corr_method": """method : {"pearson", "spearman"}
+        Pearson's r, or Spearman's rho (Pearson's r of the ranks, average ranks for ties).""",
+    "groups": """groups : array-like of shape (n_models,) or None
+        Family label per model; None makes every model its own family.""",
+    "n_boot": """n_boot : int
+        Number of bootstrap replicates (>= 100).""",
+    "n_perm": """n_perm : int
+        Number of permutations (>= 100).""",
+    "level": """level : float
+        Coverage of the interval, in (0, 1) (0.95: a 95 % interval).""",
+    # figures (brainlid.plotting)
+    "stem": """stem : path-like or None
+        Save the figure as ``<stem>.png`` and ``<stem>.svg`` (:func:`brainlid.plotting.save_figure`);
+        None only draws it.""",
+    "families": """families : mapping or sequence or None
+        Model → family (a mapping, or a sequence aligned with the models): a family's models share
+        a hue and differ in marker (:func:`brainlid.plotting.model_styles`).""",
+    "scores": """scores : DataFrame
+        Score table, one row per (model, layer, benchmark, subject, roi, metric[, time]) with
+        columns ``split``, ``value``, ``selected`` (:mod:`brainlid.scoring.tables`).""",
 }
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 
+from .._docs import fill_doc
 from ..errors import InputError
 
 METHODS = ("pearson", "spearman")
@@ -50,13 +51,13 @@ def _rank(v: np.ndarray, axis: int = -1) -> np.ndarray:
     return _st.rankdata(v, axis=axis)
 
 
+@fill_doc
 def correlation(x, y, method: str = "pearson") -> tuple[float, float]:
     """Correlation across models with its two-sided p-value.
 
     Parameters
     ----------
-    x, y : array-like of shape (n_models,)
-        One value per model; non-finite values are an error (drop those models first).
+    %(models_xy)s
     method : {"pearson", "spearman"}
         Pearson's r (p from the t distribution with n − 2 df, scipy ``pearsonr``) or Spearman's
         rho (Pearson's r of the ranks, average ranks for ties; p as scipy ``spearmanr``).
@@ -74,6 +75,7 @@ def correlation(x, y, method: str = "pearson") -> tuple[float, float]:
     return float(res[0]), float(res[1])
 
 
+@fill_doc
 def bootstrap_corr_ci(
     x, y, method: str = "pearson", n_boot: int = 2000, level: float = 0.95, seed: int | None = 0
 ) -> tuple[float, float]:
@@ -85,14 +87,11 @@ def bootstrap_corr_ci(
 
     Parameters
     ----------
-    x, y : array-like of shape (n_models,)
-    method : {"pearson", "spearman"}
-    n_boot : int
-        Number of bootstrap replicates (>= 100).
-    level : float
-        Coverage in (0, 1).
-    seed : int or None
-        Seed of the resampling.
+    %(models_xy)s
+    %(corr_method)s
+    %(n_boot)s
+    %(level)s
+    %(seed)s
 
     Returns
     -------
@@ -121,6 +120,7 @@ def bootstrap_corr_ci(
     return float(lo), float(hi)
 
 
+@fill_doc
 def partial_correlation(x, y, covariates, method: str = "pearson") -> tuple[float, float]:
     """Correlation of ``x`` and ``y`` controlling for ``covariates`` (e.g. log(parameters)).
 
@@ -134,9 +134,10 @@ def partial_correlation(x, y, covariates, method: str = "pearson") -> tuple[floa
 
     Parameters
     ----------
-    x, y : array-like of shape (n_models,)
+    %(models_xy)s
     covariates : array-like of shape (n_models,) or (n_models, n_covariates)
-    method : {"pearson", "spearman"}
+        The variables regressed out of both x and y (with an intercept).
+    %(corr_method)s
 
     Returns
     -------
@@ -169,6 +170,7 @@ def partial_correlation(x, y, covariates, method: str = "pearson") -> tuple[floa
     return float(r), float(p)
 
 
+@fill_doc
 def max_over_k_test(
     values, y, ks=None, method: str = "pearson", n_perm: int = 5000, seed: int | None = 0
 ) -> pd.DataFrame:
@@ -192,10 +194,9 @@ def max_over_k_test(
         The other variable (e.g. brain alignment).
     ks : array-like of shape (n_K,) or None
         The K values (labels of the columns; default 0..n_K−1).
-    method : {"pearson", "spearman"}
-    n_perm : int
-        Number of permutations (>= 100).
-    seed : int or None
+    %(corr_method)s
+    %(n_perm)s
+    %(seed)s
 
     Returns
     -------
@@ -232,6 +233,7 @@ def max_over_k_test(
     return pd.DataFrame({"K": ks, "r": obs[:, 0], "p": obs[:, 1], "p_corrected": p_corr, "n_models": n})
 
 
+@fill_doc
 def correlation_summary(
     x, y, log_params=None, n_boot: int = 2000, level: float = 0.95, seed: int | None = 0
 ) -> dict:
@@ -239,7 +241,7 @@ def correlation_summary(
 
     Parameters
     ----------
-    x, y : array-like of shape (n_models,)
+    %(models_xy)s
     log_params : array-like of shape (n_models,) or None
         log(parameter count) per model; when given, partial correlations controlling for it
         are added (NaN when there are too few models for them).

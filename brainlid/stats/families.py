@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .._docs import fill_doc
 from ..errors import InputError
 from .correlation import (METHODS, _check_method, _pair, _rank, bootstrap_corr_ci, correlation, max_over_k_test,
                           partial_correlation)
@@ -17,6 +18,7 @@ from .scopes import (MIN_FAMILIES_INFERENCE, MIN_FAMILIES_POINT, MIN_WITHIN_DF, 
                      _scope_null, _scope_transform, _structure, _within_permutations, family_codes)
 
 
+@fill_doc
 def family_correlation(
     x, y, groups=None, scope: str = "pooled", method: str = "pearson", covariates=None, *,
     pooled_perm: str = "auto", n_boot: int = 2000, n_perm: int = 5000, level: float = 0.95, seed: int | None = 0,
@@ -25,10 +27,8 @@ def family_correlation(
 
     Parameters
     ----------
-    x, y : array-like of shape (n_models,)
-        One value per model (finite).
-    groups : array-like of shape (n_models,) or None
-        Family label per model; None makes every model its own family.
+    %(models_xy)s
+    %(groups)s
     scope : {"pooled", "within", "between"}
         ``pooled``: all models as they are; ``within``: values centred on their family's mean over
         the families with ≥ 2 models (the pooled within-family estimator, ``df = n_w − G_w − 1``);
@@ -44,8 +44,11 @@ def family_correlation(
         family has two models, else ``two_level`` (family means permuted across families and
         deviations within families) with a family-aware bootstrap. ``within`` (permutation within
         families) suits dependent per-model targets such as a model's mean alignment with the others.
-    n_boot, n_perm, level, seed :
-        Bootstrap replicates (0: no interval), permutations, interval coverage, seed.
+    n_boot : int
+        Bootstrap replicates of the interval (0: no interval, else >= 100).
+    %(n_perm)s
+    %(level)s
+    %(seed)s
 
     Returns
     -------
@@ -159,6 +162,7 @@ def family_correlation(
     return out
 
 
+@fill_doc
 def family_decomposition(
     x, y, groups, log_params=None, *, scopes=SCOPES, pooled_perm: str = "auto", n_boot: int = 2000,
     n_perm: int = 5000, level: float = 0.95, seed: int | None = 0,
@@ -167,9 +171,8 @@ def family_decomposition(
 
     Parameters
     ----------
-    x, y : array-like of shape (n_models,)
-    groups : array-like of shape (n_models,) or None
-        Family per model (None: every model its own family).
+    %(models_xy)s
+    %(groups)s
     log_params : array-like of shape (n_models,) or None
         Covariate of the partial correlations (log parameter count).
     scopes : sequence of {"pooled", "within", "between"}
@@ -232,6 +235,7 @@ def family_decomposition(
     return pd.DataFrame(list(rows.values()))
 
 
+@fill_doc
 def family_max_over_k_test(
     values, y, groups, scope: str = "pooled", ks=None, method: str = "pearson", *, pooled_perm: str = "auto",
     n_perm: int = 5000, seed: int | None = 0,
@@ -244,11 +248,29 @@ def family_max_over_k_test(
     ``p_corrected`` its max-``|r|`` family-wise p-value. With ``groups=None`` and the pooled scope this
     is :func:`max_over_k_test` exactly.
 
+    Parameters
+    ----------
+    values : array-like of shape (n_models, n_K)
+        The measure (e.g. mean LID) per model and K.
+    y : array-like of shape (n_models,)
+        The other variable (e.g. brain alignment).
+    %(groups)s
+    scope : {"pooled", "within", "between"}
+        The scope of every K's correlation (:func:`family_correlation`).
+    ks : array-like of shape (n_K,) or None
+        The K values (labels of the columns; default 0..n_K−1).
+    %(corr_method)s
+    pooled_perm : {"auto", "t", "free", "within", "two_level"}
+        The pooled scope's test (:func:`family_correlation`).
+    %(n_perm)s
+    %(seed)s
+
     Returns
     -------
-    DataFrame ``K, r, p, p_corrected, n_models, n_families, scope`` (empty when the scope is
-    undefined: fewer than :data:`MIN_FAMILIES_INFERENCE` families for ``between``, fewer than
-    :data:`MIN_WITHIN_DF` within-family degrees of freedom for ``within``).
+    DataFrame
+        Columns ``K, r, p, p_corrected, n_models, n_families, scope``, one row per K (empty when
+        the scope is undefined: fewer than :data:`MIN_FAMILIES_INFERENCE` families for
+        ``between``, fewer than :data:`MIN_WITHIN_DF` within-family degrees of freedom for ``within``).
     """
     method = _check_method(method)
     V = np.asarray(values, dtype=np.float64)
@@ -289,6 +311,7 @@ def family_max_over_k_test(
                          "scope": scope})
 
 
+@fill_doc
 def mantel_test(
     a, b, groups=None, method: str = "pearson", n_perm: int = 5000, seed: int | None = 0, *, scope: str = "pooled",
 ) -> dict:
@@ -307,14 +330,16 @@ def mantel_test(
     groups : array-like of shape (n_models,) or None
         Families: labels are then permuted within families only (a restricted Mantel test: the
         family block structure is kept in the null).
-    method : {"pearson", "spearman"}
+    %(corr_method)s
+    %(n_perm)s
+    %(seed)s
     scope : {"pooled", "within"}
         ``within``: only pairs of models of the same family.
-    n_perm, seed :
 
     Returns
     -------
-    dict ``r, p, n_pairs, n_models, p_method, note`` (r NaN when fewer than 3 pairs).
+    dict
+        ``r, p, n_pairs, n_models, p_method, note`` (r NaN when fewer than 3 pairs).
     """
     method = _check_method(method)
     A = np.asarray(a, dtype=np.float64)

@@ -36,7 +36,19 @@ _EXACT_PERM_LIMIT = 40320  # enumerate every permutation of the family means up 
 def family_codes(groups, n: int | None = None) -> tuple[np.ndarray, int]:
     """Integer family codes ``(n_models,)`` in 0..G−1 (first-appearance order) and G.
 
-    ``groups=None`` makes every model its own family.
+    Parameters
+    ----------
+    groups : array-like of shape (n_models,) or None
+        Family label per model (compared as strings); None makes every model its own family.
+    n : int or None
+        Number of models: required when ``groups`` is None, else checked against it.
+
+    Returns
+    -------
+    codes : ndarray of shape (n_models,), int64
+        Family index per model, families numbered in order of first appearance.
+    G : int
+        Number of families.
     """
     if groups is None:
         if n is None:
