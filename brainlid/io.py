@@ -32,6 +32,7 @@ naming the file and the problem. Nothing is unpickled.
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -192,7 +193,7 @@ def _read_npz(path: Path, key):
 
 
 def _read_h5(path: Path, key):
-    import h5py
+    import h5py  # heavy: h5py, only for .h5/.hdf5 files (the CLI start-up reads .npy with numpy alone)
 
     with h5py.File(path, "r") as f:
         datasets: dict[str, object] = {}
@@ -219,7 +220,7 @@ def _read_h5(path: Path, key):
 
 
 def _read_table(path: Path, key):
-    import pandas as pd
+    import pandas as pd  # heavy: pandas, only for .csv/.parquet files (CLI start-up)
 
     if key is not None:
         _fail(path, f"key={key!r} does not apply to {path.suffix} files (all numeric columns are the features)")
@@ -245,7 +246,7 @@ def _read_table(path: Path, key):
 
 
 def _tensor_to_numpy(path: Path, t, what: str):
-    import torch
+    import torch  # heavy: torch, only for .pt/.pth files (CLI start-up)
 
     if isinstance(t, torch.Tensor):
         return t.detach().cpu().float().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
@@ -263,9 +264,7 @@ def torch_load_tensors(path: str | os.PathLike):
     A file that is empty, text, or holds other objects gets a message saying so; torch's own text
     for the last case, which advises loading the file unsafely, is never shown.
     """
-    import pickle
-
-    import torch  # heavy; only for .pt/.pth files
+    import torch  # heavy: torch, only for .pt/.pth files (CLI start-up)
 
     path = Path(path)
     _sniff(path, (*_ZIP_MAGICS, b"\x80"), "PyTorch file", "save tensors with torch.save")  # zip, or a legacy pickle
@@ -278,7 +277,7 @@ def torch_load_tensors(path: str | os.PathLike):
 
 
 def _read_pt(path: Path, key):
-    import torch
+    import torch  # heavy: torch, only for .pt/.pth files (CLI start-up)
 
     obj = torch_load_tensors(path)
     if isinstance(obj, torch.Tensor):
@@ -294,7 +293,7 @@ def _read_pt(path: Path, key):
 
 
 def _safetensors_arrays(path: Path) -> dict:
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError  # optional at start-up: only for .safetensors files
     from safetensors.numpy import load_file
 
     try:
@@ -314,7 +313,7 @@ def _h5_string(values: np.ndarray) -> np.ndarray:
 
 
 def _h5_arrays(path: Path) -> dict:
-    import h5py
+    import h5py  # heavy: h5py, only for .h5/.hdf5 files (CLI start-up)
 
     out: dict[str, np.ndarray] = {}
 
