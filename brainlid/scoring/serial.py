@@ -10,12 +10,9 @@ on a Dask cluster (:func:`brainlid.scoring.distributed.score_distributed`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..data.provenance import data_source_of
 from ..errors import InputError
@@ -25,19 +22,9 @@ from .benchmarks import Benchmark
 from .cell import KEEP_ARRAYS, id_positions, model_model_rows, score_features
 from .plan import plan_grid
 from .store import ResultsStore
-from .tables import finish_tables, score_frame
+from .tables import ScoreResult, finish_tables, score_frame
 
 __all__ = ["score", "ScoreResult"]
-
-
-@dataclass
-class ScoreResult:
-    """What :func:`score` produced: the two tables and where they were written."""
-
-    scores: pd.DataFrame
-    geometry: pd.DataFrame
-    paths: list[Path]
-    store: object | None = None
 
 
 def _features_as_layers(feats) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, str]]:

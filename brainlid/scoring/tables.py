@@ -101,6 +101,7 @@ estimators (``mle``, ``mom``, ...) have a K; global measures (``participation_ra
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +120,7 @@ __all__ = [
     "write_table",
     "finish_tables",
     "GEOMETRY_KEY",
+    "ScoreResult",
     "read_table",
 ]
 
@@ -259,6 +261,18 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
 #: the key of a geometry row: a layer's measure on a stimulus set is the same whichever benchmark measured it
 GEOMETRY_KEY = ["model", "layer", "stimulus_set", "estimator", "K"]
+
+
+@dataclass
+class ScoreResult:
+    """What a runner produced with ``return_result=True`` (:func:`brainlid.scoring.serial.score`,
+    :func:`brainlid.scoring.distributed.score_distributed`): the two tables, the files written and the
+    results store (or None)."""
+
+    scores: pd.DataFrame
+    geometry: pd.DataFrame
+    paths: list[Path]
+    store: object | None = None
 
 
 def finish_tables(scores_frames, geometry_frames, *, out=None, store=None, if_exists: str = "skip"):

@@ -8,8 +8,6 @@ Everything here is a pure function of arrays (the drivers, :func:`brainlid.scori
 * :func:`score_layer` — one **cell** (one model layer on one benchmark) → rows for the
   ``val`` and ``test`` splits. A cell is independent of every other cell, so a parallel
   scheduler can map cells onto workers and concatenate the rows;
-* :func:`unit_scores_batch` / :func:`batched_encoding_rows` — the same encoding cell cut into
-  unit (voxel) batches and joined again (the Dask runner's large ROIs);
 * :func:`base_row` — the provenance columns every score row of a cell carries.
 
 Encoding (METHODS §6): :func:`brainlid.alignment.encoding.fit_encoding` with the benchmark's
@@ -58,8 +56,7 @@ DOCS.setdefault("splits", """splits : mapping str → array
 
 __all__ = [
     "make_splits", "split_ids", "base_row", "id_positions", "lid_positions", "score_layer", "encoding_rows",
-    "unit_scores_for_layer", "unit_scores_batch", "batched_encoding_rows", "rsa_split_half_ceiling",
-    "RSA_CEILING_METHOD",
+    "unit_scores_for_layer", "rsa_split_half_ceiling", "RSA_CEILING_METHOD",
 ]
 
 
@@ -472,57 +469,3 @@ def unit_scores_for_layer(X, feature_ids, brain, bench: Benchmark | str, split: 
     fi, ei = _fit_eval_positions(ids, splits, split)
     fit = fit_encoding_params(Xa[fi], Ya[fi], Xa[ei], Ya[ei], {**bench.params, "n_boot": 0})
     return fit.r, fit.r2
-
-
-# --------------------------------------------------------------------------- voxel batches
-@fill_doc
-def unit_scores_batch(X, ids, brain, bench: Benchmark, splits: Mapping[str, np.ndarray], units) -> dict:
-    """Per-unit scores of units ``[start, stop)`` of an encoding cell, for the val and test splits.
-
-    What :func:`score_layer` computes for the whole ROI, restricted to ``brain.responses[:, start:stop]``:
-    split → ``{"r", "r2", "at_edge", "unbracketed", "n_alphas", "boot", "n_eval"}`` (:class:`EncodeResult`
-    fields; ``boot`` holds the batch's per-resample sums of the stimulus bootstrap — the draws depend on
-    the seed and the number of evaluated stimuli only, so the sums of all batches add up). Join the
-    batches with :func:`batched_encoding_rows`.
-
-    Parameters
-    ----------
-    X : array of shape (n_stimuli, n_features)
-    ids : array-like of shape (n_stimuli,)
-        Stimulus ids of the rows of ``X``.
-    %(brain)s
-    bench : Benchmark
-    %(splits)s
-    units : (int, int)
-        The batch's unit range ``[start, stop)``.
-    """
-    Xa, Ya, aid = _aligned(np.asarray(X, dtype=np.float32), ids, brain)
-    a, b = units
-    Ya = Ya[:, a:b]
-    res = {}
-    for split in ("val", "test"):
-        fi, ei = _fit_eval_positions(aid, splits, split)
-        fit = fit_encoding_params(Xa[fi], Ya[fi], Xa[ei], Ya[ei], bench.params)
-        res[split] = {"r": fit.r, "r2": fit.r2, "at_edge": fit.at_edge, "unbracketed": fit.unbracketed,
-                      "n_alphas": fit.n_alphas, "boot": fit.boot, "n_eval": int(ei.size)}
-    return res
-
-
-def batched_encoding_rows(bench: Benchmark, brain, base: dict, parts: Sequence[dict]) -> list[dict]:
-    """Score rows of an encoding cell scored in unit batches, from the batches' :func:`unit_scores_batch`
-    results ``parts`` (sorted by the batch's first unit) and the cell's :func:`base_row`: the rows
-    :func:`score_layer` gives for the whole ROI (per-unit scores concatenated, bootstrap sums added)."""
-    rows: list[dict] = []
-    for split in ("val", "test"):
-        got = [p[split] for p in parts]
-        r = np.concatenate([g["r"] for g in got], axis=0)
-        r2 = np.concatenate([g["r2"] for g in got], axis=0)
-        at_edge = np.concatenate([g["at_edge"] for g in got], axis=0)
-        boot = None if any(g["boot"] is None for g in got) else {k: sum(g["boot"][k] for g in got) for k in got[0]["boot"]}
-        rows += encoding_rows(r, r2, brain.noise_ceiling, brain.times, bench.params,
-                              {**base, "split": split, "ceiling_method": bench.ceiling}, got[0]["n_eval"],
-                              at_edge=at_edge, n_alphas=got[0]["n_alphas"], boot=boot)
-        if split == "test":
-            warn_alpha_edges(np.concatenate([g["unbracketed"] for g in got], axis=0),
-                             f"{base.get('model')} {base.get('layer')} on {bench.id}", stacklevel=3)
-    return rows
