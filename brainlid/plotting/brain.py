@@ -7,6 +7,7 @@ import os
 import numpy as np
 from matplotlib.colors import TwoSlopeNorm
 
+from .._docs import fill_doc
 from ..errors import InputError, require
 from .style import _figure, save_figure
 
@@ -16,11 +17,20 @@ NIFTI_MNI_CODE = 4
 def volume_space(img=None, space: str | None = None) -> str:
     """``"mni"`` or ``"native"``: whether a volume may be drawn on a standard (MNI) brain.
 
-    ``space`` (a dataset's declared space, e.g. ``BrainData.space``) decides when given: MNI when
-    it names MNI (``"MNI152NLin2009cAsym"``, ``"mni"``), native otherwise (NSD's ``func1pt8mm`` is
-    the subject's own functional space). Else the NIfTI header of ``img`` decides: MNI only when
-    its sform or qform code says MNI-152 (4). Without either, ``"native"``: a volume is never put
-    on a template it was not registered to.
+    Parameters
+    ----------
+    img : nibabel image or None
+        A NIfTI image: MNI only when its sform or qform code says MNI-152 (:data:`NIFTI_MNI_CODE`).
+    space : str or None
+        A dataset's declared space (e.g. ``BrainData.space``); decides when given: MNI when it
+        names MNI (``"MNI152NLin2009cAsym"``, ``"mni"``), native otherwise (NSD's ``func1pt8mm``
+        is the subject's own functional space).
+
+    Returns
+    -------
+    str
+        ``"mni"`` or ``"native"``; ``"native"`` without either argument: a volume is never put
+        on a template it was not registered to.
     """
     if space is not None and str(space).strip():
         return "mni" if "mni" in str(space).lower() else "native"
@@ -57,22 +67,45 @@ def _native_projections(fig, data: np.ndarray, affine: np.ndarray, title: str, t
                  "voxel axis, no template outline", fontsize=8)
 
 
+@fill_doc
 def brain_map(values, *, mask_img=None, coords=None, affine=None, shape=None, surface: str | None = None,
               title: str = "", stem=None, threshold: float | None = None, space: str | None = None):
     """Per-unit scores as a brain map.
 
-    Volumes: give ``mask_img`` (a NIfTI whose non-zero voxels are the units, in C order of the
-    array — how brainlid's NSD loader orders voxels) or ``coords`` (``(n_units, 3)`` voxel
-    indices) with ``affine`` and ``shape``. Drawn on nilearn's MNI glass brain only when the data
-    are in MNI space (:func:`volume_space`: the declared ``space``, else the NIfTI header's
-    sform/qform code); data in a subject's native space (NSD ``func1pt8mm``, or anything not
-    declared MNI) are drawn as maximum projections through their own voxel grid, titled so.
-    Surfaces: ``surface="fsaverage5"`` with ``values`` of length 2 × 10242 (left then right
-    hemisphere); drawn with nilearn's ``plot_surf_stat_map`` on nilearn's bundled fsaverage5
-    mesh (no download).
+    Volumes are drawn on nilearn's MNI glass brain only when the data are in MNI space
+    (:func:`volume_space`: the declared ``space``, else the NIfTI header's sform/qform code); data
+    in a subject's native space (NSD ``func1pt8mm``, or anything not declared MNI) are drawn as
+    maximum projections through their own voxel grid, titled so. Surfaces are drawn with
+    nilearn's ``plot_surf_stat_map`` on nilearn's bundled fsaverage5 mesh (no download).
 
-    Returns the path of the PNG (an SVG is written beside it) when ``stem`` is given, else the
-    nilearn display object (glass brain) or the Figure.
+    Parameters
+    ----------
+    values : array-like of shape (n_units,)
+        One score per unit (voxel or vertex).
+    mask_img : path-like or nibabel image or None
+        A NIfTI whose non-zero voxels are the units, in C order of the array (how brainlid's NSD
+        loader orders voxels).
+    coords : array-like of shape (n_units, 3) or None
+        Voxel indices of the units, with ``affine`` and ``shape`` (instead of ``mask_img``).
+    affine : array-like of shape (4, 4) or None
+        Voxel-to-world affine of ``coords``.
+    shape : tuple of 3 int or None
+        Volume shape of ``coords``.
+    surface : {"fsaverage5"} or None
+        Draw on a surface: ``values`` then has 2 × 10242 entries (left, then right hemisphere).
+    title : str
+        Figure title.
+    %(stem)s
+    threshold : float or None
+        Values with smaller magnitude are not drawn (glass brain default: nilearn's ``"auto"``).
+    space : str or None
+        The data's declared space (see :func:`volume_space`).
+
+    Returns
+    -------
+    pathlib.Path or nilearn display or matplotlib.figure.Figure
+        The PNG path when ``stem`` is given (an SVG is written beside it), else the nilearn
+        display object (glass brain) or the Figure.
     """
     nib = require("nibabel", "core")
     plotting = require("nilearn.plotting", "core", "brain maps")

@@ -14,7 +14,7 @@ from .style import model_styles
 from .words import _wrap, describe_measure, describe_target, format_p
 
 def analysis_figures(res, folder, *, scores=None, geometry=None) -> dict[str, Path]:
-    """All figures of an :class:`~brainlid.analysis.AnalysisResult`; returns name → PNG path.
+    """All figures of an :class:`~brainlid.analysis.AnalysisResult`, saved as PNG and SVG.
 
     Names are ``<kind>:<what>``: ``scatter:``/``families:``/``r_vs_k:<target>`` (the headline LID
     against every target, coloured by family, and r against K), ``measures:pooled`` (every
@@ -22,6 +22,20 @@ def analysis_figures(res, folder, *, scores=None, geometry=None) -> dict[str, Pa
     benchmark in its own metric) and ``time:<benchmark>`` (time-resolved benchmarks). Axes are
     labelled in words (:func:`describe_target`), and every model keeps one colour and marker
     (:func:`model_styles`, a family's models share a hue).
+
+    Parameters
+    ----------
+    res : AnalysisResult
+        The analysis (its ``models``, ``correlations``, ``k_curve`` and ``settings``).
+    folder : path-like
+        Where the figures are written (created when missing).
+    scores, geometry : DataFrame or None
+        The score and geometry tables, for the layer-profile and time figures (skipped without).
+
+    Returns
+    -------
+    dict
+        Figure name → PNG path.
     """
     folder = Path(folder)
     figs: dict[str, Path] = {}

@@ -4,18 +4,41 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .._docs import fill_doc
 from ..errors import InputError
 from ..geometry import DEFAULT_K
 from .style import _figure, _integer_axis, model_styles, save_figure
 from .words import _short, benchmark_metric, metric_words
 
+@fill_doc
 def layer_profiles(scores: pd.DataFrame, geometry: pd.DataFrame, *, benchmark: str, k: int = DEFAULT_K, estimator: str = "mle",
                    metric: str | None = None, models=None, families=None, stem=None):
     """LID (at K) and test brain score against layer depth, one line per model.
 
-    ``metric``: the brain metric to draw; when None or when the benchmark has no rows of it, the
-    benchmark's own metric (:func:`benchmark_metric`: an RSA benchmark draws its RSA score).
-    ``families``: model → family, so that a family's models share a hue (:func:`model_styles`).
+    Parameters
+    ----------
+    %(scores)s
+    geometry : DataFrame
+        Geometry table, one row per (model, layer, stimulus set, estimator, K) with ``value``.
+    benchmark : str
+        The benchmark whose test scores are drawn.
+    k : int
+        The K (number of neighbours) of the LID drawn (default :data:`brainlid.geometry.DEFAULT_K`).
+    estimator : str
+        The LID estimator (``"mle"``: Levina–Bickel).
+    metric : str or None
+        The brain metric to draw; when None or when the benchmark has no rows of it, the
+        benchmark's own metric (:func:`benchmark_metric`: an RSA benchmark draws its RSA score).
+    models : sequence of str or None
+        Models to draw (default: every model with both scores and LID).
+    %(families)s
+    %(stem)s
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels: LID and the test score against the layer index; a star marks the layer
+        chosen on the validation split.
     """
     metric = benchmark_metric(scores, benchmark, metric) or metric
     s = scores[(scores["benchmark"] == benchmark) & (scores["split"] == "test") & (scores["metric"] == metric)]
@@ -52,12 +75,29 @@ def layer_profiles(scores: pd.DataFrame, geometry: pd.DataFrame, *, benchmark: s
     return fig
 
 
+@fill_doc
 def score_vs_time(scores: pd.DataFrame, *, benchmark: str, metric: str | None = None, models=None, families=None,
                   stem=None):
     """Score against time (EEG/MEG) per model: line, bootstrap CI band, and the noise-ceiling band.
 
-    The ceiling band spans the ceiling ± nothing (the ceiling curve itself shaded from the best
-    model's score up to the ceiling), drawn from the ``ceiling`` column of the same rows.
+    The ceiling band is shaded from 0 up to the ceiling curve, drawn from the ``ceiling`` column
+    of the same rows; the selected layer's rows are drawn when rows are marked ``selected``.
+
+    Parameters
+    ----------
+    %(scores)s
+    benchmark : str
+        A time-resolved benchmark (rows with a ``time``, in seconds from stimulus onset).
+    metric : str or None
+        The metric drawn (default ``encoding_r`` when present, else the first).
+    models : sequence of str or None
+        Models to draw (default: all).
+    %(families)s
+    %(stem)s
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     s = scores[(scores["benchmark"] == benchmark) & (scores["split"] == "test") & scores["time"].notna()]
     if metric is not None:

@@ -17,19 +17,41 @@ from matplotlib import colormaps
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from .._docs import fill_doc
 from ..errors import InputError
 from .style import _figure, _legend_box, _stats_box, draw_intervals, model_styles, save_figure
 from .words import _short, _wrap, describe_measure, describe_target, format_p
 
+@fill_doc
 def scatter_fit(x, y, labels=None, *, xlabel: str = "LID", ylabel: str = "alignment", title: str = "",
                 stem=None, n_boot: int = 1000, seed: int = 0, annotate: str | None = None, styles: dict | None = None):
-    """Scatter of ``y`` against ``x`` across models with the OLS line and a 95 % bootstrap band.
+    """Scatter of ``y`` against ``x`` across models with the OLS line and a 95 %% bootstrap band.
 
-    The band is the pointwise 2.5–97.5 % quantiles of the fitted lines over ``n_boot`` resamples
+    The band is the pointwise 2.5–97.5 %% quantiles of the fitted lines over ``n_boot`` resamples
     of the models. ``annotate`` (the statistics) and the legend are placed in corners of the axes
-    that cover no point (else outside the axes). ``styles``: model → ``{"color", "marker"}``
-    (:func:`model_styles`, keyed by ``labels``) to draw each model as in the other figures.
-    Returns the Figure (saved as PNG+SVG when ``stem`` is given).
+    that cover no point (else outside the axes).
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n_models,)
+        One value per model (e.g. LID and a brain score); at least 2.
+    labels : sequence of str of shape (n_models,) or None
+        Model names, written beside their points.
+    xlabel, ylabel, title : str
+        Axis labels and title.
+    %(stem)s
+    n_boot : int
+        Resamples of the models for the band.
+    %(seed)s
+    annotate : str or None
+        Text of the statistics box (e.g. r with its interval and p).
+    styles : dict or None
+        Model → ``{"color", "marker"}`` (:func:`model_styles`, keyed by ``labels``), to draw each
+        model as in the other figures.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -95,6 +117,7 @@ def _finish_scatter(ax, xlabel, ylabel, title, annotate, legend_kw):
         _stats_box(ax, annotate, [leg] if leg is not None else [], soft=labels)
 
 
+@fill_doc
 def family_scatter(x, y, families, labels=None, *, xlabel: str = "LID", ylabel: str = "alignment", title: str = "",
                    stem=None, annotate: str | None = None):
     """Scatter of ``y`` against ``x`` coloured by family: per-family OLS lines, family means and the pooled line.
@@ -105,6 +128,24 @@ def family_scatter(x, y, families, labels=None, *, xlabel: str = "LID", ylabel: 
     family lines slope one way and the pooled line the other, the pooled correlation is carried
     by differences between families (Simpson's paradox). Models of a family share its hue and
     differ in marker (:func:`model_styles`, when ``labels`` name the models).
+
+    Parameters
+    ----------
+    x, y : array-like of shape (n_models,)
+        One value per model; at least 2.
+    families : array-like of shape (n_models,)
+        Family of each model.
+    labels : sequence of str of shape (n_models,) or None
+        Model names, written beside their points.
+    xlabel, ylabel, title : str
+        Axis labels and title (default title: how to read the figure).
+    %(stem)s
+    annotate : str or None
+        Text of the statistics box (e.g. the pooled, within and between r).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -150,14 +191,32 @@ def family_scatter(x, y, families, labels=None, *, xlabel: str = "LID", ylabel: 
     return fig
 
 
+@fill_doc
 def r_vs_k(k_curve: pd.DataFrame, global_r: dict | None = None, *, target: str = "", stem=None,
            k_headline: int | None = None, target_label: str | None = None):
     """Pearson r between LID and a target against K (log axis, ticks at the K measured); corrected p-values as labels.
 
-    ``k_curve`` has columns ``K, r, p_corrected`` (one target); ``global_r`` maps a global measure
-    name to its r, drawn as horizontal lines, each in its own colour and dash pattern (any number
-    of measures). The legend sits outside the axes, the ``p*`` labels inside the figure.
-    ``target_label``: the target in words for the title (default ``target``).
+    The legend sits outside the axes, the ``p*`` labels inside the figure.
+
+    Parameters
+    ----------
+    k_curve : DataFrame
+        Columns ``K, r, p_corrected``, one row per K, of one target
+        (:attr:`brainlid.analysis.AnalysisResult.k_curve`).
+    global_r : dict or None
+        Global measure name → its r with the target, drawn as horizontal lines, each in its own
+        colour and dash pattern (any number of measures).
+    target : str
+        The target (the title when ``target_label`` is None).
+    %(stem)s
+    k_headline : int or None
+        The K fixed in advance, marked with a square.
+    target_label : str or None
+        The target in words for the title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     if k_curve is None or len(k_curve) == 0:
         raise InputError("r_vs_k needs at least one K")
@@ -201,14 +260,31 @@ def r_vs_k(k_curve: pd.DataFrame, global_r: dict | None = None, *, target: str =
 
 
 
+@fill_doc
 def measures_forest(correlations: pd.DataFrame, *, scope: str = "pooled", metric: str | None = None,
                     value: str = "value", stem=None):
-    """Every dimension measure's Pearson r with each target, with its 95 % CI: one panel per target.
+    """Every dimension measure's Pearson r with each target, with its 95 %% CI: one panel per target.
 
     The compact view of the global-measure contrast (the table has a row per measure × target ×
     scope): the headline LID first (filled), the global measures below (hollow); a dashed line at
-    r = 0. Rows of ``correlations`` (:attr:`AnalysisResult.correlations`) of kind ``local`` and
-    ``global`` at ``scope``.
+    r = 0.
+
+    Parameters
+    ----------
+    correlations : DataFrame
+        :attr:`brainlid.analysis.AnalysisResult.correlations`; its rows of kind ``local`` and
+        ``global`` at ``scope`` are drawn.
+    scope : {"pooled", "within", "between"}
+        The scope drawn.
+    metric : str or None
+        The brain metric of the analysis, for the targets' titles (:func:`describe_target`).
+    value : {"value", "normalised"}
+        Whether the brain scores were ceiling-normalised (titles only).
+    %(stem)s
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     c = correlations
     if "scope" in c:

@@ -30,7 +30,19 @@ def _figure(w: float = 5.0, h: float = 4.0, layout: str | None = "constrained"):
 
 
 def save_figure(fig, stem: str | os.PathLike) -> Path:
-    """Save ``fig`` as ``<stem>.png`` and ``<stem>.svg`` (atomically); return the PNG path."""
+    """Save ``fig`` as ``<stem>.png`` and ``<stem>.svg`` (atomically).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    stem : path-like
+        Path without the suffix; missing folders are created.
+
+    Returns
+    -------
+    pathlib.Path
+        The PNG path.
+    """
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "svg"):
@@ -151,12 +163,28 @@ def _covers(bbox, points: np.ndarray, pad: float) -> bool:
 
 
 def place_free(ax, make, avoid=(), *, soft=(), pad_px: float = 5.0):
-    """Add the box ``make(loc)`` (a legend or an anchored text) at the first corner of ``ax`` where it
-    covers no marker and overlaps none of ``avoid`` (e.g. a legend) nor of ``soft`` (e.g. point labels).
+    """Add a box (a legend or an anchored text) at the first corner of ``ax`` where it hides nothing.
 
     Tried: every corner against markers, ``avoid`` and ``soft``; then against markers and
-    ``avoid`` only. Returns the artist, or None (nothing added) when every corner covers a marker
-    or an ``avoid`` box — the caller then puts the box outside the axes.
+    ``avoid`` only.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+    make : callable
+        ``make(loc)`` adds the box at the matplotlib location string ``loc`` and returns the artist.
+    avoid : sequence of artists
+        Boxes the new box must not overlap (e.g. a legend).
+    soft : sequence of artists
+        Boxes to avoid when a corner allows it (e.g. point labels).
+    pad_px : float
+        Margin around markers, in pixels.
+
+    Returns
+    -------
+    matplotlib.artist.Artist or None
+        The artist, or None (nothing added) when every corner covers a marker or an ``avoid``
+        box — the caller then puts the box outside the axes.
     """
     fig = ax.figure
     points = None

@@ -30,12 +30,38 @@ MEASURE_WORDS = {
 
 
 def metric_words(metric) -> str:
-    """A score-table metric id in words (``encoding_r2`` → ``encoding R²``); unknown ids are returned as given."""
+    """A score-table metric id in words (``encoding_r2`` → ``encoding R²``).
+
+    Parameters
+    ----------
+    metric : str
+        A metric id of the score table.
+
+    Returns
+    -------
+    str
+        Its words (:data:`METRIC_WORDS`); unknown ids are returned as given.
+    """
     return METRIC_WORDS.get(str(metric), str(metric))
 
 
 def describe_measure(measure: str, *, estimator: str = "mle", k: int | None = None) -> str:
-    """A dimension measure in words: ``lid`` / ``lid_K20`` / ``lid_mle_K20`` → ``LID (MLE, K = 20)``, globals by name."""
+    """A dimension measure in words: ``lid`` / ``lid_K20`` / ``lid_mle_K20`` → ``LID (MLE, K = 20)``, globals by name.
+
+    Parameters
+    ----------
+    measure : str
+        A measure column of :attr:`brainlid.analysis.AnalysisResult.models` (``lid``,
+        ``lid_K<k>``, ``lid_<estimator>_K<k>``, a global measure, or ``|delta <measure>|``).
+    estimator : str
+        The LID estimator when ``measure`` does not name one.
+    k : int or None
+        The K when ``measure`` does not name one (None: no K in the words).
+
+    Returns
+    -------
+    str
+    """
     m = re.fullmatch(r"(?:\|delta )?lid(?:_([a-z0-9]+))?(?:_K(\d+))?\|?", str(measure))
     if m:
         est = (m.group(1) or estimator).upper()
@@ -48,8 +74,25 @@ def describe_measure(measure: str, *, estimator: str = "mle", k: int | None = No
 
 
 def describe_target(target: str, metric: str | None = None, value: str = "value") -> str:
-    """An alignment target of the across-model analysis in words, e.g. ``brain:nsd.subj01.EBA.encoding`` →
-    ``test encoding R², nsd.subj01.EBA.encoding`` (``metric``: the brain metric the analysis used)."""
+    """An alignment target of the across-model analysis in words.
+
+    E.g. ``brain:nsd.subj01.EBA.encoding`` → ``test encoding R², nsd.subj01.EBA.encoding``.
+
+    Parameters
+    ----------
+    target : str
+        A target column of :attr:`brainlid.analysis.AnalysisResult.models` (``brain:...``,
+        ``brain:pooled:...``, ``model_model:...``, ``model_model_ref:...``, ``pairwise:...``,
+        ``generalization``).
+    metric : str or None
+        The brain metric the analysis used.
+    value : {"value", "normalised"}
+        Whether brain scores were ceiling-normalised.
+
+    Returns
+    -------
+    str
+    """
     t = str(target)
     norm = " (ceiling-normalised)" if value == "normalised" else ""
     if t == "generalization":
@@ -79,7 +122,17 @@ def _finite_float(v) -> float | None:
 
 
 def format_p(p) -> str:
-    """A p-value in one format for every table and figure: three decimals, ``<0.001`` below; ``""`` for NaN."""
+    """A p-value in one format for every table and figure: three decimals, ``<0.001`` below.
+
+    Parameters
+    ----------
+    p : float
+        A p-value (NaN or a non-number gives ``""``).
+
+    Returns
+    -------
+    str
+    """
     p = _finite_float(p)
     if p is None:
         return ""
@@ -87,8 +140,22 @@ def format_p(p) -> str:
 
 
 def format_number(v, digits: int = 3) -> str:
-    """A number to ``digits`` significant digits (trailing zeros kept: ``0.420``), integers as integers,
-    thousands and above rounded to integers, very small/large values in scientific notation; ``""`` for NaN."""
+    """A number to ``digits`` significant digits for tables and captions.
+
+    Trailing zeros are kept (``0.420``), integers written as integers, thousands and above rounded
+    to integers, very small/large values in scientific notation.
+
+    Parameters
+    ----------
+    v : float
+        The number (NaN or a non-number gives ``""``).
+    digits : int
+        Significant digits.
+
+    Returns
+    -------
+    str
+    """
     v = _finite_float(v)
     if v is None:
         return ""
@@ -117,8 +184,23 @@ _PRIMARY_METRICS = ("encoding_r2", "encoding_r", "rsa_spearman", "rsa_pearson", 
 
 
 def benchmark_metric(scores: pd.DataFrame, benchmark: str, prefer: str | None = None) -> str | None:
-    """The metric a benchmark's test rows carry: ``prefer`` when it has rows of it, else its primary metric
-    (encoding R², then r, then the RSA comparisons, then the most frequent); None without test rows."""
+    """The metric a benchmark's test rows carry.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        Score table (columns ``benchmark``, ``split``, ``metric``).
+    benchmark : str
+        The benchmark.
+    prefer : str or None
+        The metric to return when the benchmark has test rows of it.
+
+    Returns
+    -------
+    str or None
+        ``prefer`` when present, else the benchmark's primary metric (encoding R², then r, then
+        the RSA comparisons, then the most frequent); None without test rows.
+    """
     s = scores[(scores["benchmark"] == benchmark) & (scores["split"] == "test")]
     have = s["metric"].astype(str).value_counts()
     if have.empty:
