@@ -21,7 +21,7 @@ from ...errors import InputError
 from ...features import FeatureCache
 from ..plan import named_models, plan_grid
 from ..cell import KEEP_ARRAYS, prune_kept, select_best_layer
-from ..serial import ScoreResult
+from ..tables import ScoreResult
 from ..store import DuplicateCellError, ResultsStore
 from ..tables import finish_tables, geometry_frame, score_frame
 from .cluster import ClusterHandle, _describe, _require_dask, _worker_version
