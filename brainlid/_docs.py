@@ -39,6 +39,37 @@ DOCS: dict[str, str] = {
         Number of permutations (>= 100).""",
     "level": """level : float
         Coverage of the interval, in (0, 1) (0.95: a 95 % interval).""",
+    # the across-model analysis (brainlid.analysis: analyze and model_table)
+    "analysis_tables": """scores, geometry : DataFrame
+        Tidy score and geometry tables (:mod:`brainlid.scoring.tables`).""",
+    "analysis_generalization": """generalization : path-like, DataFrame or None
+        Accuracies (:func:`brainlid.analysis.read_generalization`); its ``param_count``/``n_params``
+        column gives the parameter counts for the partial correlations.""",
+    "analysis_selection": """k : int
+        The K fixed in advance for the headline LID (default :data:`brainlid.geometry.DEFAULT_K`).
+    estimator : str
+        Local estimator in the geometry table (default ``"mle"``).
+    layer : {"last", "selected"} or str
+        The model's final extracted layer, the layer chosen on the validation split of the first
+        brain benchmark, or a layer name.
+    stimulus_set : str or None
+        The LID stimulus set (default: the one measured for the most models).
+    metric : str or None
+        Brain-score metric (default ``encoding_r2`` if present).
+    value : {"value", "normalised"}
+        Raw or ceiling-normalised brain scores.
+    reference : str or None
+        Reference model for ``model_model_ref`` targets.
+    include_baselines : bool
+        Keep the baselines (pixels, random weights, shuffled) among the models (families by the
+        rule) instead of only listing them apart.
+    families : path-like, DataFrame, mapping or None
+        Model families (CSV ``model,family``); default: a ``family`` column of the generalization
+        table, else ``family_rule`` on the model ids (:func:`brainlid.analysis.assign_families`).
+    family_rule : str, callable or None
+        Regular expression (default :data:`brainlid.analysis.DEFAULT_FAMILY_RULE`: the architecture
+        prefix), a callable ``model → family``, or ``"model"`` (every model its own family: the
+        models are treated as independent; then only pooled rows are reported).""",
     # figures (brainlid.plotting)
     "stem": """stem : path-like or None
         Save the figure as ``<stem>.png`` and ``<stem>.svg`` (:func:`brainlid.plotting.save_figure`);

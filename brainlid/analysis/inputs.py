@@ -25,7 +25,17 @@ DEFAULT_FAMILY_RULE = r"^(?:[A-Za-z]+?v\d+|[A-Za-z]+)"
 
 
 def is_baseline(model: str) -> bool:
-    """Pixels, random-weights and stimulus-shuffled controls (by their model names)."""
+    """Whether a model id names a control: pixels, random weights or shuffled stimuli.
+
+    Parameters
+    ----------
+    model : str
+        A model id (``baseline:...``, ``...@random[:seed]``, ``...#shuffled``).
+
+    Returns
+    -------
+    bool
+    """
     m = str(model)
     return m.startswith("baseline:") or "#shuffled" in m or bool(re.search(r"@random(:\d+)?$", m))
 
@@ -43,13 +53,23 @@ def read_generalization(path_or_df, img_size: int | None = None) -> pd.DataFrame
     """Read a table of accuracies: ``model, top1`` (+ optional ``param_count``, ``img_size``).
 
     timm's ``results-imagenet.csv`` (columns ``model, img_size, top1, top1_err, top5, top5_err,
-    param_count, crop_pct, interpolation``; ``param_count`` in millions) is read as is. When a
-    model has rows for several image sizes, ``img_size`` picks one (default: the row with the
-    highest top-1 is *not* chosen — the first row in file order is, with a warning, to avoid
-    cherry-picking).
+    param_count, crop_pct, interpolation``; ``param_count`` in millions) is read as is.
 
-    Returns a DataFrame with ``model, top1`` and, when present, ``n_params`` (absolute count),
-    ``img_size`` and ``family`` (a model family label, see :func:`assign_families`).
+    Parameters
+    ----------
+    path_or_df : path-like or DataFrame
+        The table (CSV), with a ``model`` column and a ``top1`` (or ``accuracy``, ``acc``,
+        ``generalization``) column.
+    img_size : int or None
+        When a model has rows for several image sizes, the size kept. Default: the first row in
+        file order, with a warning (the row with the highest top-1 is *not* chosen, to avoid
+        cherry-picking).
+
+    Returns
+    -------
+    DataFrame
+        ``model, top1`` and, when present, ``n_params`` (absolute count), ``img_size`` and
+        ``family`` (a model family label, see :func:`assign_families`).
     """
     if isinstance(path_or_df, pd.DataFrame):
         df = path_or_df.copy()
@@ -102,11 +122,21 @@ def family_of(model: str, rule=None) -> str:
 
     The architecture name is the model id without its ``@weights`` / ``#shuffled`` suffix and
     without its ``source:`` prefix (``timm:convnext_atto.d2_in1k@x`` → ``convnext_atto.d2_in1k``;
-    ``module:f.py:Net`` → ``Net``). ``rule`` is a regular expression searched in that name (its
-    first group if it has one, else the whole match), a callable ``model → family``, or
-    ``"model"`` (every model its own family: models treated as independent). When the regular
-    expression finds nothing (``cifar_resnet:20`` → name ``20``), the source prefix is the family
-    (``cifar_resnet``).
+    ``module:f.py:Net`` → ``Net``). When the regular expression finds nothing
+    (``cifar_resnet:20`` → name ``20``), the source prefix is the family (``cifar_resnet``).
+
+    Parameters
+    ----------
+    model : str
+        A model id.
+    rule : str, callable or None
+        A regular expression searched in the architecture name (its first group if it has one,
+        else the whole match), a callable ``model → family``, or ``"model"`` (every model its own
+        family: models treated as independent).
+
+    Returns
+    -------
+    str
     """
     if callable(rule):
         return str(rule(model))
@@ -126,7 +156,18 @@ def family_of(model: str, rule=None) -> str:
 
 
 def read_families(path_or_data) -> dict[str, str]:
-    """Model → family from a CSV with columns ``model,family`` (or a DataFrame / mapping)."""
+    """Model → family from a CSV with columns ``model,family`` (or a DataFrame / mapping).
+
+    Parameters
+    ----------
+    path_or_data : path-like, DataFrame or mapping
+        The table; a model given two different families is an error.
+
+    Returns
+    -------
+    dict
+        Model id → family.
+    """
     if isinstance(path_or_data, dict):
         return {str(k): str(v) for k, v in path_or_data.items()}
     if isinstance(path_or_data, pd.DataFrame):
@@ -151,11 +192,29 @@ def read_families(path_or_data) -> dict[str, str]:
 
 
 def assign_families(models, families=None, generalization: pd.DataFrame | None = None, rule=None) -> tuple[list[str], str]:
-    """A family for every model and where it came from (``"file"``, ``"generalization"``, ``"rule"``).
+    """A family for every model and where it came from.
 
-    Precedence: ``families`` (path / DataFrame / mapping; matched by exact name, then by the
-    bare architecture name), else a ``family`` column of ``generalization``, else :func:`family_of`
-    with ``rule``. A model missing from an explicit families table is an error (name it there).
+    Precedence: ``families`` (matched by exact name, then by the bare architecture name), else a
+    ``family`` column of ``generalization``, else :func:`family_of` with ``rule``. A model
+    missing from an explicit families table is an error (name it there).
+
+    Parameters
+    ----------
+    models : sequence of str
+        Model ids.
+    families : path-like, DataFrame, mapping or None
+        An explicit families table (:func:`read_families`).
+    generalization : DataFrame or None
+        A generalization table (:func:`read_generalization`), used when it has a ``family`` column.
+    rule : str, callable or None
+        The rule of :func:`family_of`.
+
+    Returns
+    -------
+    families : list of str
+        One family per model, in the order of ``models``.
+    source : {"file", "generalization", "rule"}
+        Where the families came from.
     """
     models = [str(m) for m in models]
     if families is not None:
@@ -182,12 +241,24 @@ def assign_families(models, families=None, generalization: pd.DataFrame | None =
 def check_data_sources(scores: pd.DataFrame, allow_mixed: bool = False) -> tuple[dict[str, str], list[str]]:
     """Each benchmark's data source and warnings; refuse to mix ``real`` with ``synthetic``.
 
-    Returns ``({benchmark: source}, notes)``; a benchmark with rows of several sources gets the
-    least trustworthy one (synthetic, then unknown).
-
     A table without a ``data_source`` column (written before it existed) is read as ``unknown``.
     Unknown rows mix with either kind, with a warning; real with synthetic is an
     :class:`~brainlid.errors.InputError` unless ``allow_mixed``.
+
+    Parameters
+    ----------
+    scores : DataFrame
+        Score table (columns ``benchmark`` and, when recorded, ``data_source``).
+    allow_mixed : bool
+        Accept real and synthetic rows together (with a note).
+
+    Returns
+    -------
+    sources : dict
+        Benchmark → data source; a benchmark with rows of several sources gets the least
+        trustworthy one (synthetic, then unknown).
+    notes : list of str
+        The warnings issued, in words.
     """
     if "data_source" in scores:
         src = scores["data_source"].astype("string").fillna("unknown").replace("", "unknown")

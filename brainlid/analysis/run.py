@@ -12,6 +12,7 @@ import pandas as pd
 
 from .. import plotting, stats
 from .._atomic import atomic_path
+from .._docs import fill_doc
 from ..errors import InputError
 from ..geometry import DEFAULT_K
 from ..report import analysis_report
@@ -83,6 +84,7 @@ class AnalysisResult:
 
 
 # --------------------------------------------------------------------------- the analysis
+@fill_doc
 def analyze(
     scores: pd.DataFrame,
     geometry: pd.DataFrame,
@@ -112,41 +114,26 @@ def analyze(
 
     Parameters
     ----------
-    scores, geometry : DataFrame
-        Tidy tables (:mod:`brainlid.scoring.tables`).
-    generalization : path, DataFrame or None
-        Accuracies (:func:`read_generalization`); its ``param_count``/``n_params`` column gives
-        the parameter counts for the partial correlations.
-    k : int
-        The K fixed in advance for the headline (default 20).
-    estimator : str
-        Local estimator in the geometry table (default ``"mle"``).
-    layer : {"last", "selected"} or a layer name
-    stimulus_set : str or None
-        The LID stimulus set (default: the one measured for the most models).
-    metric : str or None
-        Brain-score metric (default ``encoding_r2`` if present).
-    value : {"value", "normalised"}
-        Raw or ceiling-normalised brain scores.
-    reference : str or None
-        Reference model for ``model_model_ref`` targets.
-    families : path, DataFrame, mapping or None
-        Model families (CSV ``model,family``); default: a ``family`` column of the generalization
-        table, else ``family_rule`` on the model ids (:func:`assign_families`).
-    family_rule : str, callable or None
-        Regular expression (default :data:`DEFAULT_FAMILY_RULE`: the architecture prefix) or
-        ``"model"`` (every model its own family: the models are treated as independent, as before
-        families existed; then only pooled rows are reported).
+    %(analysis_tables)s
+    %(analysis_generalization)s
+    %(analysis_selection)s
     allow_mixed_sources : bool
         Analyse real and synthetic score rows together (refused by default).
-    n_boot, n_perm, seed :
-        Bootstrap replicates, permutations (family-aware p-values, max-over-K correction, Mantel
-        tests), seed.
+    %(n_boot)s
+    n_perm : int
+        Permutations of the family-aware p-values, the max-over-K correction and the Mantel tests (>= 100).
+    %(seed)s
     out : path or None
         Folder for ``models.csv``, ``correlations.csv``, ``k_curve.csv``, figures and
         ``report.html``.
-    extra_figures : dict name → PNG path, optional
-        More figures for the report (e.g. brain maps).
+    report : bool
+        Write ``report.html`` too (with ``out``).
+    title : str
+        Title of the report.
+    notes : list of str or None
+        Notes shown at the top of the report.
+    extra_figures : dict or None
+        Figure name → PNG path: more figures for the report (e.g. brain maps).
 
     Returns
     -------

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .._docs import fill_doc
 from ..errors import InputError
 from ..geometry import DEFAULT_K, GLOBAL_MEASURES as _GEOMETRY_MEASURES
 from .inputs import _match_generalization, assign_families, family_of, is_baseline, read_generalization
@@ -36,6 +37,7 @@ def _pick_layers(scores: pd.DataFrame, geometry: pd.DataFrame, layer: str) -> di
     return out
 
 
+@fill_doc
 def model_table(
     scores: pd.DataFrame,
     geometry: pd.DataFrame,
@@ -54,11 +56,25 @@ def model_table(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """One row per model with its family, LID, global measures and alignment targets.
 
-    ``families`` / ``family_rule``: see :func:`assign_families` (baselines get the family
-    ``"baseline"``). Returns ``(models, baselines, info)`` where ``info`` has the chosen stimulus
-    set, metric, target column names, the family source and the pairwise model–model matrices
-    (``info["pairwise"]``: metric → ``(n_models, n_models)`` symmetrised alignment, NaN where a pair
-    was not scored, in the order of ``models``).
+    Without ``include_baselines``, baselines are listed apart with the family ``"baseline"``.
+
+    Parameters
+    ----------
+    %(analysis_tables)s
+    %(analysis_generalization)s
+    %(analysis_selection)s
+
+    Returns
+    -------
+    models : DataFrame
+        One row per model: ``model``, ``family``, ``lid``, the global measures and one column per
+        alignment target.
+    baselines : DataFrame
+        The baselines' rows, same columns (with ``include_baselines`` they are in ``models`` too).
+    info : dict
+        The chosen stimulus set, metric, target column names, the family source and the pairwise
+        model–model matrices (``info["pairwise"]``: metric → ``(n_models, n_models)`` symmetrised
+        alignment, NaN where a pair was not scored, in the order of ``models``).
     """
     if scores is None or len(scores) == 0:
         raise InputError("no scores to analyse: the store/table is empty (run `brainlid score` or `brainlid demo` first)")
