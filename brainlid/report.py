@@ -64,7 +64,22 @@ COLLAPSE_ROWS = 24
 
 
 def column_label(col: str, metric: str | None = None, value: str = "value") -> str:
-    """A table column id in words: the fixed vocabulary, dimension measures and alignment targets."""
+    """A table column id in words: the fixed vocabulary, dimension measures and alignment targets.
+
+    Parameters
+    ----------
+    col : str
+        A column id (:data:`COLUMN_LABELS`, a dimension measure or an alignment target).
+    metric : str or None
+        The brain metric of the analysis (for target columns).
+    value : {"value", "normalised"}
+        Whether brain scores were ceiling-normalised (for target columns).
+
+    Returns
+    -------
+    str
+        The words; unknown ids are returned as given.
+    """
     c = str(col)
     if c in COLUMN_LABELS:
         return COLUMN_LABELS[c]
@@ -128,6 +143,28 @@ def html_table(df: pd.DataFrame, max_rows: int = 200, columns: Iterable[str] | N
       said once under the table instead of repeated in each row; long identifiers may wrap;
     * more than :data:`COLLAPSE_ROWS` rows (or ``collapse=True``): inside a ``<details>`` element
       whose ``summary`` says what it holds.
+
+    Parameters
+    ----------
+    df : DataFrame
+        The table.
+    max_rows : int
+        Rows shown at most (the rest are counted under the table).
+    columns : iterable of str or None
+        The columns shown, in order (default: all).
+    labels : mapping or None
+        Column id → header text, before :func:`column_label`.
+    collapse : bool or None
+        Put the table in a ``<details>`` element (None: when it has more than :data:`COLLAPSE_ROWS` rows).
+    summary : str
+        The text of the ``<details>`` summary.
+    metric, value : str or None, str
+        As in :func:`column_label`.
+
+    Returns
+    -------
+    str
+        HTML.
     """
     if columns is not None:
         df = df[[c for c in columns if c in df.columns]]
@@ -166,8 +203,21 @@ def html_table(df: pd.DataFrame, max_rows: int = 200, columns: Iterable[str] | N
 def embed_png(path: str | os.PathLike, caption: str = "", *, alt: str | None = None, wide: bool = False) -> str:
     """A ``<figure>`` with the PNG embedded as a base64 data URI, its ``alt`` text and a ``<figcaption>`` (escaped).
 
-    ``caption`` says what the figure shows and how to read it; ``alt`` (default: the caption) is
-    read out when the image cannot be seen; ``wide`` figures take the full width of the page.
+    Parameters
+    ----------
+    path : path-like
+        The PNG file.
+    caption : str
+        What the figure shows and how to read it.
+    alt : str or None
+        Read out when the image cannot be seen (default: the caption).
+    wide : bool
+        Take the full width of the page.
+
+    Returns
+    -------
+    str
+        HTML.
     """
     data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
     cap = html.escape(caption)
@@ -177,8 +227,26 @@ def embed_png(path: str | os.PathLike, caption: str = "", *, alt: str | None = N
 
 
 def figure_caption(name: str, settings: Mapping | None = None, scores: pd.DataFrame | None = None) -> tuple[str, str, bool]:
-    """``(caption, alt, wide)`` of a figure of :func:`brainlid.plotting.analysis_figures` from its name
-    (``kind:what``): what it shows and how to read it, in words."""
+    """The caption of a figure of :func:`brainlid.plotting.analysis_figures` from its name (``kind:what``).
+
+    Parameters
+    ----------
+    name : str
+        The figure name (``scatter:<target>``, ``layers:<benchmark>``, ...).
+    settings : mapping or None
+        :attr:`brainlid.analysis.AnalysisResult.settings` (estimator, K, metric, value).
+    scores : DataFrame or None
+        The score table, to name each benchmark's metric.
+
+    Returns
+    -------
+    caption : str
+        What the figure shows and how to read it, in words.
+    alt : str
+        Its alternative text.
+    wide : bool
+        Whether it takes the full width of the page.
+    """
     s = dict(settings or {})
     kind, _, what = str(name).partition(":")
     metric, value = s.get("metric"), s.get("value", "value")
@@ -263,9 +331,27 @@ def data_source_banners(scores: pd.DataFrame | None = None, sources: Mapping[str
 
 def render_report(title: str, sections: list[tuple[str, str]], notes: Iterable[str] = (), meta: str = "",
                   banners: Iterable[str] = ()) -> str:
-    """The HTML document. ``sections`` are ``(heading, html_body)``; headings, title, banners and notes are
-    escaped here, bodies must already be safe (built with :func:`html_table` / :func:`embed_png` / escaped text).
-    ``banners`` (e.g. :func:`data_source_banners`) are shown first, in red."""
+    """The HTML document.
+
+    Parameters
+    ----------
+    title : str
+        Page title (escaped here).
+    sections : list of (str, str)
+        ``(heading, html_body)``; headings are escaped here, bodies must already be safe (built
+        with :func:`html_table` / :func:`embed_png` / escaped text).
+    notes : iterable of str
+        Notes under the title (escaped here).
+    meta : str
+        A line of provenance under the title (escaped here).
+    banners : iterable of str
+        Shown first, in red (e.g. :func:`data_source_banners`; escaped here).
+
+    Returns
+    -------
+    str
+        The HTML document.
+    """
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -331,7 +417,18 @@ def _families_section(res, figures: Mapping[str, Path]) -> tuple[str, str]:
 
 
 def comparison_section(comparisons: pd.DataFrame) -> tuple[str, str]:
-    """The paired model comparisons (:func:`brainlid.comparison.compare_models`) as a report section."""
+    """The paired model comparisons as a report section.
+
+    Parameters
+    ----------
+    comparisons : DataFrame
+        A table of :func:`brainlid.comparison.compare_models` (or several concatenated).
+
+    Returns
+    -------
+    (str, str)
+        ``(heading, html_body)`` for :func:`render_report`.
+    """
     intro = _p(
         "Paired comparisons A − B: both models were scored on the same test stimuli, and the same stimulus "
         "resamples are applied to both, so the interval is that of the difference itself (two overlapping "
@@ -376,6 +473,30 @@ def analysis_report(res, path, *, figures: Mapping[str, Path] | None = None, tit
     The data source of every benchmark is shown as a banner when it is not real
     (:func:`data_source_banners`, from ``scores`` or else ``res.settings["data_sources"]``, a
     mapping benchmark → source).
+
+    Parameters
+    ----------
+    res : AnalysisResult
+        The analysis.
+    path : path-like
+        The HTML file written.
+    figures : mapping or None
+        Figure name → PNG path (:func:`brainlid.plotting.analysis_figures`).
+    title : str
+        Page title.
+    notes : iterable of str or None
+        Notes under the title.
+    extra_sections : list of (str, str) or None
+        More ``(heading, html_body)`` sections, appended.
+    scores : DataFrame or None
+        The score table (data sources, benchmark metrics).
+    comparisons : DataFrame or None
+        Paired comparisons, shown as a section of their own.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
     """
     figures = dict(figures or {})
     s = res.settings
