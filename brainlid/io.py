@@ -263,6 +263,21 @@ def torch_load_tensors(path: str | os.PathLike):
     Only tensors, containers and plain Python values are read (never arbitrary pickled objects).
     A file that is empty, text, or holds other objects gets a message saying so; torch's own text
     for the last case, which advises loading the file unsafely, is never shown.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.pt``/``.pth`` file (zip or legacy pickle format).
+
+    Returns
+    -------
+    object
+        What the file holds: a tensor, or containers (dict, list, tuple) of tensors and plain values.
+
+    Raises
+    ------
+    FileFormatError
+        The file is empty, not a PyTorch file, or holds objects other than tensors.
     """
     import torch  # heavy: torch, only for .pt/.pth files (CLI start-up)
 
@@ -342,6 +357,11 @@ def read_named_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     HDF5: every dataset, nested ones named by their path (``"block1/conv"``), in creation order when
     the file tracks it (``h5py.File(..., track_order=True)``), else alphabetical; strings come back
     as a unicode array; ``.safetensors``: alphabetical (the format sorts its tensors).
+
+    Parameters
+    ----------
+    path : path-like
+        The file; its suffix says the format (:data:`NAMED_ARRAY_SUFFIXES`).
 
     Returns
     -------
