@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from brainlid.scoring import runner
+from brainlid.scoring import cell, serial
 from brainlid.scoring.benchmarks import (ALGONAUTS2023_TEST_FRACTION, get_benchmark, hash_split, list_benchmarks,
                                          load_benchmark_data)
 
@@ -50,7 +50,7 @@ def test_things_fmri_end_to_end(data_dir, tmp_path, monkeypatch):
     _, full = things_fmri.load(data_dir / "things_fmri", subject=1)
     np.testing.assert_array_equal(np.sort(brain.splits["test"]), np.sort(full.splits["test"]))  # test = the test images
     assert brain.n_units == int(full.units["roi:V1"].sum()) and brain.noise_ceiling is not None
-    res = runner.score(SMALL_MODEL, ["things_fmri.sub-01.V1.encoding", "things_fmri.sub-01.V1.rsa"], layers=["layer2", "layer3"],
+    res = serial.score(SMALL_MODEL, ["things_fmri.sub-01.V1.encoding", "things_fmri.sub-01.V1.rsa"], layers=["layer2", "layer3"],
                        store=False, baselines=False, return_result=True)
     s = res.scores
     enc = s[(s.metric == "encoding_r2") & (s.split == "test")]
@@ -87,7 +87,7 @@ def test_things_fmri_end_to_end(data_dir, tmp_path, monkeypatch):
     assert rsa.normalised.notna().all() == (want > 0.1)
     # the runner's numbers are those of the pure per-layer function on the same features
     feats = extract(SMALL_MODEL, stim, ["layer3"], progress=False)
-    direct, _ = runner.score_features({"layer3": feats["layer3"]}, feats.stimulus_ids, "things_fmri.sub-01.V1.encoding", brain,
+    direct, _ = cell.score_features({"layer3": feats["layer3"]}, feats.stimulus_ids, "things_fmri.sub-01.V1.encoding", brain,
                                       model="m", geometry=False)
     want = direct[(direct.metric == "encoding_r2") & (direct.split == "test")].value.iloc[0]
     assert enc[enc.layer == "layer3"].value.iloc[0] == pytest.approx(want, abs=1e-6)
@@ -109,7 +109,7 @@ def test_algonauts2023_end_to_end(data_dir, tmp_path, monkeypatch):
     np.testing.assert_array_equal(lh.splits["train"], np.sort(ids[~test]))
     _, v1 = load_benchmark_data("algonauts2023.subj01.V1v.encoding")
     assert v1.n_units == int(full.units["roi:V1v"].sum()) and v1.units["roi:V1v"].all()
-    res = runner.score(SMALL_MODEL, "algonauts2023.subj01.lh.encoding", layers=["layer3"], store=False,
+    res = serial.score(SMALL_MODEL, "algonauts2023.subj01.lh.encoding", layers=["layer3"], store=False,
                        baselines=("shuffled",), return_result=True)
     s = res.scores[res.scores.split == "test"]
     assert set(s.metric) == {"encoding_r2", "encoding_r"} and (s.n_stimuli == test.sum()).all()
@@ -136,7 +136,7 @@ def test_time_resolved_rsa_rows_in_seconds_with_intervals():
                                   splits={"train": ids[:20], "test": ids[20:]})
     b = benchmark_from_braindata("tr.sub-01.all.rsa", brain, metric="rsa", rsa_n_boot=100)
     try:
-        scores, _ = runner.score_features({"f": F}, ids, b, brain, model="m", geometry=False)
+        scores, _ = cell.score_features({"f": F}, ids, b, brain, model="m", geometry=False)
     finally:
         unregister_benchmark(b.id)
     test = scores[scores.split == "test"].sort_values("time")
@@ -164,8 +164,8 @@ def test_rsa_rows_get_split_half_rdm_ceiling(bid, dataset, tmp_path, monkeypatch
     assert bm.REPS_META_KEY not in enc.meta  # only RSA benchmarks keep the repetitions
     np.testing.assert_array_equal(brain.responses, enc.responses)  # keeping them leaves the averaged data unchanged
     X = np.random.default_rng(0).standard_normal((brain.n_stimuli, 12)).astype(np.float32)
-    rows = pd.DataFrame(runner.score_layer(X, brain.stimulus_ids, brain, bid, model="m", layer="l", which=("test",)))
-    test_ids = runner.make_splits(brain, bm.get_benchmark(bid))["test"]
+    rows = pd.DataFrame(cell.score_layer(X, brain.stimulus_ids, brain, bid, model="m", layer="l", which=("test",)))
+    test_ids = cell.make_splits(brain, bm.get_benchmark(bid))["test"]
     want = np.atleast_1d(rdm_split_half_reliability(reps.select(stimuli=test_ids).responses, n_splits=5, seed=0))
     assert len(rows) == want.size and np.allclose(rows["ceiling"], np.sqrt(np.clip(want, 0, None)), atol=1e-6)
     assert (rows["ceiling_method"] == "rdm-split-half-disattenuated").all()

@@ -7,7 +7,7 @@ import pytest
 
 from brainlid import plotting
 from brainlid.scoring import get_benchmark, load_benchmark_data
-from brainlid.scoring.runner import score_features
+from brainlid.scoring.cell import score_features
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,7 @@ def test_registry_is_built_from_one_table():
 
 def test_old_paths_forward_with_a_deprecation_warning():
     import brainlid.alignment.brain_rdms as old_align
-    import brainlid.scoring.rdm_benchmarks as old
+    import brainlid.scoring.rdm_benchmarks as old  # deprecated path on purpose
     from brainlid.alignment import rsa_bootstrap
     from brainlid.scoring import benchmarks, cell
 

@@ -282,7 +282,7 @@ def benchmark_from_braindata(
         The responses (any dataset, e.g. ``BrainData.from_arrays``).
     stimuli : StimulusSet or None
         The images (needed to extract features with a model; not needed when features are
-        passed directly to :func:`brainlid.scoring.runner.score_features`).
+        passed directly to :func:`brainlid.scoring.cell.score_features`).
     metric : {"encoding", "rsa"}
     roi : str or None
         Restrict to a ``roi:<NAME>`` unit column (None: all units).

@@ -250,7 +250,7 @@ def test_submit_prepare_features(setup, tmp_path, monkeypatch, capsys):
 def test_python_api_takes_features_as_a_model(setup):
     """brainlid.score({name: Features}, ...) with the default extraction step (a lookup by id) gives the CLI's rows."""
     from brainlid.features import load_features
-    from brainlid.scoring.runner import score
+    from brainlid.scoring.serial import score
 
     feats = load_features(_write_formats(setup)["npz"])
     got = score({"tiny": feats}, ENC, data_root=setup["root"], store=False, baselines=("shuffled",))
