@@ -31,6 +31,10 @@ DOCS: dict[str, str] = {
         One value per model; non-finite values are an error (drop those models first).""",
     "corr_method": """method : {"pearson", "spearman"}
         Pearson's r, or Spearman's rho (Pearson's r of the ranks, average ranks for ties).""",
+    "values_y": """values : array-like of shape (n_models, n_K)
+        The measure (e.g. mean LID) per model and K.
+    y : array-like of shape (n_models,)
+        The other variable (e.g. brain alignment).""",
     "groups": """groups : array-like of shape (n_models,) or None
         Family label per model; None makes every model its own family.""",
     "n_boot": """n_boot : int

@@ -188,10 +188,7 @@ def max_over_k_test(
 
     Parameters
     ----------
-    values : array-like of shape (n_models, n_K)
-        The measure (e.g. mean LID) per model and K.
-    y : array-like of shape (n_models,)
-        The other variable (e.g. brain alignment).
+    %(values_y)s
     ks : array-like of shape (n_K,) or None
         The K values (labels of the columns; default 0..n_K−1).
     %(corr_method)s

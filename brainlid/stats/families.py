@@ -250,10 +250,7 @@ def family_max_over_k_test(
 
     Parameters
     ----------
-    values : array-like of shape (n_models, n_K)
-        The measure (e.g. mean LID) per model and K.
-    y : array-like of shape (n_models,)
-        The other variable (e.g. brain alignment).
+    %(values_y)s
     %(groups)s
     scope : {"pooled", "within", "between"}
         The scope of every K's correlation (:func:`family_correlation`).
