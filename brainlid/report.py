@@ -3,6 +3,9 @@
 Figures are embedded as base64 PNG ``data:`` URIs, the style sheet is inline, there is no
 script and no external reference, so the file can be mailed or archived as is. Every string
 that comes from data (model names, benchmark ids, notes, table cells) is HTML-escaped.
+
+This module is one topic: the HTML report of an analysis — its tables (headers in words, numbers
+formatted per column), its figures with their captions, its sections and the document around them.
 """
 
 from __future__ import annotations
