@@ -101,7 +101,7 @@ def echo_table(df, title: str = "", max_rows: int = 60) -> None:
     counts the rows not shown.
     """
     from rich.console import Console  # start-up: rich only when a table is printed
-    from rich.table import Table
+    from rich.table import Table  # start-up: rich
 
     df = df.loc[:, df.notna().any()]  # e.g. `time` for fMRI rows, `ceiling` where no benchmark has one
     table = Table(title=title or None, show_lines=False)

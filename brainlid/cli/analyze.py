@@ -36,7 +36,7 @@ from .geometry import default_k
 @click.option("--out", type=click.Path(path_type=Path), default=Path("brainlid-analysis"), show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
 def analyze(store, tables, generalization, img_size, k, estimator, layer, reference, value, benchmark_filter,
-                families, family_rule, allow_mixed_sources, out, seed):
+            families, family_rule, allow_mixed_sources, out, seed):
     """Correlate LID with brain alignment, model–model alignment and generalization across models.
 
     Every correlation is reported pooled, within model families and between family means, with
@@ -44,9 +44,8 @@ def analyze(store, tables, generalization, img_size, k, estimator, layer, refere
     """
     import pandas as pd  # start-up: pandas
 
-    from ..analysis import analyze as analyze_scores  # heavy: scipy, pandas
-    from ..analysis import read_generalization
-    from ..scoring import ResultsStore, read_table
+    from ..analysis import analyze as analyze_scores, read_generalization  # heavy: scipy, pandas
+    from ..scoring import ResultsStore, read_table  # start-up: pandas
 
     if tables:
         frames = [read_table(t) for t in tables]
@@ -75,7 +74,7 @@ def analyze(store, tables, generalization, img_size, k, estimator, layer, refere
     head = res.headline(scope=None)[["target", "scope", "n_models", "n_families", "pearson_r", "pearson_p",
                                      "pearson_ci_low", "pearson_ci_high", "spearman_r", "spearman_p", "partial_pearson_r"]]
     echo_table(head, title=f"LID ({estimator}, K={k}) vs alignment, across models: pooled, within and between "
-                            f"{res.settings['n_families']} families")
+                           f"{res.settings['n_families']} families")
     for w in res.warnings(headline_only=True):
         click.echo(f"warning: {w}", err=True)
     click.echo(f"report: {res.files['report']}")

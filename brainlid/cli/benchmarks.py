@@ -40,8 +40,8 @@ def benchmarks_stimuli(bench_id, data_root, out, overwrite):
     prepare --features` need. stimulus_ids.npy is written last.
     """
     from ..data.stimulus_folder import check_export_target, write_stimulus_folder  # start-up: numpy/pandas, PIL
-    from ..leaderboard.scoring import benchmark_stimulus_set
-    from ..scoring import get_benchmark
+    from ..leaderboard.scoring import benchmark_stimulus_set  # start-up: numpy/pandas
+    from ..scoring import get_benchmark  # start-up: numpy/pandas
 
     get_benchmark(bench_id)  # unknown id → one-line error listing close ones
     check_export_target(out, overwrite)  # before the data are read

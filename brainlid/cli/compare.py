@@ -41,7 +41,7 @@ def compare(models, benchmarks, store, layer, n_boot, seed, level, as_json, out)
     With several rows, p_holm is Holm-adjusted over the rows of each metric and level.
     """
     from ..comparison import compare_models  # start-up: numpy/pandas and the scoring code
-    from ..scoring import ResultsStore
+    from ..scoring import ResultsStore  # start-up: pandas
 
     if len(models) != 2:
         raise InputError(f"give --model exactly twice (A and B), got {len(models)}")

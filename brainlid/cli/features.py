@@ -64,8 +64,7 @@ def _parse_input_size(text: str | None):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def extract(model, stimuli, layers, pooling, reduce, fit_ids, batch_size, device, dtype, storage_dtype, num_workers, out, cache_dir, no_cache, max_disk, allow_download, quiet):
     """Extract pooled layer features of MODEL for a stimulus set (cached; resumable after a crash)."""
-    from ..features import Reduction  # start-up: numpy/pandas; torch when the model is built
-    from ..features import extract as extract_features
+    from ..features import Reduction, extract as extract_features  # start-up: numpy/pandas; torch for the model
 
     check_output_dir(out, "--out")  # before any work
     if not no_cache:
@@ -111,7 +110,7 @@ def layers(model, input_size, show_all, as_json):
         click.echo(json.dumps([{"name": i.name, "type": i.type, "output_shape": list(i.output_shape) if i.output_shape else None, "params": i.n_params, "calls": i.calls} for i in infos], indent=1))
         return
     from rich.console import Console  # start-up: rich only when the table is printed
-    from rich.table import Table
+    from rich.table import Table  # start-up: rich
 
     table = Table(title=f"layers of {model}")
     for col in ("name", "type", "output shape", "params"):
@@ -138,7 +137,7 @@ def cache_list(cache_dir, as_json):
         click.echo(json.dumps([{"key": e.key, "model": e.model, "layer": e.layer, "n": e.n, "n_features": e.n_features, "dtype": e.dtype, "bytes": e.size, "created": e.created, "complete": e.complete} for e in entries], indent=1))
         return
     from rich.console import Console  # start-up: rich only when the table is printed
-    from rich.table import Table
+    from rich.table import Table  # start-up: rich
 
     table = Table(title=f"feature cache ({len(entries)} entries, {fmt_size(sum(e.size for e in entries))})")
     for col in ("key", "model", "layer", "n", "features", "size", "date", "state"):

@@ -52,7 +52,7 @@ default_k = _geometry("DEFAULT_K")
 
 def _render(result: dict, path: str) -> None:
     from rich.console import Console  # start-up: rich only when the tables are printed
-    from rich.table import Table
+    from rich.table import Table  # start-up: rich
 
     console = Console()
     g = result["global"]

@@ -139,7 +139,7 @@ def serve(db_url, host, port, data_root, storage, workers, lease, max_upload_mb,
           max_attempts, max_lease_expiries, stop_grace):
     """Serve the board and its submission API (uvicorn)."""
     from ..leaderboard.app import create_app  # optional: starlette (the leaderboard extra)
-    from ..leaderboard.uploads import UploadPolicy
+    from ..leaderboard.uploads import UploadPolicy  # start-up: numpy/pandas
 
     uvicorn = require("uvicorn", "leaderboard", "the leaderboard service")
     _check_listen(host, port)
@@ -163,7 +163,7 @@ def serve(db_url, host, port, data_root, storage, workers, lease, max_upload_mb,
 def worker(db_url, data_root, lease, max_attempts, max_lease_expiries, memory_budget, stop_grace, exit_when_empty):
     """Score queued submissions (run several, anywhere that sees the database and bundle storage)."""
     from ..leaderboard import BenchmarkData  # start-up: numpy/pandas
-    from ..leaderboard.worker import Worker
+    from ..leaderboard.worker import Worker  # start-up: numpy/pandas, the scoring code
 
     stop = threading.Event()
     w = Worker(_existing_db(db_url), BenchmarkData(data_root), lease_seconds=lease, max_attempts=max_attempts,
@@ -200,7 +200,7 @@ def build(db_url, out, title):
 def token(db_url, team):
     """Create a team token (printed once; only its hash is stored)."""
     from ..leaderboard import Database  # start-up: numpy/pandas
-    from ..leaderboard.queue import create_team
+    from ..leaderboard.queue import create_team  # start-up: numpy/pandas
 
     click.echo(create_team(Database(db_url), team))
 

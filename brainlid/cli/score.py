@@ -71,7 +71,7 @@ def score_json_rows(scores) -> list[dict]:
 @click.option("--memory-per-worker", default=None, metavar="SIZE", help="With --scheduler: memory limit per worker, e.g. 8GB.")
 @click.option("--voxel-batch", type=int, default=None, help="With --scheduler: units per encoding task (default from the worker memory).")
 def score(models, features, name, benchmarks, layers, data_root, out, store, no_store, no_baselines, replace, pooling,
-              batch_size, as_json, scheduler, workers, memory_per_worker, voxel_batch):
+          batch_size, as_json, scheduler, workers, memory_per_worker, voxel_batch):
     """Score models on benchmarks: encoding/RSA per layer, best layer on a validation split, LID geometry.
 
     RDM benchmarks (k92.*, algonauts2019.*) score every layer on all images (split 'all') and
@@ -83,8 +83,7 @@ def score(models, features, name, benchmarks, layers, data_root, out, store, no_
     """
     from ..features import load_features, load_model  # heavy: torch when a model is built; numpy/pandas
     from ..report import data_source_banners  # start-up: pandas
-    from ..scoring import get_benchmark  # start-up: numpy/pandas
-    from ..scoring import score as score_models
+    from ..scoring import get_benchmark, score as score_models  # start-up: numpy/pandas, the scoring code
 
     if bool(models) == (features is not None):
         raise InputError("give either --model (one or more) or --features, not both" if models else

@@ -76,7 +76,7 @@ def prepare(model, features, benchmarks, layers, name, parameters, training_data
     (`brainlid benchmarks stimuli ID --out DIR` exports it) are checked and bundled instead.
     """
     from ..features import load_features  # heavy: torch when a model is built; numpy/pandas
-    from ..leaderboard import prepare_bundle
+    from ..leaderboard import prepare_bundle  # start-up: numpy/pandas
 
     if (model is None) == (features is None):
         raise InputError("give either --model or --features, not both" if model else "give --model SPEC or --features DIR|FILE")
