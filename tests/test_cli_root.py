@@ -36,6 +36,49 @@ def test_every_command_has_help():
         assert "Usage:" in res.stdout and len(res.stdout.splitlines()) > 3, path
 
 
+def test_each_command_module_holds_its_command():
+    """One public module per command group; its command runs on its own (CliRunner), the root adds them all."""
+    import importlib
+
+    from click.testing import CliRunner
+
+    from brainlid.cli import COMMANDS
+
+    names = {"lid": "geometry", "align": "align", "datasets": "datasets", "extract": "features", "layers": "features",
+             "cache": "features", "score": "score", "benchmarks": "benchmarks", "analyze": "analyze",
+             "compare": "compare", "submit": "submit", "leaderboard": "leaderboard", "demo": "demo"}
+    assert sorted(c.name for c in COMMANDS) == sorted(cli.commands) == sorted(names)
+    for name, module in names.items():
+        cmd = getattr(importlib.import_module(f"brainlid.cli.{module}"), name)
+        assert cli.commands[name] is cmd
+        res = CliRunner().invoke(cmd, ["--help"])
+        assert res.exit_code == 0 and res.output.startswith(f"Usage: {name} "), (name, res.output)
+
+
+def test_defaults_and_choices_come_from_the_library():
+    """`lid`'s K, estimators, aggregates, norms and `serve`'s upload limits are the library's, shown in --help."""
+    from click.testing import CliRunner
+
+    from brainlid import geometry
+    from brainlid.cli.analyze import analyze
+    from brainlid.cli.geometry import lid
+    from brainlid.cli.leaderboard import serve
+    from brainlid.leaderboard.uploads import UploadPolicy
+
+    params = lid.make_context("lid", ["x.npy"]).params
+    assert params["k"] == geometry.DEFAULT_K and analyze.make_context("analyze", []).params["k"] == geometry.DEFAULT_K
+    choices = {p.name: tuple(p.type.choices) for p in lid.params if p.name in ("estimator", "aggregate", "norm")}
+    assert choices == {"estimator": tuple(geometry.ESTIMATORS), "aggregate": tuple(geometry.AGGREGATES),
+                       "norm": tuple(geometry.NORMS)}
+    policy, params = UploadPolicy(), serve.make_context("serve", []).params
+    assert (params["max_pending_uploads"], params["validation_slots"], params["body_timeout"], params["min_upload_kib"]) == (
+        policy.max_pending, policy.validation_slots, policy.body_timeout, policy.min_upload_rate / 1024)
+    text = " ".join(CliRunner().invoke(serve, ["--help"], terminal_width=200).output.split())
+    assert "--body-timeout FLOAT RANGE Seconds" in text and f"[default: {policy.body_timeout}; x>=1]" in text
+    text = " ".join(CliRunner().invoke(lid, ["--help"], terminal_width=200).output.split())
+    assert f"[default: {geometry.DEFAULT_K}]" in text and "[" + "|".join(geometry.ESTIMATORS) + "]" in text
+
+
 def test_unknown_command_exits_nonzero():
     res = subprocess.run([sys.executable, "-m", "brainlid", "no-such-command"], capture_output=True, text=True)
     assert res.returncode != 0
