@@ -5,7 +5,7 @@ the demo) and optionally a table of generalization accuracies, :func:`analyze` b
 per model and correlates, across models (METHODS §7; :mod:`brainlid.stats`):
 
 * the **headline**: LID (``estimator``, default the Levina–Bickel MLE, mean over points) at a
-  K fixed in advance (default 20) against each alignment target;
+  K fixed in advance (default :data:`brainlid.geometry.DEFAULT_K`, 20) against each alignment target;
 * the same for the **global** measures (participation ratio, PCA 90/95/99 % dimensions,
   TwoNN) — the paper's contrast;
 * the exploratory **r-vs-K curve** for every K measured, with the maximum's p-value corrected
@@ -52,5 +52,5 @@ from .inputs import (DEFAULT_FAMILY_RULE, assign_families, check_data_sources, f
 from .run import AnalysisResult, analyze, write_analysis
 from .table import GLOBAL_MEASURES, model_table
 
-__all__ = ["analyze", "AnalysisResult", "model_table", "read_generalization", "read_families", "family_of",
+__all__ = ["analyze", "write_analysis", "AnalysisResult", "model_table", "read_generalization", "read_families", "family_of",
            "assign_families", "check_data_sources", "is_baseline", "GLOBAL_MEASURES", "DEFAULT_FAMILY_RULE"]

@@ -259,7 +259,32 @@ def _pairwise_rows(models: pd.DataFrame, pairwise: dict, measures, estimator: st
 
 def write_analysis(res: AnalysisResult, out, *, scores=None, geometry=None, report: bool = True,
                    title: str = "brainlid analysis", notes: list[str] | None = None, extra_figures: dict | None = None) -> dict:
-    """Write the tables (CSV), the figures (PNG + SVG) and the HTML report into ``out``."""
+    """Write the tables (CSV), the figures (PNG + SVG) and the HTML report into ``out``.
+
+    Parameters
+    ----------
+    res : AnalysisResult
+        The analysis; its ``files`` are set to the paths written.
+    out : path-like
+        The folder (created when missing): ``models.csv``, ``correlations.csv``, ``k_curve.csv``,
+        ``baselines.csv``, ``figures/`` and ``report.html``.
+    scores, geometry : DataFrame or None
+        The score and geometry tables, for the layer-profile and time figures.
+    report : bool
+        Write ``report.html``.
+    title : str
+        Title of the report.
+    notes : list of str or None
+        Notes shown at the top of the report.
+    extra_figures : dict or None
+        Figure name → PNG path: more figures for the report (e.g. brain maps).
+
+    Returns
+    -------
+    dict
+        What was written: ``models``, ``correlations``, ``k_curve``, ``baselines``, ``fig:<name>``
+        for each figure and ``report`` → path.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
