@@ -13,6 +13,7 @@ from ._common import echo_table
 def benchmarks() -> None:
     """Benchmark definitions (ids: dataset.subject.roi.metric)."""
 
+
 @benchmarks.command("list")
 @click.option("--dataset", default=None, help="Only this dataset's benchmarks (e.g. nsd).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON records.")
@@ -25,6 +26,7 @@ def benchmarks_list(dataset, as_json):
         click.echo(df.to_json(orient="records", indent=1))
     else:
         echo_table(df[["id", "kind", "space", "split", "ceiling", "version", "lid_stimulus_set"]], max_rows=10_000)
+
 
 @benchmarks.command("stimuli")
 @click.argument("bench_id", metavar="ID")

@@ -99,40 +99,26 @@ def leaderboard() -> None:
 @click.option("--storage", type=click.Path(path_type=Path), default=None, help="Bundle storage folder.")
 @click.option("--workers", default=1, show_default=True, type=int,
               help="In-process scoring threads (0: run `brainlid leaderboard worker` separately).")
-
-
 @click.option("--lease", default=60.0, show_default=True, type=float, help="Job lease in seconds.")
 @click.option("--max-upload-mb", type=float, default=None, help="Upload limit in MiB (default 2048).")
 @click.option("--private", multiple=True, metavar="ID", help="Benchmark whose test responses are private (repeat).")
 @click.option("--title", default="brainlid leaderboard", show_default=True)
 @click.option("--rate-limit", default=30, show_default=True, type=click.IntRange(min=0),
               help="Uploads per team per minute (429 past it; 0: unlimited, for tests and trusted labs).")
-
-
 @click.option("--team-inflight", default=2, show_default=True, type=click.IntRange(min=0),
               help="Uploads of one team in progress at once (429 past it; 0: unlimited).")
-
-
 @click.option("--max-pending-uploads", cls=LazyDefaultOption, default_from=_policy_default("max_pending"),
               show_default=True, type=click.IntRange(min=1),
               help="Uploads in progress at once, all teams (503 with Retry-After past it).")
-
-
 @click.option("--validation-slots", cls=LazyDefaultOption, default_from=_policy_default("validation_slots"),
               show_default=True, type=click.IntRange(min=1),
               help="Uploads validated at once (a thread each, a few MiB of memory each).")
-
-
 @click.option("--body-timeout", cls=LazyDefaultOption, default_from=_policy_default("body_timeout"),
               show_default=True, type=click.FloatRange(min=1),
               help="Seconds an upload may take beyond its size divided by --min-upload-kib (408 past it).")
-
-
 @click.option("--min-upload-kib", cls=LazyDefaultOption, default_from=_policy_default("min_upload_rate", 1024),
               show_default=True, type=click.FloatRange(min=0.001),
               help="KiB per second an upload must sustain on average.")
-
-
 @_scoring_limits
 def serve(db_url, host, port, data_root, storage, workers, lease, max_upload_mb, private, title, rate_limit,
           team_inflight, max_pending_uploads, validation_slots, body_timeout, min_upload_kib, memory_budget,
@@ -238,12 +224,8 @@ def private_cmd(db_url, benchmark, public):
 @click.option("--db", "db_url", default=None, help=_DB_HELP)
 @click.option("--benchmark", "benchmarks", multiple=True, metavar="ID",
               help="Only entries scored on this benchmark (repeat for several).")
-
-
 @click.option("--all", "everything", is_flag=True,
               help="Re-queue every kept bundle, not only those scored under an older benchmark version.")
-
-
 def rescore(db_url, benchmarks, everything):
     """Re-queue kept bundles under the current benchmark versions (the old scores stay, labelled with their version)."""
     from ..leaderboard.queue import requeue_for_rescore  # start-up: numpy/pandas

@@ -50,12 +50,8 @@ def submit() -> None:
 @click.option("--features", type=click.Path(path_type=Path), default=None, metavar="DIR|FILE",
               help="Instead of --model: precomputed features from any framework (a `brainlid extract --out` folder, "
                    "or .npz/.h5/.safetensors with a 'stimulus_ids' array); needs --name.")
-
-
 @click.option("--benchmark", "benchmarks", multiple=True, required=True, metavar="ID",
               help="Benchmark id (repeat for several sharing one stimulus set, e.g. ROIs of one NSD subject).")
-
-
 @click.option("--layers", default=None, help="Comma-separated layers (default: the model's top-level modules).")
 @click.option("--name", default=None, help="Model name shown on the board (default: the spec).")
 @click.option("--parameters", type=int, default=None, help="Number of model parameters.")
