@@ -74,6 +74,12 @@ DOCS: dict[str, str] = {
         Regular expression (default :data:`brainlid.analysis.DEFAULT_FAMILY_RULE`: the architecture
         prefix), a callable ``model → family``, or ``"model"`` (every model its own family: the
         models are treated as independent; then only pooled rows are reported).""",
+    "analysis_report": """title : str
+        Title of the report.
+    notes : list of str or None
+        Notes shown at the top of the report.
+    extra_figures : dict or None
+        Figure name → PNG path: more figures for the report (e.g. brain maps).""",
     # figures (brainlid.plotting)
     "stem": """stem : path-like or None
         Save the figure as ``<stem>.png`` and ``<stem>.svg`` (:func:`brainlid.plotting.save_figure`);

@@ -128,12 +128,7 @@ def analyze(
         ``report.html``.
     report : bool
         Write ``report.html`` too (with ``out``).
-    title : str
-        Title of the report.
-    notes : list of str or None
-        Notes shown at the top of the report.
-    extra_figures : dict or None
-        Figure name → PNG path: more figures for the report (e.g. brain maps).
+    %(analysis_report)s
 
     Returns
     -------
@@ -257,6 +252,7 @@ def _pairwise_rows(models: pd.DataFrame, pairwise: dict, measures, estimator: st
     return rows
 
 
+@fill_doc
 def write_analysis(res: AnalysisResult, out, *, scores=None, geometry=None, report: bool = True,
                    title: str = "brainlid analysis", notes: list[str] | None = None, extra_figures: dict | None = None) -> dict:
     """Write the tables (CSV), the figures (PNG + SVG) and the HTML report into ``out``.
@@ -272,12 +268,7 @@ def write_analysis(res: AnalysisResult, out, *, scores=None, geometry=None, repo
         The score and geometry tables, for the layer-profile and time figures.
     report : bool
         Write ``report.html``.
-    title : str
-        Title of the report.
-    notes : list of str or None
-        Notes shown at the top of the report.
-    extra_figures : dict or None
-        Figure name → PNG path: more figures for the report (e.g. brain maps).
+    %(analysis_report)s
 
     Returns
     -------
