@@ -35,6 +35,23 @@ def test_face_names_resolve_and_are_documented(face):
                 assert (obj.__doc__ or "").strip(), f"{face}.{name} has no docstring"
 
 
+# functions named like their module since the first release (``import brainlid.geometry.knn as m`` still
+# gives the module; ``brainlid.geometry.knn`` is the function)
+SHADOWS = {"brainlid.geometry.knn", "brainlid.features.extract"}
+
+
+@pytest.mark.parametrize("face", FACES)
+def test_no_face_name_shadows_a_submodule(face):
+    """``from brainlid.alignment import similarity`` must give the module, not a function of that name."""
+    import types
+
+    mod = importlib.import_module(face)
+    here = Path(mod.__file__).parent
+    subs = {p.stem for p in here.glob("*.py")} | {p.name for p in here.iterdir() if (p / "__init__.py").is_file()}
+    bad = {n for n in set(mod.__all__) & subs if not isinstance(getattr(mod, n), types.ModuleType)}
+    assert not bad - {s.rpartition(".")[2] for s in SHADOWS if s.startswith(face + ".")}, bad
+
+
 def test_import_brainlid_is_light():
     code = ("import sys, brainlid, brainlid.alignment, brainlid.data; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'pandas', 'sklearn', 'scipy', 'matplotlib'}))")

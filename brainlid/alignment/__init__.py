@@ -12,7 +12,7 @@ geometry; used by scoring).
 * :mod:`~brainlid.alignment.brain_rdms` — a model's RDMs against a set of brain RDMs:
   :func:`score_model_rdms`, :func:`score_brain_rdms`;
 * :mod:`~brainlid.alignment.similarity` — model–model measures: :func:`mutual_knn`, :func:`cknna`,
-  :func:`cka`, :func:`ridge_r2`, :func:`similarity`, :func:`pairwise_matrix`;
+  :func:`cka`, :func:`ridge_r2`, :func:`pairwise_matrix` (and :func:`~brainlid.alignment.similarity.similarity` by metric id);
 * :mod:`~brainlid.alignment.uncertainty`, :mod:`~brainlid.alignment.rsa_bootstrap` — stimulus
   bootstraps: :func:`bootstrap_ci`, :func:`paired_bootstrap_test`, :func:`rdm_bootstrap_ci`;
 * :mod:`~brainlid.alignment.null` — permutation nulls: :func:`permutation_null`.
@@ -32,7 +32,7 @@ _FACE = {
                      "rsa_noise_ceiling", "rdm_split_half_reliability", "group_split_half_reliability",
                      "rdm_session_reliability"], ".ceiling"),
     **dict.fromkeys(["score_model_rdms", "score_brain_rdms"], ".brain_rdms"),
-    **dict.fromkeys(["mutual_knn", "cknna", "cka", "ridge_r2", "similarity", "pairwise_matrix"], ".similarity"),
+    **dict.fromkeys(["mutual_knn", "cknna", "cka", "ridge_r2", "pairwise_matrix"], ".similarity"),
     **dict.fromkeys(["bootstrap_ci", "paired_bootstrap_test"], ".uncertainty"),
     "rdm_bootstrap_ci": ".rsa_bootstrap",
     "permutation_null": ".null",

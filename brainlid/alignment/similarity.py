@@ -1,6 +1,7 @@
 """Model–model representational similarity: mutual kNN, CKNNA, CKA, ridge R², RSA.
 
-Every function takes two feature matrices over the *same stimuli in the same
+This module is one topic: the model–model measures and their shared input checks and
+neighbourhoods. Every function takes two feature matrices over the *same stimuli in the same
 order*, ``A: (n_stimuli, d_A)`` and ``B: (n_stimuli, d_B)`` (join them on stimulus
 ids first, e.g. with :func:`brainlid.data.ids.match_ids`). NaN/inf or constant
 feature columns are dropped with a warning that reports how many
@@ -34,7 +35,8 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import InputError
-from .rsa import check_features, compare_rdms, rdm
+from .dissimilarity import check_features, rdm
+from .rsa import compare_rdms
 
 __all__ = [
     "METRICS",

@@ -13,6 +13,7 @@ import pytest
 
 from brainlid.errors import FileFormatError, InputError
 from brainlid.scoring import tables
+from support import REPO
 from brainlid.scoring.store import SCHEMA_V1, SCHEMA_VERSION, DuplicateCellError, ResultsStore
 
 
@@ -314,9 +315,8 @@ def test_every_score_column_is_documented_in_both_places():
     """Column definitions live in the schema docstring and docs/score_columns.md; neither may drift from
     SCORE_COLUMNS (a column added without a definition fails here)."""
     import re
-    from pathlib import Path
 
-    md = (Path(__file__).resolve().parents[1] / "docs" / "score_columns.md").read_text(encoding="utf-8")
+    md = (REPO / "docs" / "score_columns.md").read_text(encoding="utf-8")
     headed = {n for line in md.splitlines() if line.startswith("### ") for n in re.findall(r"`([^`]+)`", line)}
     in_doc = _documented_in_docstring(tables.__doc__, "**scores**")
     for col in tables.SCORE_COLUMNS:

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ pytest.importorskip("distributed")
 from brainlid.errors import InputError  # noqa: E402
 from brainlid.scoring import distributed as D  # noqa: E402
 from brainlid.scoring.distributed import cluster as DC  # noqa: E402
+from support import REALDATA  # noqa: E402
 
 MODELS = {"mlp": "entrypoint:brainlid.demo.zoo:mlp_w64_d3@random", "cnn": "entrypoint:brainlid.demo.zoo:cnn_c4_d2@random"}
 LAYERS = {"mlp": ["hidden.0", "hidden.1", "embed"], "cnn": ["blocks.0", "blocks.1", "embed"]}
@@ -31,7 +31,6 @@ KEYS = ["model", "layer", "benchmark", "split", "metric", "roi"]
 RDM_MODELS = {"r0": "cifar_resnet:20@random:0", "r1": "cifar_resnet:20@random:1"}
 RDM_KW = dict(layers=["layer1", "layer3"], baselines=("pixels", "shuffled"), mm_metrics=("mutual_knn",))
 RDM_KEYS = KEYS + ["subject"]  # RDM rows: every subject and the group mean
-REALDATA = Path(os.environ.get("BRAINLID_REALDATA", Path(__file__).resolve().parents[1].parent / "shared" / "realdata"))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 
-from brainlid.alignment import rsa
+from brainlid.alignment import dissimilarity
 from brainlid.alignment.rsa import compare_rdms, rdm, rdm_timecourse, rsa_timecourse
 from brainlid.errors import InputError
 
@@ -65,7 +65,7 @@ def test_float32_rdm_is_the_rounded_float64_rdm_whatever_the_blas_threads(method
 
 def test_rdm_blocked_equals_unblocked(X, monkeypatch):
     full = rdm(X, "correlation", dtype=np.float64)
-    monkeypatch.setattr(rsa, "_BLOCK_BYTES", 8 * 25 * 3)  # 3 rows per block
+    monkeypatch.setattr(dissimilarity, "_BLOCK_BYTES", 8 * 25 * 3)  # 3 rows per block
     np.testing.assert_allclose(rdm(X, "correlation", dtype=np.float64), full, atol=1e-14)
 
 
@@ -118,7 +118,7 @@ def test_crossnobis_is_unbiased():
 
 def test_noise_precision_diag():
     Y = _reps()
-    prec = rsa.noise_precision_from_residuals(Y)
+    prec = dissimilarity.noise_precision_from_residuals(Y)
     res = Y - Y.mean(axis=1, keepdims=True)
     dof = Y.shape[0] * (Y.shape[1] - 1)
     np.testing.assert_allclose(prec, dof / (res**2).sum(axis=(0, 1)))

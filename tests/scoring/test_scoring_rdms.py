@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,7 +18,7 @@ from brainlid.scoring.benchmarks import (RDM_BENCHMARKS, Benchmark, list_benchma
                                          load_benchmark_rdms)
 from brainlid.scoring.cell import score_rdm_features
 
-REALDATA = Path(os.environ.get("BRAINLID_REALDATA", Path(__file__).resolve().parents[1].parent / "shared" / "realdata"))
+from support import REALDATA
 RESNET20 = REALDATA / "cifar_resnets" / "resnet20-12fca82f.th"
 SMALL_MODEL = "cifar_resnet:20@random:0"
 
