@@ -20,7 +20,8 @@ import pytest
 pytest.importorskip("sphinx")
 pytest.importorskip("myst_nb")
 
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO  # noqa: E402  (after the skips)
+
 DOCS = REPO / "docs"
 
 

@@ -18,8 +18,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 FACES = ["brainlid", "brainlid.data", "brainlid.features", "brainlid.geometry", "brainlid.alignment",
          "brainlid.scoring", "brainlid.comparison", "brainlid.plotting"]
 

@@ -14,9 +14,7 @@ layer3 0.302 vs untrained 0.07–0.13 vs pixels 0.11; layer3 IT alignment falls 
 (0.302, 0.261, 0.253, 0.250) while CIFAR accuracy rises (91.78 … 93.62).
 """
 
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,8 +23,8 @@ from scipy.spatial.distance import cdist
 from scipy.stats import spearmanr
 
 from brainlid.alignment.ceiling import rdm_session_reliability
+from support import REALDATA
 
-REALDATA = Path(os.environ.get("BRAINLID_REALDATA", Path(__file__).resolve().parents[1].parent / "shared" / "realdata"))
 pytestmark = pytest.mark.skipif(not REALDATA.is_dir(), reason=f"real data folder not found: {REALDATA} (set BRAINLID_REALDATA)")
 
 #: the realdata README's known answers

@@ -8,8 +8,7 @@ import numpy as np
 
 from brainlid import analysis
 from brainlid.report import html_table
-
-from test_analysis import synthetic_tables  # noqa: E402  (tests/ is on sys.path under pytest's rootdir)
+from support import synthetic_tables
 
 
 def test_report_is_self_contained_and_escaped(tmp_path):

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from brainlid import analysis, plotting
 from brainlid.scoring.tables import geometry_frame, score_frame
+from support import REPO
 
 KS = (5, 10, 20, 50, 100)
 GLOBALS = ("participation_ratio", "pca90", "pca95", "pca99", "twonn", "mle_full")
@@ -98,7 +98,7 @@ def test_report_renders_at_1280_px(tmp_path, headless_chrome):
     report = demo_style_report(tmp_path / "analysis")
     text = report.read_text()
     assert text.count("<img ") >= 15 and "<details>" in text
-    art = Path(__file__).resolve().parents[1] / "test-artifacts"
+    art = REPO / "test-artifacts"
     art.mkdir(exist_ok=True)
     driver = headless_chrome(1280, 1000, "--hide-scrollbars")
     driver.get(report.as_uri())

@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TUTORIALS = sorted(p for p in (REPO / "tutorials").glob("[0-9][0-9]_*.py"))
 TIMEOUT = 900  # seconds: a hang guard only (the machine's speed swings); each is < 1 min of CPU normally
 

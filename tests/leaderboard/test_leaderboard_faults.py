@@ -31,6 +31,7 @@ from brainlid.leaderboard.db import Database
 from brainlid.leaderboard.scoring import CheckReport
 from brainlid.leaderboard.uploads import RateLimiter, cleanup_storage
 from harness import ServiceProcess, raw_upload, start_worker, uploads_and_pages, wait_until
+from support import REPO
 
 BENCH = "nsd.subj01.EBA.encoding"
 NO_BENCH_CHECK = {"known_benchmark": lambda b: None}
@@ -170,7 +171,7 @@ def test_validation_memory_is_bounded_gate(tmp_path):
     _write_big_bundle(small, 1, 64, 256)
     assert big.stat().st_size > 1 << 30
     out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(big), str(small)], capture_output=True, text=True,
-                         timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=Path(__file__).resolve().parents[2])
+                         timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["layers"] == {"layer0": [[1024, 131072], "float32"], "layer1": [[1024, 131072], "float32"]}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +16,7 @@ from brainlid.leaderboard.board import board_csv, board_rows, entry_data
 from brainlid.leaderboard.site import build_site, render_entry, render_index, svg_scatter
 from brainlid.leaderboard.worker import add_reference_entry
 from harness import ServiceProcess, wait_until
+from support import REPO
 
 EVIL = "<script>alert(1)</script>"
 BENCH = "nsd.subj01.EBA.encoding"
@@ -136,7 +136,7 @@ def test_browser_sort_open_entry_and_escape(db, tmp_path, headless_chrome):
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
 
-    art = Path(__file__).resolve().parents[2] / "test-artifacts"
+    art = REPO / "test-artifacts"
     art.mkdir(exist_ok=True)
     with ServiceProcess(f"sqlite:///{db.path}", workers=0, home=tmp_path / "home") as svc:
         driver = headless_chrome(1300, 1000)

@@ -16,9 +16,7 @@
 
 from __future__ import annotations
 
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,8 +27,7 @@ from brainlid import analysis, stats
 from brainlid.errors import InputError
 from brainlid.scoring.tables import geometry_frame, score_frame, write_table
 from brainlid.stats.scopes import _bootstrap_r, _weighted_r
-
-REALDATA = Path(os.environ.get("BRAINLID_REALDATA", Path(__file__).resolve().parents[1].parent / "shared" / "realdata"))
+from support import REALDATA
 
 
 def family_zoo(rng, n_families=8, per=5, r_within=-0.8, r_between=0.8, spread=3.0):
