@@ -120,12 +120,13 @@ def score_model_rdms(model_rdms: Mapping[str, np.ndarray], brain_rdms: BrainRDMs
 
     Returns
     -------
-    DataFrame, one row per (model RDM, subject) and (model RDM, ``"mean"``), columns ``layer, subject,
-    dataset, roi, metric, rdm_method, compare, value, ceiling, ceiling_lower, ceiling_upper,
-    ceiling_method, normalised, n_stimuli, n_subjects, ceiling_note, brainlid_version``; the model name
-    is in ``layer``. Per-subject rows:
-    ``ceiling = √(ceiling_upper · ceiling_lower)``; the ``"mean"`` row: the group-mean RDM's own
-    split-half ceiling; ``normalised = value / ceiling`` on both.
+    DataFrame
+        DataFrame, one row per (model RDM, subject) and (model RDM, ``"mean"``), columns ``layer, subject,
+        dataset, roi, metric, rdm_method, compare, value, ceiling, ceiling_lower, ceiling_upper,
+        ceiling_method, normalised, n_stimuli, n_subjects, ceiling_note, brainlid_version``; the model name
+        is in ``layer``. Per-subject rows:
+        ``ceiling = √(ceiling_upper · ceiling_lower)``; the ``"mean"`` row: the group-mean RDM's own
+        split-half ceiling; ``normalised = value / ceiling`` on both.
     """
     if not isinstance(brain_rdms, BrainRDMs):
         raise InputError(f"brain_rdms must be a BrainRDMs, got {type(brain_rdms).__name__}")

@@ -303,7 +303,7 @@ def rdm(X, method: str = "correlation", *, noise=None, cv: str = "folds", dtype=
     -----
     Cost O(n^2 p) in float64 matrix products, memory O(n p) in ``dtype`` plus one block
     of rows of the n x n product (64 MB) and one float64 column chunk (32 MB). Correlation: Z = rows centred and scaled to unit norm,
-    d_ij = 1 - z_i . z_j. Euclidean: (|x_i|^2 + |x_j|^2 - 2 x_i . x_j) / p.
+    d_ij = 1 - z_i . z_j. Euclidean: ``(|x_i|^2 + |x_j|^2 - 2 x_i . x_j) / p``.
 
     References
     ----------

@@ -220,10 +220,10 @@ def knn_overlap(idx_a: np.ndarray, idx_b: np.ndarray) -> np.ndarray:
 def mutual_knn(A, B, k: int = 10, *, prepare: bool = True, q: float = 0.95, return_per_stimulus: bool = False):
     """Mutual k-nearest-neighbour alignment (Huh et al. 2024).
 
-    score = (1/n) sum_i |S_A(i) ∩ S_B(i)| / k, where S_X(i) are the k nearest
+    score = (1/n) sum_i ``|S_A(i) ∩ S_B(i)|`` / k, where S_X(i) are the k nearest
     neighbours of stimulus i (self excluded) by inner product of the prepared rows
     (:func:`prepare_features`: clamp at the mean per-sample 95th percentile of
-    |x|, then L2-normalise rows). Chance level for unrelated spaces is k/(n-1).
+    ``|x|``, then L2-normalise rows). Chance level for unrelated spaces is k/(n-1).
 
     Parameters
     ----------
@@ -234,7 +234,7 @@ def mutual_knn(A, B, k: int = 10, *, prepare: bool = True, q: float = 0.95, retu
     prepare, q
         See :func:`neighbours` (ignored for precomputed :class:`Neighbours`).
     return_per_stimulus : bool
-        Also return the per-stimulus overlaps |S_A(i) ∩ S_B(i)| / k, shape (n,).
+        Also return the per-stimulus overlaps ``|S_A(i) ∩ S_B(i)| / k``, shape (n,).
 
     Returns
     -------
@@ -457,7 +457,7 @@ def cka(A, B, kernel: str = "linear", *, unbiased: bool = False, sigma: float | 
     A, B : arrays (n_stimuli, d_A), (n_stimuli, d_B)
     kernel : {"linear", "rbf"}
         ``"linear"`` is computed in feature space (:func:`cka_linear`, never n x n).
-        ``"rbf"``: k(x, y) = exp(-|x - y|^2 / (2 sigma^2)); needs dense n x n float64
+        ``"rbf"``: ``k(x, y) = exp(-|x - y|^2 / (2 sigma^2))``; needs dense n x n float64
         kernels (about 3 · 8 n^2 bytes: 2.4 GB at n = 10,000), refused above ``max_n``
         stimuli and warned about above 5,000.
     unbiased : bool
