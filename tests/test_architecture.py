@@ -207,12 +207,6 @@ def long_modules(mods) -> list[str]:
     return bad
 
 
-import pytest  # noqa: E402
-
-WIP = pytest.mark.xfail(reason="the scoring-core restructuring (issue 16) is in progress", strict=False)
-
-
-@WIP
 def test_no_import_cycles():
     mods = modules()
     assert cycles(mods, imports(mods)) == []
@@ -228,7 +222,6 @@ def test_no_private_imports_across_subpackages():
     assert private(mods, imports(mods, through_faces=False)) == []
 
 
-@WIP
 def test_long_modules_are_one_topic():
     assert long_modules(modules()) == []
 
