@@ -55,6 +55,7 @@ import pandas as pd
 from ..errors import InputError
 from ._ridge import (DEFAULT_ALPHAS, RELATIVE_ALPHAS, RidgeResult, alpha_edge_fraction, check_alpha_scale,
                      kfold_indices, ridge_cv_fit_predict)
+from ..data.ids import ids_in, match_ids
 from ..data.reliability import pearson_columns
 from ..features.pooling import fit_pca
 from .ceiling import normalise_r, normalise_r2
@@ -642,8 +643,6 @@ def brain_encoding_scores(
         per-unit ratios, their number, units dropped, ``alpha_edge_fraction``) as plain
         JSON-serialisable values.
     """
-    from ..data.ids import match_ids
-
     if roi is not None:
         brain = brain.select(roi=roi)
     if getattr(brain, "has_reps", False):
@@ -658,8 +657,8 @@ def brain_encoding_scores(
     joined_ids = brain.stimulus_ids[idx_b]
     kw = dict(kwargs)
     if split is not None and split[0] in brain.splits and split[1] in brain.splits and "n_outer_folds" not in kw:
-        kw["train"] = np.flatnonzero(np.isin(joined_ids, brain.splits[split[0]]))
-        kw["test"] = np.flatnonzero(np.isin(joined_ids, brain.splits[split[1]]))
+        kw["train"] = np.flatnonzero(ids_in(joined_ids, brain.splits[split[0]]))
+        kw["test"] = np.flatnonzero(ids_in(joined_ids, brain.splits[split[1]]))
         if kw["train"].size == 0 or kw["test"].size == 0:
             raise InputError(
                 f"after joining on stimulus ids, split {split[0]!r} has {kw['train'].size} and "

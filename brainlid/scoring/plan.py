@@ -48,6 +48,7 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..data.ids import ids_in
 from ..errors import InputError
 from ..features import Features, layer_selectors, load_model, resolve_layer_names, resolve_layers
 from . import baselines as bl
@@ -246,7 +247,7 @@ def benchmark_inputs(bench: Benchmark | str, data_root=None):
         stimuli, brain = load_benchmark_data(bench, data_root)
     if stimuli is None:
         raise InputError(f"benchmark {bench.id} has no stimulus images: pass features to score_features instead")
-    shared = np.intersect1d(stimuli.ids, brain.stimulus_ids)
+    shared = np.sort(stimuli.ids[ids_in(stimuli.ids, brain.stimulus_ids, names=("stimulus set", "brain data"))])
     sub = stimuli if len(stimuli) == shared.size else stimuli.subset(ids=shared)
     return sub, brain
 

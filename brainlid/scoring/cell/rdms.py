@@ -47,7 +47,7 @@ import pandas as pd
 from ...alignment.brain_rdms import brain_rdm_ceilings, score_brain_rdms
 from ...alignment.rsa import rdm
 from ...alignment.rsa_bootstrap import BOOTSTRAP_METHODS, CI_METHOD, rdm_bootstrap_ci, split_half
-from ...data.ids import ids_digest
+from ...data.ids import ids_digest, ids_in
 from ...data.provenance import data_source_of
 from ...errors import InputError
 from ..benchmarks import Benchmark, get_benchmark, load_benchmark_rdms
@@ -117,7 +117,7 @@ def rdm_score_rows(features: Mapping[str, np.ndarray], feature_ids, bench: Bench
     if not features:
         raise InputError("no layers to score")
     fids = np.asarray(feature_ids)
-    shared = np.intersect1d(fids, brain_rdms.stimulus_ids)
+    shared = np.sort(fids[ids_in(fids, brain_rdms.stimulus_ids, names=("features", "brain RDMs"))])
     if shared.size < 6:
         raise InputError(f"benchmark {bench.id}: only {shared.size} stimuli have both features and brain RDMs (need >= 6)")
     sel, held = split_half(shared, p["seed"])
