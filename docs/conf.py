@@ -25,6 +25,31 @@ sys.path.insert(0, str(REPO))
 
 import brainlid  # noqa: E402
 
+
+
+def _write_registries() -> None:
+    """docs/_generated/registries.md from the geometry registries: the same keys the CLI's choices read."""
+    from brainlid import geometry
+
+    def first_line(f):
+        return (f.__doc__ or "").strip().splitlines()[0] if f.__doc__ else ""
+
+    lines = [f"Default neighbourhood size: **K = {geometry.DEFAULT_K}**; default K-sweep: "
+             f"{', '.join(map(str, geometry.DEFAULT_KS))} (the values below N − 1).", "",
+             "| `estimator=` | per point |", "|---|---|"]
+    lines += [f"| `{k}` | {first_line(f)} |" for k, f in geometry.ESTIMATORS.items()]
+    lines += ["", f"`aggregate=`: {', '.join(f'`{k}`' for k in geometry.AGGREGATES)}. "
+              f"`norm=` (the MLE's numerator): {', '.join(f'`{k}`' for k in geometry.NORMS)}. "
+              f"Global measures (`global_dimension`): {', '.join(f'`{k}`' for k in geometry.GLOBAL_MEASURES)}.", ""]
+    out = DOCS / "_generated" / "registries.md"
+    out.parent.mkdir(exist_ok=True)
+    text = "\n".join(lines)
+    if not out.exists() or out.read_text() != text:  # (an unchanged file does not trigger a rebuild)
+        out.write_text(text)
+
+
+_write_registries()
+
 project = "brainlid"
 author = "the brainlid developers"
 copyright = "2026, the brainlid developers"
@@ -39,7 +64,7 @@ extensions = [
     "sphinx.ext.viewcode",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".py": "myst-nb"}
-exclude_patterns = ["_build", "conf.py", "**/__pycache__", "tutorials/_common.py", "tutorials/*.png", "README.md"]
+exclude_patterns = ["_build", "_generated", "conf.py", "**/__pycache__", "tutorials/_common.py", "tutorials/*.png", "README.md"]
 root_doc = "index"
 
 # tutorials: jupytext percent scripts, executed; a failing cell fails the build

@@ -57,6 +57,11 @@ def test_every_page_built_and_tutorials_executed(site):
             assert "figures -&gt;" in html, f"{p.stem}: no executed output on the page"
     quick = (site / "tutorials" / "01_quick_start.html").read_text()
     assert "DATA: SYNTHETIC" in quick and re.search(r"<img[^>]+src=\"[^\"]+\.png\"", quick)
+    from brainlid import geometry
+
+    guide = (site / "guide" / "geometry.html").read_text()  # the registry table is generated, never typed
+    for key in [*geometry.ESTIMATORS, *geometry.AGGREGATES, *geometry.NORMS, *geometry.GLOBAL_MEASURES]:
+        assert f"<code class=\"docutils literal notranslate\"><span class=\"pre\">{key}</span></code>" in guide, key
     api = (site / "api" / "geometry.html").read_text()
     assert 'id="brainlid.geometry.lid"' in api and "Parameters" in api  # numpydoc sections rendered
 
