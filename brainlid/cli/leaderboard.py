@@ -136,7 +136,7 @@ def serve(db_url, host, port, data_root, storage, workers, lease, max_upload_mb,
                      lease_seconds=lease, private=tuple(private), title=title, uploads=policy,
                      max_attempts=max_attempts, max_lease_expiries=max_lease_expiries,
                      memory_budget=_memory(memory_budget), stop_grace=stop_grace)
-    click.echo(f"brainlid leaderboard on http://{host}:{port}/ (database {app.state.db._safe_url()})", err=True)
+    click.echo(f"brainlid leaderboard on http://{host}:{port}/ (database {app.state.db.safe_url})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
 
 
@@ -149,7 +149,7 @@ def serve(db_url, host, port, data_root, storage, workers, lease, max_upload_mb,
 def worker(db_url, data_root, lease, max_attempts, max_lease_expiries, memory_budget, stop_grace, exit_when_empty):
     """Score queued submissions (run several, anywhere that sees the database and bundle storage)."""
     from ..leaderboard import BenchmarkData  # start-up: numpy/pandas
-    from ..leaderboard.worker import Worker  # start-up: numpy/pandas, the scoring code
+    from ..leaderboard.worker import Worker, stop_workers  # start-up: numpy/pandas, the scoring code
 
     stop = threading.Event()
     w = Worker(_existing_db(db_url), BenchmarkData(data_root), lease_seconds=lease, max_attempts=max_attempts,
@@ -162,8 +162,7 @@ def worker(db_url, data_root, lease, max_attempts, max_lease_expiries, memory_bu
     loop.start()
     while loop.is_alive() and not stop.wait(0.5):
         pass
-    loop.join(stop_grace)
-    if loop.is_alive() and w.release_current():
+    if stop_workers([(w, loop)], stop, stop_grace):
         click.echo(f"worker {w.owner} stopped mid-job; gave it back to the queue", err=True)
     click.echo(f"worker {w.owner} processed {done[0] if done else 0} submission(s)", err=True)
 

@@ -164,7 +164,7 @@ class Database:
             raise InputError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
         self._local = threading.local()
         if not create and self.schema_version() == 0:
-            raise DatabaseError(f"{self._safe_url()} holds no leaderboard (a new board is created by "
+            raise DatabaseError(f"{self.safe_url} holds no leaderboard (a new board is created by "
                                 "`brainlid leaderboard serve` or `brainlid leaderboard token`)")
         if migrate:
             self.migrate()
@@ -181,9 +181,11 @@ class Database:
         try:
             return self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
         except self._psycopg.Error as exc:
-            raise DatabaseError(f"cannot connect to {self._safe_url()}: {exc}") from None
+            raise DatabaseError(f"cannot connect to {self.safe_url}: {exc}") from None
 
-    def _safe_url(self) -> str:
+    @property
+    def safe_url(self) -> str:
+        """The database URL with its password masked (``***``): what messages and logs may show."""
         p = urlparse(self.url)
         return self.url.replace(p.password, "***") if p.password else self.url
 
@@ -277,7 +279,7 @@ class Database:
                 rows = tx.query("SELECT value FROM meta WHERE key = 'schema_version'")
                 found = int(rows[0]["value"]) if rows else 0
             if found > SCHEMA_VERSION:
-                raise DatabaseError(f"{self._safe_url()} has leaderboard schema {found}, newer than this brainlid's "
+                raise DatabaseError(f"{self.safe_url} has leaderboard schema {found}, newer than this brainlid's "
                                     f"{SCHEMA_VERSION}; upgrade brainlid")
             for v in range(found, target):
                 for stmt in MIGRATIONS[v]:
