@@ -77,11 +77,12 @@ with banded ridge regression", NeuroImage (himalaya).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..backend import get_backend
+from ..backend import get_backend, thread_limits
 from ..errors import InputError
 
 __all__ = ["RidgeResult", "ridge_cv_fit_predict", "DEFAULT_ALPHAS", "RELATIVE_ALPHAS", "kfold_indices",
@@ -217,10 +218,6 @@ def _eigh(B, G, dtype: str = "float64"):
     measured 10–50× slower (threads spinning while other processes hold the cores):
     1,024×1,024 took 0.7 s on one thread and 7–38 s on two under load.
     """
-    import contextlib
-
-    from ..backend import thread_limits
-
     # small matrices: LAPACK does not thread them, and setting the limit costs more than the solve
     with thread_limits(1) if G.shape[0] > 128 else contextlib.nullcontext():
         if B.name == "numpy":

@@ -53,6 +53,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from ..data.rdms import BrainRDMs
 from ..data.reliability import (
@@ -229,8 +230,6 @@ _COSINE_METHODS = {"cosine"}
 
 
 def _rankdata_rows(x: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
     return rankdata(x, axis=1)
 
 

@@ -52,6 +52,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from ..backend import resolve_backend_name
 from ..errors import InputError
 from ._ridge import (DEFAULT_ALPHAS, RELATIVE_ALPHAS, RidgeResult, alpha_edge_fraction, check_alpha_scale,
                      kfold_indices, ridge_cv_fit_predict)
@@ -738,10 +739,10 @@ def banded_encoding_scores(
     dict with ``r``, ``r2`` (n_units,), ``r2_split`` (n_spaces, n_units), ``deltas``
     (n_spaces, n_units) log kernel weights.
     """
-    from himalaya.backend import set_backend
-    from himalaya.kernel_ridge import Kernelizer, MultipleKernelRidgeCV, ColumnKernelizer
-
-    from ..backend import resolve_backend_name
+    # heavy: himalaya and scikit-learn (~1 s to import), needed by banded ridge only
+    from himalaya.backend import get_backend as _hget, set_backend
+    from himalaya.kernel_ridge import ColumnKernelizer, Kernelizer, MultipleKernelRidgeCV
+    from sklearn.model_selection import KFold
     from sklearn.pipeline import make_pipeline
 
     spaces = [np.asarray(f, dtype=np.float32) for f in feature_spaces]
@@ -769,13 +770,9 @@ def banded_encoding_scores(
     Xc, Yc = X - mu_x, Y - mu_y
     bounds = np.cumsum([0] + [f.shape[1] for f in spaces])
     kernelizers = [(f"space{i}", Kernelizer(), slice(int(bounds[i]), int(bounds[i + 1]))) for i in range(len(spaces))]
-    from himalaya.backend import get_backend as _hget
-
     previous = _hget().name
     set_backend(resolve_backend_name(backend))
     try:
-        from sklearn.model_selection import KFold
-
         model = make_pipeline(
             ColumnKernelizer(kernelizers),
             MultipleKernelRidgeCV(

@@ -165,9 +165,9 @@ def _kendall_tau_a(x: np.ndarray, y: np.ndarray) -> float:
     if xtie == tot or ytie == tot:
         raise InputError("an RDM is constant (all dissimilarities tied); Kendall's tau-a is undefined")
     try:
-        from scipy.stats._stats import _kendall_dis
+        from scipy.stats._stats import _kendall_dis  # start-up: scipy.stats (0.7 s) stays out of `brainlid align`
     except ImportError:  # pragma: no cover - private scipy API moved
-        from scipy.stats import kendalltau
+        from scipy.stats import kendalltau  # start-up: as above
 
         tau_b = kendalltau(x, y, variant="b", method="asymptotic").statistic
         return float(np.clip(tau_b * np.sqrt((tot - xtie) * (tot - ytie)) / tot, -1.0, 1.0))

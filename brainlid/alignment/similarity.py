@@ -35,6 +35,8 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import InputError
+from ..geometry.knn import knn
+from ._ridge import DEFAULT_ALPHAS, RELATIVE_ALPHAS, check_alpha_scale, ridge_cv_fit_predict
 from .dissimilarity import check_features, rdm
 from .rsa import compare_rdms
 
@@ -189,8 +191,6 @@ def neighbours(X, k: int = 10, *, prepare: bool = True, q: float = 0.95, memory_
     memory_budget
         Passed to :func:`brainlid.geometry.knn.knn` (blocked, never n x n).
     """
-    from ..geometry.knn import knn
-
     F = _features(X, "X")
     F = prepare_features(F, q=q) if prepare else F
     res = knn(F, k, metric="inner_product", memory_budget=memory_budget, warn_on_duplicates=False)
@@ -261,7 +261,7 @@ def mutual_knn(A, B, k: int = 10, *, prepare: bool = True, q: float = 0.95, retu
 def _masked_hsic(rows, cols, kv, lv, n, unbiased: bool) -> float:
     """HSIC (reference formulas) of the sparse matrices K~ = M∘K, L~ = M∘L given as
     COO triplets (rows, cols) with values kv, lv. K and L are symmetric, M need not be."""
-    from scipy import sparse
+    from scipy import sparse  # start-up: scipy stays out of `brainlid align` for the other metrics
 
     Km = sparse.csr_matrix((kv, (rows, cols)), shape=(n, n))
     Lm = sparse.csr_matrix((lv, (rows, cols)), shape=(n, n))
@@ -529,9 +529,7 @@ def ridge_r2(A, B, *, n_components: int | None = 300, alphas=None, n_folds: int 
     -------
     float, or (float, {"A->B": float, "B->A": float}) with ``return_directions``.
     """
-    from sklearn.model_selection import KFold
-
-    from ._ridge import DEFAULT_ALPHAS, RELATIVE_ALPHAS, check_alpha_scale, ridge_cv_fit_predict
+    from sklearn.model_selection import KFold  # start-up: scikit-learn stays out of `brainlid align`
 
     A, B = _pair(A, B)
     n = A.shape[0]
@@ -610,7 +608,7 @@ def pairwise_matrix(features_by_model: Mapping[str, object], metric: str = "mutu
     -------
     pandas.DataFrame (models x models) float64; the diagonal is the metric of a model with itself.
     """
-    import pandas as pd
+    import pandas as pd  # start-up: pandas stays out of `brainlid align`
 
     names = list(features_by_model)
     if len(names) < 1:

@@ -228,7 +228,7 @@ def test_ridge_r2_relative_alphas_scale_invariant_and_match_sklearn(monkeypatch)
         calls.append((np.asarray(args[0], dtype=np.float64), res))
         return res
 
-    monkeypatch.setattr(_ridge, "ridge_cv_fit_predict", spy)
+    monkeypatch.setattr(sim, "ridge_cv_fit_predict", spy)  # similarity calls the name it imported
     got, dirs = sim.ridge_r2(A, B, n_components=10, return_directions=True, seed=4)
     assert len(calls) == 10  # 2 directions × 5 folds
     kf, it = KFold(5, shuffle=True, random_state=4), iter(calls)
@@ -244,7 +244,7 @@ def test_ridge_r2_relative_alphas_scale_invariant_and_match_sklearn(monkeypatch)
             s.append(r2_score(py.transform(Y[te]), pred, multioutput="variance_weighted"))
         assert dirs[name] == pytest.approx(np.mean(s), abs=1e-4)
     assert got > 0.8
-    monkeypatch.setattr(_ridge, "ridge_cv_fit_predict", real)
+    monkeypatch.setattr(sim, "ridge_cv_fit_predict", real)
     for c in (1e-3, 1e3):
         assert sim.ridge_r2(c * A, c * B, n_components=10, seed=4) == pytest.approx(got, rel=1e-5)
     absolute = [sim.ridge_r2(c * A, c * B, n_components=10, seed=4, alpha_scale="absolute") for c in (1e-3, 1.0, 1e3)]
