@@ -24,9 +24,13 @@ Imports
 from __future__ import annotations
 
 import contextlib
+import glob
+import importlib
 import os
 import sys
 from typing import Iterator
+
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from .errors import InputError
 
@@ -38,8 +42,6 @@ BACKENDS = ("numpy", "torch", "torch_cuda")
 
 def _gpu_device_present() -> bool:
     """A GPU device node exists (NVIDIA or ROCm); checked before paying ~3 s for importing torch."""
-    import glob
-
     return bool(glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd"))
 
 
@@ -47,7 +49,7 @@ def _cuda_available() -> bool:
     if _loaded_torch() is None and not _gpu_device_present():
         return False
     try:
-        import torch
+        import torch  # heavy: torch (~3 s), only with a GPU device node or torch already loaded
 
         return bool(torch.cuda.is_available())
     except Exception:  # pragma: no cover - torch is a core dependency
@@ -76,15 +78,13 @@ def get_backend(name: str | None = "auto"):
     himalaya's global backend is not changed (see :func:`use_backend` for calling
     himalaya's own solvers, which read the global one).
     """
-    import importlib
-
     return importlib.import_module(f"himalaya.backend.{resolve_backend_name(name)}")
 
 
 @contextlib.contextmanager
 def use_backend(name: str | None = "auto") -> Iterator[object]:
     """Context manager: set himalaya's global backend for the block (its solvers read it), then restore it."""
-    from himalaya.backend import get_backend as _current, set_backend
+    from himalaya.backend import get_backend as _current, set_backend  # heavy: himalaya (~0.9 s, imports scikit-learn)
 
     before = _current()
     module = set_backend(resolve_backend_name(name), on_error="raise")
@@ -134,12 +134,10 @@ def set_threads(n: int | None = None) -> int:
     n = available_cores() if n is None else int(n)
     if n < 1:
         raise InputError(f"threads must be >= 1, got {n}")
-    from threadpoolctl import threadpool_limits
-
     threadpool_limits(limits=n)
     _THREADS = n
     try:  # imported even if not loaded yet: a worker that imports torch later must not start all cores
-        import torch
+        import torch  # heavy: torch (~3 s), once per worker process
 
         torch.set_num_threads(n)
     except Exception:  # pragma: no cover - torch is a core dependency
@@ -160,8 +158,6 @@ def _controller():
     scipy, torch load their BLAS and OpenMP when imported), and a call with no import in between
     costs one ``len(sys.modules)``."""
     global _CONTROLLER
-    from threadpoolctl import ThreadpoolController
-
     n_modules = len(sys.modules)
     if _CONTROLLER is not None and _CONTROLLER[2] == n_modules:
         return _CONTROLLER[0]

@@ -6,6 +6,8 @@ command line prints its message on one line (no traceback unless ``--debug``).
 
 from __future__ import annotations
 
+import importlib
+
 
 class BrainlidError(Exception):
     """Base class of every error brainlid raises deliberately."""
@@ -43,8 +45,6 @@ def require(module: str, extra: str, purpose: str = ""):
     purpose : str
         What it is needed for, shown in the error.
     """
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
