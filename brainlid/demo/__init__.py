@@ -35,14 +35,28 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
 
-from .._atomic import atomic_write_text
+from .._atomic import atomic_path, atomic_write_text
 from .._progress import Stage
+from ..analysis import analyze
 from ..config import brainlid_home
+from ..data.cards import get_card
+from ..data.fixtures import write_nsd
 from ..errors import InputError
+from ..features import extract, parse_spec
 from ..geometry import DEFAULT_K
+from ..plotting import brain_map
+from ..scoring.baselines import random_weights_spec
+from ..scoring.benchmark_data import nsd_loader
+from ..scoring.benchmarks import Benchmark, load_benchmark_data, register_benchmark
+from ..scoring.cell import unit_scores_for_layer
+from ..scoring.serial import score
+from . import zoo as zoo_mod
 
 __all__ = ["run_demo", "DemoResult", "digits_stimuli", "train_zoo", "write_synthetic_nsd", "SUMMARY_COLUMNS",
            "DEMO_DATASET"]
@@ -87,8 +101,6 @@ def digits_stimuli(seed: int = 0):
 
     Returns ``(images (1797, 16, 16, 3) uint8, labels (1797,), split (1797,) of "train"/"val"/"test")``.
     """
-    from sklearn.datasets import load_digits
-
     d = load_digits()
     img = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)  # 0..16 → 0..255
     img = np.repeat(np.repeat(img, 2, axis=1), 2, axis=2)  # 8×8 → 16×16
@@ -117,14 +129,12 @@ def train_zoo(home: Path | None = None, seed: int = 0, log=print, progress: bool
     cache is rebuilt when either changes. ``progress``: a bar over the models while training
     (None: on a terminal outside CI, :func:`brainlid._progress.progress_wanted`).
     """
-    import torch
-
-    from . import zoo
+    import torch  # heavy: torch (~3 s); `import brainlid.demo` (the zoo's entry points, write_synthetic_nsd) stays without it
 
     home = Path(home) if home is not None else brainlid_home()
     folder = home / "demo" / ZOO_VERSION
     images, labels, split = digits_stimuli(seed)
-    ident = hashlib.sha256(json.dumps([repr(e) for e in zoo.ZOO] + [seed]).encode() + images.tobytes()).hexdigest()
+    ident = hashlib.sha256(json.dumps([repr(e) for e in zoo_mod.ZOO] + [seed]).encode() + images.tobytes()).hexdigest()
     manifest = folder / "manifest.json"
     if manifest.exists():
         try:
@@ -143,8 +153,8 @@ def train_zoo(home: Path | None = None, seed: int = 0, log=print, progress: bool
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny networks: one thread is fastest and reproducible
     try:
-        with Stage("training the model zoo", total=len(zoo.ZOO), enabled=progress) as stage:
-            rows = _train_all(zoo, X, labels, tr, va, te, folder, seed, log, stage.advance)
+        with Stage("training the model zoo", total=len(zoo_mod.ZOO), enabled=progress) as stage:
+            rows = _train_all(zoo_mod, X, labels, tr, va, te, folder, seed, log, stage.advance)
     finally:
         torch.set_num_threads(n_threads)
     atomic_write_text(manifest, json.dumps({"identity": ident, "models": rows}, indent=1))
@@ -155,10 +165,9 @@ def train_zoo(home: Path | None = None, seed: int = 0, log=print, progress: bool
 
 
 def _train_all(zoo, X, labels, tr, va, te, folder, seed, log, done=lambda: None) -> list[dict]:
+    # heavy: torch (~3 s), as in train_zoo
     import torch
     from safetensors.torch import save_file
-
-    from .. import _atomic
 
     rows = []
     for i, e in enumerate(zoo.ZOO):
@@ -167,7 +176,7 @@ def _train_all(zoo, X, labels, tr, va, te, folder, seed, log, done=lambda: None)
         with torch.no_grad():
             test_acc = float((model(torch.from_numpy(X[te])).argmax(1).numpy() == labels[te]).mean())
         path = folder / f"{e.name}.safetensors"
-        with _atomic.atomic_path(path) as tmp:
+        with atomic_path(path) as tmp:
             save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
         rows.append({"model": e.name, "params": zoo.n_params(model), "train_n": int(min(e.n_train or tr.sum(), tr.sum())),
                      "val_acc": max(hist), "test_acc": test_acc})
@@ -179,8 +188,6 @@ def _train_all(zoo, X, labels, tr, va, te, folder, seed, log, done=lambda: None)
 # --------------------------------------------------------------------------- synthetic brains
 def generative_features(images: np.ndarray, labels: np.ndarray, n_pcs: int = 6) -> np.ndarray:
     """The synthetic cortex's features: ``[one-hot(label), first n_pcs pixel PCs]``, each column z-scored."""
-    from sklearn.decomposition import PCA
-
     pix = images[..., 0].reshape(len(images), -1).astype(np.float64) / 255.0
     pcs = PCA(n_components=n_pcs, random_state=0).fit_transform(pix)
     F = np.concatenate([np.eye(10)[labels], pcs], axis=1)
@@ -193,8 +200,6 @@ def write_synthetic_nsd(root: Path, seed: int = 0) -> Path:
     Shared (test) images: 150 digits of the zoo's test split; each subject's 160 unique images
     come from the remaining digits. A marker file makes a second call with the same seed a no-op.
     """
-    from ..data.fixtures import write_nsd
-
     root = Path(root)
     marker = root / ".brainlid-demo-complete"
     ident = f"demo-nsd-v1 seed={seed} shared={N_SHARED} unique={N_UNIQUE} subjects={SUBJECTS}"
@@ -218,9 +223,6 @@ def write_synthetic_nsd(root: Path, seed: int = 0) -> Path:
 
 
 def _register_benchmarks(root: Path):
-    from ..scoring.benchmark_data import nsd_loader
-    from ..scoring.benchmarks import Benchmark, register_benchmark
-
     out = []
     for s in SUBJECTS:
         for metric in ("encoding", "rsa") if s == SUBJECTS[0] else ("encoding",):
@@ -249,9 +251,6 @@ def run_demo(out: str | os.PathLike | None = None, *, home: str | os.PathLike | 
     synthetic. ``progress``: a bar (or spinner) per stage on stderr; None shows it on a terminal
     outside CI (:func:`brainlid._progress.progress_wanted`); the ``log`` lines come either way.
     """
-    from ..scoring.serial import score
-    from . import zoo as zoo_mod
-
     t_start = time.perf_counter()
     home = Path(home) if home is not None else brainlid_home()
     out = Path(out) if out is not None else home / "demo" / "output"
@@ -289,8 +288,6 @@ def run_demo(out: str | os.PathLike | None = None, *, home: str | os.PathLike | 
 def n_extractions(specs) -> int:
     """Feature extractions :func:`brainlid.scoring.serial.score` runs per benchmark for these specs with
     the default baselines: each model and, where the spec allows one, its random-weights twin."""
-    from ..scoring.baselines import random_weights_spec
-
     return sum(1 + (random_weights_spec(s) is not None) for s in specs)
 
 
@@ -298,10 +295,8 @@ def counting_extract(stage, extract_fn=None):
     """``extract_fn`` (default :func:`brainlid.features.extract`) that advances ``stage`` once per
     (model, benchmark) cell scored: when the next extraction starts the previous cell is done (the
     last one ends with the stage). The bar's detail names the model being scored."""
-    from ..features import parse_spec
-
     if extract_fn is None:
-        from ..features import extract as extract_fn
+        extract_fn = extract
     calls = [0]
 
     def run(spec, stimuli, **kw):
@@ -316,8 +311,6 @@ def counting_extract(stage, extract_fn=None):
 
 def _analyse(res, root: Path, benches, models: dict, zoo: pd.DataFrame, out: Path, log):
     """Stage 4: the brain map figure, then the across-model analysis and its report."""
-    from ..analysis import analyze
-
     extra = {}
     try:
         extra = _brain_map(res.scores, root, benches[0], models, out / "analysis" / "figures")
@@ -339,14 +332,6 @@ def _analyse(res, root: Path, benches, models: dict, zoo: pd.DataFrame, out: Pat
 
 def _brain_map(scores: pd.DataFrame, root: Path, bench, models: dict, folder: Path) -> dict:
     """Glass-brain map of per-voxel test R² of the best zoo model (subject 1, its selected layer)."""
-    import nibabel as nib
-
-    from ..data.cards import get_card
-    from ..features import extract
-    from ..plotting import brain_map
-    from ..scoring.benchmarks import load_benchmark_data
-    from ..scoring.cell import unit_scores_for_layer
-
     enc = scores[(scores["benchmark"] == bench.id) & (scores["split"] == "test") & (scores["metric"] == "encoding_r2")
                  & scores["selected"].astype(bool) & scores["model"].isin(list(models))]
     best = enc.sort_values("value", ascending=False).iloc[0]

@@ -54,6 +54,7 @@ ZOO: tuple[ZooEntry, ...] = (
 
 
 def _torch_classes():
+    # heavy: torch (~3 s); ZOO and layers_of are read without it
     import torch
     from torch import nn
 
@@ -149,6 +150,7 @@ def train_model(name: str, X_train: np.ndarray, y_train: np.ndarray, X_val: np.n
 
     The weights of the epoch with the best validation accuracy are kept (ties: the earliest).
     """
+    # heavy: torch, as in _torch_classes
     import torch
     from torch import nn
 
