@@ -742,6 +742,7 @@ def banded_encoding_scores(
     # heavy: himalaya and scikit-learn (~1 s to import), needed by banded ridge only
     from himalaya.backend import get_backend as _hget, set_backend
     from himalaya.kernel_ridge import ColumnKernelizer, Kernelizer, MultipleKernelRidgeCV
+    from himalaya.scoring import r2_score_split
     from sklearn.model_selection import KFold
     from sklearn.pipeline import make_pipeline
 
@@ -792,9 +793,7 @@ def banded_encoding_scores(
         set_backend(previous)
     Yte = Y[te]
     r, r2 = unit_scores(Yte, pred)
-    # per-space split of R² (himalaya's r2_score_split convention: sums to the total R²)
-    from himalaya.scoring import r2_score_split
-
+    # per-space split of R² (himalaya's r2_score_split convention: sums to the total R²);
     # himalaya's split needs zero-mean y_true: centre truth and each space's prediction on the test rows
     split_c = split_pred - split_pred.mean(axis=1, keepdims=True)
     r2_split = np.asarray(r2_score_split(Yte - Yte.mean(axis=0), split_c, include_correlation=True))
