@@ -6,7 +6,10 @@
   modules) imports a higher one (``alignment/``, ``scoring/``, ``leaderboard/``, ``demo/``, ``cli/``, ...);
 * no module imports another subpackage's private names (``_x``) or private modules
   (``brainlid/__main__.py`` calling the CLI's entry point aside);
-* no module over ~500 lines unless its docstring says it is one topic.
+* no module over ~500 lines unless its docstring says it is one topic;
+* every import inside a function says why it is not at the top of its module (a comment on its lines, or a
+  ``#`` line heading its block of imports: ``# heavy: torch``, ``# optional: dask``, ``# start-up: ...``);
+  a comment blaming an import cycle does not count (there are none: fix the cycle instead).
 
 ``python tests/test_architecture.py`` prints every violation (the tests stop at the first kind).
 """
@@ -14,7 +17,9 @@
 from __future__ import annotations
 
 import ast
+import io
 import sys
+import tokenize
 from collections import defaultdict
 from pathlib import Path
 
@@ -207,6 +212,43 @@ def long_modules(mods) -> list[str]:
     return bad
 
 
+def _comment_lines(text: str) -> dict[int, str]:
+    """Line number -> the comment on it (tokens, so a ``#`` inside a string is no comment)."""
+    return {tok.start[0]: tok.string for tok in tokenize.generate_tokens(io.StringIO(text).readline)
+            if tok.type == tokenize.COMMENT}
+
+
+def silent_function_imports(mods) -> list[str]:
+    """Imports inside functions with no reason given: no comment on the import's own lines, on the imports
+    just above it (its block) or on a ``#`` line heading that block; comments naming a cycle do not count."""
+    bad = []
+    for mod, path in mods.items():
+        text = path.read_text()
+        lines = text.splitlines()
+        tree = ast.parse(text, filename=str(path))
+        comments = _comment_lines(text)
+        import_lines = {n for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                        for n in range(node.lineno, node.end_lineno + 1)}
+        seen = set()
+        for fn in ast.walk(tree):
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(fn):
+                if not isinstance(node, (ast.Import, ast.ImportFrom)) or node.lineno in seen:
+                    continue
+                seen.add(node.lineno)
+                first = node.lineno
+                while first - 1 in import_lines:  # the block of imports this one closes
+                    first -= 1
+                # a comment line heading the block (a comment after code above heads nothing)
+                heading = first - 1 in comments and lines[first - 2].lstrip().startswith("#")
+                block = range(first - 1 if heading else first, node.end_lineno + 1)
+                why = [comments[n] for n in block if n in comments]
+                if not why or all("cycle" in c.lower() for c in why):
+                    bad.append(f"{mod}:{node.lineno} {lines[node.lineno - 1].strip()!r} does not say why it is inside a function")
+    return bad
+
+
 def test_no_import_cycles():
     mods = modules()
     assert cycles(mods, imports(mods)) == []
@@ -226,8 +268,13 @@ def test_long_modules_are_one_topic():
     assert long_modules(modules()) == []
 
 
+def test_function_level_imports_say_why():
+    assert silent_function_imports(modules()) == []
+
+
 def test_the_checker_sees_what_it_must(tmp_path, monkeypatch):
-    """The rules catch a planted cycle, an upward import and a private import (they would pass on an empty graph)."""
+    """The rules catch a planted cycle, an upward import, a private import and a function-level import that does
+    not say why (they would pass on an empty graph)."""
     pkg = tmp_path / "brainlid"
     for sub in ("data", "scoring"):
         (pkg / sub).mkdir(parents=True)
@@ -250,6 +297,29 @@ def test_the_checker_sees_what_it_must(tmp_path, monkeypatch):
     (pkg / "scoring" / "c.py").write_text("from ..data import f\n")
     mods = modules()
     assert cycles(mods, imports(mods)) == [["brainlid.data.a", "brainlid.scoring.c"]]
+    # function-level imports: a reason on the line or heading the block passes; none, or a cycle, does not
+    (pkg / "scoring" / "d.py").write_text(
+        "def ok():\n"
+        "    import torch  # heavy: torch\n"
+        "    # optional: dask\n"
+        "    import dask\n"
+        "    from dask import (array,\n"
+        "                      bag)\n"
+        "\n"
+        "\n"
+        "def silent():\n"
+        "    y = 1  # a comment after code heads nothing\n"
+        "    import pandas\n"
+        "    x = '# not a comment'; import json\n"
+        "\n"
+        "\n"
+        "def dodges():\n"
+        "    from ..data import f  # cycle: data imports scoring\n")
+    assert [v for v in silent_function_imports(modules()) if v.startswith("brainlid.scoring.d")] == [
+        "brainlid.scoring.d:11 'import pandas' does not say why it is inside a function",
+        "brainlid.scoring.d:12 \"x = '# not a comment'; import json\" does not say why it is inside a function",
+        "brainlid.scoring.d:16 'from ..data import f  # cycle: data imports scoring' does not say why it is inside "
+        "a function"]
 
 
 if __name__ == "__main__":
@@ -257,7 +327,8 @@ if __name__ == "__main__":
     e = imports(m)
     print(f"{len(m)} modules, {len(e)} internal imports")
     for title, items in (("cycles", cycles(m, e)), ("upward imports", upward(m, e)),
-                         ("private imports", private(m, imports(m, through_faces=False))), ("long modules", long_modules(m))):
+                         ("private imports", private(m, imports(m, through_faces=False))), ("long modules", long_modules(m)),
+                         ("function-level imports without a reason", silent_function_imports(m))):
         print(f"\n{title}: {len(items)}")
         for it in items:
             print("  ", it)
