@@ -129,7 +129,8 @@ def train_zoo(home: Path | None = None, seed: int = 0, log=print, progress: bool
     cache is rebuilt when either changes. ``progress``: a bar over the models while training
     (None: on a terminal outside CI, :func:`brainlid._progress.progress_wanted`).
     """
-    import torch  # heavy: torch (~3 s); `import brainlid.demo` (the zoo's entry points, write_synthetic_nsd) stays without it
+    # heavy: torch (~3 s); `import brainlid.demo` (the zoo's entry points, write_synthetic_nsd) stays without it
+    import torch
 
     home = Path(home) if home is not None else brainlid_home()
     folder = home / "demo" / ZOO_VERSION
