@@ -6,7 +6,7 @@ import pytest
 from scipy.spatial.distance import pdist, squareform
 from scipy.stats import spearmanr
 
-from brainlid.alignment.brain_rdms import SCORE_COLUMNS, score_brain_rdms, score_model_rdms
+from brainlid.alignment.brain_rdms import score_brain_rdms, score_model_rdms
 from brainlid.alignment.ceiling import rdm_session_reliability
 from brainlid.data import StimulusSet
 from brainlid.data.rdms import BrainRDMs, RDMDataset, check_square_rdms, condensed_positions, condensed_subset
@@ -174,7 +174,9 @@ def test_score_brain_rdms_against_brute_force():
     feats = {"good": F, "bad": rng.standard_normal((n, 5))}
     perm = rng.permutation(n)  # features in another order: the join must use the ids
     df = score_brain_rdms({k: v[perm] for k, v in feats.items()}, ids[perm], brain)
-    assert list(df.columns) == SCORE_COLUMNS
+    assert list(df.columns) == ["layer", "subject", "dataset", "roi", "metric", "rdm_method", "compare", "value",
+                                "ceiling", "ceiling_lower", "ceiling_upper", "ceiling_method", "normalised",
+                                "n_stimuli", "n_subjects", "ceiling_note", "brainlid_version"]
     assert len(df) == 2 * (4 + 1)
     subj = np.stack([squareform(m, checks=False) for m in sq])
     # independent float64 reference: scipy pdist + spearmanr; LOSO ceiling by hand with rank pooling
