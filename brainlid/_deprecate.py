@@ -14,9 +14,10 @@ brainlid.scoring.serial``. The target is imported only when an old name is used.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from typing import Callable, Mapping
+
+from ._lazy import load, target_of
 
 
 def forward(old_module: str, moved: Mapping[str, str]) -> Callable[[str], object]:
@@ -29,11 +30,10 @@ def forward(old_module: str, moved: Mapping[str, str]) -> Callable[[str], object
     def __getattr__(name: str):
         if name not in moved:
             raise AttributeError(f"module {old_module!r} has no attribute {name!r}")
-        target, _, new_name = moved[name].partition(":")
-        new_name = new_name or name
+        target, new_name = target_of(moved[name], name)
         warnings.warn(f"{old_module}.{name} is deprecated; import {new_name} from {target}",
                       DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(target), new_name)
+        return load(moved[name], name)
 
     __getattr__.moved = moved  # what forwards where (the tests check nothing of ours still uses an old path)
     return __getattr__

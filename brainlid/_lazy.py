@@ -20,6 +20,18 @@ import importlib
 from typing import Callable, Mapping
 
 
+def target_of(spec: str, name: str) -> tuple[str, str]:
+    """``("pkg.mod", attr)`` of a target ``"pkg.mod"`` (the object keeps ``name``) or ``"pkg.mod:attr"`` (renamed)."""
+    module, _, attr = spec.partition(":")
+    return module, attr or name
+
+
+def load(spec: str, name: str, package: str | None = None):
+    """The object a target names (:func:`target_of`), importing its module; relative modules need ``package``."""
+    module, attr = target_of(spec, name)
+    return getattr(importlib.import_module(module, package), attr)
+
+
 def lazy_face(package: str, names: Mapping[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """The ``__getattr__`` and ``__dir__`` of a lazy package face (see the module docstring)."""
     names = dict(names)
@@ -28,8 +40,7 @@ def lazy_face(package: str, names: Mapping[str, str]) -> tuple[Callable[[str], o
     def __getattr__(name: str):
         if name not in names:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        target, _, attr = names[name].partition(":")
-        value = getattr(importlib.import_module(target, package), attr or name)
+        value = load(names[name], name, package)
         setattr(module, name, value)  # the next access is a plain attribute lookup
         return value
 
